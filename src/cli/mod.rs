@@ -1,0 +1,127 @@
+//! The command line: clap types and one thin function per command.
+
+mod envcmds;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::output::Printer;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hdev",
+    version,
+    about = "Developer environments from one Envfile: VMs (libvirt) and containers (Docker)",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Envfile to use (default: `Envfile` in this folder or the nearest one above).
+    #[arg(short = 'f', long = "file", global = true, env = "HDEV_ENVFILE")]
+    pub file: Option<PathBuf>,
+
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write an Envfile (and the files it uses) from a template into this folder.
+    Init {
+        /// Template to start from.
+        #[arg(long, short, default_value = "minimal")]
+        template: String,
+        /// List the templates.
+        #[arg(long)]
+        list: bool,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the Envfile and report every problem with its line and column.
+    Validate,
+    /// Print the environment hash.
+    Hash {
+        /// Show everything that went into the hash.
+        #[arg(long)]
+        explain: bool,
+        /// Print the short form (12 hex digits).
+        #[arg(long)]
+        short: bool,
+    },
+    /// Write Envfile.lock: the box digests and the environment hash.
+    Lock {
+        /// Fail if Envfile.lock would change (for CI).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// An exit code with a message already printed (or nothing to print).
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+pub type CmdResult = anyhow::Result<i32>;
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let printer = Printer::new(cli.json);
+    match dispatch(&cli, &printer) {
+        Ok(code) => code,
+        Err(e) => report_error(&printer, &e),
+    }
+}
+
+fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
+    let file = cli.file.as_deref();
+    match &cli.command {
+        Command::Init {
+            template,
+            list,
+            force,
+        } => envcmds::init(p, template, *list, *force),
+        Command::Validate => envcmds::validate(p, file),
+        Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
+        Command::Lock { check } => envcmds::lock(p, file, *check),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// Prints an error: Envfile problems with their places, anything else as a cause chain.
+pub fn report_error(p: &Printer, e: &anyhow::Error) -> i32 {
+    if let Some(crate::project::ProjectError::Load(crate::envfile::LoadError::Invalid(d))) =
+        e.downcast_ref::<crate::project::ProjectError>()
+    {
+        if p.json {
+            p.json(&serde_json::json!({ "ok": false, "problems": d.to_json() }));
+        } else {
+            eprint!("{}", d.render(p.color));
+        }
+        return 1;
+    }
+    if p.json {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        p.json(&serde_json::json!({ "ok": false, "error": chain }));
+    } else {
+        eprintln!("{} {e}", p.red("error:"));
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    }
+    1
+}

@@ -1,0 +1,352 @@
+//! The validated environment: what an Envfile means once every check has passed.
+//!
+//! Nothing here is parsed or checked again downstream: backends, planning and hashing take
+//! these types as given. Spans are kept only where later checks point back into the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the Envfile meaning; part of every hash so that a change in how hdev reads an
+/// Envfile can never be mistaken for the same environment.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole environment.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Folder that holds the Envfile; relative paths in it are relative to this.
+    pub dir: PathBuf,
+    /// The Envfile itself.
+    pub file: PathBuf,
+    pub settings: EnvSettings,
+    pub boxes: BTreeMap<String, BoxDef>,
+    pub networks: BTreeMap<String, Network>,
+    /// Machines after `count` expansion, keyed by their instance name (`osd-2`).
+    pub machines: BTreeMap<String, Machine>,
+    pub tests: Vec<TestCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvSettings {
+    pub name: String,
+    pub description: Option<String>,
+    /// libvirt connection for VMs, unless a machine names its own.
+    pub libvirt_uri: Option<String>,
+    /// How many machine operations run at once.
+    pub parallel: u32,
+    pub accel: Accel,
+}
+
+/// How a VM is accelerated.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM where it can really run guests, software emulation otherwise.
+    Auto,
+    Kvm,
+    /// Software emulation (libvirt domain type `qemu`).
+    Qemu,
+}
+
+/// Where a box comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxSource {
+    /// Built by `hdev box build` from a recipe folder.
+    Recipe(String),
+    /// A box archive on disk.
+    File(String),
+    /// A box archive to download.
+    Url(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BoxDef {
+    pub name: String,
+    pub source: BoxSource,
+    /// Expected box digest (hex sha256 of the manifest), when the Envfile pins one.
+    pub sha256: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()) | !self.mask())
+    }
+
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.network())
+    }
+
+    /// The first host address, taken by the bridge as the gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()) + 1)
+    }
+
+    /// The address `n` places after `a`.
+    pub fn offset(a: Ipv4Addr, n: u32) -> Option<Ipv4Addr> {
+        u32::from(a).checked_add(n).map(Ipv4Addr::from)
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Docker,
+    Libvirt,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Docker => "docker",
+            Backend::Libvirt => "libvirt",
+        })
+    }
+}
+
+/// What a machine starts from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    /// A box declared in `[box.NAME]`.
+    Box(String),
+    /// A local Docker image, or for libvirt a cloud qcow2 file.
+    Image(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetAttach {
+    pub network: String,
+    /// Fixed address; assigned by the backend when absent.
+    pub address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMap {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host: Option<u16>,
+    pub guest: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        if let Some(h) = self.host {
+            write!(f, "{h}:")?;
+        }
+        write!(f, "{}/{}", self.guest, self.protocol)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncedFolder {
+    /// Host folder, as written (relative to the Envfile's folder unless absolute).
+    pub host: String,
+    pub guest: String,
+    pub readonly: bool,
+}
+
+/// One provisioning step, run in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ProvisionStep {
+    /// Inline shell commands, run with `sh -e`.
+    Shell {
+        name: Option<String>,
+        inline: String,
+    },
+    /// A script file from the host, copied in and run with its arguments.
+    Script {
+        name: Option<String>,
+        path: String,
+        args: Vec<String>,
+    },
+    /// A host file or folder copied to `destination`.
+    File {
+        name: Option<String>,
+        source: String,
+        destination: String,
+    },
+    /// An ansible playbook run from the host against a generated inventory.
+    Ansible {
+        name: Option<String>,
+        playbook: String,
+        extra_vars: BTreeMap<String, String>,
+    },
+}
+
+impl ProvisionStep {
+    /// A short description for progress lines and errors.
+    pub fn describe(&self) -> String {
+        let (name, what) = match self {
+            ProvisionStep::Shell { name, inline } => {
+                let first = inline.lines().next().unwrap_or("").trim();
+                (name, format!("shell `{first}`"))
+            }
+            ProvisionStep::Script { name, path, .. } => (name, format!("script `{path}`")),
+            ProvisionStep::File {
+                name,
+                source,
+                destination,
+            } => (name, format!("file `{source}` -> `{destination}`")),
+            ProvisionStep::Ansible { name, playbook, .. } => {
+                (name, format!("ansible `{playbook}`"))
+            }
+        };
+        match name {
+            Some(n) => format!("{n} ({what})"),
+            None => what,
+        }
+    }
+
+    /// Host paths this step reads (relative to the Envfile's folder unless absolute).
+    pub fn inputs(&self) -> Vec<&str> {
+        match self {
+            ProvisionStep::Shell { .. } => vec![],
+            ProvisionStep::Script { path, .. } => vec![path],
+            ProvisionStep::File { source, .. } => vec![source],
+            ProvisionStep::Ansible { playbook, .. } => vec![playbook],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub command: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+/// One VM or container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Machine {
+    /// Instance name: the definition name, or `NAME-i` for replicas.
+    pub name: String,
+    /// The `[machine.NAME]` this instance comes from.
+    pub group: String,
+    /// 1-based replica number when `count` > 1.
+    pub replica: Option<u32>,
+    pub backend: Backend,
+    pub base: Base,
+    pub cpus: u32,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Disk size in bytes (VMs).
+    pub disk: Option<u64>,
+    pub networks: Vec<NetAttach>,
+    pub ports: Vec<PortMap>,
+    pub synced_folders: Vec<SyncedFolder>,
+    pub env: BTreeMap<String, String>,
+    /// Main process of a container; a keep-alive init when absent.
+    pub command: Option<Vec<String>>,
+    pub provision: Vec<ProvisionStep>,
+    /// Instance names this machine waits for.
+    pub depends_on: Vec<String>,
+    pub healthcheck: Option<HealthCheck>,
+    pub libvirt_uri: Option<String>,
+    pub accel: Option<Accel>,
+}
+
+/// An acceptance check from `[[test]]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestCheck {
+    pub name: String,
+    pub machine: String,
+    pub run: String,
+    pub expect_exit: i32,
+    /// Text the output must contain.
+    pub expect_output: Option<String>,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+impl Env {
+    /// Machines in an order where every machine comes after what it depends on, ties broken
+    /// by name.
+    pub fn topo_order(&self) -> Vec<&Machine> {
+        let mut done: std::collections::BTreeSet<&str> = Default::default();
+        let mut out = Vec::with_capacity(self.machines.len());
+        while out.len() < self.machines.len() {
+            let before = out.len();
+            for m in self.machines.values() {
+                if !done.contains(m.name.as_str())
+                    && m.depends_on.iter().all(|d| done.contains(d.as_str()))
+                {
+                    out.push(m);
+                }
+            }
+            for m in &out[before..] {
+                done.insert(m.name.as_str());
+            }
+            if out.len() == before {
+                break; // validation rules out cycles; never loop forever regardless
+            }
+        }
+        out
+    }
+
+    /// Resolves a path from the Envfile against the Envfile's folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = std::path::Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}

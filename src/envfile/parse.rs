@@ -1,0 +1,783 @@
+//! Reads the spanned TOML tree into drafts: every field typed and checked on its own,
+//! with spans kept for the cross-reference checks in `validate`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use toml::de::{DeTable, DeValue};
+
+use super::diag::Diagnostic;
+use super::model::{
+    Accel, Backend, BoxSource, HealthCheck, Ipv4Net, PortMap, ProvisionStep, SyncedFolder,
+};
+use super::read::{entries_in_order, get, Ctx, Sp, Value};
+use super::units;
+
+pub struct Draft {
+    pub env: Option<EnvDraft>,
+    pub boxes: Vec<BoxDraft>,
+    pub networks: Vec<NetworkDraft>,
+    pub machines: Vec<MachineDraft>,
+    pub tests: Vec<TestDraft>,
+}
+
+pub struct EnvDraft {
+    pub name: Option<Sp<String>>,
+    pub description: Option<String>,
+    pub libvirt_uri: Option<String>,
+    pub parallel: Option<u32>,
+    pub accel: Option<Accel>,
+}
+
+pub struct BoxDraft {
+    pub name: Sp<String>,
+    pub source: Option<BoxSource>,
+    pub sha256: Option<String>,
+    pub version: Option<String>,
+}
+
+pub struct NetworkDraft {
+    pub name: Sp<String>,
+    pub subnet: Option<Sp<Ipv4Net>>,
+}
+
+pub struct NetAttachDraft {
+    pub network: Sp<String>,
+    pub address: Option<Sp<Ipv4Addr>>,
+}
+
+pub struct StepDraft {
+    pub step: ProvisionStep,
+    /// Span of each host path the step reads, for "file not found" errors.
+    pub input_spans: Vec<Sp<String>>,
+}
+
+pub struct MachineDraft {
+    pub name: Sp<String>,
+    pub backend: Option<Sp<Backend>>,
+    pub box_name: Option<Sp<String>>,
+    pub image: Option<Sp<String>>,
+    pub cpus: u32,
+    pub memory: Option<u64>,
+    pub disk: Option<u64>,
+    pub networks: Vec<NetAttachDraft>,
+    pub ports: Vec<Sp<PortMap>>,
+    pub synced_folders: Vec<(SyncedFolder, Sp<String>)>,
+    pub env: BTreeMap<String, String>,
+    pub command: Option<Vec<String>>,
+    pub provision: Vec<StepDraft>,
+    pub depends_on: Vec<Sp<String>>,
+    pub healthcheck: Option<HealthCheck>,
+    pub count: Option<Sp<u32>>,
+    pub libvirt_uri: Option<String>,
+    pub accel: Option<Accel>,
+}
+
+pub struct TestDraft {
+    pub span: std::ops::Range<usize>,
+    pub name: Option<String>,
+    pub machine: Option<Sp<String>>,
+    pub run: Option<String>,
+    pub expect_exit: i32,
+    pub expect_output: Option<String>,
+}
+
+const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test"];
+const ENV_KEYS: &[&str] = &["name", "description", "libvirt_uri", "parallel", "accel"];
+const BOX_KEYS: &[&str] = &["recipe", "file", "url", "sha256", "version"];
+const NETWORK_KEYS: &[&str] = &["subnet"];
+const MACHINE_KEYS: &[&str] = &[
+    "backend",
+    "box",
+    "image",
+    "cpus",
+    "memory",
+    "disk",
+    "networks",
+    "ports",
+    "synced_folders",
+    "env",
+    "command",
+    "provision",
+    "depends_on",
+    "healthcheck",
+    "count",
+    "libvirt_uri",
+    "accel",
+];
+const ATTACH_KEYS: &[&str] = &["name", "address"];
+const SYNCED_KEYS: &[&str] = &["host", "guest", "readonly"];
+const STEP_KINDS: &[&str] = &["shell", "script", "file", "ansible"];
+const STEP_KEYS: &[&str] = &[
+    "name",
+    "shell",
+    "script",
+    "args",
+    "file",
+    "destination",
+    "ansible",
+    "extra_vars",
+];
+const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries"];
+const TEST_KEYS: &[&str] = &["name", "machine", "run", "expect_exit", "expect_output"];
+
+/// Names of environments, machines, networks and boxes: they end up in container, bridge
+/// and domain names, so they are kept to what every backend accepts.
+pub fn check_name(ctx: &mut Ctx, name: &Sp<String>, what: &str) -> bool {
+    let n = &name.value;
+    let ok = !n.is_empty()
+        && n.len() <= 40
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !n.ends_with('-');
+    if !ok {
+        let suggestion: String = n
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        ctx.push(
+            Diagnostic::new(name.span.clone(), format!("invalid {what} name `{n}`"))
+                .label("not a valid name")
+                .help(format!(
+                    "names use lower-case letters, digits and `-`, start with a letter and are at most 40 characters long, e.g. `{}`",
+                    suggestion.trim_matches('-')
+                )),
+        );
+    }
+    ok
+}
+
+pub fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
+    ctx.check_keys(root, TOP_KEYS, "the Envfile");
+    let mut draft = Draft {
+        env: None,
+        boxes: Vec::new(),
+        networks: Vec::new(),
+        machines: Vec::new(),
+        tests: Vec::new(),
+    };
+    if let Some((_, v)) = get(root, "env") {
+        if let Some(t) = ctx.table(v, "env") {
+            draft.env = Some(read_env(ctx, t));
+        }
+    }
+    for (name, t) in named_tables(ctx, root, "box") {
+        draft.boxes.push(read_box(ctx, name, t));
+    }
+    for (name, t) in named_tables(ctx, root, "network") {
+        draft.networks.push(read_network(ctx, name, t));
+    }
+    for (name, t) in named_tables(ctx, root, "machine") {
+        draft.machines.push(read_machine(ctx, name, t));
+    }
+    if let Some((_, v)) = get(root, "test") {
+        if let Some(items) = ctx.array(v, "test") {
+            for item in items {
+                if let Some(t) = ctx.table(item, "test") {
+                    draft.tests.push(read_test(ctx, t, item.span()));
+                }
+            }
+        }
+    }
+    draft
+}
+
+fn named_tables<'a, 'i>(
+    ctx: &mut Ctx,
+    root: &'a DeTable<'i>,
+    section: &str,
+) -> Vec<(Sp<String>, &'a DeTable<'i>)> {
+    named_tables_spanned(ctx, root, section)
+        .into_iter()
+        .map(|(n, t, _)| (n, t))
+        .collect()
+}
+
+fn named_tables_spanned<'a, 'i>(
+    ctx: &mut Ctx,
+    root: &'a DeTable<'i>,
+    section: &str,
+) -> Vec<(Sp<String>, &'a DeTable<'i>, std::ops::Range<usize>)> {
+    let Some((_, v)) = get(root, section) else {
+        return Vec::new();
+    };
+    let Some(t) = ctx.table(v, section) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in entries_in_order(t) {
+        let what = format!("{section}.{}", name.value);
+        if let Some(inner) = ctx.table(value, &what) {
+            out.push((name, inner, value.span()));
+        }
+    }
+    out
+}
+
+fn opt_string(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<Sp<String>> {
+    get(t, key).and_then(|(_, v)| ctx.string(v, &format!("{what}.{key}")))
+}
+
+fn opt_u32(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str, min: i64) -> Option<Sp<u32>> {
+    let (_, v) = get(t, key)?;
+    let n = ctx.integer(v, &format!("{what}.{key}"))?;
+    if n.value < min || n.value > u32::MAX as i64 {
+        ctx.push(
+            Diagnostic::new(n.span, format!("`{what}.{key}` must be at least {min}"))
+                .label(format!("{} is out of range", n.value)),
+        );
+        return None;
+    }
+    Some(Sp::new(n.value as u32, n.span))
+}
+
+fn opt_size(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<u64> {
+    let (_, v) = get(t, key)?;
+    if let DeValue::Integer(_) = v.get_ref() {
+        ctx.wrong_type(
+            v,
+            &format!("{what}.{key}"),
+            "a size with a unit",
+            Some("write the unit, e.g. `\"512M\"` or `\"2G\"`"),
+        );
+        return None;
+    }
+    let s = ctx.string(v, &format!("{what}.{key}"))?;
+    match units::parse_size(&s.value) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            ctx.push(
+                Diagnostic::new(s.span, format!("bad size for `{what}.{key}`: {e}"))
+                    .label("not a size")
+                    .help("sizes are a number and a unit: `512M`, `2G`, `1GiB`, `500MB`"),
+            );
+            None
+        }
+    }
+}
+
+fn opt_duration(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<u64> {
+    let s = opt_string(ctx, t, key, what)?;
+    match units::parse_duration_ms(&s.value) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            ctx.push(
+                Diagnostic::new(s.span, format!("bad duration for `{what}.{key}`: {e}"))
+                    .label("not a duration")
+                    .help("durations are a whole number and a unit: `500ms`, `2s`, `1m`"),
+            );
+            None
+        }
+    }
+}
+
+fn enum_value<T: Copy>(
+    ctx: &mut Ctx,
+    s: Sp<String>,
+    what: &str,
+    options: &[(&str, T)],
+) -> Option<Sp<T>> {
+    if let Some((_, v)) = options.iter().find(|(n, _)| *n == s.value) {
+        return Some(Sp::new(*v, s.span));
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    let help = match super::diag::did_you_mean(&s.value, names.iter().copied()) {
+        Some(m) => format!("did you mean `{m}`?"),
+        None => format!("use one of: {}", names.join(", ")),
+    };
+    ctx.push(
+        Diagnostic::new(s.span, format!("unknown {what} `{}`", s.value))
+            .label(format!("not a known {what}"))
+            .help(help),
+    );
+    None
+}
+
+fn read_accel(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Option<Accel> {
+    let s = opt_string(ctx, t, "accel", what)?;
+    let opts = [
+        ("auto", Accel::Auto),
+        ("kvm", Accel::Kvm),
+        ("qemu", Accel::Qemu),
+    ];
+    enum_value(ctx, s, "acceleration", &opts).map(|a| a.value)
+}
+
+fn read_env(ctx: &mut Ctx, t: &DeTable<'_>) -> EnvDraft {
+    ctx.check_keys(t, ENV_KEYS, "[env]");
+    let name = opt_string(ctx, t, "name", "env");
+    if let Some(n) = &name {
+        check_name(ctx, n, "environment");
+    }
+    EnvDraft {
+        name,
+        description: opt_string(ctx, t, "description", "env").map(|s| s.value),
+        libvirt_uri: opt_string(ctx, t, "libvirt_uri", "env").map(|s| s.value),
+        parallel: opt_u32(ctx, t, "parallel", "env", 1).map(|n| n.value),
+        accel: read_accel(ctx, t, "env"),
+    }
+}
+
+fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
+    let what = format!("box.{}", name.value);
+    ctx.check_keys(t, BOX_KEYS, &format!("[{what}]"));
+    check_name(ctx, &name, "box");
+    let recipe = opt_string(ctx, t, "recipe", &what);
+    let file = opt_string(ctx, t, "file", &what);
+    let url = opt_string(ctx, t, "url", &what);
+    let sha256 = opt_string(ctx, t, "sha256", &what);
+    if let Some(s) = &sha256 {
+        let hex = s.value.strip_prefix("sha256:").unwrap_or(&s.value);
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            ctx.push(
+                Diagnostic::new(
+                    s.span.clone(),
+                    format!("`{what}.sha256` is not a sha256 digest"),
+                )
+                .label("expected 64 hex digits")
+                .help("`hdev box list` shows the digest of every box in the store"),
+            );
+        }
+    }
+    let sources: Vec<BoxSource> = [
+        recipe.map(|s| BoxSource::Recipe(s.value)),
+        file.map(|s| BoxSource::File(s.value)),
+        url.map(|s| BoxSource::Url(s.value)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if sources.len() != 1 {
+        ctx.push(
+            Diagnostic::new(
+                name.span.clone(),
+                format!(
+                    "box `{}` needs exactly one of `recipe`, `file` or `url`",
+                    name.value
+                ),
+            )
+            .label(if sources.is_empty() {
+                "no source"
+            } else {
+                "more than one source"
+            })
+            .help("e.g. `recipe = \"boxes/busybox\"`"),
+        );
+    }
+    if let Some(BoxSource::Url(_)) = sources.first() {
+        if sha256.is_none() {
+            ctx.push(
+                Diagnostic::new(
+                    name.span.clone(),
+                    format!("box `{}` is downloaded without a checksum", name.value),
+                )
+                .label("no `sha256`")
+                .help("add `sha256 = \"...\"` so that a changed or corrupt download is refused"),
+            );
+        }
+    }
+    BoxDraft {
+        name,
+        source: sources.into_iter().next(),
+        sha256: sha256.map(|s| {
+            s.value
+                .strip_prefix("sha256:")
+                .unwrap_or(&s.value)
+                .to_ascii_lowercase()
+        }),
+        version: opt_string(ctx, t, "version", &what).map(|s| s.value),
+    }
+}
+
+fn read_network(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> NetworkDraft {
+    let what = format!("network.{}", name.value);
+    ctx.check_keys(t, NETWORK_KEYS, &format!("[{what}]"));
+    check_name(ctx, &name, "network");
+    let subnet = match opt_string(ctx, t, "subnet", &what) {
+        Some(s) => match units::parse_subnet(&s.value) {
+            Ok(n) => Some(Sp::new(n, s.span)),
+            Err(e) => {
+                ctx.push(
+                    Diagnostic::new(
+                        s.span,
+                        format!("bad subnet for network `{}`: {e}", name.value),
+                    )
+                    .label("not a usable subnet")
+                    .help("write an IPv4 network with its prefix, e.g. `10.42.0.0/24`"),
+                );
+                None
+            }
+        },
+        None => {
+            ctx.push(
+                Diagnostic::new(
+                    name.span.clone(),
+                    format!("network `{}` has no `subnet`", name.value),
+                )
+                .label("missing `subnet`")
+                .help("add e.g. `subnet = \"10.42.0.0/24\"`"),
+            );
+            None
+        }
+    };
+    NetworkDraft { name, subnet }
+}
+
+fn read_attach(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<NetAttachDraft> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(NetAttachDraft {
+            network: Sp::new(s.to_string(), v.span()),
+            address: None,
+        }),
+        DeValue::Table(t) => {
+            ctx.check_keys(t, ATTACH_KEYS, &format!("an entry of `{what}`"));
+            let network = opt_string(ctx, t, "name", what);
+            if network.is_none() {
+                ctx.push(
+                    Diagnostic::new(v.span(), format!("an entry of `{what}` has no `name`"))
+                        .label("missing `name`")
+                        .help("e.g. `{ name = \"mgmt\", address = \"10.42.0.10\" }`"),
+                );
+            }
+            let address = opt_string(ctx, t, "address", what).and_then(|a| {
+                match a.value.parse::<Ipv4Addr>() {
+                    Ok(ip) => Some(Sp::new(ip, a.span)),
+                    Err(_) => {
+                        ctx.push(
+                            Diagnostic::new(
+                                a.span,
+                                format!("`{}` is not an IPv4 address", a.value),
+                            )
+                            .label("not an address")
+                            .help("write four numbers, e.g. `10.42.0.10`"),
+                        );
+                        None
+                    }
+                }
+            });
+            network.map(|network| NetAttachDraft { network, address })
+        }
+        _ => {
+            ctx.wrong_type(
+                v,
+                &format!("{what}[]"),
+                "a network name or a table",
+                Some("e.g. `\"mgmt\"` or `{ name = \"mgmt\", address = \"10.42.0.10\" }`"),
+            );
+            None
+        }
+    }
+}
+
+fn read_step(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<StepDraft> {
+    let t = ctx.table(v, what)?;
+    ctx.check_keys(t, STEP_KEYS, &format!("a step of `{what}`"));
+    let kinds: Vec<&str> = STEP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| get(t, k).is_some())
+        .collect();
+    if kinds.len() != 1 {
+        ctx.push(
+            Diagnostic::new(
+                v.span(),
+                format!(
+                    "a provision step needs exactly one of `shell`, `script`, `file` or `ansible`, found {}",
+                    if kinds.is_empty() {
+                        "none".to_string()
+                    } else {
+                        kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                    }
+                ),
+            )
+            .label("ambiguous step")
+            .help("split it into one step per action"),
+        );
+        return None;
+    }
+    let name = opt_string(ctx, t, "name", what).map(|s| s.value);
+    let mut input_spans = Vec::new();
+    let step = match kinds[0] {
+        "shell" => ProvisionStep::Shell {
+            name,
+            inline: opt_string(ctx, t, "shell", what)?.value,
+        },
+        "script" => {
+            let path = opt_string(ctx, t, "script", what)?;
+            input_spans.push(path.clone());
+            let args = get(t, "args")
+                .map(|(_, a)| ctx.string_list(a, &format!("{what}.args")))
+                .unwrap_or_default();
+            ProvisionStep::Script {
+                name,
+                path: path.value,
+                args: args.into_iter().map(|s| s.value).collect(),
+            }
+        }
+        "file" => {
+            let source = opt_string(ctx, t, "file", what)?;
+            input_spans.push(source.clone());
+            let Some(dest) = opt_string(ctx, t, "destination", what) else {
+                ctx.push(
+                    Diagnostic::new(v.span(), "a `file` step has no `destination`")
+                        .label("missing `destination`")
+                        .help(
+                            "add the path inside the machine, e.g. `destination = \"/etc/app/\"`",
+                        ),
+                );
+                return None;
+            };
+            if !dest.value.starts_with('/') {
+                ctx.push(
+                    Diagnostic::new(dest.span, "`destination` must be an absolute path")
+                        .label("relative path")
+                        .help("start it with `/`"),
+                );
+                return None;
+            }
+            ProvisionStep::File {
+                name,
+                source: source.value,
+                destination: dest.value,
+            }
+        }
+        _ => {
+            let playbook = opt_string(ctx, t, "ansible", what)?;
+            input_spans.push(playbook.clone());
+            let mut extra_vars = BTreeMap::new();
+            if let Some((_, ev)) = get(t, "extra_vars") {
+                if let Some(et) = ctx.table(ev, "extra_vars") {
+                    for (k, val) in entries_in_order(et) {
+                        if let Some(s) = scalar_string(ctx, val, &format!("extra_vars.{}", k.value))
+                        {
+                            extra_vars.insert(k.value, s);
+                        }
+                    }
+                }
+            }
+            ProvisionStep::Ansible {
+                name,
+                playbook: playbook.value,
+                extra_vars,
+            }
+        }
+    };
+    Some(StepDraft { step, input_spans })
+}
+
+/// Strings, integers and booleans, as an environment variable would hold them.
+fn scalar_string(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<String> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => Some(i.as_str().to_string()),
+        DeValue::Boolean(b) => Some(b.to_string()),
+        _ => {
+            ctx.wrong_type(v, what, "a string, integer or boolean", None);
+            None
+        }
+    }
+}
+
+fn read_healthcheck(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<HealthCheck> {
+    let what = format!("{what}.healthcheck");
+    let t = match v.get_ref() {
+        DeValue::String(s) => {
+            return Some(HealthCheck {
+                command: s.to_string(),
+                interval_ms: 500,
+                timeout_ms: 5_000,
+                retries: 60,
+            })
+        }
+        _ => ctx.table(v, &what)?,
+    };
+    ctx.check_keys(t, HEALTH_KEYS, &format!("`{what}`"));
+    let Some(command) = opt_string(ctx, t, "command", &what) else {
+        ctx.push(
+            Diagnostic::new(v.span(), format!("`{what}` has no `command`"))
+                .label("missing `command`")
+                .help("e.g. `command = \"wget -q -O- http://localhost/health\"`"),
+        );
+        return None;
+    };
+    Some(HealthCheck {
+        command: command.value,
+        interval_ms: opt_duration(ctx, t, "interval", &what).unwrap_or(500),
+        timeout_ms: opt_duration(ctx, t, "timeout", &what).unwrap_or(5_000),
+        retries: opt_u32(ctx, t, "retries", &what, 1)
+            .map(|n| n.value)
+            .unwrap_or(60),
+    })
+}
+
+fn read_machine(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> MachineDraft {
+    let what = format!("machine.{}", name.value);
+    ctx.check_keys(t, MACHINE_KEYS, &format!("[{what}]"));
+    check_name(ctx, &name, "machine");
+    let backend = opt_string(ctx, t, "backend", &what).and_then(|s| {
+        enum_value(
+            ctx,
+            s,
+            "backend",
+            &[("docker", Backend::Docker), ("libvirt", Backend::Libvirt)],
+        )
+    });
+    if get(t, "backend").is_none() {
+        ctx.push(
+            Diagnostic::new(
+                name.span.clone(),
+                format!("machine `{}` has no `backend`", name.value),
+            )
+            .label("missing `backend`")
+            .help("add `backend = \"docker\"` for a container or `backend = \"libvirt\"` for a VM"),
+        );
+    }
+    let mut m = MachineDraft {
+        name: name.clone(),
+        backend,
+        box_name: opt_string(ctx, t, "box", &what),
+        image: opt_string(ctx, t, "image", &what),
+        cpus: opt_u32(ctx, t, "cpus", &what, 1)
+            .map(|n| n.value)
+            .unwrap_or(1),
+        memory: opt_size(ctx, t, "memory", &what),
+        disk: opt_size(ctx, t, "disk", &what),
+        networks: Vec::new(),
+        ports: Vec::new(),
+        synced_folders: Vec::new(),
+        env: BTreeMap::new(),
+        command: None,
+        provision: Vec::new(),
+        depends_on: Vec::new(),
+        healthcheck: None,
+        count: opt_u32(ctx, t, "count", &what, 1),
+        libvirt_uri: opt_string(ctx, t, "libvirt_uri", &what).map(|s| s.value),
+        accel: read_accel(ctx, t, &what),
+    };
+    if let Some((_, v)) = get(t, "networks") {
+        if let Some(items) = ctx.array(v, &format!("{what}.networks")) {
+            for item in items {
+                if let Some(a) = read_attach(ctx, item, &format!("{what}.networks")) {
+                    m.networks.push(a);
+                }
+            }
+        }
+    }
+    if let Some((_, v)) = get(t, "ports") {
+        for p in ctx.string_list(v, &format!("{what}.ports")) {
+            match units::parse_port_map(&p.value) {
+                Ok(pm) => m.ports.push(Sp::new(pm, p.span)),
+                Err(e) => ctx.push(
+                    Diagnostic::new(p.span, format!("bad port mapping `{}`: {e}", p.value))
+                        .label("not a port mapping")
+                        .help("write `GUEST`, `HOST:GUEST` or `IP:HOST:GUEST`, optionally ending in `/tcp` or `/udp`, with ports 1-65535"),
+                ),
+            }
+        }
+    }
+    if let Some((_, v)) = get(t, "synced_folders") {
+        if let Some(items) = ctx.array(v, &format!("{what}.synced_folders")) {
+            for item in items {
+                let sw = format!("{what}.synced_folders[]");
+                let Some(st) = ctx.table(item, &sw) else {
+                    continue;
+                };
+                ctx.check_keys(st, SYNCED_KEYS, &format!("`{sw}`"));
+                let host = opt_string(ctx, st, "host", &sw);
+                let guest = opt_string(ctx, st, "guest", &sw);
+                let readonly = get(st, "readonly")
+                    .and_then(|(_, b)| ctx.boolean(b, "readonly"))
+                    .map(|b| b.value)
+                    .unwrap_or(false);
+                match (host, guest) {
+                    (Some(h), Some(g)) if g.value.starts_with('/') => m.synced_folders.push((
+                        SyncedFolder {
+                            host: h.value.clone(),
+                            guest: g.value,
+                            readonly,
+                        },
+                        h,
+                    )),
+                    (Some(_), Some(g)) => ctx.push(
+                        Diagnostic::new(g.span, "`guest` must be an absolute path")
+                            .label("relative path")
+                            .help("start it with `/`"),
+                    ),
+                    _ => ctx.push(
+                        Diagnostic::new(item.span(), "a synced folder needs `host` and `guest`")
+                            .label("incomplete")
+                            .help("e.g. `{ host = \"./src\", guest = \"/src\" }`"),
+                    ),
+                }
+            }
+        }
+    }
+    if let Some((_, v)) = get(t, "env") {
+        if let Some(et) = ctx.table(v, &format!("{what}.env")) {
+            for (k, val) in entries_in_order(et) {
+                if let Some(s) = scalar_string(ctx, val, &format!("{what}.env.{}", k.value)) {
+                    m.env.insert(k.value, s);
+                }
+            }
+        }
+    }
+    if let Some((_, v)) = get(t, "command") {
+        m.command = match v.get_ref() {
+            DeValue::String(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.to_string()]),
+            _ => {
+                let parts = ctx.string_list(v, &format!("{what}.command"));
+                Some(parts.into_iter().map(|s| s.value).collect())
+            }
+        };
+    }
+    if let Some((_, v)) = get(t, "provision") {
+        if let Some(items) = ctx.array(v, &format!("{what}.provision")) {
+            for item in items {
+                if let Some(s) = read_step(ctx, item, &format!("{what}.provision")) {
+                    m.provision.push(s);
+                }
+            }
+        }
+    }
+    if let Some((_, v)) = get(t, "depends_on") {
+        m.depends_on = ctx.string_list(v, &format!("{what}.depends_on"));
+    }
+    if let Some((_, v)) = get(t, "healthcheck") {
+        m.healthcheck = read_healthcheck(ctx, v, &what);
+    }
+    m
+}
+
+fn read_test(ctx: &mut Ctx, t: &DeTable<'_>, span: std::ops::Range<usize>) -> TestDraft {
+    ctx.check_keys(t, TEST_KEYS, "[[test]]");
+    let name = opt_string(ctx, t, "name", "test").map(|s| s.value);
+    let machine = opt_string(ctx, t, "machine", "test");
+    let run = opt_string(ctx, t, "run", "test").map(|s| s.value);
+    for (key, present) in [
+        ("name", name.is_some()),
+        ("machine", machine.is_some()),
+        ("run", run.is_some()),
+    ] {
+        if !present && get(t, key).is_none() {
+            ctx.push(
+                Diagnostic::new(span.clone(), format!("a `[[test]]` has no `{key}`"))
+                    .label(format!("missing `{key}`"))
+                    .help("a test needs `name`, `machine` and `run`"),
+            );
+        }
+    }
+    let expect_exit = get(t, "expect_exit")
+        .and_then(|(_, v)| ctx.integer(v, "test.expect_exit"))
+        .map(|n| n.value as i32)
+        .unwrap_or(0);
+    TestDraft {
+        span,
+        name,
+        machine,
+        run,
+        expect_exit,
+        expect_output: opt_string(ctx, t, "expect_output", "test").map(|s| s.value),
+    }
+}

@@ -1,0 +1,16 @@
+//! hdev: developer environments (VMs through libvirt, containers through Docker) described
+//! by one Envfile, brought up, provisioned, baselined and reset.
+
+pub mod boxes;
+pub mod cli;
+pub mod envfile;
+pub mod lockfile;
+pub mod output;
+pub mod project;
+pub mod state;
+pub mod templates;
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> i32 {
+    cli::main()
+}
