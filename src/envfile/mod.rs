@@ -61,7 +61,8 @@ pub fn load(path: &Path) -> Result<Env, LoadError> {
 pub fn load_source(source: &SourceFile, dir: &Path, check_files: bool) -> Result<Env, Diagnostics> {
     let mut ctx = Ctx::default();
     let (root, errors) = toml::de::DeTable::parse_recoverable(&source.text);
-    for e in errors {
+    // Recovery after a syntax error mostly finds echoes of the first one: report that one.
+    if let Some(e) = errors.into_iter().next() {
         let span = e.span().unwrap_or(0..0);
         ctx.push(
             Diagnostic::new(span, format!("invalid TOML: {}", e.message().trim()))
