@@ -4,6 +4,7 @@
 pub mod boxes;
 pub mod cli;
 pub mod envfile;
+pub mod host;
 pub mod lockfile;
 pub mod output;
 pub mod project;

@@ -1,5 +1,6 @@
 //! The command line: clap types and one thin function per command.
 
+mod doctor;
 mod envcmds;
 
 use std::path::PathBuf;
@@ -59,6 +60,12 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Check that Docker and libvirt are reachable and whether VMs get KVM or emulation.
+    Doctor {
+        /// libvirt connection to check.
+        #[arg(long, default_value = "qemu:///system", env = "HDEV_LIBVIRT_URI")]
+        libvirt_uri: String,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -95,6 +102,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
         Command::Lock { check } => envcmds::lock(p, file, *check),
+        Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
             Ok(0)
