@@ -8,6 +8,7 @@ pub mod host;
 pub mod lockfile;
 pub mod output;
 pub mod project;
+pub mod release;
 pub mod state;
 pub mod templates;
 

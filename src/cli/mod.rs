@@ -2,6 +2,7 @@
 
 mod doctor;
 mod envcmds;
+mod releasecmds;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,8 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// List releases (git tags) with their environment hashes.
+    Releases,
     /// Check that Docker and libvirt are reachable and whether VMs get KVM or emulation.
     Doctor {
         /// libvirt connection to check.
@@ -102,6 +105,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
         Command::Lock { check } => envcmds::lock(p, file, *check),
+        Command::Releases => releasecmds::releases(p, file),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
