@@ -1,5 +1,6 @@
 //! The command line: clap types and one thin function per command.
 
+mod boxcmds;
 mod envcmds;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build, add, list, remove, verify and prune boxes.
+    #[command(subcommand)]
+    Box(boxcmds::BoxCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -95,6 +99,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
         Command::Lock { check } => envcmds::lock(p, file, *check),
+        Command::Box(cmd) => boxcmds::run(p, cmd),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
             Ok(0)
