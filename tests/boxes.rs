@@ -236,7 +236,8 @@ fn hostile(dir: &Path, file: &str, entries: &[(&str, tar::EntryType, &str)]) -> 
 fn unsafe_archives_are_refused() {
     let w = World::new();
     use tar::EntryType as T;
-    let cases: [(&str, &[(&str, T, &str)], &str); 5] = [
+    type Entries<'a> = &'a [(&'a str, T, &'a str)];
+    let cases: [(&str, Entries, &str); 5] = [
         ("dotdot.box", &[("../escaped", T::Regular, "")], "leads out"),
         (
             "abs.box",
