@@ -1,6 +1,7 @@
 //! The command line: clap types and one thin function per command.
 
 mod doctor;
+mod boxcmds;
 mod envcmds;
 mod releasecmds;
 
@@ -69,6 +70,9 @@ pub enum Command {
         #[arg(long, default_value = "qemu:///system", env = "HDEV_LIBVIRT_URI")]
         libvirt_uri: String,
     },
+    /// Build, add, list, remove, verify and prune boxes.
+    #[command(subcommand)]
+    Box(boxcmds::BoxCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -107,6 +111,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Lock { check } => envcmds::lock(p, file, *check),
         Command::Releases => releasecmds::releases(p, file),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
+        Command::Box(cmd) => boxcmds::run(p, cmd),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
             Ok(0)
