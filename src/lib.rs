@@ -1,6 +1,7 @@
 //! hdev: developer environments (VMs through libvirt, containers through Docker) described
 //! by one Envfile, brought up, provisioned, baselined and reset.
 
+pub mod backend;
 pub mod boxes;
 pub mod cli;
 pub mod envfile;
