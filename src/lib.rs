@@ -2,6 +2,7 @@
 //! by one Envfile, brought up, provisioned, baselined and reset.
 
 pub mod acceptance;
+pub mod backend;
 pub mod boxes;
 pub mod cli;
 pub mod envfile;

@@ -1,0 +1,358 @@
+//! The libvirt backend: VMs as libvirt domains, each on a qcow2 overlay of its box's
+//! read-only base volume, plugged into the environment's Linux bridges.
+//!
+//! libvirt's C API blocks, so every call runs on tokio's blocking pool. Everything hdev
+//! defines carries metadata in hdev's XML namespace naming its environment, machine and
+//! hash, so `status` and `gc` read the truth from libvirtd itself.
+
+pub mod xml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::ErrorNumber;
+use virt::storage_vol::StorageVol;
+
+pub use xml::{domain_name, DomainSpec};
+
+/// Name of the storage pool that holds base volumes, overlays and boot files.
+pub const POOL: &str = "hdev";
+
+/// Why a libvirt operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtError {
+    /// libvirtd could not be reached at the URI.
+    #[error("cannot connect to libvirt at `{uri}`: {message}; is libvirtd running? (`hdev doctor` checks)")]
+    Unreachable { uri: String, message: String },
+    /// A domain, volume or pool that was asked for does not exist.
+    #[error("{what} `{name}` does not exist in libvirt")]
+    NotFound { what: &'static str, name: String },
+    /// libvirt refused or failed a request.
+    #[error("libvirt: {action}: {message}")]
+    Call { action: String, message: String },
+    /// A host file for the pool could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The blocking task running a libvirt call was lost.
+    #[error("a libvirt call was interrupted: {0}")]
+    Join(String),
+}
+
+fn is_not_found(e: &virt::error::Error) -> bool {
+    matches!(
+        e.code(),
+        virt::enumutil::Enum::Known(
+            ErrorNumber::NoDomain | ErrorNumber::NoStorageVolume | ErrorNumber::NoStoragePool
+        )
+    )
+}
+
+fn call(action: impl Into<String>) -> impl FnOnce(virt::error::Error) -> LibvirtError {
+    let action = action.into();
+    move |e| LibvirtError::Call {
+        action,
+        message: e.message().to_string(),
+    }
+}
+
+/// A VM as libvirtd reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVm {
+    pub domain: String,
+    pub instance: String,
+    pub machine: String,
+    pub hash: Option<String>,
+    pub dir: Option<String>,
+    pub running: bool,
+    /// Envfile network -> address, as recorded when the VM was defined.
+    pub addresses: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct LibvirtBackend {
+    pub uri: String,
+    conn: Arc<Connect>,
+}
+
+impl LibvirtBackend {
+    pub async fn connect(uri: &str) -> Result<LibvirtBackend, LibvirtError> {
+        let u = uri.to_string();
+        let conn = tokio::task::spawn_blocking(move || Connect::open(Some(&u)))
+            .await
+            .map_err(|e| LibvirtError::Join(e.to_string()))?
+            .map_err(|e| LibvirtError::Unreachable {
+                uri: uri.to_string(),
+                message: e.message().to_string(),
+            })?;
+        Ok(LibvirtBackend {
+            uri: uri.to_string(),
+            conn: Arc::new(conn),
+        })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, LibvirtError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(|e| LibvirtError::Join(e.to_string()))?
+    }
+
+    /// Folder of the `hdev` pool: libvirtd's own images folder for a system connection,
+    /// the user's for a session one.
+    pub fn pool_dir(&self) -> PathBuf {
+        if self.uri.contains("/session") {
+            directories::BaseDirs::new()
+                .map(|b| b.data_dir().join("libvirt/images/hdev"))
+                .unwrap_or_else(|| PathBuf::from("/var/lib/libvirt/images/hdev"))
+        } else {
+            PathBuf::from("/var/lib/libvirt/images/hdev")
+        }
+    }
+
+    /// The `hdev` directory pool, defined, built and started when missing.
+    pub async fn ensure_pool(&self) -> Result<PathBuf, LibvirtError> {
+        let dir = self.pool_dir();
+        let d = dir.clone();
+        self.blocking(move |c| {
+            let pool = match c.lookup_storage_pool_by_name(POOL) {
+                Ok(p) => p,
+                Err(e) if is_not_found(&e) => {
+                    let xml = format!(
+                        "<pool type='dir'><name>{POOL}</name><target><path>{}</path></target></pool>",
+                        d.display()
+                    );
+                    let p = c.define_storage_pool_xml(&xml, 0).map_err(call("define pool `hdev`"))?;
+                    p.build(0).map_err(call("build pool `hdev`"))?;
+                    let _ = p.set_autostart(true);
+                    p
+                }
+                Err(e) => return Err(call("look up pool `hdev`")(e)),
+            };
+            if !pool.is_active().map_err(call("pool `hdev` state"))? {
+                pool.create(0).map_err(call("start pool `hdev`"))?;
+            }
+            pool.refresh(0).map_err(call("refresh pool `hdev`"))?;
+            Ok(())
+        })
+        .await?;
+        Ok(dir)
+    }
+
+    /// Copies a host file into the pool once (boot kernels, initrds, base disks), under a
+    /// content-derived name so that it is shared and never changes under a running VM.
+    pub async fn ensure_pool_file(&self, src: &Path, name: &str) -> Result<PathBuf, LibvirtError> {
+        let dir = self.ensure_pool().await?;
+        let dest = dir.join(name);
+        if dest.exists() {
+            return Ok(dest);
+        }
+        let (src, d) = (src.to_path_buf(), dest.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), LibvirtError> {
+            let io = |source| LibvirtError::Io {
+                path: d.clone(),
+                source,
+            };
+            let tmp = d.with_extension("partial");
+            std::fs::copy(&src, &tmp).map_err(io)?;
+            std::fs::rename(&tmp, &d).map_err(io)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| LibvirtError::Join(e.to_string()))??;
+        self.blocking(|c| {
+            if let Ok(p) = c.lookup_storage_pool_by_name(POOL) {
+                let _ = p.refresh(0);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(dest)
+    }
+
+    /// Creates the machine's overlay on `base`; an existing overlay is kept.
+    pub async fn ensure_overlay(
+        &self,
+        name: &str,
+        base: &Path,
+        capacity: Option<u64>,
+    ) -> Result<PathBuf, LibvirtError> {
+        self.ensure_pool().await?;
+        let vol_name = format!("{name}.qcow2");
+        let base = base.to_path_buf();
+        self.blocking(move |c| {
+            let pool = c.lookup_storage_pool_by_name(POOL).map_err(call("look up pool `hdev`"))?;
+            if let Ok(v) = pool.lookup_storage_vol_by_name(&vol_name) {
+                return Ok(PathBuf::from(v.path().map_err(call("volume path"))?));
+            }
+            let capacity_xml = capacity
+                .map(|b| format!("<capacity unit='bytes'>{b}</capacity>"))
+                .unwrap_or_default();
+            let xml = format!(
+                "<volume><name>{vol_name}</name>{capacity_xml}<target><format type='qcow2'/><permissions><mode>0600</mode></permissions></target><backingStore><path>{}</path><format type='qcow2'/></backingStore></volume>",
+                base.display()
+            );
+            let v = StorageVol::create_xml(&pool, &xml, 0).map_err(call(format!("create overlay `{vol_name}`")))?;
+            Ok(PathBuf::from(v.path().map_err(call("volume path"))?))
+        })
+        .await
+    }
+
+    /// Defines the domain (replacing an older definition of the same name) and starts it.
+    pub async fn define_and_start(&self, xml: String) -> Result<(), LibvirtError> {
+        self.blocking(move |c| {
+            let d = c.define_domain_xml(&xml).map_err(call("define domain"))?;
+            if !d.is_active().map_err(call("domain state"))? {
+                d.create().map_err(call("start domain"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Starts a defined domain that is shut off.
+    pub async fn start(&self, domain: &str) -> Result<(), LibvirtError> {
+        let name = domain.to_string();
+        self.blocking(move |c| {
+            let d = lookup(c, &name)?;
+            if !d.is_active().map_err(call("domain state"))? {
+                d.create().map_err(call(format!("start `{name}`")))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every domain hdev defined, for one instance or (with `None`) for all.
+    pub async fn observe(&self, instance: Option<&str>) -> Result<Vec<ObservedVm>, LibvirtError> {
+        let want = instance.map(str::to_string);
+        self.blocking(move |c| {
+            let mut out = Vec::new();
+            for d in c.list_all_domains(0).map_err(call("list domains"))? {
+                let Ok(x) = d.xml_desc(0) else { continue };
+                let meta = xml::parse_metadata(&x);
+                let (Some(env), Some(machine)) = (meta.get("env"), meta.get("machine")) else {
+                    continue;
+                };
+                if want.as_deref().is_some_and(|w| w != env) {
+                    continue;
+                }
+                out.push(ObservedVm {
+                    domain: d.name().map_err(call("domain name"))?,
+                    instance: env.clone(),
+                    machine: machine.clone(),
+                    hash: meta.get("hash").cloned(),
+                    dir: meta.get("dir").cloned(),
+                    running: d.is_active().unwrap_or(false),
+                    addresses: meta
+                        .get("addresses")
+                        .map(|a| xml::parse_addresses(a))
+                        .unwrap_or_default(),
+                });
+            }
+            out.sort_by(|a, b| a.domain.cmp(&b.domain));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// ACPI shutdown, then a forced stop when the guest has not gone down in `timeout`.
+    /// Returns whether the stop had to be forced.
+    pub async fn halt(&self, domain: &str, timeout: Duration) -> Result<bool, LibvirtError> {
+        let name = domain.to_string();
+        let n = name.clone();
+        let active = self
+            .blocking(move |c| {
+                let d = lookup(c, &n)?;
+                let active = d.is_active().map_err(call("domain state"))?;
+                if active {
+                    d.shutdown().map_err(call(format!("shut down `{n}`")))?;
+                }
+                Ok(active)
+            })
+            .await?;
+        if !active {
+            return Ok(false);
+        }
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let n = name.clone();
+            let still = self
+                .blocking(move |c| lookup(c, &n)?.is_active().map_err(call("domain state")))
+                .await?;
+            if !still {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let n = name.clone();
+        self.blocking(move |c| {
+            let d = lookup(c, &n)?;
+            if d.is_active().map_err(call("domain state"))? {
+                d.destroy().map_err(call(format!("stop `{n}`")))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Removes the domain and every volume named after it. Missing pieces are fine: a
+    /// destroy after an interrupted up finishes what is there.
+    pub async fn destroy(&self, domain: &str) -> Result<(), LibvirtError> {
+        let name = domain.to_string();
+        self.blocking(move |c| {
+            match c.lookup_domain_by_name(&name) {
+                Ok(d) => {
+                    if d.is_active().unwrap_or(false) {
+                        d.destroy().map_err(call(format!("stop `{name}`")))?;
+                    }
+                    d.undefine_flags(
+                        virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                            | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM,
+                    )
+                    .map_err(call(format!("undefine `{name}`")))?;
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(call(format!("look up `{name}`"))(e)),
+            }
+            if let Ok(pool) = c.lookup_storage_pool_by_name(POOL) {
+                let _ = pool.refresh(0);
+                for vol in pool.list_volumes().map_err(call("list volumes"))? {
+                    if vol.starts_with(&format!("{name}.")) || vol.starts_with(&format!("{name}-"))
+                    {
+                        if let Ok(v) = pool.lookup_storage_vol_by_name(&vol) {
+                            v.delete(0)
+                                .map_err(call(format!("delete volume `{vol}`")))?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn lookup(c: &Connect, name: &str) -> Result<Domain, LibvirtError> {
+    c.lookup_domain_by_name(name).map_err(|e| {
+        if is_not_found(&e) {
+            LibvirtError::NotFound {
+                what: "domain",
+                name: name.to_string(),
+            }
+        } else {
+            call(format!("look up `{name}`"))(e)
+        }
+    })
+}

@@ -1,0 +1,247 @@
+//! Commands in VMs over SSH, through the system's OpenSSH client.
+//!
+//! Every environment has its own key pair in `.hdev/ssh/` (never a shared insecure key);
+//! the public half reaches the guest at first boot. Host keys are not pinned: guests are
+//! local, on the environment's private bridge, and are recreated at will, which is what
+//! Vagrant does too.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// Why an SSH operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// `ssh` or `ssh-keygen` could not be started or its key files written.
+    #[error("cannot run `{program}`: {source}; install openssh-client")]
+    Spawn {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    /// `ssh-keygen` failed.
+    #[error("`ssh-keygen` failed for `{}`: {message}", path.display())]
+    Keygen { path: PathBuf, message: String },
+    /// The guest's SSH server did not answer in time.
+    #[error("{host} did not accept SSH within {secs}s (last error: {last})")]
+    Timeout {
+        host: String,
+        secs: u64,
+        last: String,
+    },
+}
+
+/// The environment's key pair, created on first use.
+#[derive(Debug, Clone)]
+pub struct SshKey {
+    pub private: PathBuf,
+    pub public: String,
+}
+
+impl SshKey {
+    pub fn ensure(state_root: &Path) -> Result<SshKey, SshError> {
+        let dir = state_root.join("ssh");
+        let private = dir.join("id_ed25519");
+        let public_path = dir.join("id_ed25519.pub");
+        if !private.exists() || !public_path.exists() {
+            std::fs::create_dir_all(&dir).map_err(|source| SshError::Spawn {
+                program: "ssh-keygen",
+                source,
+            })?;
+            let _ = std::fs::remove_file(&private);
+            let _ = std::fs::remove_file(&public_path);
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "hdev", "-f"])
+                .arg(&private)
+                .output()
+                .map_err(|source| SshError::Spawn {
+                    program: "ssh-keygen",
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(SshError::Keygen {
+                    path: private,
+                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        let public = std::fs::read_to_string(&public_path)
+            .map_err(|source| SshError::Spawn {
+                program: "ssh-keygen",
+                source,
+            })?
+            .trim()
+            .to_string();
+        Ok(SshKey { private, public })
+    }
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub key: PathBuf,
+    pub user: String,
+    pub host: Ipv4Addr,
+}
+
+/// Output of a remote command: its exit code and its last lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOutcome {
+    pub exit_code: i64,
+    pub tail: Vec<String>,
+}
+
+impl SshTarget {
+    /// Options for every connection: the environment key only, no host key pinning, no
+    /// prompts.
+    pub fn args(&self, connect_timeout_secs: u64) -> Vec<String> {
+        vec![
+            "-i".into(),
+            self.key.to_string_lossy().into_owned(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=no".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+            "-o".into(),
+            format!("ConnectTimeout={connect_timeout_secs}"),
+            "-o".into(),
+            "ServerAliveInterval=15".into(),
+            format!("{}@{}", self.user, self.host),
+        ]
+    }
+
+    /// An interactive session (or one command with a terminal), for `hdev ssh`.
+    pub fn interactive(&self, command: &[String]) -> std::process::Command {
+        let mut c = std::process::Command::new("ssh");
+        c.args(self.args(10));
+        if !command.is_empty() {
+            c.arg("-t").arg("--").args(command);
+        }
+        c
+    }
+
+    /// Runs a shell command, streaming each output line to `sink`; stdin gets `input`.
+    pub async fn run(
+        &self,
+        script: &str,
+        input: Option<Vec<u8>>,
+        sink: &(dyn Fn(&str) + Send + Sync),
+        tail_lines: usize,
+    ) -> Result<RemoteOutcome, SshError> {
+        let mut child = Command::new("ssh")
+            .args(self.args(10))
+            .arg("-o")
+            .arg("BatchMode=yes")
+            .arg("--")
+            .arg(script)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| SshError::Spawn {
+                program: "ssh",
+                source,
+            })?;
+        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&bytes).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        let stdout = child.stdout.take().map(BufReader::new);
+        let stderr = child.stderr.take().map(BufReader::new);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        for reader in [
+            stdout.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>),
+            stderr.map(|r| Box::new(r) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = reader.lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut tail = std::collections::VecDeque::new();
+        while let Some(line) = rx.recv().await {
+            sink(&line);
+            tail.push_back(line);
+            if tail.len() > tail_lines {
+                tail.pop_front();
+            }
+        }
+        let status = child.wait().await.map_err(|source| SshError::Spawn {
+            program: "ssh",
+            source,
+        })?;
+        Ok(RemoteOutcome {
+            exit_code: status.code().map(i64::from).unwrap_or(-1),
+            tail: tail.into_iter().collect(),
+        })
+    }
+
+    /// Waits until the guest accepts SSH and runs a command, at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), SshError> {
+        let start = Instant::now();
+        let mut last = String::from("no attempt finished");
+        while start.elapsed() < timeout {
+            let out = Command::new("ssh")
+                .args(self.args(5))
+                .args(["-o", "BatchMode=yes", "--", "true"])
+                .stdin(Stdio::null())
+                .output();
+            match tokio::time::timeout(Duration::from_secs(20), out).await {
+                Ok(Ok(o)) if o.status.success() => return Ok(()),
+                Ok(Ok(o)) => last = String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Ok(Err(source)) => {
+                    return Err(SshError::Spawn {
+                        program: "ssh",
+                        source,
+                    })
+                }
+                Err(_) => last = "ssh did not finish within 20s".into(),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Err(SshError::Timeout {
+            host: self.host.to_string(),
+            secs: timeout.as_secs(),
+            last,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_pair_is_made_once_per_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SshKey::ensure(dir.path()).unwrap();
+        assert!(a.public.starts_with("ssh-ed25519 "), "{}", a.public);
+        let b = SshKey::ensure(dir.path()).unwrap();
+        assert_eq!(a.public, b.public);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(SshKey::ensure(other.path()).unwrap().public, a.public);
+    }
+}
