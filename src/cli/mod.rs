@@ -1,7 +1,7 @@
 //! The command line: clap types and one thin function per command.
 
-mod doctor;
 mod boxcmds;
+mod doctor;
 mod envcmds;
 mod releasecmds;
 
