@@ -452,3 +452,106 @@ fn file_box_digest_is_cached_by_file_identity() {
         .code(1)
         .stderr(contains("tampered"));
 }
+
+/// An environment with a tiny box for libvirt: a small qcow2, a "kernel" and an "initrd".
+#[cfg(feature = "libvirt")]
+fn tiny_vm_env(dir: &Path) -> hdev::envfile::Env {
+    let recipe = dir.join("tiny");
+    std::fs::create_dir_all(&recipe).expect("mkdir");
+    std::fs::write(
+        recipe.join("box.toml"),
+        "name = \"tiny\"\nversion = \"1\"\nscript = \"build.sh\"\nboot = \"kernel\"\n\n\
+         [artifacts]\nlibvirt-disk = \"disk.qcow2\"\nlibvirt-kernel = \"vmlinuz\"\n\
+         libvirt-initrd = \"initrd.img\"\n",
+    )
+    .expect("box.toml");
+    std::fs::write(
+        recipe.join("build.sh"),
+        format!(
+            "set -eu\nqemu-img create -q -f qcow2 \"$1/disk.qcow2\" 16M\n\
+             echo kernel-{n} > \"$1/vmlinuz\"\necho initrd-{n} > \"$1/initrd.img\"\n",
+            n = std::process::id()
+        ),
+    )
+    .expect("build.sh");
+    let envfile = dir.join("Envfile");
+    std::fs::write(
+        &envfile,
+        "[env]\nname = \"vmbox\"\n\n[box.tiny]\nrecipe = \"tiny\"\n",
+    )
+    .expect("write Envfile");
+    hdev::envfile::load(&envfile).expect("valid Envfile")
+}
+
+#[cfg(feature = "libvirt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn libvirt_base_volumes_are_uploaded_once() {
+    const URI: &str = "qemu:///system";
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if virt::connect::Connect::open(Some(URI)).is_err() {
+        assert!(
+            !ci,
+            "libvirt is not reachable at {URI}, and CI=true: run .ci/setup"
+        );
+        eprintln!("note: libvirt is not reachable; skipping this test outside CI");
+        return;
+    }
+    let w = World::new();
+    let env = tiny_vm_env(w.work.path());
+    let store = hdev::boxes::Store::at(w.home.path().to_path_buf());
+
+    let calls = (0..5).map(|_| hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny"));
+    let all: Vec<_> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("base volumes"))
+        .collect();
+    let v = &all[0];
+    assert!(all.iter().all(|x| x.disk == v.disk), "one upload");
+    let b = store.list().expect("list").remove(0);
+    let same = |vol: &Path, provider: &str| {
+        let stored = std::fs::read(b.artifact(provider).expect("artifact")).expect("read");
+        assert_eq!(std::fs::read(vol).expect("volume"), stored, "{provider}");
+    };
+    same(&v.disk, "libvirt-disk");
+    same(v.kernel.as_deref().expect("kernel"), "libvirt-kernel");
+    same(v.initrd.as_deref().expect("initrd"), "libvirt-initrd");
+    assert_eq!(v.boot, hdev::boxes::manifest::Boot::Kernel);
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&v.disk)
+        .output()
+        .expect("qemu-img");
+    assert!(String::from_utf8_lossy(&info.stdout).contains("\"qcow2\""));
+
+    // An upload interrupted before its end (no marker): deleted and done again.
+    let marker_dir = w.home.path().join("imports/libvirt");
+    for m in walk(&marker_dir) {
+        std::fs::remove_file(m).expect("remove marker");
+    }
+    std::fs::write(&v.disk, b"half").expect("damage");
+    let again = hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny")
+        .await
+        .expect("again");
+    same(&again.disk, "libvirt-disk");
+
+    let removed = hdev::boxes::libvirt::remove_volumes(&store, URI, &b).expect("remove");
+    assert_eq!(removed, 3);
+    assert!(!v.disk.exists());
+}
+
+#[cfg(feature = "libvirt")]
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
