@@ -555,3 +555,87 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+fn qcow2(path: &Path) {
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg("8M")
+        .status()
+        .expect("qemu-img")
+        .success();
+    assert!(ok, "qemu-img create");
+}
+
+#[test]
+fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
+    let w = World::new();
+    let img = w.work.path().join("cloud.qcow2");
+    qcow2(&img);
+    let a = w.json(&["box", "add", img.to_str().expect("utf-8")]);
+    assert_eq!(a["name"], "cloud");
+    assert_eq!(a["providers"][0], "libvirt-disk");
+    // The same unchanged file is the same box.
+    let b = w.json(&["box", "add", img.to_str().expect("utf-8")]);
+    assert_eq!(a["digest"], b["digest"]);
+    let stored = PathBuf::from(a["path"].as_str().expect("path"));
+    let manifest = std::fs::read_to_string(stored.join("manifest.json")).expect("manifest");
+    assert!(manifest.contains("\"boot\": \"cloud-init\""), "{manifest}");
+    assert_eq!(
+        std::fs::read(stored.join("disk.qcow2")).expect("disk"),
+        std::fs::read(&img).expect("img")
+    );
+
+    // A vagrant-libvirt box: gzip'd tar with metadata.json, box.img and a Vagrantfile.
+    let disk = w.work.path().join("box.img");
+    qcow2(&disk);
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    let meta = br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "metadata.json", &meta[..])
+        .expect("meta");
+    t.append_path_with_name(&disk, "box.img").expect("img");
+    let vf = b"Vagrant.configure(2) {}\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(vf.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "Vagrantfile", &vf[..])
+        .expect("vagrantfile");
+    let bytes = t.into_inner().expect("tar").finish().expect("gzip");
+    let vbox = w.work.path().join("generic-debian.box");
+    std::fs::write(&vbox, bytes).expect("write");
+    let v = w.json(&[
+        "box",
+        "add",
+        vbox.to_str().expect("utf-8"),
+        "--name",
+        "vdeb",
+    ]);
+    assert_eq!(v["name"], "vdeb");
+    assert_eq!(v["providers"][0], "libvirt-disk");
+    w.hdev().args(["box", "verify", "vdeb"]).assert().success();
+
+    // A vagrant box for another provider is refused with the reason.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    let meta = br#"{"provider":"virtualbox"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "metadata.json", &meta[..])
+        .expect("meta");
+    let bytes = t.into_inner().expect("tar").finish().expect("gzip");
+    std::fs::write(&vbox, bytes).expect("write");
+    w.hdev()
+        .args(["box", "add", vbox.to_str().expect("utf-8")])
+        .assert()
+        .code(1)
+        .stderr(contains("provider `virtualbox`"));
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}

@@ -66,6 +66,18 @@ pub async fn libvirt_base_in(
     import_box(store, uri, &b).await
 }
 
+/// The base volume of a libvirt machine's `image = "FILE"` (a cloud qcow2 or a
+/// vagrant-libvirt box), imported into the store and uploaded once.
+pub async fn libvirt_image_base_in(
+    store: &Store,
+    uri: &str,
+    env: &Env,
+    image: &str,
+) -> Result<BaseVolumes, BoxError> {
+    let b = super::ensure::ensure_image_in(store, env, image).await?;
+    import_box(store, uri, &b).await
+}
+
 /// Uploads a stored box's libvirt artifacts into the pool unless they are there.
 pub async fn import_box(store: &Store, uri: &str, b: &StoredBox) -> Result<BaseVolumes, BoxError> {
     let arts = LibvirtArtifacts::of(b)?;

@@ -272,7 +272,8 @@ impl Store {
         Ok(b)
     }
 
-    fn remember(&self, path: &Path, identity: FileIdentity, digest: &BoxDigest) {
+    /// Records in the digest cache that the file at `path` is box `digest`.
+    pub(crate) fn remember(&self, path: &Path, identity: FileIdentity, digest: &BoxDigest) {
         if FileIdentity::of(path).ok().as_ref() == Some(&identity) {
             self.cache().store(
                 path,
