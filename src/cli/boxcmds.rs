@@ -94,11 +94,11 @@ fn build(p: &Printer, store: &Store, dir: &Path, output: Option<&Path>, force: b
     let started = std::time::Instant::now();
     let (b, built) = if force {
         let _lock = store.lock(&recipe.name)?;
-        p.note(format!("building box `{}` from `{shown}`", recipe.name));
+        p.note(building(store, &recipe, &shown)?);
         (store.build(&recipe)?, true)
     } else {
         if store.by_recipe(&recipe.digest()?)?.is_none() {
-            p.note(format!("building box `{}` from `{shown}`", recipe.name));
+            p.note(building(store, &recipe, &shown)?);
         }
         store.ensure_recipe(&recipe)?
     };
@@ -125,6 +125,14 @@ fn build(p: &Printer, store: &Store, dir: &Path, output: Option<&Path>, force: b
         ));
     }
     Ok(0)
+}
+
+fn building(store: &Store, recipe: &Recipe, shown: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "building box `{}` from `{shown}` (log: `{}`)",
+        recipe.name,
+        store.build_log(&recipe.name)?.display()
+    ))
 }
 
 fn add(
