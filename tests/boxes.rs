@@ -383,3 +383,123 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
         .stderr(contains("provider `virtualbox`"));
     assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
 }
+
+#[test]
+fn parallel_builds_in_separate_processes_build_once() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("hdev"))
+                .env("HDEV_HOME", w.home.path())
+                .args(["--json", "box", "build"])
+                .arg(&recipe)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut built = 0;
+    let mut digests = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        built += usize::from(v["built"] == true);
+        digests.insert(v["digest"].as_str().expect("digest").to_string());
+    }
+    assert_eq!(built, 1, "one process builds, the others find its box");
+    assert_eq!(digests.len(), 1);
+    assert_eq!(w.stored().len(), 1);
+}
+
+/// Serves `body` once over HTTP on a loopback port; returns the URL of `path`.
+fn serve_once(body: Vec<u8>, status: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/busybox.box")
+}
+
+#[test]
+fn boxes_are_added_from_a_url_with_a_checksum() {
+    let w = World::new();
+    let (archive, digest) = w.busybox();
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+    let bytes = std::fs::read(&archive).expect("read");
+
+    let url = serve_once(bytes.clone(), "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .success()
+        .stdout(contains(&digest));
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+
+    let mut bad = bytes;
+    bad[200_000] ^= 4;
+    let url = serve_once(bad, "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .code(1)
+        .stderr(contains("tampered"));
+
+    let url = serve_once(b"gone".to_vec(), "404 Not Found");
+    w.hdev()
+        .args(["box", "add", &url])
+        .assert()
+        .code(1)
+        .stderr(contains("cannot download"))
+        .stderr(contains("404"));
+    assert!(w.stored().is_empty());
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}
+
+#[test]
+fn prune_keeps_the_newest_versions_and_clears_leftovers() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let r = recipe.to_str().expect("utf-8");
+    let first = w.json(&["box", "build", r]);
+    // A different `created` second gives a different box digest.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = w.json(&["box", "build", r, "--force"]);
+    assert_ne!(first["digest"], second["digest"]);
+    assert_eq!(w.stored().len(), 2);
+    // What an interrupted add would leave.
+    let leftover = w.home.path().join("tmp/add-XXXX.partial");
+    std::fs::create_dir_all(&leftover).expect("mkdir");
+    std::fs::write(leftover.join("rootfs.tar"), b"half").expect("write");
+
+    let dry = w.json(&["box", "prune", "--dry-run"]);
+    assert_eq!(dry["removed"][0]["digest"], first["digest"]);
+    assert_eq!(w.stored().len(), 2);
+
+    let done = w.json(&["box", "prune"]);
+    assert_eq!(done["removed"][0]["digest"], first["digest"]);
+    assert_eq!(done["leftovers"].as_array().expect("leftovers").len(), 1);
+    let list = w.json(&["box", "list"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["digest"], second["digest"]);
+    assert!(w.leftovers().is_empty());
+}
