@@ -49,6 +49,11 @@ pub fn write_archive(manifest: &Manifest, dir: &Path, out: &Path) -> Result<(), 
         })?
         .sync_all()
         .map_err(BoxError::io(out))?;
+    // A temp file is private; an archive is meant to be shared.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644));
     tmp.persist(out).map_err(|e| BoxError::Io {
         path: out.to_path_buf(),
         source: e.error,
