@@ -1,71 +1,13 @@
-//! Box store tests: the built binary with `HDEV_HOME` in a temp folder, real archives
-//! (built from the busybox recipe, or crafted to be hostile) and the real Docker daemon.
+//! Box store tests: the built binary with `HDEV_HOME` in a temp folder, and real archives
+//! (built from the busybox recipe, or crafted to be hostile).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{busybox_env, find, qcow2, repo, World};
 use predicates::str::contains;
 use serde_json::Value;
-
-/// A temp home for the store and a temp project folder.
-struct World {
-    home: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            home: tempfile::tempdir().expect("home"),
-            work: tempfile::tempdir().expect("work"),
-        }
-    }
-
-    fn hdev(&self) -> Command {
-        let mut c = Command::cargo_bin("hdev").expect("binary");
-        c.env("HDEV_HOME", self.home.path())
-            .env_remove("HDEV_BOX_MAX_BYTES")
-            .current_dir(self.work.path());
-        c
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.hdev().arg("--json").args(args).assert().success();
-        serde_json::from_slice(&out.get_output().stdout).expect("json output")
-    }
-
-    /// Builds the busybox box and writes its archive; returns (archive, digest).
-    fn busybox(&self) -> (PathBuf, String) {
-        let archive = self.work.path().join("busybox.box");
-        let recipe = repo().join("boxes/busybox");
-        let v = self.json(&[
-            "box",
-            "build",
-            recipe.to_str().expect("utf-8"),
-            "-o",
-            archive.to_str().expect("utf-8"),
-        ]);
-        (archive, v["digest"].as_str().expect("digest").to_string())
-    }
-
-    fn stored(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(self.home.path().join("boxes")) {
-            Ok(rd) => rd.map(|e| e.expect("entry").path()).collect(),
-            Err(_) => vec![],
-        }
-    }
-
-    fn leftovers(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(self.home.path().join("tmp")) {
-            Ok(rd) => rd.map(|e| e.expect("entry").path()).collect(),
-            Err(_) => vec![],
-        }
-    }
-}
 
 #[test]
 fn busybox_builds_once_and_lists() {
@@ -195,10 +137,6 @@ fn tampered_boxes_are_refused_and_leave_nothing() {
     );
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// A tar entry written with raw header fields, so that hostile names get through.
 fn raw_entry(
     b: &mut tar::Builder<Vec<u8>>,
@@ -317,86 +255,6 @@ fn archives_past_the_size_limit_are_refused() {
     assert!(w.leftovers().is_empty());
 }
 
-/// Docker, or None (with a note) when it is not reachable outside CI.
-async fn docker() -> Option<bollard::Docker> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let connected = match bollard::Docker::connect_with_local_defaults() {
-        Ok(d) => d.negotiate_version().await.ok(),
-        Err(_) => None,
-    };
-    match connected {
-        Some(d) if d.ping().await.is_ok() => Some(d),
-        _ if ci => panic!("Docker is not reachable, and CI=true: run .ci/setup"),
-        _ => {
-            eprintln!("note: Docker is not reachable; skipping this test outside CI");
-            None
-        }
-    }
-}
-
-/// An environment with the busybox recipe copied in (the copy has the same recipe digest).
-fn busybox_env(dir: &Path) -> hdev::envfile::Env {
-    let recipe = dir.join("boxes/busybox");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    for f in ["box.toml", "build.sh"] {
-        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
-    }
-    let envfile = dir.join("Envfile");
-    std::fs::write(
-        &envfile,
-        "[env]\nname = \"boxtest\"\n\n[box.busybox]\nrecipe = \"boxes/busybox\"\n",
-    )
-    .expect("write Envfile");
-    hdev::envfile::load(&envfile).expect("valid Envfile")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_image_builds_and_imports_once_for_parallel_callers() {
-    let Some(docker) = docker().await else {
-        return;
-    };
-    let w = World::new();
-    let env = busybox_env(w.work.path());
-    let store = hdev::boxes::Store::at(w.home.path().to_path_buf());
-
-    let calls = (0..20).map(|_| hdev::boxes::docker_image_in(&store, &docker, &env, "busybox"));
-    let refs = futures_util::future::join_all(calls).await;
-    let refs: Vec<String> = refs.into_iter().map(|r| r.expect("image")).collect();
-    assert!(refs.iter().all(|r| r == &refs[0]), "{refs:?}");
-    assert!(refs[0].starts_with("hdev-box/busybox:"), "{}", refs[0]);
-    assert_eq!(store.list().expect("list").len(), 1, "built once");
-
-    let b = store.list().expect("list").remove(0);
-    let img = docker.inspect_image(&refs[0]).await.expect("inspect");
-    let labels = img.config.and_then(|c| c.labels).expect("labels");
-    assert_eq!(labels.get("hdev.box").map(String::as_str), Some("busybox"));
-    assert_eq!(labels.get("hdev.box.digest"), Some(&b.digest.to_string()));
-    let created = img.created.clone();
-
-    // Again: reused, not imported again.
-    let again = hdev::boxes::docker_image_in(&store, &docker, &env, "busybox")
-        .await
-        .expect("image");
-    assert_eq!(again, refs[0]);
-    let img = docker.inspect_image(&again).await.expect("inspect");
-    assert_eq!(img.created, created);
-
-    // A box that is not declared is named in the error.
-    let err = hdev::boxes::docker_image_in(&store, &docker, &env, "nope")
-        .await
-        .expect_err("unknown box");
-    assert!(err.to_string().contains("no box `nope`"), "{err}");
-
-    docker
-        .remove_image(
-            &refs[0],
-            None::<bollard::query_parameters::RemoveImageOptions>,
-            None,
-        )
-        .await
-        .expect("remove the test's image");
-}
-
 #[test]
 fn hash_counts_the_built_box_once_it_is_in_the_store() {
     let w = World::new();
@@ -451,4 +309,197 @@ fn file_box_digest_is_cached_by_file_identity() {
         .assert()
         .code(1)
         .stderr(contains("tampered"));
+}
+
+#[test]
+fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
+    let w = World::new();
+    let img = w.work.path().join("cloud.qcow2");
+    qcow2(&img);
+    let a = w.json(&["box", "add", img.to_str().expect("utf-8")]);
+    assert_eq!(a["name"], "cloud");
+    assert_eq!(a["providers"][0], "libvirt-disk");
+    // The same unchanged file is the same box.
+    let b = w.json(&["box", "add", img.to_str().expect("utf-8")]);
+    assert_eq!(a["digest"], b["digest"]);
+    let stored = PathBuf::from(a["path"].as_str().expect("path"));
+    let manifest = std::fs::read_to_string(stored.join("manifest.json")).expect("manifest");
+    assert!(manifest.contains("\"boot\": \"cloud-init\""), "{manifest}");
+    assert_eq!(
+        std::fs::read(stored.join("disk.qcow2")).expect("disk"),
+        std::fs::read(&img).expect("img")
+    );
+
+    // A vagrant-libvirt box: gzip'd tar with metadata.json, box.img and a Vagrantfile.
+    let disk = w.work.path().join("box.img");
+    qcow2(&disk);
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    let meta = br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "metadata.json", &meta[..])
+        .expect("meta");
+    t.append_path_with_name(&disk, "box.img").expect("img");
+    let vf = b"Vagrant.configure(2) {}\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(vf.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "Vagrantfile", &vf[..])
+        .expect("vagrantfile");
+    let bytes = t.into_inner().expect("tar").finish().expect("gzip");
+    let vbox = w.work.path().join("generic-debian.box");
+    std::fs::write(&vbox, bytes).expect("write");
+    let v = w.json(&[
+        "box",
+        "add",
+        vbox.to_str().expect("utf-8"),
+        "--name",
+        "vdeb",
+    ]);
+    assert_eq!(v["name"], "vdeb");
+    assert_eq!(v["providers"][0], "libvirt-disk");
+    w.hdev().args(["box", "verify", "vdeb"]).assert().success();
+
+    // A vagrant box for another provider is refused with the reason.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    let meta = br#"{"provider":"virtualbox"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "metadata.json", &meta[..])
+        .expect("meta");
+    let bytes = t.into_inner().expect("tar").finish().expect("gzip");
+    std::fs::write(&vbox, bytes).expect("write");
+    w.hdev()
+        .args(["box", "add", vbox.to_str().expect("utf-8")])
+        .assert()
+        .code(1)
+        .stderr(contains("provider `virtualbox`"));
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}
+
+#[test]
+fn parallel_builds_in_separate_processes_build_once() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("hdev"))
+                .env("HDEV_HOME", w.home.path())
+                .args(["--json", "box", "build"])
+                .arg(&recipe)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut built = 0;
+    let mut digests = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        built += usize::from(v["built"] == true);
+        digests.insert(v["digest"].as_str().expect("digest").to_string());
+    }
+    assert_eq!(built, 1, "one process builds, the others find its box");
+    assert_eq!(digests.len(), 1);
+    assert_eq!(w.stored().len(), 1);
+}
+
+/// Serves `body` once over HTTP on a loopback port; returns the URL of `path`.
+fn serve_once(body: Vec<u8>, status: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/busybox.box")
+}
+
+#[test]
+fn boxes_are_added_from_a_url_with_a_checksum() {
+    let w = World::new();
+    let (archive, digest) = w.busybox();
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+    let bytes = std::fs::read(&archive).expect("read");
+
+    let url = serve_once(bytes.clone(), "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .success()
+        .stdout(contains(&digest));
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+
+    let mut bad = bytes;
+    bad[200_000] ^= 4;
+    let url = serve_once(bad, "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .code(1)
+        .stderr(contains("tampered"));
+
+    let url = serve_once(b"gone".to_vec(), "404 Not Found");
+    w.hdev()
+        .args(["box", "add", &url])
+        .assert()
+        .code(1)
+        .stderr(contains("cannot download"))
+        .stderr(contains("404"));
+    assert!(w.stored().is_empty());
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}
+
+#[test]
+fn prune_keeps_the_newest_versions_and_clears_leftovers() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let r = recipe.to_str().expect("utf-8");
+    let first = w.json(&["box", "build", r]);
+    // A different `created` second gives a different box digest.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = w.json(&["box", "build", r, "--force"]);
+    assert_ne!(first["digest"], second["digest"]);
+    assert_eq!(w.stored().len(), 2);
+    // What an interrupted add would leave.
+    let leftover = w.home.path().join("tmp/add-XXXX.partial");
+    std::fs::create_dir_all(&leftover).expect("mkdir");
+    std::fs::write(leftover.join("rootfs.tar"), b"half").expect("write");
+
+    let dry = w.json(&["box", "prune", "--dry-run"]);
+    assert_eq!(dry["removed"][0]["digest"], first["digest"]);
+    assert_eq!(w.stored().len(), 2);
+
+    let done = w.json(&["box", "prune"]);
+    assert_eq!(done["removed"][0]["digest"], first["digest"]);
+    assert_eq!(done["leftovers"].as_array().expect("leftovers").len(), 1);
+    let list = w.json(&["box", "list"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["digest"], second["digest"]);
+    assert!(w.leftovers().is_empty());
 }

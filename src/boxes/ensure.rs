@@ -112,6 +112,41 @@ fn ensure_blocking(store: &Store, def: &BoxDef, dir: &Path) -> Result<StoredBox,
     Ok(b)
 }
 
+/// The stored box for a libvirt machine's `image = "FILE"`: a standard cloud qcow2
+/// (booted with a cloud-init NoCloud seed) or a vagrant-libvirt `.box`, imported once and
+/// found again through the digest cache while the file is unchanged.
+pub async fn ensure_image_in(store: &Store, env: &Env, image: &str) -> Result<StoredBox, BoxError> {
+    let path = env.resolve(image);
+    let name: String = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("image")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let lock = key_lock(&format!(
+        "{}\0image\0{}",
+        store.root().display(),
+        path.display()
+    ));
+    let _held = lock.lock().await;
+    let store = store.clone();
+    blocking(move || {
+        let b = add_file_once(&store, &path, None, &name)?;
+        verify_cached(&store, &b)?;
+        Ok(b)
+    })
+    .await
+}
+
 /// Adds a box file unless the store has it already (known through the digest cache).
 fn add_file_once(
     store: &Store,

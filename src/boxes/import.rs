@@ -56,6 +56,15 @@ pub fn import_file(
     pinned: Option<&BoxDigest>,
 ) -> Result<StoredBox, BoxError> {
     let shown = path.display().to_string();
+    if !manifest::is_box_name(name) {
+        return Err(BoxError::InvalidArchive {
+            archive: shown,
+            message: format!(
+                "`{name}` is not a usable box name (letters, digits, `-`, `_`, `.`); give one with `--name`"
+            ),
+        });
+    }
+    let identity = super::digest::FileIdentity::of(path).map_err(BoxError::io(path))?;
     let kind = sniff(path)?.ok_or_else(|| BoxError::InvalidArchive {
         archive: shown.clone(),
         message: "it is neither an hdev box, a qcow2 image nor a vagrant box".into(),
@@ -141,7 +150,9 @@ pub fn import_file(
             source: std::io::Error::other(e.to_string()),
         }
     })?;
-    store.commit(partial, &digest)
+    let b = store.commit(partial, &digest)?;
+    store.remember(path, identity, &b.digest);
+    Ok(b)
 }
 
 /// Copies `src` to a new file `dest`, refusing more than the size limit.

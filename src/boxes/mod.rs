@@ -11,6 +11,8 @@ pub mod digest;
 pub mod docker;
 pub mod ensure;
 pub mod import;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod manifest;
 pub mod recipe;
 pub mod store;
