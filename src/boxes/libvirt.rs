@@ -142,7 +142,7 @@ fn is_not_found(e: &virt::error::Error) -> bool {
 }
 
 /// The `hdev` pool, defined, built and started when missing.
-fn ensure_pool(conn: &Connect, uri: &str) -> Result<StoragePool, virt::error::Error> {
+pub fn ensure_pool(conn: &Connect, uri: &str) -> Result<StoragePool, virt::error::Error> {
     let pool = match conn.lookup_storage_pool_by_name(POOL) {
         Ok(p) => p,
         Err(e) if is_not_found(&e) => {

@@ -20,8 +20,7 @@ use virt::storage_vol::StorageVol;
 
 pub use xml::{domain_name, DomainSpec};
 
-/// Name of the storage pool that holds base volumes, overlays and boot files.
-pub const POOL: &str = "hdev";
+pub use crate::boxes::libvirt::POOL;
 
 /// Why a libvirt operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,78 +108,6 @@ impl LibvirtBackend {
             .map_err(|e| LibvirtError::Join(e.to_string()))?
     }
 
-    /// Folder of the `hdev` pool: libvirtd's own images folder for a system connection,
-    /// the user's for a session one.
-    pub fn pool_dir(&self) -> PathBuf {
-        if self.uri.contains("/session") {
-            directories::BaseDirs::new()
-                .map(|b| b.data_dir().join("libvirt/images/hdev"))
-                .unwrap_or_else(|| PathBuf::from("/var/lib/libvirt/images/hdev"))
-        } else {
-            PathBuf::from("/var/lib/libvirt/images/hdev")
-        }
-    }
-
-    /// The `hdev` directory pool, defined, built and started when missing.
-    pub async fn ensure_pool(&self) -> Result<PathBuf, LibvirtError> {
-        let dir = self.pool_dir();
-        let d = dir.clone();
-        self.blocking(move |c| {
-            let pool = match c.lookup_storage_pool_by_name(POOL) {
-                Ok(p) => p,
-                Err(e) if is_not_found(&e) => {
-                    let xml = format!(
-                        "<pool type='dir'><name>{POOL}</name><target><path>{}</path></target></pool>",
-                        d.display()
-                    );
-                    let p = c.define_storage_pool_xml(&xml, 0).map_err(call("define pool `hdev`"))?;
-                    p.build(0).map_err(call("build pool `hdev`"))?;
-                    let _ = p.set_autostart(true);
-                    p
-                }
-                Err(e) => return Err(call("look up pool `hdev`")(e)),
-            };
-            if !pool.is_active().map_err(call("pool `hdev` state"))? {
-                pool.create(0).map_err(call("start pool `hdev`"))?;
-            }
-            pool.refresh(0).map_err(call("refresh pool `hdev`"))?;
-            Ok(())
-        })
-        .await?;
-        Ok(dir)
-    }
-
-    /// Copies a host file into the pool once (boot kernels, initrds, base disks), under a
-    /// content-derived name so that it is shared and never changes under a running VM.
-    pub async fn ensure_pool_file(&self, src: &Path, name: &str) -> Result<PathBuf, LibvirtError> {
-        let dir = self.ensure_pool().await?;
-        let dest = dir.join(name);
-        if dest.exists() {
-            return Ok(dest);
-        }
-        let (src, d) = (src.to_path_buf(), dest.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), LibvirtError> {
-            let io = |source| LibvirtError::Io {
-                path: d.clone(),
-                source,
-            };
-            let tmp = d.with_extension("partial");
-            std::fs::copy(&src, &tmp).map_err(io)?;
-            std::fs::rename(&tmp, &d).map_err(io)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| LibvirtError::Join(e.to_string()))??;
-        self.blocking(|c| {
-            if let Ok(p) = c.lookup_storage_pool_by_name(POOL) {
-                let _ = p.refresh(0);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(dest)
-    }
-
     /// Creates the machine's overlay on `base`; an existing overlay is kept.
     pub async fn ensure_overlay(
         &self,
@@ -188,11 +115,11 @@ impl LibvirtBackend {
         base: &Path,
         capacity: Option<u64>,
     ) -> Result<PathBuf, LibvirtError> {
-        self.ensure_pool().await?;
         let vol_name = format!("{name}.qcow2");
         let base = base.to_path_buf();
+        let uri = self.uri.clone();
         self.blocking(move |c| {
-            let pool = c.lookup_storage_pool_by_name(POOL).map_err(call("look up pool `hdev`"))?;
+            let pool = crate::boxes::libvirt::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
             if let Ok(v) = pool.lookup_storage_vol_by_name(&vol_name) {
                 return Ok(PathBuf::from(v.path().map_err(call("volume path"))?));
             }

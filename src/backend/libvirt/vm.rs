@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
 use crate::backend::ssh::{SshKey, SshTarget};
-use crate::boxes::LibvirtArtifacts;
+use crate::boxes::libvirt::BaseVolumes;
 use crate::envfile::{Env, Machine};
 use crate::host::DomainType;
 
@@ -86,28 +86,21 @@ pub struct VmInputs<'a> {
     pub instance: &'a str,
     pub machine: &'a Machine,
     pub hash: &'a str,
-    pub artifacts: &'a LibvirtArtifacts,
+    pub base: &'a BaseVolumes,
     pub layout: &'a VmLayout,
     pub key: &'a SshKey,
     pub domain_type: DomainType,
     pub console_log: PathBuf,
 }
 
-fn pool_name(a: &LibvirtArtifacts, what: &str) -> String {
-    format!("box-{}-{}-{what}", a.name, a.digest.short())
-}
-
 /// Defines and starts the VM (or starts it when it is defined and stopped), then waits
 /// until it accepts SSH.
 pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
-    let a = v.artifacts;
-    let base = lv
-        .ensure_pool_file(&a.disk, &format!("{}.qcow2", pool_name(a, "disk")))
-        .await?;
+    let a = v.base;
     let boot = match (&a.kernel, &a.initrd) {
         (Some(k), Some(i)) => Boot::Kernel {
-            kernel: lv.ensure_pool_file(k, &pool_name(a, "vmlinuz")).await?,
-            initrd: lv.ensure_pool_file(i, &pool_name(a, "initrd")).await?,
+            kernel: k.clone(),
+            initrd: i.clone(),
         },
         _ => {
             return Err(VmError::NoKernel {
@@ -117,7 +110,7 @@ pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmErro
         }
     };
     let disk = lv
-        .ensure_overlay(&v.layout.domain, &base, v.machine.disk)
+        .ensure_overlay(&v.layout.domain, &a.disk, v.machine.disk)
         .await?;
     if let Some(dir) = v.console_log.parent() {
         std::fs::create_dir_all(dir).map_err(|source| LibvirtError::Io {
