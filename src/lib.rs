@@ -1,12 +1,17 @@
 //! hdev: developer environments (VMs through libvirt, containers through Docker) described
 //! by one Envfile, brought up, provisioned, baselined and reset.
 
+pub mod apply;
+pub mod backend;
 pub mod boxes;
 pub mod cli;
 pub mod envfile;
 pub mod lockfile;
 pub mod output;
+pub mod plan;
+pub mod progress;
 pub mod project;
+pub mod provision;
 pub mod state;
 pub mod templates;
 

@@ -40,3 +40,6 @@ pub fn resolve_digests(
     }
     Ok(out)
 }
+
+mod interim;
+pub use interim::{docker_image, BoxError};

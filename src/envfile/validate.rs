@@ -431,7 +431,9 @@ fn check_cycles(
         while let Some((node, idx)) = stack.last().copied() {
             let deps = &machines[node].depends_on;
             if idx < deps.len() {
-                stack.last_mut().map(|top| top.1 += 1);
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
                 let next = deps[idx].as_str();
                 match marks.get(next).copied() {
                     Some(Mark::Fresh) => {

@@ -1,0 +1,590 @@
+//! Running a plan: machines as a DAG (each waits for what it depends on to be up and
+//! healthy), independent machines in parallel under a semaphore of `env.parallel`, and
+//! every finished step recorded in `.hdev/state.json` at once, so that an interrupted `up`
+//! leaves a true record and the next `up` finishes the job.
+//!
+//! A machine that fails stops only itself and its dependants; the others go on. Ctrl-C
+//! stops new work from starting, abandons provisioning and health checks in flight, and
+//! leaves every machine where the record says it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
+
+use crate::backend::{AnyBackend, BackendError, Backends, EnvCtx, MachineSpec};
+use crate::envfile::{Base, Env, Machine};
+use crate::plan::{Change, NetChange, Plan, Step};
+use crate::progress::Progress;
+use crate::provision::{self, ProvisionError};
+use crate::state::{EnvLock, MachineRecord, Phase, State, StateDir, StateError};
+
+/// Why one machine did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The backend failed an operation on the machine.
+    #[error("machine `{machine}`: {source}")]
+    Backend {
+        machine: String,
+        source: BackendError,
+    },
+    /// The machine's backend is not in this build.
+    #[error(transparent)]
+    Unavailable(BackendError),
+    /// A provisioning step failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The health check never passed.
+    #[error("machine `{machine}`: health check `{command}` did not pass after {tries} tries (last exit code {code}){}", tail(.output))]
+    Unhealthy {
+        machine: String,
+        command: String,
+        tries: u32,
+        code: i64,
+        output: Vec<String>,
+    },
+    /// A machine it depends on did not come up, so it was not started.
+    #[error("machine `{machine}` skipped: it depends on `{dependency}`, which did not come up")]
+    DependencyFailed { machine: String, dependency: String },
+    /// Ctrl-C arrived before the machine was done.
+    #[error("machine `{machine}`: interrupted before it was done")]
+    Interrupted { machine: String },
+    /// The state file could not be written.
+    #[error("machine `{machine}`: cannot record its state: {source}")]
+    State { machine: String, source: StateError },
+}
+
+fn tail(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n    {l}")).collect()
+}
+
+/// Why a plan could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An environment network exists with a different subnet.
+    #[error("network `{name}` exists with subnet {observed}, but the Envfile says {wanted}; run `hdev destroy` and `hdev up` to move it")]
+    NetworkConflict {
+        name: String,
+        observed: String,
+        wanted: String,
+    },
+    /// An environment network could not be created.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// How one machine ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Done,
+    Unchanged,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MachineResult {
+    pub name: String,
+    pub change: Change,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    pub machines: Vec<MachineResult>,
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        !self.interrupted
+            && self
+                .machines
+                .iter()
+                .all(|m| matches!(m.outcome, Outcome::Done | Outcome::Unchanged))
+    }
+}
+
+/// The state file, written after every finished step.
+pub struct Recorder {
+    dir: StateDir,
+    lock: EnvLock,
+    state: Mutex<State>,
+}
+
+impl Recorder {
+    pub fn new(dir: StateDir, lock: EnvLock, state: State) -> Self {
+        Recorder {
+            dir,
+            lock,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Changes one machine's record (None removes it) and saves.
+    pub fn update(
+        &self,
+        machine: &str,
+        f: impl FnOnce(Option<MachineRecord>) -> Option<MachineRecord>,
+    ) -> Result<(), StateError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = st.machines.remove(machine);
+        if let Some(r) = f(cur) {
+            st.machines.insert(machine.to_string(), r);
+        }
+        self.dir.save(&self.lock, &st)
+    }
+
+    pub fn set_env_hash(&self, hash: Option<String>) -> Result<(), StateError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.env_hash = hash;
+        self.dir.save(&self.lock, &st)
+    }
+
+    pub fn snapshot(&self) -> State {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What every machine task shares.
+struct Shared<'a> {
+    env: &'a Env,
+    ctx: &'a EnvCtx,
+    backends: &'a Backends,
+    rec: &'a Recorder,
+    progress: &'a Progress,
+    sem: Semaphore,
+    cancel: watch::Receiver<bool>,
+    images: HashMap<String, Result<String, String>>,
+    done: BTreeMap<String, watch::Sender<Option<bool>>>,
+}
+
+/// Resolves after Ctrl-C (or never, if the sender is gone without it).
+async fn cancelled(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What a run of a plan works with.
+pub struct ApplyCtx<'a> {
+    pub env: &'a Env,
+    pub ctx: &'a EnvCtx,
+    pub backends: &'a Backends,
+    pub rec: &'a Recorder,
+    pub progress: &'a Progress,
+    /// Machine operations at once.
+    pub parallel: usize,
+}
+
+/// Runs `plan`; Ctrl-C arrives through `cancel`.
+pub async fn apply(
+    a: &ApplyCtx<'_>,
+    plan: &Plan,
+    cancel: watch::Receiver<bool>,
+) -> Result<ApplyReport, ApplyError> {
+    let ApplyCtx {
+        env,
+        ctx,
+        backends,
+        rec,
+        progress,
+        parallel,
+    } = *a;
+    for n in &plan.networks {
+        match n.change {
+            NetChange::Keep => {}
+            NetChange::Conflict => {
+                return Err(ApplyError::NetworkConflict {
+                    name: n.name.clone(),
+                    observed: n.observed_subnet.clone().unwrap_or_default(),
+                    wanted: n.subnet.clone().unwrap_or_default(),
+                })
+            }
+            NetChange::Create => {
+                if let Some(d) = backends.docker() {
+                    d.ensure_network(ctx, env.networks.get(&n.name)).await?;
+                }
+            }
+        }
+    }
+    let images = resolve_images(env, backends, plan).await;
+    let done = plan
+        .machines
+        .iter()
+        .map(|m| (m.name.clone(), watch::channel(None).0))
+        .collect();
+    let shared = Shared {
+        env,
+        ctx,
+        backends,
+        rec,
+        progress,
+        sem: Semaphore::new(parallel.max(1)),
+        cancel: cancel.clone(),
+        images,
+        done,
+    };
+    let tasks = plan.machines.iter().map(|mp| {
+        let shared = &shared;
+        async move {
+            let t0 = Instant::now();
+            let r = if mp.change == Change::Keep {
+                Ok(())
+            } else {
+                run_machine(shared, mp).await
+            };
+            let ok = r.is_ok();
+            if let Some(tx) = shared.done.get(&mp.name) {
+                tx.send_replace(Some(ok));
+            }
+            let outcome = match &r {
+                Ok(()) if mp.change == Change::Keep => Outcome::Unchanged,
+                Ok(()) => Outcome::Done,
+                Err(MachineError::DependencyFailed { .. }) => Outcome::Skipped,
+                Err(MachineError::Interrupted { .. }) => Outcome::Interrupted,
+                Err(_) => Outcome::Failed,
+            };
+            let msg = match (&r, outcome) {
+                (_, Outcome::Unchanged) => "up to date".to_string(),
+                (Ok(()), _) if mp.change == Change::Remove => "removed".to_string(),
+                (Ok(()), _) => "up".to_string(),
+                (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
+            };
+            if mp.change != Change::Keep {
+                progress.finish(&mp.name, ok, &msg);
+            }
+            MachineResult {
+                name: mp.name.clone(),
+                change: mp.change,
+                outcome,
+                seconds: t0.elapsed().as_secs_f64(),
+                error: r.err().map(|e| e.to_string()),
+            }
+        }
+    });
+    let machines = futures_util::future::join_all(tasks).await;
+    let interrupted = *cancel.borrow();
+    Ok(ApplyReport {
+        machines,
+        interrupted,
+    })
+}
+
+fn base_key(b: &Base) -> String {
+    match b {
+        Base::Box(n) => format!("box:{n}"),
+        Base::Image(i) => format!("image:{i}"),
+    }
+}
+
+/// Images of the machines to be created, resolved once per distinct base.
+async fn resolve_images(
+    env: &Env,
+    backends: &Backends,
+    plan: &Plan,
+) -> HashMap<String, Result<String, String>> {
+    let mut out = HashMap::new();
+    let Some(docker) = backends.docker() else {
+        return out;
+    };
+    for mp in &plan.machines {
+        let Some(m) = env.machines.get(&mp.name) else {
+            continue;
+        };
+        if m.backend != crate::envfile::Backend::Docker
+            || !mp.steps.contains(&Step::Create)
+            || out.contains_key(&base_key(&m.base))
+        {
+            continue;
+        }
+        let r = match &m.base {
+            Base::Box(b) => crate::boxes::docker_image(docker.client(), env, b)
+                .await
+                .map_err(|e| e.to_string()),
+            Base::Image(i) => match docker.image_exists(i).await {
+                Ok(true) => Ok(i.clone()),
+                Ok(false) => Err(BackendError::ImageMissing {
+                    machine: m.name.clone(),
+                    image: i.clone(),
+                }
+                .to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        out.insert(base_key(&m.base), r);
+    }
+    out
+}
+
+async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(), MachineError> {
+    let name = mp.name.clone();
+    let p = sh.progress;
+    // Wait for dependencies to be up (and healthy, where they have a check).
+    for dep in &mp.depends_on {
+        if let Some(tx) = sh.done.get(dep) {
+            let mut rx = tx.subscribe();
+            p.status(&name, &format!("waiting for `{dep}`"));
+            let ok = loop {
+                if let Some(ok) = *rx.borrow_and_update() {
+                    break ok;
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { break false },
+                    _ = cancelled(sh.cancel.clone()) => {
+                        return Err(MachineError::Interrupted { machine: name });
+                    }
+                }
+            };
+            if !ok {
+                return Err(MachineError::DependencyFailed {
+                    machine: name,
+                    dependency: dep.clone(),
+                });
+            }
+        }
+    }
+    let be = |source| MachineError::Backend {
+        machine: name.clone(),
+        source,
+    };
+    let st = |source| MachineError::State {
+        machine: name.clone(),
+        source,
+    };
+    let machine = sh.env.machines.get(&name);
+    let backend: &AnyBackend = match machine {
+        Some(m) => sh.backends.get(m).map_err(MachineError::Unavailable)?,
+        None => sh.backends.get_kind(mp.backend).ok_or_else(|| {
+            be(BackendError::Unavailable {
+                machine: name.clone(),
+                backend: mp.backend,
+            })
+        })?,
+    };
+    let permit = tokio::select! {
+        p = sh.sem.acquire() => p.ok(),
+        _ = cancelled(sh.cancel.clone()) => None,
+    };
+    let Some(permit) = permit else {
+        return Err(MachineError::Interrupted { machine: name });
+    };
+    let mut id = mp.existing.clone();
+    for step in &mp.steps {
+        if *sh.cancel.borrow() {
+            return Err(MachineError::Interrupted { machine: name });
+        }
+        match step {
+            Step::Remove => {
+                p.status(&name, "removing");
+                if let Some(old) = id.take() {
+                    backend.remove(&old).await.map_err(be)?;
+                }
+                sh.rec.update(&name, |_| None).map_err(st)?;
+            }
+            Step::Create => {
+                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
+                p.status(&name, "creating");
+                let image = match sh.images.get(&base_key(&m.base)) {
+                    Some(Ok(i)) => i.clone(),
+                    Some(Err(e)) => {
+                        return Err(be(BackendError::Engine {
+                            action: "resolve its image".into(),
+                            message: e.clone(),
+                        }))
+                    }
+                    None => return Err(be(not_in_envfile(&name))),
+                };
+                let spec = spec_for(sh.env, m, &mp.hash, image);
+                let hash = mp.hash.clone();
+                sh.rec
+                    .update(&name, |_| {
+                        Some(MachineRecord {
+                            backend: m.backend,
+                            id: None,
+                            hash,
+                            phase: Phase::Creating,
+                            baseline: None,
+                            provision_runs: 0,
+                        })
+                    })
+                    .map_err(st)?;
+                let new_id = backend.create(sh.ctx, &spec).await.map_err(be)?;
+                let rid = new_id.clone();
+                sh.rec
+                    .update(&name, |r| {
+                        r.map(|mut r| {
+                            r.id = Some(rid);
+                            r.phase = Phase::Created;
+                            r
+                        })
+                    })
+                    .map_err(st)?;
+                id = Some(new_id);
+            }
+            Step::Start => {
+                p.status(&name, "starting");
+                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
+                backend.start(&cid).await.map_err(be)?;
+            }
+            Step::Provision => {
+                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
+                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
+                provision_one(sh, backend, m, &cid, &mp.hash).await?;
+            }
+            Step::Health => {}
+        }
+    }
+    drop(permit);
+    if mp.steps.contains(&Step::Health) {
+        if let (Some(m), Some(cid)) = (machine, id.as_deref()) {
+            wait_healthy(sh, backend, m, cid).await?;
+        }
+    }
+    Ok(())
+}
+
+fn not_in_envfile(name: &str) -> BackendError {
+    BackendError::NotFound {
+        what: "machine",
+        name: name.to_string(),
+    }
+}
+
+/// Runs a machine's provisioning and records it; abandoned on Ctrl-C.
+async fn provision_one(
+    sh: &Shared<'_>,
+    backend: &AnyBackend,
+    m: &Machine,
+    id: &str,
+    hash: &str,
+) -> Result<(), MachineError> {
+    let name = &m.name;
+    let p = sh.progress;
+    let n = m.provision.len();
+    let on_step = |i: usize, d: &str| p.status(name, &format!("provisioning {i}/{n}: {d}"));
+    let sink = |line: &str| p.output(name, line);
+    if n == 0 {
+        p.status(name, "nothing to provision");
+    }
+    tokio::select! {
+        r = provision::run(sh.env, backend, id, m, &on_step, &sink) => r?,
+        _ = cancelled(sh.cancel.clone()) => {
+            return Err(MachineError::Interrupted { machine: name.clone() });
+        }
+    }
+    let (hash, id) = (hash.to_string(), id.to_string());
+    sh.rec
+        .update(name, |r| {
+            let mut r = r.unwrap_or(MachineRecord {
+                backend: m.backend,
+                id: Some(id.clone()),
+                hash: hash.clone(),
+                phase: Phase::Created,
+                baseline: None,
+                provision_runs: 0,
+            });
+            r.id = Some(id);
+            r.hash = hash;
+            r.phase = r.phase.max(Phase::Provisioned);
+            r.provision_runs += 1;
+            Some(r)
+        })
+        .map_err(|source| MachineError::State {
+            machine: name.clone(),
+            source,
+        })
+}
+
+async fn wait_healthy(
+    sh: &Shared<'_>,
+    backend: &AnyBackend,
+    m: &Machine,
+    id: &str,
+) -> Result<(), MachineError> {
+    let Some(hc) = &m.healthcheck else {
+        return Ok(());
+    };
+    let cmd = vec!["sh".to_string(), "-c".to_string(), hc.command.clone()];
+    let tries = hc.retries.max(1);
+    let mut last = (0i64, Vec::new());
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    for attempt in 1..=tries {
+        sh.progress.status(
+            &m.name,
+            &format!("health check {attempt}/{tries}: {}", hc.command),
+        );
+        let o = out.clone();
+        let sink = move |l: &str| {
+            if let Ok(mut v) = o.lock() {
+                v.push(l.to_string());
+            }
+        };
+        let run = tokio::time::timeout(
+            Duration::from_millis(hc.timeout_ms),
+            backend.exec(id, &cmd, &sink),
+        );
+        let r = tokio::select! {
+            r = run => r,
+            _ = cancelled(sh.cancel.clone()) => {
+                return Err(MachineError::Interrupted { machine: m.name.clone() });
+            }
+        };
+        match r {
+            Ok(Ok(o)) if o.exit_code == 0 => return Ok(()),
+            Ok(Ok(o)) => last = (o.exit_code, o.tail),
+            Ok(Err(e)) => {
+                return Err(MachineError::Backend {
+                    machine: m.name.clone(),
+                    source: e,
+                })
+            }
+            Err(_) => last = (-1, vec![format!("timed out after {} ms", hc.timeout_ms)]),
+        }
+        if let Ok(mut v) = out.lock() {
+            v.clear();
+        }
+        if attempt < tries {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(hc.interval_ms)) => {}
+                _ = cancelled(sh.cancel.clone()) => {
+                    return Err(MachineError::Interrupted { machine: m.name.clone() });
+                }
+            }
+        }
+    }
+    Err(MachineError::Unhealthy {
+        machine: m.name.clone(),
+        command: hc.command.clone(),
+        tries,
+        code: last.0,
+        output: last.1,
+    })
+}
+
+/// The resolved spec a backend creates a machine from.
+pub fn spec_for<'a>(env: &'a Env, m: &'a Machine, hash: &str, image: String) -> MachineSpec<'a> {
+    MachineSpec {
+        machine: m,
+        hash: hash.to_string(),
+        image,
+        networks: m
+            .networks
+            .iter()
+            .filter_map(|a| env.networks.get(&a.network))
+            .collect(),
+        synced: m
+            .synced_folders
+            .iter()
+            .map(|s| (env.resolve(&s.host), s.guest.clone(), s.readonly))
+            .collect(),
+    }
+}
