@@ -8,18 +8,24 @@
 //! leaves every machine where the record says it is.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
-use crate::backend::{AnyBackend, BackendError, Backends, EnvCtx, MachineSpec};
-use crate::envfile::{Base, Env, Machine};
+mod record;
+mod steps;
+
+pub use record::Recorder;
+pub use steps::spec_for;
+use steps::{provision_one, wait_healthy};
+
+use crate::backend::{AnyBackend, BackendError, Backends, EnvCtx};
+use crate::envfile::{Base, Env};
 use crate::plan::{Change, NetChange, Plan, Step};
 use crate::progress::Progress;
-use crate::provision::{self, ProvisionError};
-use crate::state::{EnvLock, MachineRecord, Phase, State, StateDir, StateError};
+use crate::provision::ProvisionError;
+use crate::state::{MachineRecord, Phase, StateError};
 
 /// Why one machine did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -111,49 +117,8 @@ impl ApplyReport {
     }
 }
 
-/// The state file, written after every finished step.
-pub struct Recorder {
-    dir: StateDir,
-    lock: EnvLock,
-    state: Mutex<State>,
-}
-
-impl Recorder {
-    pub fn new(dir: StateDir, lock: EnvLock, state: State) -> Self {
-        Recorder {
-            dir,
-            lock,
-            state: Mutex::new(state),
-        }
-    }
-
-    /// Changes one machine's record (None removes it) and saves.
-    pub fn update(
-        &self,
-        machine: &str,
-        f: impl FnOnce(Option<MachineRecord>) -> Option<MachineRecord>,
-    ) -> Result<(), StateError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let cur = st.machines.remove(machine);
-        if let Some(r) = f(cur) {
-            st.machines.insert(machine.to_string(), r);
-        }
-        self.dir.save(&self.lock, &st)
-    }
-
-    pub fn set_env_hash(&self, hash: Option<String>) -> Result<(), StateError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.env_hash = hash;
-        self.dir.save(&self.lock, &st)
-    }
-
-    pub fn snapshot(&self) -> State {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 /// What every machine task shares.
-struct Shared<'a> {
+pub(super) struct Shared<'a> {
     env: &'a Env,
     ctx: &'a EnvCtx,
     backends: &'a Backends,
@@ -166,7 +131,7 @@ struct Shared<'a> {
 }
 
 /// Resolves after Ctrl-C (or never, if the sender is gone without it).
-async fn cancelled(mut rx: watch::Receiver<bool>) {
+pub(super) async fn cancelled(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -456,135 +421,5 @@ fn not_in_envfile(name: &str) -> BackendError {
     BackendError::NotFound {
         what: "machine",
         name: name.to_string(),
-    }
-}
-
-/// Runs a machine's provisioning and records it; abandoned on Ctrl-C.
-async fn provision_one(
-    sh: &Shared<'_>,
-    backend: &AnyBackend,
-    m: &Machine,
-    id: &str,
-    hash: &str,
-) -> Result<(), MachineError> {
-    let name = &m.name;
-    let p = sh.progress;
-    let n = m.provision.len();
-    let on_step = |i: usize, d: &str| p.status(name, &format!("provisioning {i}/{n}: {d}"));
-    let sink = |line: &str| p.output(name, line);
-    if n == 0 {
-        p.status(name, "nothing to provision");
-    }
-    tokio::select! {
-        r = provision::run(sh.env, backend, id, m, &on_step, &sink) => r?,
-        _ = cancelled(sh.cancel.clone()) => {
-            return Err(MachineError::Interrupted { machine: name.clone() });
-        }
-    }
-    let (hash, id) = (hash.to_string(), id.to_string());
-    sh.rec
-        .update(name, |r| {
-            let mut r = r.unwrap_or(MachineRecord {
-                backend: m.backend,
-                id: Some(id.clone()),
-                hash: hash.clone(),
-                phase: Phase::Created,
-                baseline: None,
-                provision_runs: 0,
-            });
-            r.id = Some(id);
-            r.hash = hash;
-            r.phase = r.phase.max(Phase::Provisioned);
-            r.provision_runs += 1;
-            Some(r)
-        })
-        .map_err(|source| MachineError::State {
-            machine: name.clone(),
-            source,
-        })
-}
-
-async fn wait_healthy(
-    sh: &Shared<'_>,
-    backend: &AnyBackend,
-    m: &Machine,
-    id: &str,
-) -> Result<(), MachineError> {
-    let Some(hc) = &m.healthcheck else {
-        return Ok(());
-    };
-    let cmd = vec!["sh".to_string(), "-c".to_string(), hc.command.clone()];
-    let tries = hc.retries.max(1);
-    let mut last = (0i64, Vec::new());
-    let out = Arc::new(Mutex::new(Vec::<String>::new()));
-    for attempt in 1..=tries {
-        sh.progress.status(
-            &m.name,
-            &format!("health check {attempt}/{tries}: {}", hc.command),
-        );
-        let o = out.clone();
-        let sink = move |l: &str| {
-            if let Ok(mut v) = o.lock() {
-                v.push(l.to_string());
-            }
-        };
-        let run = tokio::time::timeout(
-            Duration::from_millis(hc.timeout_ms),
-            backend.exec(id, &cmd, &sink),
-        );
-        let r = tokio::select! {
-            r = run => r,
-            _ = cancelled(sh.cancel.clone()) => {
-                return Err(MachineError::Interrupted { machine: m.name.clone() });
-            }
-        };
-        match r {
-            Ok(Ok(o)) if o.exit_code == 0 => return Ok(()),
-            Ok(Ok(o)) => last = (o.exit_code, o.tail),
-            Ok(Err(e)) => {
-                return Err(MachineError::Backend {
-                    machine: m.name.clone(),
-                    source: e,
-                })
-            }
-            Err(_) => last = (-1, vec![format!("timed out after {} ms", hc.timeout_ms)]),
-        }
-        if let Ok(mut v) = out.lock() {
-            v.clear();
-        }
-        if attempt < tries {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(hc.interval_ms)) => {}
-                _ = cancelled(sh.cancel.clone()) => {
-                    return Err(MachineError::Interrupted { machine: m.name.clone() });
-                }
-            }
-        }
-    }
-    Err(MachineError::Unhealthy {
-        machine: m.name.clone(),
-        command: hc.command.clone(),
-        tries,
-        code: last.0,
-        output: last.1,
-    })
-}
-
-/// The resolved spec a backend creates a machine from.
-pub fn spec_for<'a>(env: &'a Env, m: &'a Machine, hash: &str, image: String) -> MachineSpec<'a> {
-    MachineSpec {
-        machine: m,
-        hash: hash.to_string(),
-        image,
-        networks: m
-            .networks
-            .iter()
-            .filter_map(|a| env.networks.get(&a.network))
-            .collect(),
-        synced: m
-            .synced_folders
-            .iter()
-            .map(|s| (env.resolve(&s.host), s.guest.clone(), s.readonly))
-            .collect(),
     }
 }
