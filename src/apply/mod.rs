@@ -126,7 +126,7 @@ pub(super) struct Shared<'a> {
     progress: &'a Progress,
     sem: Semaphore,
     cancel: watch::Receiver<bool>,
-    images: HashMap<String, Result<String, String>>,
+    images: &'a Images,
     done: BTreeMap<String, watch::Sender<Option<bool>>>,
 }
 
@@ -148,6 +148,8 @@ pub struct ApplyCtx<'a> {
     pub progress: &'a Progress,
     /// Machine operations at once.
     pub parallel: usize,
+    /// Images for the machines to create (see [`resolve_images`]).
+    pub images: &'a Images,
 }
 
 /// Runs `plan`; Ctrl-C arrives through `cancel`.
@@ -163,6 +165,7 @@ pub async fn apply(
         rec,
         progress,
         parallel,
+        images,
     } = *a;
     for n in &plan.networks {
         match n.change {
@@ -181,7 +184,6 @@ pub async fn apply(
             }
         }
     }
-    let images = resolve_images(env, backends, plan).await;
     let done = plan
         .machines
         .iter()
@@ -251,24 +253,18 @@ fn base_key(b: &Base) -> String {
     }
 }
 
-/// Images of the machines to be created, resolved once per distinct base.
-async fn resolve_images(
-    env: &Env,
-    backends: &Backends,
-    plan: &Plan,
-) -> HashMap<String, Result<String, String>> {
+/// Image of each machine base (`box:NAME` or `image:REF`), or why there is none.
+pub type Images = HashMap<String, Result<String, String>>;
+
+/// Images of the environment's docker machines, once per distinct base: boxes are built
+/// and imported on first use (so their digests are known before machines are hashed).
+pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     let mut out = HashMap::new();
     let Some(docker) = backends.docker() else {
         return out;
     };
-    for mp in &plan.machines {
-        let Some(m) = env.machines.get(&mp.name) else {
-            continue;
-        };
-        if m.backend != crate::envfile::Backend::Docker
-            || !mp.steps.contains(&Step::Create)
-            || out.contains_key(&base_key(&m.base))
-        {
+    for m in env.machines.values() {
+        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&base_key(&m.base)) {
             continue;
         }
         let r = match &m.base {

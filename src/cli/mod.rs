@@ -1,5 +1,6 @@
 //! The command line: clap types and one thin function per command.
 
+mod boxcmds;
 mod envcmds;
 mod machinecmds;
 
@@ -105,6 +106,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Build, add, list, remove, verify and prune boxes.
+    #[command(subcommand)]
+    Box(boxcmds::BoxCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -155,6 +159,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Halt => machinecmds::halt(p, file),
         Command::Destroy { force } => machinecmds::destroy(p, file, *force),
         Command::Gc { dry_run } => machinecmds::gc(p, *dry_run),
+        Command::Box(cmd) => boxcmds::run(p, cmd),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
             Ok(0)

@@ -48,6 +48,32 @@ pub(crate) fn open(file: Option<&Path>) -> anyhow::Result<Opened> {
     })
 }
 
+/// Like [`open`], but builds and imports the boxes first, so that the per-machine hashes
+/// count the boxes' real digests; returns the images too.
+async fn open_with_images(
+    file: Option<&Path>,
+    p: &Printer,
+) -> anyhow::Result<(Opened, Backends, apply::Images)> {
+    let project = Project::open(file)?;
+    let backends = Backends::connect(Some(&project.env)).await?;
+    if !p.json && !project.env.boxes.is_empty() {
+        p.note("preparing images");
+    }
+    let images = apply::resolve_images(&project.env, &backends).await;
+    let report = project.hash()?;
+    let ctx = EnvCtx {
+        instance: project.instance.clone(),
+        dir: project.env.dir.clone(),
+    };
+    let o = Opened {
+        project,
+        hashes: report.machines,
+        env_hash: report.hash,
+        ctx,
+    };
+    Ok((o, backends, images))
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -111,12 +137,12 @@ fn ctrl_c(p: &Printer) -> watch::Receiver<bool> {
 
 /// `hdev up`.
 pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResult {
-    let o = open(file)?;
-    let lock = o.project.state.lock()?;
-    let state = load_state(&o.project)?;
-    let env = &o.project.env;
-    runtime()?.block_on(async {
-        let backends = Backends::connect(Some(env)).await?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (o, backends, images) = open_with_images(file, p).await?;
+        let lock = o.project.state.lock()?;
+        let state = load_state(&o.project)?;
+        let env = &o.project.env;
         let observed = backends.observe(&o.ctx).await?;
         let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
         let rec = Recorder::new(o.project.state.clone(), lock, state);
@@ -126,7 +152,10 @@ pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResul
             }
             let n = plan.machines.len();
             if p.json {
-                p.line(serde_json::json!({"event": "summary", "changed": false, "machines": n, "ok": true}).to_string());
+                p.line(
+                    serde_json::json!({"event": "summary", "changed": false, "machines": n, "ok": true})
+                        .to_string(),
+                );
             } else {
                 p.note(format!(
                     "nothing to do: {n} machine{} up to date",
@@ -135,7 +164,7 @@ pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResul
             }
             return Ok(0);
         }
-        run_plan(p, &o, &backends, &plan, &rec, parallel).await
+        run_plan(p, &o, &backends, &plan, &rec, parallel, &images).await
     })
 }
 
@@ -147,6 +176,7 @@ async fn run_plan(
     plan: &Plan,
     rec: &Recorder,
     parallel: Option<usize>,
+    images: &apply::Images,
 ) -> CmdResult {
     let env = &o.project.env;
     if !p.json {
@@ -172,6 +202,7 @@ async fn run_plan(
         rec,
         progress: &progress,
         parallel,
+        images,
     };
     let report = apply::apply(&a, plan, cancel).await;
     progress.close();
@@ -276,7 +307,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             machines,
         };
         let rec = Recorder::new(o.project.state.clone(), lock, state);
-        run_plan(p, &o, &backends, &plan, &rec, None).await
+        run_plan(p, &o, &backends, &plan, &rec, None, &apply::Images::new()).await
     })
 }
 

@@ -1,0 +1,229 @@
+//! The box manifest: what a box is, and the digest of every artifact it carries.
+//!
+//! The manifest is the first entry of a box archive and the root of trust: each artifact is
+//! listed with its sha256, and the box digest is the sha256 of the manifest's exact bytes.
+//! So one short digest pins every byte of a multi-gigabyte box.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::digest::BoxDigest;
+
+/// Version of the manifest format; a newer one is refused rather than misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File name of the manifest inside an archive and in a stored box's folder.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Well-known artifact providers.
+pub const DOCKER: &str = "docker";
+pub const LIBVIRT_DISK: &str = "libvirt-disk";
+pub const LIBVIRT_KERNEL: &str = "libvirt-kernel";
+pub const LIBVIRT_INITRD: &str = "libvirt-initrd";
+
+/// One file of a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// File name inside the archive (and the stored box's folder): one plain name.
+    pub path: String,
+    /// sha256 of the file's bytes, hex.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Where a box came from, for `box list` and for finding a built box again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeRef {
+    /// Recipe folder as given when it was built.
+    pub path: String,
+    /// Digest of the recipe's folder and its host inputs (see `recipe::recipe_digest`).
+    pub digest: String,
+}
+
+/// How a libvirt machine boots from this box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Boot {
+    /// From the disk's own boot loader.
+    #[default]
+    Disk,
+    /// Directly from the box's kernel and initrd, root file system on the disk.
+    Kernel,
+    /// From the disk, configured at first boot by cloud-init (NoCloud seed).
+    CloudInit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub name: String,
+    pub version: String,
+    /// RFC 3339 UTC time of the build or import.
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<RecipeRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Boot>,
+    /// Provider -> artifact.
+    pub artifacts: BTreeMap<String, Artifact>,
+}
+
+impl Manifest {
+    /// The canonical bytes written into archives and the store.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    pub fn digest(&self) -> BoxDigest {
+        BoxDigest::of(&self.to_bytes())
+    }
+
+    /// Parses and checks a manifest: known format, plain artifact names, no duplicates.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if m.format > FORMAT_VERSION {
+            return Err(format!(
+                "manifest format {} is newer than this hdev reads ({FORMAT_VERSION}); upgrade hdev",
+                m.format
+            ));
+        }
+        if m.name.is_empty()
+            || !m
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!("box name `{}` is not a plain name", m.name));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (provider, a) in &m.artifacts {
+            if !is_plain_name(&a.path) || a.path == MANIFEST {
+                return Err(format!(
+                    "artifact `{provider}` has path `{}`: it must be one plain file name",
+                    a.path
+                ));
+            }
+            if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("artifact `{provider}` has no valid sha256"));
+            }
+            if !seen.insert(a.path.as_str()) {
+                return Err(format!("artifact path `{}` is listed twice", a.path));
+            }
+        }
+        if m.artifacts.is_empty() {
+            return Err("the manifest lists no artifacts".into());
+        }
+        Ok(m)
+    }
+
+    /// Total bytes of all artifacts.
+    pub fn size(&self) -> u64 {
+        self.artifacts.values().map(|a| a.size).sum()
+    }
+
+    /// The providers, sorted, for listings.
+    pub fn providers(&self) -> Vec<&str> {
+        self.artifacts.keys().map(String::as_str).collect()
+    }
+}
+
+/// A single path component without separators, `.`/`..` or control characters.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && !s.contains('/')
+        && !s.contains('\\')
+        && !s.chars().any(char::is_control)
+}
+
+/// Now as RFC 3339 UTC, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
+pub fn now_rfc3339() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+    rfc3339(secs)
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            name: "busybox".into(),
+            version: "1".into(),
+            created: rfc3339(0),
+            description: None,
+            recipe: None,
+            boot: None,
+            artifacts: [(
+                DOCKER.to_string(),
+                Artifact {
+                    path: "rootfs.tar".into(),
+                    sha256: "0".repeat(64),
+                    size: 3,
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn rfc3339_formats_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn manifest_round_trips_and_digest_is_of_bytes() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::parse(&bytes).expect("parse"), m);
+        assert_eq!(m.digest(), BoxDigest::of(&bytes));
+    }
+
+    #[test]
+    fn manifest_refuses_paths_that_are_not_plain_names() {
+        for bad in ["../x", "/etc/passwd", "a/b", "..", MANIFEST] {
+            let mut m = sample();
+            m.artifacts.get_mut(DOCKER).expect("docker").path = bad.into();
+            assert!(Manifest::parse(&m.to_bytes()).is_err(), "{bad}");
+        }
+    }
+}
