@@ -453,3 +453,39 @@ shell = "if [ ! -f /tmp/once ]; then touch /tmp/once; sleep 60; fi; echo finishe
     );
     assert_eq!(machine(&env.status(), "slow")["provisioned"], true);
 }
+
+#[test]
+fn gc_removes_what_an_environment_with_a_deleted_folder_left_behind() {
+    if !docker_or_skip() {
+        return;
+    }
+    let env = TestEnv::new("gc", "");
+    // The environment lives in a subfolder that the test deletes after `up`.
+    let sub = env.path().join("project");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::rename(env.path().join("Envfile"), sub.join("Envfile")).expect("move Envfile");
+    let text = std::fs::read_to_string(sub.join("Envfile")).expect("read");
+    std::fs::write(
+        sub.join("Envfile"),
+        format!("{text}\n[machine.left]\nbackend = \"docker\"\nbox = \"busybox\"\n"),
+    )
+    .expect("write");
+    let up = env.run(&["-f", "project/Envfile", "up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let st = env.run(&["-f", "project/Envfile", "status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).expect("status json");
+    let instance = st["instance"].as_str().expect("instance").to_string();
+    assert_eq!(labelled_counts(&instance).0, 1);
+
+    std::fs::remove_dir_all(&sub).expect("delete the environment's folder");
+    let dry = env.run(&["gc", "--dry-run"]);
+    assert!(
+        dry.stdout.contains(&format!("would remove `{instance}`")),
+        "{dry}"
+    );
+    assert_eq!(labelled_counts(&instance).0, 1, "a dry run removes nothing");
+    let gc = env.run(&["gc"]);
+    assert_eq!(gc.code, 0, "{gc}");
+    assert!(gc.stdout.contains(&format!("removed `{instance}`")), "{gc}");
+    assert_eq!(labelled_counts(&instance), (0, 0, 0));
+}
