@@ -21,6 +21,7 @@ fn a_dependency_chain_with_a_health_check_comes_up_in_order() {
         return;
     }
     let net = subnet();
+    let db_ip = net.replace(".0/24", ".10");
     let env = TestEnv::new(
         "chain",
         &format!(
@@ -31,7 +32,7 @@ subnet = "{net}"
 [machine.db]
 backend = "docker"
 box = "busybox"
-networks = ["lan"]
+networks = [{{ name = "lan", address = "{db_ip}" }}]
 command = "httpd -f -p 80 -h /var/www"
 env = {{ ROLE = "database" }}
 
