@@ -96,7 +96,7 @@ pub enum Command {
     Halt,
     /// Remove everything this environment created in the engines.
     Destroy {
-        /// Do not ask (`-y`: `-f` is the global `--file`).
+        /// Do not ask (hdev asks only on a terminal; `-y`, as `-f` is the global `--file`).
         #[arg(short = 'y', long)]
         force: bool,
     },

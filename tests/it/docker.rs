@@ -141,8 +141,32 @@ shell = "hostname > /tmp/me"
 "#,
     );
     let t0 = Instant::now();
-    let up = env.run(&["up", "--parallel", "8"]);
+    let up = env.run(&["up", "--parallel", "8", "--json"]);
     assert_eq!(up.code, 0, "{up}");
+    // `--json` is one event per line, ending with the summary.
+    let events: Vec<serde_json::Value> = up
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
+        .collect();
+    let done = events.iter().filter(|e| e["event"] == "done").count();
+    assert_eq!(done, 20, "{up}");
+    // Bounded and parallel: between "creating" and "done" at most 8 machines, but more than 1.
+    let (mut now, mut most) = (0i32, 0i32);
+    for e in &events {
+        if e["message"] == "creating" {
+            now += 1;
+            most = most.max(now);
+        } else if e["event"] == "done" {
+            now -= 1;
+        }
+    }
+    assert!((2..=8).contains(&most), "at most {most} machines at once");
+    let last = events.last().expect("events");
+    assert_eq!(
+        (&last["event"], &last["ok"]),
+        (&"summary".into(), &true.into())
+    );
     let st = env.status();
     let ms = machines(&st);
     assert_eq!(ms.len(), 20, "{st}");

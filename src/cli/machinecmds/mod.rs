@@ -179,7 +179,9 @@ async fn run_plan(
     images: &apply::Images,
 ) -> CmdResult {
     let env = &o.project.env;
-    if !p.json {
+    if p.json {
+        p.line(serde_json::json!({"event": "plan", "plan": plan}).to_string());
+    } else {
         for l in plan::render(plan) {
             if !l.starts_with("= ") {
                 p.note(l);
