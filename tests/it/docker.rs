@@ -119,6 +119,13 @@ shell = "ping -c 1 -W 2 api > /dev/null && echo web sees api"
     assert_eq!(r.stdout, "database ready\ndeep\nkey=value\n");
     let r = env.run(&["exec", "web", "--", "cat", "/mnt/site/index.html"]);
     assert_eq!(r.stdout, "hello site\n", "{r}");
+    let piped = env
+        .cmd()
+        .args(["exec", "web", "--", "sh", "-c", "tr a-z A-Z"])
+        .write_stdin("through stdin\n")
+        .output()
+        .expect("exec with stdin");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "THROUGH STDIN\n");
     let r = env.run(&["exec", "web", "--", "sh", "-c", "echo $HOSTNAME; exit 3"]);
     assert_eq!((r.code, r.stdout.as_str()), (3, "web\n"), "{r}");
 }

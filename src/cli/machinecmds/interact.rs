@@ -72,7 +72,8 @@ async fn running(
 
 fn interactive(o: &super::Opened, machine: &str, cmd: &[String]) -> CmdResult {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let code = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let code = rt.block_on(async {
         let backends = Backends::connect(Some(&o.project.env)).await?;
         let m = running(&backends, o, machine).await?;
         let docker = backends
@@ -84,8 +85,10 @@ fn interactive(o: &super::Opened, machine: &str, cmd: &[String]) -> CmdResult {
             .exec_interactive(&m.id, cmd, ExecOptions { tty, stdin: true }, size)
             .await?;
         anyhow::Ok(code)
-    })?;
-    Ok(i32::try_from(code).unwrap_or(1))
+    });
+    // The stdin pump may sit in a blocking read of the terminal; do not wait for it.
+    rt.shutdown_background();
+    Ok(i32::try_from(code?).unwrap_or(1))
 }
 
 /// `hdev exec MACHINE -- CMD...`: the command's exit code is hdev's.
