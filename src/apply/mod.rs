@@ -204,7 +204,7 @@ pub async fn apply(
         let shared = &shared;
         async move {
             let t0 = Instant::now();
-            let r = if mp.change == Change::Keep {
+            let r = if mp.steps.is_empty() && mp.change == Change::Keep {
                 Ok(())
             } else {
                 run_machine(shared, mp).await
@@ -226,7 +226,7 @@ pub async fn apply(
                 (Ok(()), _) => "up".to_string(),
                 (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
             };
-            if mp.change != Change::Keep {
+            if mp.change != Change::Keep || !ok {
                 progress.finish(&mp.name, ok, &msg);
             }
             MachineResult {

@@ -242,6 +242,28 @@ pub fn plan(
             hash,
         });
     }
+    // A kept machine with a health check is checked again when a dependant is about to
+    // act, so that an unhealthy machine left by an earlier run still gates it.
+    let acting: BTreeSet<String> = machines
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.change,
+                Change::Create | Change::Recreate | Change::Start | Change::Finish
+            )
+        })
+        .flat_map(|m| m.depends_on.iter().cloned())
+        .collect();
+    for mp in machines.iter_mut() {
+        let checked = env
+            .machines
+            .get(&mp.name)
+            .is_some_and(|m| m.healthcheck.is_some());
+        if mp.change == Change::Keep && checked && acting.contains(&mp.name) {
+            mp.steps = vec![Step::Health];
+            mp.reason = "up to date; health checked for its dependants".into();
+        }
+    }
     for (name, o) in &observed.machines {
         if !env.machines.contains_key(name) {
             machines.push(MachinePlan {

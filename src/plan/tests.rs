@@ -211,3 +211,35 @@ fn a_network_with_another_subnet_is_a_conflict() {
     assert_eq!(p.networks[0].change, NetChange::Conflict);
     assert!(render(&p)[0].contains("10.8.0.0/24"));
 }
+
+#[test]
+fn a_kept_machine_with_a_health_check_is_checked_again_for_a_dependant_that_acts() {
+    let mut env = env();
+    env.machines.remove("vm");
+    let mut obs = Observation::default();
+    obs.networks.insert("lan".into(), lan());
+    obs.machines
+        .insert("db".into(), observed("db", "sha256:db", RunState::Running));
+    let mut st = State::new("t");
+    st.machines
+        .insert("db".into(), record("db", "sha256:db", Phase::Provisioned));
+    let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
+    let db = p.machine("db").unwrap();
+    assert_eq!(
+        (db.change, db.steps.clone()),
+        (Change::Keep, vec![Step::Health])
+    );
+    assert_eq!(p.machine("app").unwrap().change, Change::Create);
+
+    // With nothing depending on it acting, a kept machine has nothing to do.
+    obs.machines.insert(
+        "app".into(),
+        observed("app", "sha256:app", RunState::Running),
+    );
+    st.machines.insert(
+        "app".into(),
+        record("app", "sha256:app", Phase::Provisioned),
+    );
+    let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
+    assert!(p.machine("db").unwrap().steps.is_empty());
+}

@@ -521,3 +521,49 @@ fn gc_removes_what_an_environment_with_a_deleted_folder_left_behind() {
     assert!(gc.stdout.contains(&format!("removed `{instance}`")), "{gc}");
     assert_eq!(labelled_counts(&instance), (0, 0, 0));
 }
+
+#[test]
+fn an_unhealthy_machine_holds_back_its_dependants_until_it_passes() {
+    if !docker_or_skip() {
+        return;
+    }
+    let env = TestEnv::new(
+        "health",
+        r#"
+[machine.svc]
+backend = "docker"
+box = "busybox"
+
+[machine.svc.healthcheck]
+command = "test -f /tmp/ready"
+interval = "50ms"
+timeout = "2s"
+retries = 3
+
+[machine.client]
+backend = "docker"
+box = "busybox"
+depends_on = ["svc"]
+"#,
+    );
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 1, "{up}");
+    assert!(
+        up.stderr.contains(
+            "machine `svc`: health check `test -f /tmp/ready` did not pass after 3 tries"
+        ),
+        "{up}"
+    );
+    assert!(up.stderr.contains("machine `client` skipped"), "{up}");
+    assert_eq!(machine(&env.status(), "client")["state"], "not created");
+    // Once the check passes, the next `up` checks the kept machine again and goes on.
+    let r = env.run(&["exec", "svc", "--", "touch", "/tmp/ready"]);
+    assert_eq!(r.code, 0, "{r}");
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    assert!(
+        up.stderr.contains("health checked for its dependants"),
+        "{up}"
+    );
+    assert_eq!(machine(&env.status(), "client")["state"], "running");
+}

@@ -181,14 +181,15 @@ impl DockerBackend {
                 container: created.id.clone(),
                 endpoint_config: Some(ep),
             };
-            self.docker
-                .connect_network(&net, req)
-                .await
-                .map_err(map_err(
+            if let Err(e) = self.docker.connect_network(&net, req).await {
+                // Half-attached is worse than absent: the next `up` would keep it as is.
+                let _ = self.remove(&created.id).await;
+                return Err(map_err(
                     format!("attach machine `{}` to network `{net}`", m.name),
                     "network",
                     &net,
-                ))?;
+                )(e));
+            }
         }
         Ok(created.id)
     }

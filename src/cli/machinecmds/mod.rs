@@ -191,7 +191,7 @@ async fn run_plan(
     let names: Vec<String> = plan
         .machines
         .iter()
-        .filter(|m| m.change != Change::Keep)
+        .filter(|m| m.change != Change::Keep || !m.steps.is_empty())
         .map(|m| m.name.clone())
         .collect();
     let progress = Progress::new(p, &names);
