@@ -562,7 +562,7 @@ depends_on = ["svc"]
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     assert!(
-        up.stderr.contains("health checked for its dependants"),
+        up.stderr.contains("health check 1/3: test -f /tmp/ready"),
         "{up}"
     );
     assert_eq!(machine(&env.status(), "client")["state"], "running");
