@@ -2,6 +2,7 @@
 //! by one Envfile, brought up, provisioned, baselined and reset.
 
 pub mod acceptance;
+pub mod apply;
 pub mod backend;
 pub mod boxes;
 pub mod cli;
@@ -9,8 +10,11 @@ pub mod envfile;
 pub mod host;
 pub mod lockfile;
 pub mod output;
+pub mod plan;
+pub mod progress;
 pub mod project;
 pub mod release;
+pub mod provision;
 pub mod state;
 pub mod templates;
 

@@ -4,6 +4,7 @@ mod boxcmds;
 mod doctor;
 mod envcmds;
 mod releasecmds;
+mod machinecmds;
 
 use std::path::PathBuf;
 
@@ -70,6 +71,51 @@ pub enum Command {
         #[arg(long, default_value = "qemu:///system", env = "HDEV_LIBVIRT_URI")]
         libvirt_uri: String,
     },
+    /// Show what `up` would change, machine by machine.
+    Plan,
+    /// Create, start and provision the machines; a second run changes nothing.
+    Up {
+        /// Machine operations at once (default: `parallel` in `[env]`).
+        #[arg(long)]
+        parallel: Option<usize>,
+    },
+    /// Each machine's state, address, ports and baseline, read from the engines.
+    Status,
+    /// Run a command in a machine; its exit code is hdev's.
+    Exec {
+        machine: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// An interactive shell in a machine.
+    Ssh { machine: String },
+    /// Output of the machines' main processes.
+    Logs {
+        machine: Option<String>,
+        /// Keep following new output (`-F`: `-f` is the global `--file`).
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u32>,
+    },
+    /// Run provisioning again on running machines.
+    Provision { machine: Option<String> },
+    /// Stop every machine; `up` starts them again.
+    Halt,
+    /// Remove everything this environment created in the engines.
+    Destroy {
+        /// Do not ask (hdev asks only on a terminal; `-y`, as `-f` is the global `--file`).
+        #[arg(short = 'y', long)]
+        force: bool,
+    },
+    /// Remove leftovers of environments whose folder is gone.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Build, add, list, remove, verify and prune boxes.
     #[command(subcommand)]
     Box(boxcmds::BoxCmd),
@@ -111,6 +157,20 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Lock { check } => envcmds::lock(p, file, *check),
         Command::Releases => releasecmds::releases(p, file),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
+        Command::Plan => machinecmds::plan_cmd(p, file),
+        Command::Up { parallel } => machinecmds::up(p, file, *parallel),
+        Command::Status => machinecmds::status(p, file),
+        Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
+        Command::Ssh { machine } => machinecmds::ssh(p, file, machine),
+        Command::Logs {
+            machine,
+            follow,
+            tail,
+        } => machinecmds::logs(p, file, machine.as_deref(), *follow, *tail),
+        Command::Provision { machine } => machinecmds::provision(p, file, machine.as_deref()),
+        Command::Halt => machinecmds::halt(p, file),
+        Command::Destroy { force } => machinecmds::destroy(p, file, *force),
+        Command::Gc { dry_run } => machinecmds::gc(p, *dry_run),
         Command::Box(cmd) => boxcmds::run(p, cmd),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());

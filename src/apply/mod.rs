@@ -1,0 +1,421 @@
+//! Running a plan: machines as a DAG (each waits for what it depends on to be up and
+//! healthy), independent machines in parallel under a semaphore of `env.parallel`, and
+//! every finished step recorded in `.hdev/state.json` at once, so that an interrupted `up`
+//! leaves a true record and the next `up` finishes the job.
+//!
+//! A machine that fails stops only itself and its dependants; the others go on. Ctrl-C
+//! stops new work from starting, abandons provisioning and health checks in flight, and
+//! leaves every machine where the record says it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
+
+mod record;
+mod steps;
+
+pub use record::Recorder;
+pub use steps::spec_for;
+use steps::{provision_one, wait_healthy};
+
+use crate::backend::{AnyBackend, BackendError, Backends, EnvCtx};
+use crate::envfile::{Base, Env};
+use crate::plan::{Change, NetChange, Plan, Step};
+use crate::progress::Progress;
+use crate::provision::ProvisionError;
+use crate::state::{MachineRecord, Phase, StateError};
+
+/// Why one machine did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The backend failed an operation on the machine.
+    #[error("machine `{machine}`: {source}")]
+    Backend {
+        machine: String,
+        source: BackendError,
+    },
+    /// The machine's backend is not in this build.
+    #[error(transparent)]
+    Unavailable(BackendError),
+    /// A provisioning step failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The health check never passed.
+    #[error("machine `{machine}`: health check `{command}` did not pass after {tries} tries (last exit code {code}){}", tail(.output))]
+    Unhealthy {
+        machine: String,
+        command: String,
+        tries: u32,
+        code: i64,
+        output: Vec<String>,
+    },
+    /// A machine it depends on did not come up, so it was not started.
+    #[error("machine `{machine}` skipped: it depends on `{dependency}`, which did not come up")]
+    DependencyFailed { machine: String, dependency: String },
+    /// Ctrl-C arrived before the machine was done.
+    #[error("machine `{machine}`: interrupted before it was done")]
+    Interrupted { machine: String },
+    /// The state file could not be written.
+    #[error("machine `{machine}`: cannot record its state: {source}")]
+    State { machine: String, source: StateError },
+}
+
+fn tail(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n    {l}")).collect()
+}
+
+/// Why a plan could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An environment network exists with a different subnet.
+    #[error("network `{name}` exists with subnet {observed}, but the Envfile says {wanted}; run `hdev destroy` and `hdev up` to move it")]
+    NetworkConflict {
+        name: String,
+        observed: String,
+        wanted: String,
+    },
+    /// An environment network could not be created.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// How one machine ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Done,
+    Unchanged,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MachineResult {
+    pub name: String,
+    pub change: Change,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    pub machines: Vec<MachineResult>,
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        !self.interrupted
+            && self
+                .machines
+                .iter()
+                .all(|m| matches!(m.outcome, Outcome::Done | Outcome::Unchanged))
+    }
+}
+
+/// What every machine task shares.
+pub(super) struct Shared<'a> {
+    env: &'a Env,
+    ctx: &'a EnvCtx,
+    backends: &'a Backends,
+    rec: &'a Recorder,
+    progress: &'a Progress,
+    sem: Semaphore,
+    cancel: watch::Receiver<bool>,
+    images: &'a Images,
+    done: BTreeMap<String, watch::Sender<Option<bool>>>,
+}
+
+/// Resolves after Ctrl-C (or never, if the sender is gone without it).
+pub(super) async fn cancelled(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What a run of a plan works with.
+pub struct ApplyCtx<'a> {
+    pub env: &'a Env,
+    pub ctx: &'a EnvCtx,
+    pub backends: &'a Backends,
+    pub rec: &'a Recorder,
+    pub progress: &'a Progress,
+    /// Machine operations at once.
+    pub parallel: usize,
+    /// Images for the machines to create (see [`resolve_images`]).
+    pub images: &'a Images,
+}
+
+/// Runs `plan`; Ctrl-C arrives through `cancel`.
+pub async fn apply(
+    a: &ApplyCtx<'_>,
+    plan: &Plan,
+    cancel: watch::Receiver<bool>,
+) -> Result<ApplyReport, ApplyError> {
+    let ApplyCtx {
+        env,
+        ctx,
+        backends,
+        rec,
+        progress,
+        parallel,
+        images,
+    } = *a;
+    for n in &plan.networks {
+        match n.change {
+            NetChange::Keep => {}
+            NetChange::Conflict => {
+                return Err(ApplyError::NetworkConflict {
+                    name: n.name.clone(),
+                    observed: n.observed_subnet.clone().unwrap_or_default(),
+                    wanted: n.subnet.clone().unwrap_or_default(),
+                })
+            }
+            NetChange::Create => {
+                if let Some(d) = backends.docker() {
+                    d.ensure_network(ctx, env.networks.get(&n.name)).await?;
+                }
+            }
+        }
+    }
+    let done = plan
+        .machines
+        .iter()
+        .map(|m| (m.name.clone(), watch::channel(None).0))
+        .collect();
+    let shared = Shared {
+        env,
+        ctx,
+        backends,
+        rec,
+        progress,
+        sem: Semaphore::new(parallel.max(1)),
+        cancel: cancel.clone(),
+        images,
+        done,
+    };
+    let tasks = plan.machines.iter().map(|mp| {
+        let shared = &shared;
+        async move {
+            let t0 = Instant::now();
+            let r = if mp.steps.is_empty() && mp.change == Change::Keep {
+                Ok(())
+            } else {
+                run_machine(shared, mp).await
+            };
+            let ok = r.is_ok();
+            if let Some(tx) = shared.done.get(&mp.name) {
+                tx.send_replace(Some(ok));
+            }
+            let outcome = match &r {
+                Ok(()) if mp.change == Change::Keep => Outcome::Unchanged,
+                Ok(()) => Outcome::Done,
+                Err(MachineError::DependencyFailed { .. }) => Outcome::Skipped,
+                Err(MachineError::Interrupted { .. }) => Outcome::Interrupted,
+                Err(_) => Outcome::Failed,
+            };
+            let msg = match (&r, outcome) {
+                (_, Outcome::Unchanged) => "up to date".to_string(),
+                (Ok(()), _) if mp.change == Change::Remove => "removed".to_string(),
+                (Ok(()), _) => "up".to_string(),
+                (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
+            };
+            if mp.change != Change::Keep || !ok {
+                progress.finish(&mp.name, ok, &msg);
+            }
+            MachineResult {
+                name: mp.name.clone(),
+                change: mp.change,
+                outcome,
+                seconds: t0.elapsed().as_secs_f64(),
+                error: r.err().map(|e| e.to_string()),
+            }
+        }
+    });
+    let machines = futures_util::future::join_all(tasks).await;
+    let interrupted = *cancel.borrow();
+    Ok(ApplyReport {
+        machines,
+        interrupted,
+    })
+}
+
+fn base_key(b: &Base) -> String {
+    match b {
+        Base::Box(n) => format!("box:{n}"),
+        Base::Image(i) => format!("image:{i}"),
+    }
+}
+
+/// Image of each machine base (`box:NAME` or `image:REF`), or why there is none.
+pub type Images = HashMap<String, Result<String, String>>;
+
+/// Images of the environment's docker machines, once per distinct base: boxes are built
+/// and imported on first use (so their digests are known before machines are hashed).
+pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
+    let mut out = HashMap::new();
+    let Some(docker) = backends.docker() else {
+        return out;
+    };
+    for m in env.machines.values() {
+        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&base_key(&m.base)) {
+            continue;
+        }
+        let r = match &m.base {
+            Base::Box(b) => crate::boxes::docker_image(docker.client(), env, b)
+                .await
+                .map_err(|e| e.to_string()),
+            Base::Image(i) => match docker.image_exists(i).await {
+                Ok(true) => Ok(i.clone()),
+                Ok(false) => Err(BackendError::ImageMissing {
+                    machine: m.name.clone(),
+                    image: i.clone(),
+                }
+                .to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        out.insert(base_key(&m.base), r);
+    }
+    out
+}
+
+async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(), MachineError> {
+    let name = mp.name.clone();
+    let p = sh.progress;
+    // Wait for dependencies to be up (and healthy, where they have a check).
+    for dep in &mp.depends_on {
+        if let Some(tx) = sh.done.get(dep) {
+            let mut rx = tx.subscribe();
+            p.status(&name, &format!("waiting for `{dep}`"));
+            let ok = loop {
+                if let Some(ok) = *rx.borrow_and_update() {
+                    break ok;
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { break false },
+                    _ = cancelled(sh.cancel.clone()) => {
+                        return Err(MachineError::Interrupted { machine: name });
+                    }
+                }
+            };
+            if !ok {
+                return Err(MachineError::DependencyFailed {
+                    machine: name,
+                    dependency: dep.clone(),
+                });
+            }
+        }
+    }
+    let be = |source| MachineError::Backend {
+        machine: name.clone(),
+        source,
+    };
+    let st = |source| MachineError::State {
+        machine: name.clone(),
+        source,
+    };
+    let machine = sh.env.machines.get(&name);
+    let backend: &AnyBackend = match machine {
+        Some(m) => sh.backends.get(m).map_err(MachineError::Unavailable)?,
+        None => sh.backends.get_kind(mp.backend).ok_or_else(|| {
+            be(BackendError::Unavailable {
+                machine: name.clone(),
+                backend: mp.backend,
+            })
+        })?,
+    };
+    let permit = tokio::select! {
+        p = sh.sem.acquire() => p.ok(),
+        _ = cancelled(sh.cancel.clone()) => None,
+    };
+    let Some(permit) = permit else {
+        return Err(MachineError::Interrupted { machine: name });
+    };
+    let mut id = mp.existing.clone();
+    for step in &mp.steps {
+        if *sh.cancel.borrow() {
+            return Err(MachineError::Interrupted { machine: name });
+        }
+        match step {
+            Step::Remove => {
+                p.status(&name, "removing");
+                if let Some(old) = id.take() {
+                    backend.remove(&old).await.map_err(be)?;
+                }
+                sh.rec.update(&name, |_| None).map_err(st)?;
+            }
+            Step::Create => {
+                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
+                p.status(&name, "creating");
+                let image = match sh.images.get(&base_key(&m.base)) {
+                    Some(Ok(i)) => i.clone(),
+                    Some(Err(e)) => {
+                        return Err(be(BackendError::Engine {
+                            action: "resolve its image".into(),
+                            message: e.clone(),
+                        }))
+                    }
+                    None => return Err(be(not_in_envfile(&name))),
+                };
+                let spec = spec_for(sh.env, m, &mp.hash, image);
+                let hash = mp.hash.clone();
+                sh.rec
+                    .update(&name, |_| {
+                        Some(MachineRecord {
+                            backend: m.backend,
+                            id: None,
+                            hash,
+                            phase: Phase::Creating,
+                            baseline: None,
+                            provision_runs: 0,
+                        })
+                    })
+                    .map_err(st)?;
+                let new_id = backend.create(sh.ctx, &spec).await.map_err(be)?;
+                let rid = new_id.clone();
+                sh.rec
+                    .update(&name, |r| {
+                        r.map(|mut r| {
+                            r.id = Some(rid);
+                            r.phase = Phase::Created;
+                            r
+                        })
+                    })
+                    .map_err(st)?;
+                id = Some(new_id);
+            }
+            Step::Start => {
+                p.status(&name, "starting");
+                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
+                backend.start(&cid).await.map_err(be)?;
+            }
+            Step::Provision => {
+                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
+                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
+                provision_one(sh, backend, m, &cid, &mp.hash).await?;
+            }
+            Step::Health => {}
+        }
+    }
+    drop(permit);
+    if mp.steps.contains(&Step::Health) {
+        if let (Some(m), Some(cid)) = (machine, id.as_deref()) {
+            wait_healthy(sh, backend, m, cid).await?;
+        }
+    }
+    Ok(())
+}
+
+fn not_in_envfile(name: &str) -> BackendError {
+    BackendError::NotFound {
+        what: "machine",
+        name: name.to_string(),
+    }
+}

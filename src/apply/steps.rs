@@ -1,0 +1,141 @@
+//! The longer steps of a machine: provisioning (recorded when it finishes) and waiting for
+//! the health check; both are abandoned on Ctrl-C.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{cancelled, MachineError, Shared};
+use crate::backend::{AnyBackend, MachineSpec};
+use crate::envfile::{Env, Machine};
+use crate::provision;
+use crate::state::{MachineRecord, Phase};
+
+/// Runs a machine's provisioning and records it; abandoned on Ctrl-C.
+pub(super) async fn provision_one(
+    sh: &Shared<'_>,
+    backend: &AnyBackend,
+    m: &Machine,
+    id: &str,
+    hash: &str,
+) -> Result<(), MachineError> {
+    let name = &m.name;
+    let p = sh.progress;
+    let n = m.provision.len();
+    let on_step = |i: usize, d: &str| p.status(name, &format!("provisioning {i}/{n}: {d}"));
+    let sink = |line: &str| p.output(name, line);
+    if n == 0 {
+        p.status(name, "nothing to provision");
+    }
+    tokio::select! {
+        r = provision::run(sh.env, backend, id, m, &on_step, &sink) => r?,
+        _ = cancelled(sh.cancel.clone()) => {
+            return Err(MachineError::Interrupted { machine: name.clone() });
+        }
+    }
+    let (hash, id) = (hash.to_string(), id.to_string());
+    sh.rec
+        .update(name, |r| {
+            let mut r = r.unwrap_or(MachineRecord {
+                backend: m.backend,
+                id: Some(id.clone()),
+                hash: hash.clone(),
+                phase: Phase::Created,
+                baseline: None,
+                provision_runs: 0,
+            });
+            r.id = Some(id);
+            r.hash = hash;
+            r.phase = r.phase.max(Phase::Provisioned);
+            r.provision_runs += 1;
+            Some(r)
+        })
+        .map_err(|source| MachineError::State {
+            machine: name.clone(),
+            source,
+        })
+}
+
+pub(super) async fn wait_healthy(
+    sh: &Shared<'_>,
+    backend: &AnyBackend,
+    m: &Machine,
+    id: &str,
+) -> Result<(), MachineError> {
+    let Some(hc) = &m.healthcheck else {
+        return Ok(());
+    };
+    let cmd = vec!["sh".to_string(), "-c".to_string(), hc.command.clone()];
+    let tries = hc.retries.max(1);
+    let mut last = (0i64, Vec::new());
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    for attempt in 1..=tries {
+        sh.progress.status(
+            &m.name,
+            &format!("health check {attempt}/{tries}: {}", hc.command),
+        );
+        let o = out.clone();
+        let sink = move |l: &str| {
+            if let Ok(mut v) = o.lock() {
+                v.push(l.to_string());
+            }
+        };
+        let run = tokio::time::timeout(
+            Duration::from_millis(hc.timeout_ms),
+            backend.exec(id, &cmd, &sink),
+        );
+        let r = tokio::select! {
+            r = run => r,
+            _ = cancelled(sh.cancel.clone()) => {
+                return Err(MachineError::Interrupted { machine: m.name.clone() });
+            }
+        };
+        match r {
+            Ok(Ok(o)) if o.exit_code == 0 => return Ok(()),
+            Ok(Ok(o)) => last = (o.exit_code, o.tail),
+            Ok(Err(e)) => {
+                return Err(MachineError::Backend {
+                    machine: m.name.clone(),
+                    source: e,
+                })
+            }
+            Err(_) => last = (-1, vec![format!("timed out after {} ms", hc.timeout_ms)]),
+        }
+        if let Ok(mut v) = out.lock() {
+            v.clear();
+        }
+        if attempt < tries {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(hc.interval_ms)) => {}
+                _ = cancelled(sh.cancel.clone()) => {
+                    return Err(MachineError::Interrupted { machine: m.name.clone() });
+                }
+            }
+        }
+    }
+    Err(MachineError::Unhealthy {
+        machine: m.name.clone(),
+        command: hc.command.clone(),
+        tries,
+        code: last.0,
+        output: last.1,
+    })
+}
+
+/// The resolved spec a backend creates a machine from.
+pub fn spec_for<'a>(env: &'a Env, m: &'a Machine, hash: &str, image: String) -> MachineSpec<'a> {
+    MachineSpec {
+        machine: m,
+        hash: hash.to_string(),
+        image,
+        networks: m
+            .networks
+            .iter()
+            .filter_map(|a| env.networks.get(&a.network))
+            .collect(),
+        synced: m
+            .synced_folders
+            .iter()
+            .map(|s| (env.resolve(&s.host), s.guest.clone(), s.readonly))
+            .collect(),
+    }
+}

@@ -1,0 +1,207 @@
+//! Creating what a Docker environment is made of: one labelled bridge network per
+//! Envfile network (with a Linux bridge name a VM backend can attach to), and one labelled
+//! container per machine.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+
+use super::{
+    bridge_name, container_name, is_conflict, map_err, network_name, DockerBackend,
+    BRIDGE_NAME_OPTION, DEFAULT_NETWORK,
+};
+use crate::backend::{
+    BackendError, EnvCtx, MachineSpec, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE,
+    LABEL_NETWORK,
+};
+use crate::envfile::Network;
+
+/// Main process of a container without `command`: sleeps, and ends at once on SIGTERM so
+/// that `halt` is quick.
+pub const KEEP_ALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done";
+
+fn env_labels(ctx: &EnvCtx) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_ENV.to_string(), ctx.instance.clone()),
+        (
+            LABEL_DIR.to_string(),
+            ctx.dir.to_string_lossy().into_owned(),
+        ),
+    ])
+}
+
+impl DockerBackend {
+    /// Creates an environment network unless it exists; `None` is the default network of
+    /// machines that name none.
+    pub async fn ensure_network(
+        &self,
+        ctx: &EnvCtx,
+        net: Option<&Network>,
+    ) -> Result<(), BackendError> {
+        let env_name = net.map(|n| n.name.as_str()).unwrap_or(DEFAULT_NETWORK);
+        let name = network_name(&ctx.instance, env_name);
+        let mut labels = env_labels(ctx);
+        labels.insert(LABEL_NETWORK.to_string(), env_name.to_string());
+        let ipam = net.map(|n| Ipam {
+            driver: Some("default".into()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(format!("{}/{}", n.subnet.network(), n.subnet.prefix)),
+                gateway: Some(n.subnet.gateway().to_string()),
+                ..Default::default()
+            }]),
+            options: None,
+        });
+        let req = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            ipam,
+            options: Some(HashMap::from([(
+                BRIDGE_NAME_OPTION.to_string(),
+                bridge_name(&ctx.instance, env_name),
+            )])),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(map_err(
+                format!("create network `{name}` for `{env_name}`"),
+                "network",
+                &name,
+            )(e)),
+        }
+    }
+
+    /// Creates (does not start) a machine's container and attaches it to its networks.
+    pub async fn create_machine(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec<'_>,
+    ) -> Result<String, BackendError> {
+        let m = spec.machine;
+        let name = container_name(&ctx.instance, &m.name);
+        let mut labels = env_labels(ctx);
+        labels.insert(LABEL_MACHINE.to_string(), m.name.clone());
+        labels.insert(LABEL_HASH.to_string(), spec.hash.clone());
+
+        let mut endpoints: Vec<(String, EndpointSettings)> = Vec::new();
+        if m.networks.is_empty() {
+            endpoints.push((
+                network_name(&ctx.instance, DEFAULT_NETWORK),
+                endpoint(&m.name, None),
+            ));
+        }
+        for a in &m.networks {
+            endpoints.push((
+                network_name(&ctx.instance, &a.network),
+                endpoint(&m.name, a.address.map(|ip| ip.to_string())),
+            ));
+        }
+
+        let mut exposed = Vec::new();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &m.ports {
+            let key = format!("{}/{}", p.guest, p.protocol);
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.map(|ip| ip.to_string()),
+                    host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+                });
+        }
+        let binds = spec
+            .synced
+            .iter()
+            .map(|(host, guest, ro)| {
+                format!(
+                    "{}:{guest}{}",
+                    host.to_string_lossy(),
+                    if *ro { ":ro" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>();
+        let cmd = m
+            .command
+            .clone()
+            .unwrap_or_else(|| vec!["sh".to_string(), "-c".to_string(), KEEP_ALIVE.to_string()]);
+        let first = endpoints.first().cloned();
+        let body = ContainerCreateBody {
+            hostname: Some(m.name.clone()),
+            image: Some(spec.image.clone()),
+            cmd: Some(cmd),
+            env: Some(m.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            stop_timeout: Some(5),
+            host_config: Some(HostConfig {
+                binds: (!binds.is_empty()).then_some(binds),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                nano_cpus: Some(i64::from(m.cpus) * 1_000_000_000),
+                memory: m.memory.and_then(|b| i64::try_from(b).ok()),
+                // A real init forwards SIGTERM to a user command that is PID 1 (and would
+                // ignore it); the keep-alive handles TERM itself.
+                init: m.command.is_some().then_some(true),
+                network_mode: first.as_ref().map(|(n, _)| n.clone()),
+                ..Default::default()
+            }),
+            networking_config: first.map(|(n, ep)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(n, ep)])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => BackendError::ImageMissing {
+                    machine: m.name.clone(),
+                    image: spec.image.clone(),
+                },
+                e => map_err(
+                    format!("create container `{name}` for machine `{}`", m.name),
+                    "container",
+                    &name,
+                )(e),
+            })?;
+        // API 1.41 attaches one network at creation; the others join before the start.
+        for (net, ep) in endpoints.into_iter().skip(1) {
+            let req = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(ep),
+            };
+            if let Err(e) = self.docker.connect_network(&net, req).await {
+                // Half-attached is worse than absent: the next `up` would keep it as is.
+                let _ = self.remove(&created.id).await;
+                return Err(map_err(
+                    format!("attach machine `{}` to network `{net}`", m.name),
+                    "network",
+                    &net,
+                )(e));
+            }
+        }
+        Ok(created.id)
+    }
+}
+
+fn endpoint(machine: &str, address: Option<String>) -> EndpointSettings {
+    EndpointSettings {
+        aliases: Some(vec![machine.to_string()]),
+        ipam_config: address.map(|a| EndpointIpamConfig {
+            ipv4_address: Some(a),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

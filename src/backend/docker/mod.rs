@@ -1,0 +1,446 @@
+//! The Docker backend, through bollard only: containers for machines, bridge networks for
+//! the environment's networks, images for baselines.
+//!
+//! Every engine error is mapped here, at the edge: a 404 becomes
+//! [`BackendError::NotFound`], anything else an [`BackendError::Engine`] naming the action.
+//! Everything created carries the `hdev.*` labels, and everything read back is found by
+//! them, so status is read from the engine and `destroy` removes exactly what the
+//! environment created.
+
+mod create;
+mod exec;
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use sha2::{Digest, Sha256};
+
+use super::{
+    BackendError, Observation, ObservedMachine, ObservedNetwork, RunState, LABEL_ENV,
+    LABEL_MACHINE, LABEL_NETWORK, LABEL_SNAPSHOT,
+};
+use crate::envfile::Backend;
+
+pub use exec::{ExecOptions, LogLine};
+
+/// Docker network option that names the Linux bridge, so a VM backend can attach to it.
+pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// Envfile-side name of the network machines without `networks` join.
+pub const DEFAULT_NETWORK: &str = "_default";
+
+/// A connection to the Docker engine.
+#[derive(Clone)]
+pub struct DockerBackend {
+    docker: Docker,
+}
+
+/// Maps a bollard error at the edge: 404 is `NotFound`, the rest names the action.
+pub(crate) fn map_err(
+    action: impl Into<String>,
+    what: &'static str,
+    name: &str,
+) -> impl FnOnce(bollard::errors::Error) -> BackendError {
+    let action = action.into();
+    let name = name.to_string();
+    move |e| match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => BackendError::NotFound { what, name },
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            BackendError::Engine { action, message }
+        }
+        other => BackendError::Engine {
+            action,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Whether a bollard error is a 409 conflict (already exists, already in that state).
+pub(crate) fn is_conflict(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 304 | 409,
+            ..
+        }
+    )
+}
+
+/// Engine name of a machine's container.
+pub fn container_name(instance: &str, machine: &str) -> String {
+    format!("{instance}-{machine}")
+}
+
+/// Engine name of an environment network.
+pub fn network_name(instance: &str, network: &str) -> String {
+    if network == DEFAULT_NETWORK {
+        instance.to_string()
+    } else {
+        format!("{instance}-{network}")
+    }
+}
+
+/// Linux bridge name of an environment network: `hd` and 12 hex digits (Linux allows 15).
+pub fn bridge_name(instance: &str, network: &str) -> String {
+    let d = Sha256::digest(format!("{instance}/{network}").as_bytes());
+    format!("hd{}", &hex::encode(d)[..12])
+}
+
+/// Tag of a machine's baseline image.
+pub fn baseline_image(instance: &str, machine: &str) -> String {
+    format!("hdev-baseline/{instance}-{machine}:latest")
+}
+
+fn label_filter(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let mut f = HashMap::new();
+    f.insert(
+        "label".to_string(),
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect(),
+    );
+    f
+}
+
+fn run_state(s: Option<bollard::models::ContainerSummaryStateEnum>) -> RunState {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    match s {
+        Some(S::RUNNING) => RunState::Running,
+        Some(S::CREATED | S::EXITED) => RunState::Stopped,
+        Some(S::PAUSED) => RunState::Paused,
+        _ => RunState::Other,
+    }
+}
+
+/// Objects labelled for environments, for `destroy` and `gc`.
+#[derive(Debug, Clone, Default)]
+pub struct Labelled {
+    /// (id, env, dir) of each container.
+    pub containers: Vec<(String, String, String)>,
+    pub networks: Vec<(String, String, String)>,
+    pub volumes: Vec<(String, String, String)>,
+    pub images: Vec<(String, String, String)>,
+}
+
+impl DockerBackend {
+    /// Connects with the local defaults and negotiates the API version.
+    pub async fn connect() -> Result<DockerBackend, BackendError> {
+        let unreachable = |e: bollard::errors::Error| BackendError::Unreachable {
+            backend: Backend::Docker,
+            message: e.to_string(),
+        };
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(unreachable)?
+            .with_timeout(std::time::Duration::from_secs(600))
+            .negotiate_version()
+            .await
+            .map_err(unreachable)?;
+        Ok(DockerBackend { docker })
+    }
+
+    /// The bollard client, for box import.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Containers, networks and baseline images of one instance, found by label. Sizes
+    /// are never asked for, so this does not scale with what the containers hold.
+    pub async fn observe(&self, instance: &str) -> Result<Observation, BackendError> {
+        let filters = label_filter(&[(LABEL_ENV, instance)]);
+        let containers = self.docker.list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .size(false)
+                .filters(&filters)
+                .build(),
+        ));
+        let networks = self.docker.list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ));
+        let snap_filters = label_filter(&[(LABEL_ENV, instance), (LABEL_SNAPSHOT, "baseline")]);
+        let images = self.docker.list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&snap_filters)
+                .build(),
+        ));
+        let (containers, networks, images) = tokio::join!(containers, networks, images);
+        let containers = containers.map_err(map_err("list containers", "containers", ""))?;
+        let networks = networks.map_err(map_err("list networks", "networks", ""))?;
+        let images = images.map_err(map_err("list images", "images", ""))?;
+
+        let mut out = Observation::default();
+        let prefix = format!("{instance}-");
+        for n in networks {
+            let labels = n.labels.unwrap_or_default();
+            let Some(name) = labels.get(LABEL_NETWORK).cloned() else {
+                continue;
+            };
+            let subnet = n
+                .ipam
+                .and_then(|i| i.config)
+                .and_then(|c| c.into_iter().find_map(|c| c.subnet));
+            let bridge = n.options.and_then(|o| o.get(BRIDGE_NAME_OPTION).cloned());
+            out.networks.insert(
+                name.clone(),
+                ObservedNetwork {
+                    name,
+                    engine_name: n.name.unwrap_or_default(),
+                    subnet,
+                    bridge,
+                },
+            );
+        }
+        let engine_to_env: BTreeMap<String, String> = out
+            .networks
+            .values()
+            .map(|n| (n.engine_name.clone(), n.name.clone()))
+            .collect();
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let Some(name) = labels.get(LABEL_MACHINE).cloned() else {
+                continue;
+            };
+            let mut addresses = BTreeMap::new();
+            for (net, ep) in c
+                .network_settings
+                .and_then(|s| s.networks)
+                .unwrap_or_default()
+            {
+                let ip = ep.ip_address.unwrap_or_default();
+                if ip.is_empty() {
+                    continue;
+                }
+                let key = engine_to_env
+                    .get(&net)
+                    .cloned()
+                    .or_else(|| net.strip_prefix(&prefix).map(str::to_string))
+                    .unwrap_or(net);
+                addresses.insert(key, ip);
+            }
+            let mut ports: Vec<String> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    let public = p.public_port?;
+                    let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+                    let ip = p.ip.unwrap_or_default();
+                    Some(format!("{ip}:{public}->{}/{proto}", p.private_port))
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+            out.machines.insert(
+                name.clone(),
+                ObservedMachine {
+                    name,
+                    backend: Backend::Docker,
+                    id: c.id.unwrap_or_default(),
+                    state: run_state(c.state),
+                    hash: labels.get(super::LABEL_HASH).cloned(),
+                    addresses,
+                    ports,
+                },
+            );
+        }
+        for i in images {
+            if let Some(m) = i.labels.get(LABEL_MACHINE) {
+                out.baselines.insert(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), BackendError> {
+        match self.docker.start_container(id, None).await {
+            Err(e) if is_conflict(&e) => Ok(()),
+            r => r.map_err(map_err(format!("start container `{id}`"), "container", id)),
+        }
+    }
+
+    /// Stops a container, giving its main process `grace_secs` to end after SIGTERM.
+    pub async fn stop(&self, id: &str, grace_secs: i32) -> Result<(), BackendError> {
+        let opts = StopContainerOptionsBuilder::default().t(grace_secs).build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Err(e) if is_conflict(&e) => Ok(()),
+            r => r.map_err(map_err(format!("stop container `{id}`"), "container", id)),
+        }
+    }
+
+    /// Removes a container (running or not) and its anonymous volumes; gone is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            r => r.map_err(map_err(format!("remove container `{id}`"), "container", id)),
+        }
+    }
+
+    /// Every object labelled `hdev.env` (of one instance, or of all when `None`).
+    pub async fn labelled(&self, instance: Option<&str>) -> Result<Labelled, BackendError> {
+        let filters = match instance {
+            Some(i) => label_filter(&[(LABEL_ENV, i)]),
+            None => label_filter(&[(LABEL_ENV, "")]),
+        };
+        let pick = |labels: Option<&HashMap<String, String>>| {
+            let l = labels.cloned().unwrap_or_default();
+            (
+                l.get(LABEL_ENV).cloned().unwrap_or_default(),
+                l.get(super::LABEL_DIR).cloned().unwrap_or_default(),
+            )
+        };
+        let mut out = Labelled::default();
+        let cs = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list containers", "containers", ""))?;
+        for c in cs {
+            let (e, d) = pick(c.labels.as_ref());
+            out.containers.push((c.id.unwrap_or_default(), e, d));
+        }
+        let ns = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list networks", "networks", ""))?;
+        for n in ns {
+            let (e, d) = pick(n.labels.as_ref());
+            out.networks.push((n.id.unwrap_or_default(), e, d));
+        }
+        let vs = self
+            .docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list volumes", "volumes", ""))?;
+        for v in vs.volumes.unwrap_or_default() {
+            let (e, d) = pick(Some(&v.labels));
+            out.volumes.push((v.name, e, d));
+        }
+        let is = self
+            .docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list images", "images", ""))?;
+        for i in is {
+            // Box images are shared between environments; only per-environment images go.
+            if i.labels.contains_key(LABEL_SNAPSHOT) {
+                let (e, d) = pick(Some(&i.labels));
+                out.images.push((i.id, e, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes labelled objects: containers first, then networks, volumes and images.
+    /// Returns how many of each went.
+    pub async fn remove_labelled(&self, l: &Labelled) -> Result<[usize; 4], BackendError> {
+        let removals = l.containers.iter().map(|(id, ..)| self.remove(id));
+        for r in futures_util::future::join_all(removals).await {
+            r?;
+        }
+        for (id, ..) in &l.networks {
+            match self.docker.remove_network(id).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                r => r.map_err(map_err(format!("remove network `{id}`"), "network", id))?,
+            }
+        }
+        for (name, ..) in &l.volumes {
+            match self
+                .docker
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await
+            {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                r => r.map_err(map_err(format!("remove volume `{name}`"), "volume", name))?,
+            }
+        }
+        for (id, ..) in &l.images {
+            let opts = RemoveImageOptionsBuilder::default().force(true).build();
+            match self.docker.remove_image(id, Some(opts), None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                r => {
+                    r.map_err(map_err(format!("remove image `{id}`"), "image", id))?;
+                }
+            }
+        }
+        Ok([
+            l.containers.len(),
+            l.networks.len(),
+            l.volumes.len(),
+            l.images.len(),
+        ])
+    }
+
+    /// Whether an image is present in the engine.
+    pub async fn image_exists(&self, image: &str) -> Result<bool, BackendError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(map_err(format!("inspect image `{image}`"), "image", image)(
+                e,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_fit_linux_limits_and_differ_per_env() {
+        let a = bridge_name("demo-abc123", "mgmt");
+        assert!(a.len() <= 15, "{a}");
+        assert!(a.starts_with("hd"));
+        assert_ne!(a, bridge_name("demo-abc124", "mgmt"));
+        assert_ne!(a, bridge_name("demo-abc123", "data"));
+        assert_eq!(network_name("e-1", DEFAULT_NETWORK), "e-1");
+        assert_eq!(network_name("e-1", "default"), "e-1-default");
+    }
+}

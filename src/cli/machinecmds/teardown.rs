@@ -1,0 +1,178 @@
+//! Commands that stop or remove: halt, destroy (everything the environment created, and
+//! nothing else), gc (leftovers of environments whose folder is gone).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use super::{load_state, open, runtime};
+use crate::backend::docker::Labelled;
+use crate::backend::{Backends, RunState};
+use crate::cli::CmdResult;
+use crate::output::Printer;
+use crate::state::State;
+
+/// `hdev halt`: stops every running machine; they keep their state for the next `up`.
+pub fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
+    let o = open(file)?;
+    let _lock = o.project.state.lock()?;
+    let stopped = runtime()?.block_on(async {
+        let backends = Backends::connect(Some(&o.project.env)).await?;
+        let obs = backends.observe(&o.ctx).await?;
+        let running: Vec<_> = obs
+            .machines
+            .values()
+            .filter(|m| m.state == RunState::Running)
+            .collect();
+        let stops = running.iter().map(|m| async {
+            let b = backends.get_kind(m.backend).ok_or_else(|| {
+                anyhow::anyhow!("machine `{}`: its backend is not available", m.name)
+            })?;
+            b.stop(&m.id).await?;
+            p.note(format!("{}: stopped", m.name));
+            anyhow::Ok(m.name.clone())
+        });
+        let mut names = Vec::new();
+        for r in futures_util::future::join_all(stops).await {
+            names.push(r?);
+        }
+        anyhow::Ok(names)
+    })?;
+    if p.json {
+        p.json(&serde_json::json!({ "halted": stopped }));
+    } else {
+        p.line(format!("halted {} machine(s)", stopped.len()));
+    }
+    Ok(0)
+}
+
+fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+fn counts_json(c: [usize; 4]) -> serde_json::Value {
+    serde_json::json!({"containers": c[0], "networks": c[1], "volumes": c[2], "images": c[3]})
+}
+
+/// `hdev destroy [-f]`: removes every object labelled with this environment's instance.
+pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
+    let o = open(file)?;
+    let lock = o.project.state.lock()?;
+    let instance = o.ctx.instance.clone();
+    let removed = runtime()?.block_on(async {
+        let backends = Backends::connect(Some(&o.project.env)).await?;
+        let docker = backends
+            .docker()
+            .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
+        let l = docker.labelled(Some(&instance)).await?;
+        let total = l.containers.len() + l.networks.len() + l.volumes.len() + l.images.len();
+        if total > 0 && !force && std::io::stdin().is_terminal() && !p.json {
+            let q = format!(
+                "destroy environment `{instance}`: {} container(s), {} network(s), {} volume(s), {} image(s)?",
+                l.containers.len(),
+                l.networks.len(),
+                l.volumes.len(),
+                l.images.len()
+            );
+            if !confirm(&q) {
+                return anyhow::Ok(None);
+            }
+        }
+        anyhow::Ok(Some(docker.remove_labelled(&l).await?))
+    })?;
+    let Some(removed) = removed else {
+        p.note("nothing destroyed");
+        return Ok(1);
+    };
+    let mut st = load_state(&o.project)?;
+    if !st.machines.is_empty() || st.env_hash.is_some() {
+        st = State::new(&instance);
+        o.project.state.save(&lock, &st)?;
+    }
+    if p.json {
+        p.json(&serde_json::json!({ "instance": instance, "removed": counts_json(removed) }));
+    } else {
+        p.line(format!(
+            "destroyed `{instance}`: {} container(s), {} network(s), {} volume(s), {} image(s) removed",
+            removed[0], removed[1], removed[2], removed[3]
+        ));
+    }
+    Ok(0)
+}
+
+/// `hdev gc [--dry-run]`: removes objects of environments whose folder no longer exists.
+pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
+    let report = runtime()?.block_on(async {
+        let backends = Backends::connect(None).await?;
+        let docker = backends
+            .docker()
+            .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
+        let all = docker.labelled(None).await?;
+        let mut dead: BTreeMap<String, (String, Labelled)> = BTreeMap::new();
+        let mut add = |kind: usize, (id, env, dir): &(String, String, String)| {
+            if !dir.is_empty() && Path::new(dir).exists() {
+                return;
+            }
+            let e = dead
+                .entry(env.clone())
+                .or_insert_with(|| (dir.clone(), Labelled::default()));
+            let item = (id.clone(), env.clone(), dir.clone());
+            match kind {
+                0 => e.1.containers.push(item),
+                1 => e.1.networks.push(item),
+                2 => e.1.volumes.push(item),
+                _ => e.1.images.push(item),
+            }
+        };
+        for x in &all.containers {
+            add(0, x);
+        }
+        for x in &all.networks {
+            add(1, x);
+        }
+        for x in &all.volumes {
+            add(2, x);
+        }
+        for x in &all.images {
+            add(3, x);
+        }
+        let mut out = Vec::new();
+        for (env, (dir, l)) in dead {
+            let counts = if dry_run {
+                [
+                    l.containers.len(),
+                    l.networks.len(),
+                    l.volumes.len(),
+                    l.images.len(),
+                ]
+            } else {
+                docker.remove_labelled(&l).await?
+            };
+            out.push((env, dir, counts));
+        }
+        anyhow::Ok(out)
+    })?;
+    if p.json {
+        let envs: Vec<_> = report
+            .iter()
+            .map(|(e, d, c)| serde_json::json!({"instance": e, "dir": d, "removed": counts_json(*c)}))
+            .collect();
+        p.json(&serde_json::json!({ "dry_run": dry_run, "environments": envs }));
+        return Ok(0);
+    }
+    if report.is_empty() {
+        p.line("nothing to collect: every labelled environment still has its folder");
+    }
+    for (env, dir, c) in &report {
+        p.line(format!(
+            "{} `{env}` (folder `{dir}` is gone): {} container(s), {} network(s), {} volume(s), {} image(s)",
+            if dry_run { "would remove" } else { "removed" },
+            c[0], c[1], c[2], c[3]
+        ));
+    }
+    Ok(0)
+}

@@ -1,0 +1,285 @@
+//! Planning: what `up` must do, from what the Envfile wants (desired), what the engines
+//! have (observed) and what hdev recorded (state). Pure: no I/O, so every case is tested
+//! without daemons, and `hdev plan` shows exactly what `up` would run.
+//!
+//! The engine decides whether a machine exists and which hash it was built from; the
+//! record decides only whether its provisioning finished, since the engine cannot tell.
+
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::backend::Observation;
+use crate::envfile::hash::EnvHash;
+use crate::envfile::{Backend, Env, Machine};
+use crate::state::{Phase, State};
+
+pub use render::render;
+
+/// What happens to a machine, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Does not exist: create, start, provision.
+    Create,
+    /// Exists from an older definition: remove, then create anew.
+    Recreate,
+    /// Exists and was provisioned, but is not running.
+    Start,
+    /// Exists, but its provisioning never finished (interrupted or failed).
+    Finish,
+    /// Up to date; nothing to do.
+    Keep,
+    /// Exists but is no longer in the Envfile.
+    Remove,
+    /// Its backend is not in this build.
+    Unavailable,
+}
+
+/// One step of a machine's plan, run in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Remove,
+    Create,
+    Start,
+    Provision,
+    /// Wait until the health check passes (dependants wait for this).
+    Health,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MachinePlan {
+    pub name: String,
+    pub backend: Backend,
+    pub change: Change,
+    /// Why, in a few words.
+    pub reason: String,
+    pub steps: Vec<Step>,
+    pub depends_on: Vec<String>,
+    /// Engine id of what exists now.
+    pub existing: Option<String>,
+    /// Per-machine hash the machine will carry.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetChange {
+    Create,
+    Keep,
+    /// Exists with another subnet; hdev will not move machines off it by itself.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkPlan {
+    /// Envfile network name (`_default` for machines that name none).
+    pub name: String,
+    pub change: NetChange,
+    pub subnet: Option<String>,
+    pub observed_subnet: Option<String>,
+}
+
+/// Everything `up` would do, machines in dependency order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub networks: Vec<NetworkPlan>,
+    pub machines: Vec<MachinePlan>,
+}
+
+impl Plan {
+    /// Whether `up` has nothing to do.
+    pub fn is_noop(&self) -> bool {
+        self.networks.iter().all(|n| n.change == NetChange::Keep)
+            && self.machines.iter().all(|m| m.change == Change::Keep)
+    }
+
+    pub fn machine(&self, name: &str) -> Option<&MachinePlan> {
+        self.machines.iter().find(|m| m.name == name)
+    }
+
+    /// Counts per change, for summaries.
+    pub fn counts(&self) -> BTreeMap<Change, usize> {
+        let mut c = BTreeMap::new();
+        for m in &self.machines {
+            *c.entry(m.change).or_default() += 1;
+        }
+        c
+    }
+}
+
+/// The networks the environment needs: every Envfile network, and the default one when a
+/// docker machine names none.
+fn wanted_networks(env: &Env) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = env
+        .networks
+        .values()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Some(format!("{}/{}", n.subnet.network(), n.subnet.prefix)),
+            )
+        })
+        .collect();
+    if env
+        .machines
+        .values()
+        .any(|m| m.backend == Backend::Docker && m.networks.is_empty())
+    {
+        out.push((crate::backend::docker::DEFAULT_NETWORK.to_string(), None));
+    }
+    out
+}
+
+fn steps_for(m: &Machine, base: &[Step]) -> Vec<Step> {
+    let mut s = base.to_vec();
+    if m.healthcheck.is_some() {
+        s.push(Step::Health);
+    }
+    s
+}
+
+/// Diffs desired against observed and recorded.
+pub fn plan(
+    env: &Env,
+    hashes: &BTreeMap<String, EnvHash>,
+    observed: &Observation,
+    recorded: &State,
+    available: &BTreeSet<Backend>,
+) -> Plan {
+    let networks = wanted_networks(env)
+        .into_iter()
+        .map(|(name, subnet)| {
+            let obs = observed.networks.get(&name);
+            let observed_subnet = obs.and_then(|o| o.subnet.clone());
+            let change = match (obs, &subnet) {
+                (None, _) => NetChange::Create,
+                (Some(_), None) => NetChange::Keep,
+                (Some(_), Some(s)) if observed_subnet.as_deref() == Some(s.as_str()) => {
+                    NetChange::Keep
+                }
+                (Some(_), Some(_)) => NetChange::Conflict,
+            };
+            NetworkPlan {
+                name,
+                change,
+                subnet,
+                observed_subnet,
+            }
+        })
+        .collect();
+
+    let mut machines = Vec::new();
+    for m in env.topo_order() {
+        let hash = hashes.get(&m.name).map(|h| h.0.clone()).unwrap_or_default();
+        let obs = observed.machines.get(&m.name);
+        let rec = recorded.machines.get(&m.name);
+        let (change, reason, steps) = if !available.contains(&m.backend) {
+            (
+                Change::Unavailable,
+                format!("the {} backend is not available in this build", m.backend),
+                vec![],
+            )
+        } else {
+            match obs {
+                None => {
+                    let why = if rec.is_some() {
+                        "recorded, but missing from the engine"
+                    } else {
+                        "not created"
+                    };
+                    let s = steps_for(m, &[Step::Create, Step::Start, Step::Provision]);
+                    (Change::Create, why.to_string(), s)
+                }
+                Some(o) if o.hash.as_deref() != Some(hash.as_str()) => {
+                    let s = steps_for(
+                        m,
+                        &[Step::Remove, Step::Create, Step::Start, Step::Provision],
+                    );
+                    (Change::Recreate, "definition changed".to_string(), s)
+                }
+                Some(o) => {
+                    let provisioned = rec.is_some_and(|r| {
+                        r.phase >= Phase::Provisioned
+                            && r.hash == hash
+                            && r.id.as_deref().is_none_or(|id| id == o.id)
+                    });
+                    let running = o.state == crate::backend::RunState::Running;
+                    match (running, provisioned) {
+                        (true, true) => (Change::Keep, "up to date".to_string(), vec![]),
+                        (false, true) => (
+                            Change::Start,
+                            format!("{}", o.state),
+                            steps_for(m, &[Step::Start]),
+                        ),
+                        (r, false) => {
+                            let mut base = vec![];
+                            if !r {
+                                base.push(Step::Start);
+                            }
+                            base.push(Step::Provision);
+                            (
+                                Change::Finish,
+                                "provisioning did not finish".to_string(),
+                                steps_for(m, &base),
+                            )
+                        }
+                    }
+                }
+            }
+        };
+        machines.push(MachinePlan {
+            name: m.name.clone(),
+            backend: m.backend,
+            change,
+            reason,
+            steps,
+            depends_on: m.depends_on.clone(),
+            existing: obs.map(|o| o.id.clone()),
+            hash,
+        });
+    }
+    // A kept machine with a health check is checked again when a dependant is about to
+    // act, so that an unhealthy machine left by an earlier run still gates it.
+    let acting: BTreeSet<String> = machines
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.change,
+                Change::Create | Change::Recreate | Change::Start | Change::Finish
+            )
+        })
+        .flat_map(|m| m.depends_on.iter().cloned())
+        .collect();
+    for mp in machines.iter_mut() {
+        let checked = env
+            .machines
+            .get(&mp.name)
+            .is_some_and(|m| m.healthcheck.is_some());
+        if mp.change == Change::Keep && checked && acting.contains(&mp.name) {
+            mp.steps = vec![Step::Health];
+            mp.reason = "up to date; health checked for its dependants".into();
+        }
+    }
+    for (name, o) in &observed.machines {
+        if !env.machines.contains_key(name) {
+            machines.push(MachinePlan {
+                name: name.clone(),
+                backend: o.backend,
+                change: Change::Remove,
+                reason: "no longer in the Envfile".to_string(),
+                steps: vec![Step::Remove],
+                depends_on: vec![],
+                existing: Some(o.id.clone()),
+                hash: o.hash.clone().unwrap_or_default(),
+            });
+        }
+    }
+    Plan { networks, machines }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,4 @@
+//! Integration tests: the built `hdev` binary against the real engines.
+
+mod docker;
+mod support;
