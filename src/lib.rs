@@ -13,8 +13,8 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod project;
-pub mod release;
 pub mod provision;
+pub mod release;
 pub mod state;
 pub mod templates;
 

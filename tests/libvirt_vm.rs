@@ -109,7 +109,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     let bridges = BTreeMap::from([("lan".to_string(), bridge.0.clone())]);
     let m = &env.machines["vm"];
     let layout = vm::layout(&env, &instance, m, &bridges).unwrap();
-    assert_eq!(layout.nics[0].address.to_string(), "10.231.7.128");
+    assert_eq!(layout.nics[0].address.to_string(), "10.231.7.192");
     let key = SshKey::ensure(&dir.path().join(".hdev")).unwrap();
     let domain_type = host::choose(env.settings.accel, &KvmProbe::read()).unwrap();
     let console = vm::console_log(&dir.path().join(".hdev"), "vm");
@@ -159,7 +159,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     assert_eq!(out.tail.first().map(String::as_str), Some("vm"));
     assert_eq!(observed.len(), 1);
     assert_eq!(observed[0].machine, "vm");
-    assert_eq!(observed[0].addresses["lan"], "10.231.7.128");
+    assert_eq!(observed[0].addresses["lan"], "10.231.7.192");
     assert!(observed[0].running);
     assert!(left.is_empty(), "destroy leaves no domain: {left:?}");
     assert!(

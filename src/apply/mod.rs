@@ -253,18 +253,49 @@ fn base_key(b: &Base) -> String {
     }
 }
 
-/// Image of each machine base (`box:NAME` or `image:REF`), or why there is none.
-pub type Images = HashMap<String, Result<String, String>>;
+/// What a machine is created from, once resolved.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A Docker image reference.
+    Image(String),
+    /// A VM's base volumes in libvirt.
+    #[cfg(feature = "libvirt")]
+    Volumes(crate::boxes::libvirt::BaseVolumes),
+}
+
+/// What each machine base (`box:NAME`, `image:REF`, `vm-box:NAME`, `vm-image:FILE`)
+/// resolves to, or why it does not.
+pub type Images = HashMap<String, Result<Resolved, String>>;
+
+fn key_of(m: &crate::envfile::Machine) -> String {
+    match m.backend {
+        crate::envfile::Backend::Docker => base_key(&m.base),
+        crate::envfile::Backend::Libvirt => format!("vm-{}", base_key(&m.base)),
+    }
+}
 
 /// Images of the environment's docker machines, once per distinct base: boxes are built
 /// and imported on first use (so their digests are known before machines are hashed).
 pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     let mut out = HashMap::new();
+    #[cfg(feature = "libvirt")]
+    if backends.libvirt().is_some() {
+        for m in env.machines.values() {
+            if m.backend != crate::envfile::Backend::Libvirt || out.contains_key(&key_of(m)) {
+                continue;
+            }
+            let r = crate::backend::libvirt::machines::base_volumes(env, &m.base)
+                .await
+                .map(Resolved::Volumes)
+                .map_err(|e| e.to_string());
+            out.insert(key_of(m), r);
+        }
+    }
     let Some(docker) = backends.docker() else {
         return out;
     };
     for m in env.machines.values() {
-        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&base_key(&m.base)) {
+        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&key_of(m)) {
             continue;
         }
         let r = match &m.base {
@@ -281,7 +312,7 @@ pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
                 Err(e) => Err(e.to_string()),
             },
         };
-        out.insert(base_key(&m.base), r);
+        out.insert(key_of(m), r.map(Resolved::Image));
     }
     out
 }
@@ -354,7 +385,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
             Step::Create => {
                 let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
                 p.status(&name, "creating");
-                let image = match sh.images.get(&base_key(&m.base)) {
+                let resolved = match sh.images.get(&key_of(m)) {
                     Some(Ok(i)) => i.clone(),
                     Some(Err(e)) => {
                         return Err(be(BackendError::Engine {
@@ -364,7 +395,15 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
                     }
                     None => return Err(be(not_in_envfile(&name))),
                 };
-                let spec = spec_for(sh.env, m, &mp.hash, image);
+                let spec = match resolved {
+                    Resolved::Image(image) => spec_for(sh.env, m, &mp.hash, image),
+                    #[cfg(feature = "libvirt")]
+                    Resolved::Volumes(v) => {
+                        let mut spec = spec_for(sh.env, m, &mp.hash, String::new());
+                        spec.volumes = Some(v);
+                        spec
+                    }
+                };
                 let hash = mp.hash.clone();
                 sh.rec
                     .update(&name, |_| {

@@ -146,23 +146,32 @@ pub struct MachineSpec<'a> {
     pub networks: Vec<&'a Network>,
     /// Host paths of the synced folders, resolved against the Envfile's folder.
     pub synced: Vec<(PathBuf, String, bool)>,
+    /// Base volumes of a VM (libvirt machines only).
+    #[cfg(feature = "libvirt")]
+    pub volumes: Option<crate::boxes::libvirt::BaseVolumes>,
 }
 
 /// A backend instance, dispatched by enum so a VM backend can sit beside Docker.
 pub enum AnyBackend {
     Docker(docker::DockerBackend),
+    #[cfg(feature = "libvirt")]
+    Libvirt(Box<libvirt::machines::Vms>),
 }
 
 impl AnyBackend {
     pub fn kind(&self) -> Backend {
         match self {
             AnyBackend::Docker(_) => Backend::Docker,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(_) => Backend::Libvirt,
         }
     }
 
     pub fn docker(&self) -> Option<&docker::DockerBackend> {
         match self {
             AnyBackend::Docker(d) => Some(d),
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(_) => None,
         }
     }
 }
@@ -171,27 +180,63 @@ impl AnyBackend {
 #[derive(Default)]
 pub struct Backends {
     map: BTreeMap<Backend, AnyBackend>,
+    /// Why a backend the environment needs could not be connected.
+    errors: BTreeMap<Backend, String>,
 }
 
 impl Backends {
     /// Connects to the backends the environment's machines need (Docker always, since
     /// networks and leftovers live there); backends missing from this build are left out
     /// and reported per machine by [`Backends::get`].
-    pub async fn connect(_env: Option<&Env>) -> Result<Backends, BackendError> {
+    pub async fn connect(env: Option<&Env>) -> Result<Backends, BackendError> {
         let mut map = BTreeMap::new();
         map.insert(
             Backend::Docker,
             AnyBackend::Docker(docker::DockerBackend::connect().await?),
         );
-        Ok(Backends { map })
+        #[cfg_attr(not(feature = "libvirt"), allow(unused_mut))]
+        let mut errors = BTreeMap::new();
+        #[cfg(feature = "libvirt")]
+        if let Some(env) =
+            env.filter(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt))
+        {
+            match libvirt::machines::Vms::connect(env).await {
+                Ok(v) => {
+                    map.insert(Backend::Libvirt, AnyBackend::Libvirt(Box::new(v)));
+                }
+                Err(e) => {
+                    errors.insert(Backend::Libvirt, e.to_string());
+                }
+            }
+        }
+        #[cfg(not(feature = "libvirt"))]
+        let _ = env;
+        Ok(Backends { map, errors })
     }
 
-    /// The backend of a machine, or `Unavailable` naming it.
+    /// The backend of a machine, or why it is not there.
     pub fn get(&self, m: &Machine) -> Result<&AnyBackend, BackendError> {
-        self.map.get(&m.backend).ok_or(BackendError::Unavailable {
-            machine: m.name.clone(),
-            backend: m.backend,
-        })
+        self.map
+            .get(&m.backend)
+            .ok_or_else(|| match self.errors.get(&m.backend) {
+                Some(message) => BackendError::Unreachable {
+                    backend: m.backend,
+                    message: format!("machine `{}`: {message}", m.name),
+                },
+                None => BackendError::Unavailable {
+                    machine: m.name.clone(),
+                    backend: m.backend,
+                },
+            })
+    }
+
+    /// The VM backend, when connected.
+    #[cfg(feature = "libvirt")]
+    pub fn libvirt(&self) -> Option<&libvirt::machines::Vms> {
+        match self.map.get(&Backend::Libvirt) {
+            Some(AnyBackend::Libvirt(v)) => Some(v),
+            _ => None,
+        }
     }
 
     /// The backend of a kind, when this build has it.
@@ -213,6 +258,16 @@ impl Backends {
         for b in self.map.values() {
             let o = match b {
                 AnyBackend::Docker(d) => d.observe(&ctx.instance).await?,
+                #[cfg(feature = "libvirt")]
+                AnyBackend::Libvirt(v) => Observation {
+                    machines: v
+                        .observe(&ctx.instance)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.name.clone(), m))
+                        .collect(),
+                    ..Observation::default()
+                },
             };
             all.machines.extend(o.machines);
             all.networks.extend(o.networks);
@@ -245,6 +300,8 @@ impl AnyBackend {
     ) -> Result<(), BackendError> {
         match self {
             AnyBackend::Docker(d) => d.ensure_network(ctx, net).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(_) => Ok(()),
         }
     }
 
@@ -256,24 +313,32 @@ impl AnyBackend {
     ) -> Result<String, BackendError> {
         match self {
             AnyBackend::Docker(d) => d.create_machine(ctx, spec).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.create(ctx, spec).await,
         }
     }
 
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
         match self {
             AnyBackend::Docker(d) => d.start(id).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.start(id).await,
         }
     }
 
     pub async fn stop(&self, id: &str) -> Result<(), BackendError> {
         match self {
             AnyBackend::Docker(d) => d.stop(id, 5).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.stop(id).await,
         }
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
         match self {
             AnyBackend::Docker(d) => d.remove(id).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.remove(id).await,
         }
     }
 
@@ -286,6 +351,8 @@ impl AnyBackend {
     ) -> Result<ExecOutcome, BackendError> {
         match self {
             AnyBackend::Docker(d) => d.exec(id, cmd, sink).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.exec(id, cmd, sink).await,
         }
     }
 
@@ -293,6 +360,8 @@ impl AnyBackend {
     pub async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError> {
         match self {
             AnyBackend::Docker(d) => d.copy_in(id, dest, tar).await,
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.copy_in(id, dest, tar).await,
         }
     }
 }

@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+/// Quotes one argument for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// Why an SSH operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -117,12 +129,19 @@ impl SshTarget {
         ]
     }
 
-    /// An interactive session (or one command with a terminal), for `hdev ssh`.
-    pub fn interactive(&self, command: &[String]) -> std::process::Command {
+    /// An interactive session, or one command (with a terminal when `tty`), for
+    /// `hdev ssh` and `hdev exec`. The arguments are quoted for the remote shell.
+    pub fn interactive(&self, command: &[String], tty: bool) -> std::process::Command {
         let mut c = std::process::Command::new("ssh");
         c.args(self.args(10));
         if !command.is_empty() {
-            c.arg("-t").arg("--").args(command);
+            c.arg(if tty { "-t" } else { "-T" }).arg("--").arg(
+                command
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         c
     }
@@ -233,6 +252,15 @@ impl SshTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_for_the_remote_shell() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("/tmp/a.sh"), "/tmp/a.sh");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn a_key_pair_is_made_once_per_environment() {

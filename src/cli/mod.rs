@@ -3,8 +3,8 @@
 mod boxcmds;
 mod doctor;
 mod envcmds;
-mod releasecmds;
 mod machinecmds;
+mod releasecmds;
 
 use std::path::PathBuf;
 

@@ -105,6 +105,14 @@ impl Ipv4Net {
         Ipv4Addr::from(u32::from(self.network()) + 1)
     }
 
+    /// The first address hdev assigns by itself: the upper half of the subnet is for
+    /// machines without a fixed address (containers the third quarter, VMs the fourth),
+    /// the lower half for the Envfile's fixed addresses.
+    pub fn auto_start(&self) -> Ipv4Addr {
+        let size = 1u64 << (32 - self.prefix);
+        Ipv4Addr::from(u32::from(self.network()) + (size / 2) as u32)
+    }
+
     /// The address `n` places after `a`.
     pub fn offset(a: Ipv4Addr, n: u32) -> Option<Ipv4Addr> {
         u32::from(a).checked_add(n).map(Ipv4Addr::from)

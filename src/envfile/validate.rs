@@ -344,7 +344,7 @@ fn check_address(
             .help(format!(
                 "pick an address between {} and {}",
                 Ipv4Net::offset(s.gateway(), 1).unwrap_or(s.gateway()),
-                Ipv4Addr::from(u32::from(s.broadcast()) - 1)
+                Ipv4Addr::from(u32::from(s.auto_start()) - 1)
             )),
         );
         return;
@@ -366,6 +366,24 @@ fn check_address(
             .help(format!(
                 "machines may use {} and above",
                 Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip)
+            )),
+        );
+        return;
+    }
+    if ip >= s.auto_start() {
+        ctx.push(
+            Diagnostic::new(
+                written.span.clone(),
+                format!(
+                    "address `{ip}` is in the upper half of network `{}`, which hdev assigns to machines without a fixed address{note}",
+                    net.name
+                ),
+            )
+            .label("automatically assigned range")
+            .help(format!(
+                "fixed addresses go between {} and {}",
+                Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip),
+                Ipv4Addr::from(u32::from(s.auto_start()) - 1)
             )),
         );
         return;

@@ -51,6 +51,9 @@ impl DockerBackend {
             config: Some(vec![IpamConfig {
                 subnet: Some(format!("{}/{}", n.subnet.network(), n.subnet.prefix)),
                 gateway: Some(n.subnet.gateway().to_string()),
+                // Containers without a fixed address get one from the lower half; VMs
+                // are given addresses from the upper half (see libvirt::xml::vm_addresses).
+                ip_range: Some(crate::backend::docker::container_range(&n.subnet).to_string()),
                 ..Default::default()
             }]),
             options: None,

@@ -86,6 +86,16 @@ pub fn network_name(instance: &str, network: &str) -> String {
     }
 }
 
+/// The address range Docker's IPAM may hand out on an environment network: the third
+/// quarter of the subnet. Fixed addresses live in the lower half and VMs without one take
+/// the last quarter, so the three never clash (see `Ipv4Net::auto_start`).
+pub fn container_range(net: &crate::envfile::Ipv4Net) -> crate::envfile::Ipv4Net {
+    crate::envfile::Ipv4Net {
+        addr: net.auto_start(),
+        prefix: net.prefix + 2,
+    }
+}
+
 /// Linux bridge name of an environment network: `hd` and 12 hex digits (Linux allows 15).
 pub fn bridge_name(instance: &str, network: &str) -> String {
     let d = Sha256::digest(format!("{instance}/{network}").as_bytes());

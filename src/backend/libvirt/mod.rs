@@ -5,6 +5,7 @@
 //! defines carries metadata in hdev's XML namespace naming its environment, machine and
 //! hash, so `status` and `gc` read the truth from libvirtd itself.
 
+pub mod machines;
 pub mod vm;
 pub mod xml;
 
@@ -136,13 +137,10 @@ impl LibvirtBackend {
         .await
     }
 
-    /// Defines the domain (replacing an older definition of the same name) and starts it.
-    pub async fn define_and_start(&self, xml: String) -> Result<(), LibvirtError> {
+    /// Defines the domain, replacing an older definition of the same name.
+    pub async fn define(&self, xml: String) -> Result<(), LibvirtError> {
         self.blocking(move |c| {
-            let d = c.define_domain_xml(&xml).map_err(call("define domain"))?;
-            if !d.is_active().map_err(call("domain state"))? {
-                d.create().map_err(call("start domain"))?;
-            }
+            c.define_domain_xml(&xml).map_err(call("define domain"))?;
             Ok(())
         })
         .await

@@ -96,6 +96,34 @@ pub struct VmInputs<'a> {
 /// Defines and starts the VM (or starts it when it is defined and stopped), then waits
 /// until it accepts SSH.
 pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
+    let (key, layout, machine, console) = (
+        v.key,
+        v.layout,
+        v.machine.name.clone(),
+        v.console_log.clone(),
+    );
+    define(lv, v).await?;
+    lv.start(&layout.domain).await?;
+    let target = ssh_target(key, layout).ok_or_else(|| VmError::NoNetwork {
+        machine: machine.clone(),
+    })?;
+    target
+        .wait_ready(BOOT_TIMEOUT)
+        .await
+        .map_err(|e| VmError::Boot {
+            machine,
+            message: e.to_string(),
+            console,
+        })
+}
+
+/// Defines the VM on a fresh or existing overlay of its base volume, without starting it.
+pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
+    if v.layout.nics.is_empty() {
+        return Err(VmError::NoNetwork {
+            machine: v.machine.name.clone(),
+        });
+    }
     let a = v.base;
     let boot = match (&a.kernel, &a.initrd) {
         (Some(k), Some(i)) => Boot::Kernel {
@@ -132,18 +160,8 @@ pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmErro
         ssh_public_key: v.key.public.clone(),
         console_log: v.console_log.clone(),
     };
-    lv.define_and_start(xml::domain_xml(&spec)).await?;
-    let target = ssh_target(v.key, v.layout).ok_or_else(|| VmError::NoNetwork {
-        machine: v.machine.name.clone(),
-    })?;
-    target
-        .wait_ready(BOOT_TIMEOUT)
-        .await
-        .map_err(|e| VmError::Boot {
-            machine: v.machine.name.clone(),
-            message: e.to_string(),
-            console: v.console_log.clone(),
-        })
+    lv.define(xml::domain_xml(&spec)).await?;
+    Ok(())
 }
 
 /// Why a VM could not be brought up.

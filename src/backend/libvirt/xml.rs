@@ -28,24 +28,15 @@ pub fn mac_for(instance: &str, machine: &str, network: &str) -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
 }
 
-/// The first address VMs may be given without a fixed address. Docker's IPAM hands out
-/// the lower half of each subnet to containers; VMs take the upper half, so the two
-/// never give out the same address.
+/// The first address VMs may be given without a fixed address: the last quarter of the
+/// subnet (Docker hands out the third quarter, fixed addresses live in the lower half).
 pub fn vm_pool_start(net: &Ipv4Net) -> Ipv4Addr {
-    let size = 1u32 << (32 - net.prefix);
-    Ipv4Addr::from(u32::from(net.network()) + size / 2)
-}
-
-/// The address range Docker's IPAM may use: the lower half of the subnet.
-pub fn container_range(net: &Ipv4Net) -> Ipv4Net {
-    Ipv4Net {
-        addr: net.network(),
-        prefix: net.prefix + 1,
-    }
+    let size = 1u64 << (32 - net.prefix);
+    Ipv4Addr::from(u32::from(net.auto_start()) + (size / 4) as u32)
 }
 
 /// Addresses of every VM NIC: fixed ones as the Envfile gives them, the others from the
-/// upper half of the subnet in machine-name order, skipping fixed ones.
+/// last quarter of the subnet in machine-name order.
 pub fn vm_addresses(env: &Env) -> BTreeMap<(String, String), Ipv4Addr> {
     let mut taken: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
     for m in env.machines.values() {
@@ -396,7 +387,7 @@ networks = ["mgmt"]
 [machine.c]
 backend = "docker"
 image = "y"
-networks = [{ name = "mgmt", address = "10.9.0.129" }]
+networks = [{ name = "mgmt", address = "10.9.0.10" }]
 "#;
         let env = load_source(
             &SourceFile::new(Path::new("E"), "E", text),
@@ -406,11 +397,14 @@ networks = [{ name = "mgmt", address = "10.9.0.129" }]
         .unwrap();
         let got = vm_addresses(&env);
         let ip = |m: &str| got[&(m.to_string(), "mgmt".to_string())].to_string();
-        assert_eq!(ip("a"), "10.9.0.128");
-        assert_eq!(ip("b-1"), "10.9.0.130");
-        assert_eq!(ip("b-2"), "10.9.0.131");
+        assert_eq!(ip("a"), "10.9.0.192");
+        assert_eq!(ip("b-1"), "10.9.0.193");
+        assert_eq!(ip("b-2"), "10.9.0.194");
         assert!(!got.contains_key(&("c".to_string(), "mgmt".to_string())));
         let net = env.networks["mgmt"].subnet;
-        assert_eq!(container_range(&net).to_string(), "10.9.0.0/25");
+        assert_eq!(
+            crate::backend::docker::container_range(&net).to_string(),
+            "10.9.0.128/26"
+        );
     }
 }

@@ -76,6 +76,17 @@ fn interactive(o: &super::Opened, machine: &str, cmd: &[String]) -> CmdResult {
     let code = rt.block_on(async {
         let backends = Backends::connect(Some(&o.project.env)).await?;
         let m = running(&backends, o, machine).await?;
+        #[cfg(feature = "libvirt")]
+        if m.backend == crate::envfile::Backend::Libvirt {
+            let vms = backends
+                .libvirt()
+                .ok_or_else(|| anyhow::anyhow!("the libvirt backend is not connected"))?;
+            let mut c = vms.ssh_command(&m.id, cmd, tty).await?;
+            let status = c
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot run ssh: {e}"))?;
+            return anyhow::Ok(i64::from(status.code().unwrap_or(255)));
+        }
         let docker = backends
             .docker()
             .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
@@ -100,10 +111,22 @@ pub fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[String]) ->
     interactive(&o, machine, cmd)
 }
 
-/// `hdev ssh MACHINE`: an interactive shell in the machine.
+/// `hdev ssh MACHINE`: an interactive shell in the machine (for a VM, the system's
+/// OpenSSH client; for a container, an exec of a shell).
 pub fn ssh(_p: &Printer, file: Option<&Path>, machine: &str) -> CmdResult {
     let o = open(file)?;
-    interactive(&o, machine, &["/bin/sh".to_string(), "-l".to_string()])
+    let vm = o
+        .project
+        .env
+        .machines
+        .get(machine)
+        .is_some_and(|m| m.backend == crate::envfile::Backend::Libvirt);
+    let shell = if vm {
+        Vec::new()
+    } else {
+        vec!["/bin/sh".to_string(), "-l".to_string()]
+    };
+    interactive(&o, machine, &shell)
 }
 
 /// `hdev logs [MACHINE] [-f]`: a machine's main-process output, or every machine's with
@@ -156,7 +179,14 @@ pub fn logs(
                 }
             };
             let id = m.id.clone();
-            async move { docker.logs(&id, follow, tail, &sink).await }
+            let console = (m.backend == crate::envfile::Backend::Libvirt)
+                .then(|| o.project.state.logs().join(format!("{}.console.log", m.name)));
+            async move {
+                match console {
+                    Some(path) => super::console::follow(&path, follow, tail, &sink).await,
+                    None => docker.logs(&id, follow, tail, &sink).await.map_err(Into::into),
+                }
+            }
         });
         for r in futures_util::future::join_all(streams).await {
             r?;

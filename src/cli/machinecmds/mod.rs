@@ -1,9 +1,11 @@
 //! Commands that act on machines: plan, up, provision, status, exec, ssh, logs, halt,
 //! destroy, gc. Each is a thin function over the core (plan, apply, backend).
 
+mod console;
 mod interact;
 mod status;
 mod teardown;
+mod vms;
 
 use std::collections::BTreeMap;
 use std::path::Path;

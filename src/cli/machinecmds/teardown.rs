@@ -69,10 +69,13 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
             .docker()
             .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
         let l = docker.labelled(Some(&instance)).await?;
-        let total = l.containers.len() + l.networks.len() + l.volumes.len() + l.images.len();
+        let vms = super::vms::domains(&o.project.env, Some(&instance)).await?;
+        let total =
+            l.containers.len() + l.networks.len() + l.volumes.len() + l.images.len() + vms.len();
         if total > 0 && !force && std::io::stdin().is_terminal() && !p.json {
             let q = format!(
-                "destroy environment `{instance}`: {} container(s), {} network(s), {} volume(s), {} image(s)?",
+                "destroy environment `{instance}`: {} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)?",
+                vms.len(),
                 l.containers.len(),
                 l.networks.len(),
                 l.volumes.len(),
@@ -82,9 +85,12 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
                 return anyhow::Ok(None);
             }
         }
-        anyhow::Ok(Some(docker.remove_labelled(&l).await?))
+        // VMs first: their NICs sit on the networks' bridges.
+        let removed_vms = super::vms::destroy(&o.project.env, &vms).await?;
+        let counts = docker.remove_labelled(&l).await?;
+        anyhow::Ok(Some((removed_vms, counts)))
     })?;
-    let Some(removed) = removed else {
+    let Some((vms, removed)) = removed else {
         p.note("nothing destroyed");
         return Ok(1);
     };
@@ -94,10 +100,12 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
         o.project.state.save(&lock, &st)?;
     }
     if p.json {
-        p.json(&serde_json::json!({ "instance": instance, "removed": counts_json(removed) }));
+        let mut counts = counts_json(removed);
+        counts["vms"] = vms.into();
+        p.json(&serde_json::json!({ "instance": instance, "removed": counts }));
     } else {
         p.line(format!(
-            "destroyed `{instance}`: {} container(s), {} network(s), {} volume(s), {} image(s) removed",
+            "destroyed `{instance}`: {vms} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s) removed",
             removed[0], removed[1], removed[2], removed[3]
         ));
     }
@@ -140,8 +148,31 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
         for x in &all.images {
             add(3, x);
         }
+        let uri = std::env::var("HDEV_LIBVIRT_URI").unwrap_or_else(|_| "qemu:///system".into());
+        let mut dead_vms: BTreeMap<String, (String, Vec<super::vms::ObservedVm>)> = BTreeMap::new();
+        for v in super::vms::domains_at(&uri, None, None).await? {
+            let dir = v.dir.clone().unwrap_or_default();
+            if !dir.is_empty() && Path::new(&dir).exists() {
+                continue;
+            }
+            dead_vms
+                .entry(v.instance.clone())
+                .or_insert_with(|| (dir, Vec::new()))
+                .1
+                .push(v);
+        }
+        for (env, (dir, _)) in &dead_vms {
+            dead.entry(env.clone())
+                .or_insert_with(|| (dir.clone(), Labelled::default()));
+        }
         let mut out = Vec::new();
         for (env, (dir, l)) in dead {
+            let vms = dead_vms.remove(&env).map(|(_, v)| v).unwrap_or_default();
+            let vm_count = if dry_run {
+                vms.len()
+            } else {
+                super::vms::destroy_at(&uri, &vms).await?
+            };
             let counts = if dry_run {
                 [
                     l.containers.len(),
@@ -152,14 +183,18 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             } else {
                 docker.remove_labelled(&l).await?
             };
-            out.push((env, dir, counts));
+            out.push((env, dir, counts, vm_count));
         }
         anyhow::Ok(out)
     })?;
     if p.json {
         let envs: Vec<_> = report
             .iter()
-            .map(|(e, d, c)| serde_json::json!({"instance": e, "dir": d, "removed": counts_json(*c)}))
+            .map(|(e, d, c, v)| {
+                let mut removed = counts_json(*c);
+                removed["vms"] = (*v).into();
+                serde_json::json!({"instance": e, "dir": d, "removed": removed})
+            })
             .collect();
         p.json(&serde_json::json!({ "dry_run": dry_run, "environments": envs }));
         return Ok(0);
@@ -167,9 +202,9 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
     if report.is_empty() {
         p.line("nothing to collect: every labelled environment still has its folder");
     }
-    for (env, dir, c) in &report {
+    for (env, dir, c, v) in &report {
         p.line(format!(
-            "{} `{env}` (folder `{dir}` is gone): {} container(s), {} network(s), {} volume(s), {} image(s)",
+            "{} `{env}` (folder `{dir}` is gone): {v} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)",
             if dry_run { "would remove" } else { "removed" },
             c[0], c[1], c[2], c[3]
         ));

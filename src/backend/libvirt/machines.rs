@@ -1,0 +1,277 @@
+//! The libvirt backend as `up`, `exec` and `destroy` use it: machine-level operations on
+//! domains, with commands and files going over SSH.
+//!
+//! A VM's id is its domain name. Its SSH address is read back from the domain's metadata,
+//! so commands reach a VM that an earlier hdev process created.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::vm::{self, VmInputs};
+use super::{LibvirtBackend, LibvirtError, ObservedVm};
+use crate::backend::ssh::{SshKey, SshTarget};
+use crate::backend::{
+    BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, RunState, TAIL_LINES,
+};
+use crate::boxes::libvirt::BaseVolumes;
+use crate::envfile::{Backend, Env};
+use crate::host::{self, DomainType, KvmProbe};
+
+/// How long `halt` waits for an ACPI shutdown before forcing the VM off.
+pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default libvirt connection.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// VMs of one environment.
+pub struct Vms {
+    pub lv: LibvirtBackend,
+    env: Env,
+    key: SshKey,
+    state_root: PathBuf,
+    pub domain_type: DomainType,
+}
+
+fn err(e: LibvirtError) -> BackendError {
+    match e {
+        LibvirtError::Unreachable { message, .. } => BackendError::Unreachable {
+            backend: Backend::Libvirt,
+            message,
+        },
+        LibvirtError::NotFound { what, name } => BackendError::NotFound { what, name },
+        other => BackendError::Engine {
+            action: "libvirt".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Engine {
+        action: action.into(),
+        message: e.to_string(),
+    }
+}
+
+pub use crate::backend::ssh::shell_quote;
+
+/// The libvirt URI of an environment's VMs.
+pub fn uri_of(env: &Env) -> String {
+    env.settings
+        .libvirt_uri
+        .clone()
+        .unwrap_or_else(|| DEFAULT_URI.to_string())
+}
+
+impl Vms {
+    /// Connects for an environment; fails when libvirtd cannot be reached or the
+    /// acceleration the Envfile forces is not available.
+    pub async fn connect(env: &Env) -> Result<Vms, BackendError> {
+        let lv = LibvirtBackend::connect(&uri_of(env)).await.map_err(err)?;
+        let state_root = env.dir.join(".hdev");
+        let key = SshKey::ensure(&state_root).map_err(|e| engine("SSH key", e))?;
+        let domain_type = host::choose(env.settings.accel, &KvmProbe::read())
+            .map_err(|e| engine("acceleration", e))?;
+        Ok(Vms {
+            lv,
+            env: env.clone(),
+            key,
+            state_root,
+            domain_type,
+        })
+    }
+
+    fn observed(v: ObservedVm) -> ObservedMachine {
+        ObservedMachine {
+            name: v.machine,
+            backend: Backend::Libvirt,
+            id: v.domain,
+            state: if v.running {
+                RunState::Running
+            } else {
+                RunState::Stopped
+            },
+            hash: v.hash,
+            addresses: v.addresses,
+            ports: Vec::new(),
+        }
+    }
+
+    pub async fn observe(&self, instance: &str) -> Result<Vec<ObservedMachine>, BackendError> {
+        Ok(self
+            .lv
+            .observe(Some(instance))
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(Self::observed)
+            .collect())
+    }
+
+    /// Defines the VM on an overlay of its box (not started); returns the domain name.
+    pub async fn create(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec<'_>,
+    ) -> Result<String, BackendError> {
+        let m = spec.machine;
+        let base = spec.volumes.as_ref().ok_or_else(|| BackendError::Box {
+            machine: m.name.clone(),
+            name: format!("{:?}", m.base),
+            message: "no libvirt base volume was resolved".into(),
+        })?;
+        let bridges: BTreeMap<String, String> = m
+            .networks
+            .iter()
+            .map(|a| {
+                (
+                    a.network.clone(),
+                    crate::backend::docker::bridge_name(&ctx.instance, &a.network),
+                )
+            })
+            .collect();
+        let layout = vm::layout(&self.env, &ctx.instance, m, &bridges).map_err(err)?;
+        vm::define(
+            &self.lv,
+            VmInputs {
+                env: &self.env,
+                instance: &ctx.instance,
+                machine: m,
+                hash: &spec.hash,
+                base,
+                layout: &layout,
+                key: &self.key,
+                domain_type: self.domain_type,
+                console_log: vm::console_log(&self.state_root, &m.name),
+            },
+        )
+        .await
+        .map_err(|e| engine(&format!("define VM `{}`", m.name), e))?;
+        Ok(layout.domain)
+    }
+
+    async fn target(&self, id: &str) -> Result<SshTarget, BackendError> {
+        let vms = self.lv.observe(None).await.map_err(err)?;
+        let v = vms
+            .into_iter()
+            .find(|v| v.domain == id)
+            .ok_or_else(|| BackendError::NotFound {
+                what: "VM",
+                name: id.to_string(),
+            })?;
+        if !v.running {
+            return Err(BackendError::NotRunning {
+                machine: v.machine,
+                state: "stopped".into(),
+            });
+        }
+        let host = v
+            .addresses
+            .values()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| engine("reach the VM", format!("`{}` has no address", v.machine)))?;
+        Ok(SshTarget {
+            key: self.key.private.clone(),
+            user: "root".into(),
+            host,
+        })
+    }
+
+    /// Starts the VM and waits until it accepts SSH.
+    pub async fn start(&self, id: &str) -> Result<(), BackendError> {
+        self.lv.start(id).await.map_err(err)?;
+        let target = self.target(id).await?;
+        target
+            .wait_ready(vm::BOOT_TIMEOUT)
+            .await
+            .map_err(|e| engine(&format!("boot `{id}`"), e))
+    }
+
+    pub async fn stop(&self, id: &str) -> Result<(), BackendError> {
+        self.lv
+            .halt(id, HALT_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        self.lv.destroy(id).await.map_err(err)
+    }
+
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        sink: LineSink<'_>,
+    ) -> Result<ExecOutcome, BackendError> {
+        let target = self.target(id).await?;
+        let script = cmd
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let o = target
+            .run(&script, None, sink, TAIL_LINES)
+            .await
+            .map_err(|e| engine("ssh", e))?;
+        Ok(ExecOutcome {
+            exit_code: o.exit_code,
+            tail: o.tail,
+        })
+    }
+
+    /// Unpacks a tar archive into an existing folder of the VM.
+    pub async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError> {
+        let target = self.target(id).await?;
+        let script = format!("tar -x --no-same-owner -C {}", shell_quote(dest));
+        let o = target
+            .run(&script, Some(tar), &|_| {}, TAIL_LINES)
+            .await
+            .map_err(|e| engine("ssh", e))?;
+        if o.exit_code != 0 {
+            return Err(engine(
+                &format!("copy files to `{dest}`"),
+                o.tail.join("\n"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The command that opens an interactive SSH session (or runs `cmd` with a terminal).
+    pub async fn ssh_command(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+    ) -> Result<std::process::Command, BackendError> {
+        Ok(self.target(id).await?.interactive(cmd, tty))
+    }
+
+    /// The console log of a machine.
+    pub fn console_log(&self, machine: &str) -> PathBuf {
+        vm::console_log(&self.state_root, machine)
+    }
+}
+
+/// Resolves a libvirt machine's base volumes (building and uploading its box once).
+pub async fn base_volumes(
+    env: &Env,
+    base: &crate::envfile::Base,
+) -> Result<BaseVolumes, crate::boxes::BoxError> {
+    let uri = uri_of(env);
+    match base {
+        crate::envfile::Base::Box(b) => crate::boxes::libvirt::libvirt_base(&uri, env, b).await,
+        crate::envfile::Base::Image(i) => {
+            crate::boxes::libvirt::libvirt_image_base_in(
+                &crate::boxes::Store::open_default()?,
+                &uri,
+                env,
+                i,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The VM side of destroy and gc: finding an environment's domains in libvirt (by their
+//! metadata, not by the Envfile, so VMs of machines since removed from it are found too)
+//! and removing them with their volumes.
+
+use crate::envfile::{Backend, Env};
+
+#[cfg(feature = "libvirt")]
+pub use crate::backend::libvirt::ObservedVm;
+
+/// A VM found in libvirt (this build has no libvirt backend, so there are none).
+#[cfg(not(feature = "libvirt"))]
+#[derive(Debug, Clone)]
+pub struct ObservedVm {
+    pub dir: Option<String>,
+    pub instance: String,
+}
+
+fn needs_libvirt(env: Option<&Env>) -> bool {
+    env.is_some_and(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt))
+}
+
+/// Domains hdev made, for one instance or all. Where libvirt cannot be reached this is an
+/// error only when the environment has VMs.
+#[cfg(feature = "libvirt")]
+pub async fn domains(env: &Env, instance: Option<&str>) -> anyhow::Result<Vec<ObservedVm>> {
+    domains_at(
+        &crate::backend::libvirt::machines::uri_of(env),
+        Some(env),
+        instance,
+    )
+    .await
+}
+
+#[cfg(feature = "libvirt")]
+pub async fn domains_at(
+    uri: &str,
+    env: Option<&Env>,
+    instance: Option<&str>,
+) -> anyhow::Result<Vec<ObservedVm>> {
+    use crate::backend::libvirt::LibvirtBackend;
+    match LibvirtBackend::connect(uri).await {
+        Ok(lv) => Ok(lv.observe(instance).await?),
+        Err(e) if needs_libvirt(env) => Err(e.into()),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// Removes the domains and their volumes; returns how many.
+#[cfg(feature = "libvirt")]
+pub async fn destroy(env: &Env, vms: &[ObservedVm]) -> anyhow::Result<usize> {
+    destroy_at(&crate::backend::libvirt::machines::uri_of(env), vms).await
+}
+
+#[cfg(feature = "libvirt")]
+pub async fn destroy_at(uri: &str, vms: &[ObservedVm]) -> anyhow::Result<usize> {
+    if vms.is_empty() {
+        return Ok(0);
+    }
+    let lv = crate::backend::libvirt::LibvirtBackend::connect(uri).await?;
+    for v in vms {
+        lv.destroy(&v.domain).await?;
+    }
+    Ok(vms.len())
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn domains(env: &Env, _instance: Option<&str>) -> anyhow::Result<Vec<ObservedVm>> {
+    if needs_libvirt(Some(env)) {
+        anyhow::bail!("this hdev was built without the `libvirt` feature");
+    }
+    Ok(Vec::new())
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn domains_at(
+    _uri: &str,
+    _env: Option<&Env>,
+    _instance: Option<&str>,
+) -> anyhow::Result<Vec<ObservedVm>> {
+    Ok(Vec::new())
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn destroy(_env: &Env, _vms: &[ObservedVm]) -> anyhow::Result<usize> {
+    Ok(0)
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn destroy_at(_uri: &str, _vms: &[ObservedVm]) -> anyhow::Result<usize> {
+    Ok(0)
+}
