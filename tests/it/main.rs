@@ -1,4 +1,5 @@
 //! Integration tests: the built `hdev` binary against the real engines.
 
 mod docker;
+mod lifecycle;
 mod support;

@@ -224,3 +224,16 @@ pub fn labelled_counts(instance: &str) -> (usize, usize, usize) {
         (c, n, v)
     })
 }
+
+/// Machines of `status --json`.
+pub fn machines(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    status["machines"].as_array().cloned().unwrap_or_default()
+}
+
+/// One machine of `status --json`.
+pub fn machine<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["machines"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no machine `{name}` in {status}"))
+}
