@@ -114,7 +114,7 @@ section=$(mktemp)
 
 mkdir -p docs
 out=docs/BENCHMARKS.md
-[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts under `bench/`; each section is replaced when its\nscript runs again.\n\n' > "$out"
+[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts in bench/.\n\n' > "$out"
 # Replace the old "## Docker up" section (up to the next "## " heading), or append.
 awk -v sec="$section" '
   BEGIN { while ((getline l < sec) > 0) s = s l "\n" }

@@ -1,71 +1,13 @@
-//! Box store tests: the built binary with `HDEV_HOME` in a temp folder, real archives
-//! (built from the busybox recipe, or crafted to be hostile) and the real Docker daemon.
+//! Box store tests: the built binary with `HDEV_HOME` in a temp folder, and real archives
+//! (built from the busybox recipe, or crafted to be hostile).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{busybox_env, find, qcow2, repo, World};
 use predicates::str::contains;
 use serde_json::Value;
-
-/// A temp home for the store and a temp project folder.
-struct World {
-    home: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            home: tempfile::tempdir().expect("home"),
-            work: tempfile::tempdir().expect("work"),
-        }
-    }
-
-    fn hdev(&self) -> Command {
-        let mut c = Command::cargo_bin("hdev").expect("binary");
-        c.env("HDEV_HOME", self.home.path())
-            .env_remove("HDEV_BOX_MAX_BYTES")
-            .current_dir(self.work.path());
-        c
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.hdev().arg("--json").args(args).assert().success();
-        serde_json::from_slice(&out.get_output().stdout).expect("json output")
-    }
-
-    /// Builds the busybox box and writes its archive; returns (archive, digest).
-    fn busybox(&self) -> (PathBuf, String) {
-        let archive = self.work.path().join("busybox.box");
-        let recipe = repo().join("boxes/busybox");
-        let v = self.json(&[
-            "box",
-            "build",
-            recipe.to_str().expect("utf-8"),
-            "-o",
-            archive.to_str().expect("utf-8"),
-        ]);
-        (archive, v["digest"].as_str().expect("digest").to_string())
-    }
-
-    fn stored(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(self.home.path().join("boxes")) {
-            Ok(rd) => rd.map(|e| e.expect("entry").path()).collect(),
-            Err(_) => vec![],
-        }
-    }
-
-    fn leftovers(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(self.home.path().join("tmp")) {
-            Ok(rd) => rd.map(|e| e.expect("entry").path()).collect(),
-            Err(_) => vec![],
-        }
-    }
-}
 
 #[test]
 fn busybox_builds_once_and_lists() {
@@ -195,10 +137,6 @@ fn tampered_boxes_are_refused_and_leave_nothing() {
     );
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// A tar entry written with raw header fields, so that hostile names get through.
 fn raw_entry(
     b: &mut tar::Builder<Vec<u8>>,
@@ -317,86 +255,6 @@ fn archives_past_the_size_limit_are_refused() {
     assert!(w.leftovers().is_empty());
 }
 
-/// Docker, or None (with a note) when it is not reachable outside CI.
-async fn docker() -> Option<bollard::Docker> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let connected = match bollard::Docker::connect_with_local_defaults() {
-        Ok(d) => d.negotiate_version().await.ok(),
-        Err(_) => None,
-    };
-    match connected {
-        Some(d) if d.ping().await.is_ok() => Some(d),
-        _ if ci => panic!("Docker is not reachable, and CI=true: run .ci/setup"),
-        _ => {
-            eprintln!("note: Docker is not reachable; skipping this test outside CI");
-            None
-        }
-    }
-}
-
-/// An environment with the busybox recipe copied in (the copy has the same recipe digest).
-fn busybox_env(dir: &Path) -> hdev::envfile::Env {
-    let recipe = dir.join("boxes/busybox");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    for f in ["box.toml", "build.sh"] {
-        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
-    }
-    let envfile = dir.join("Envfile");
-    std::fs::write(
-        &envfile,
-        "[env]\nname = \"boxtest\"\n\n[box.busybox]\nrecipe = \"boxes/busybox\"\n",
-    )
-    .expect("write Envfile");
-    hdev::envfile::load(&envfile).expect("valid Envfile")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docker_image_builds_and_imports_once_for_parallel_callers() {
-    let Some(docker) = docker().await else {
-        return;
-    };
-    let w = World::new();
-    let env = busybox_env(w.work.path());
-    let store = hdev::boxes::Store::at(w.home.path().to_path_buf());
-
-    let calls = (0..20).map(|_| hdev::boxes::docker_image_in(&store, &docker, &env, "busybox"));
-    let refs = futures_util::future::join_all(calls).await;
-    let refs: Vec<String> = refs.into_iter().map(|r| r.expect("image")).collect();
-    assert!(refs.iter().all(|r| r == &refs[0]), "{refs:?}");
-    assert!(refs[0].starts_with("hdev-box/busybox:"), "{}", refs[0]);
-    assert_eq!(store.list().expect("list").len(), 1, "built once");
-
-    let b = store.list().expect("list").remove(0);
-    let img = docker.inspect_image(&refs[0]).await.expect("inspect");
-    let labels = img.config.and_then(|c| c.labels).expect("labels");
-    assert_eq!(labels.get("hdev.box").map(String::as_str), Some("busybox"));
-    assert_eq!(labels.get("hdev.box.digest"), Some(&b.digest.to_string()));
-    let created = img.created.clone();
-
-    // Again: reused, not imported again.
-    let again = hdev::boxes::docker_image_in(&store, &docker, &env, "busybox")
-        .await
-        .expect("image");
-    assert_eq!(again, refs[0]);
-    let img = docker.inspect_image(&again).await.expect("inspect");
-    assert_eq!(img.created, created);
-
-    // A box that is not declared is named in the error.
-    let err = hdev::boxes::docker_image_in(&store, &docker, &env, "nope")
-        .await
-        .expect_err("unknown box");
-    assert!(err.to_string().contains("no box `nope`"), "{err}");
-
-    docker
-        .remove_image(
-            &refs[0],
-            None::<bollard::query_parameters::RemoveImageOptions>,
-            None,
-        )
-        .await
-        .expect("remove the test's image");
-}
-
 #[test]
 fn hash_counts_the_built_box_once_it_is_in_the_store() {
     let w = World::new();
@@ -451,120 +309,6 @@ fn file_box_digest_is_cached_by_file_identity() {
         .assert()
         .code(1)
         .stderr(contains("tampered"));
-}
-
-/// An environment with a tiny box for libvirt: a small qcow2, a "kernel" and an "initrd".
-#[cfg(feature = "libvirt")]
-fn tiny_vm_env(dir: &Path) -> hdev::envfile::Env {
-    let recipe = dir.join("tiny");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    std::fs::write(
-        recipe.join("box.toml"),
-        "name = \"tiny\"\nversion = \"1\"\nscript = \"build.sh\"\nboot = \"kernel\"\n\n\
-         [artifacts]\nlibvirt-disk = \"disk.qcow2\"\nlibvirt-kernel = \"vmlinuz\"\n\
-         libvirt-initrd = \"initrd.img\"\n",
-    )
-    .expect("box.toml");
-    std::fs::write(
-        recipe.join("build.sh"),
-        format!(
-            "set -eu\nqemu-img create -q -f qcow2 \"$1/disk.qcow2\" 16M\n\
-             echo kernel-{n} > \"$1/vmlinuz\"\necho initrd-{n} > \"$1/initrd.img\"\n",
-            n = std::process::id()
-        ),
-    )
-    .expect("build.sh");
-    let envfile = dir.join("Envfile");
-    std::fs::write(
-        &envfile,
-        "[env]\nname = \"vmbox\"\n\n[box.tiny]\nrecipe = \"tiny\"\n",
-    )
-    .expect("write Envfile");
-    hdev::envfile::load(&envfile).expect("valid Envfile")
-}
-
-#[cfg(feature = "libvirt")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn libvirt_base_volumes_are_uploaded_once() {
-    const URI: &str = "qemu:///system";
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if virt::connect::Connect::open(Some(URI)).is_err() {
-        assert!(
-            !ci,
-            "libvirt is not reachable at {URI}, and CI=true: run .ci/setup"
-        );
-        eprintln!("note: libvirt is not reachable; skipping this test outside CI");
-        return;
-    }
-    let w = World::new();
-    let env = tiny_vm_env(w.work.path());
-    let store = hdev::boxes::Store::at(w.home.path().to_path_buf());
-
-    let calls = (0..5).map(|_| hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny"));
-    let all: Vec<_> = futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.expect("base volumes"))
-        .collect();
-    let v = &all[0];
-    assert!(all.iter().all(|x| x.disk == v.disk), "one upload");
-    let b = store.list().expect("list").remove(0);
-    let same = |vol: &Path, provider: &str| {
-        let stored = std::fs::read(b.artifact(provider).expect("artifact")).expect("read");
-        assert_eq!(std::fs::read(vol).expect("volume"), stored, "{provider}");
-    };
-    same(&v.disk, "libvirt-disk");
-    same(v.kernel.as_deref().expect("kernel"), "libvirt-kernel");
-    same(v.initrd.as_deref().expect("initrd"), "libvirt-initrd");
-    assert_eq!(v.boot, hdev::boxes::manifest::Boot::Kernel);
-    let info = std::process::Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(&v.disk)
-        .output()
-        .expect("qemu-img");
-    assert!(String::from_utf8_lossy(&info.stdout).contains("\"qcow2\""));
-
-    // An upload interrupted before its end (no marker): deleted and done again.
-    let marker_dir = w.home.path().join("imports/libvirt");
-    for m in walk(&marker_dir) {
-        std::fs::remove_file(m).expect("remove marker");
-    }
-    std::fs::write(&v.disk, b"half").expect("damage");
-    let again = hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny")
-        .await
-        .expect("again");
-    same(&again.disk, "libvirt-disk");
-
-    let removed = hdev::boxes::libvirt::remove_volumes(&store, URI, &b).expect("remove");
-    assert_eq!(removed, 3);
-    assert!(!v.disk.exists());
-}
-
-#[cfg(feature = "libvirt")]
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn qcow2(path: &Path) {
-    let ok = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(path)
-        .arg("8M")
-        .status()
-        .expect("qemu-img")
-        .success();
-    assert!(ok, "qemu-img create");
 }
 
 #[test]
@@ -638,4 +382,124 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
         .code(1)
         .stderr(contains("provider `virtualbox`"));
     assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}
+
+#[test]
+fn parallel_builds_in_separate_processes_build_once() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("hdev"))
+                .env("HDEV_HOME", w.home.path())
+                .args(["--json", "box", "build"])
+                .arg(&recipe)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut built = 0;
+    let mut digests = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        built += usize::from(v["built"] == true);
+        digests.insert(v["digest"].as_str().expect("digest").to_string());
+    }
+    assert_eq!(built, 1, "one process builds, the others find its box");
+    assert_eq!(digests.len(), 1);
+    assert_eq!(w.stored().len(), 1);
+}
+
+/// Serves `body` once over HTTP on a loopback port; returns the URL of `path`.
+fn serve_once(body: Vec<u8>, status: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/busybox.box")
+}
+
+#[test]
+fn boxes_are_added_from_a_url_with_a_checksum() {
+    let w = World::new();
+    let (archive, digest) = w.busybox();
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+    let bytes = std::fs::read(&archive).expect("read");
+
+    let url = serve_once(bytes.clone(), "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .success()
+        .stdout(contains(&digest));
+    w.hdev()
+        .args(["box", "remove", "busybox"])
+        .assert()
+        .success();
+
+    let mut bad = bytes;
+    bad[200_000] ^= 4;
+    let url = serve_once(bad, "200 OK");
+    w.hdev()
+        .args(["box", "add", &url, "--sha256", &digest])
+        .assert()
+        .code(1)
+        .stderr(contains("tampered"));
+
+    let url = serve_once(b"gone".to_vec(), "404 Not Found");
+    w.hdev()
+        .args(["box", "add", &url])
+        .assert()
+        .code(1)
+        .stderr(contains("cannot download"))
+        .stderr(contains("404"));
+    assert!(w.stored().is_empty());
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
+}
+
+#[test]
+fn prune_keeps_the_newest_versions_and_clears_leftovers() {
+    let w = World::new();
+    let recipe = repo().join("boxes/busybox");
+    let r = recipe.to_str().expect("utf-8");
+    let first = w.json(&["box", "build", r]);
+    // A different `created` second gives a different box digest.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = w.json(&["box", "build", r, "--force"]);
+    assert_ne!(first["digest"], second["digest"]);
+    assert_eq!(w.stored().len(), 2);
+    // What an interrupted add would leave.
+    let leftover = w.home.path().join("tmp/add-XXXX.partial");
+    std::fs::create_dir_all(&leftover).expect("mkdir");
+    std::fs::write(leftover.join("rootfs.tar"), b"half").expect("write");
+
+    let dry = w.json(&["box", "prune", "--dry-run"]);
+    assert_eq!(dry["removed"][0]["digest"], first["digest"]);
+    assert_eq!(w.stored().len(), 2);
+
+    let done = w.json(&["box", "prune"]);
+    assert_eq!(done["removed"][0]["digest"], first["digest"]);
+    assert_eq!(done["leftovers"].as_array().expect("leftovers").len(), 1);
+    let list = w.json(&["box", "list"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["digest"], second["digest"]);
+    assert!(w.leftovers().is_empty());
 }

@@ -49,6 +49,11 @@ pub fn write_archive(manifest: &Manifest, dir: &Path, out: &Path) -> Result<(), 
         })?
         .sync_all()
         .map_err(BoxError::io(out))?;
+    // A temp file is private; an archive is meant to be shared.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644));
     tmp.persist(out).map_err(|e| BoxError::Io {
         path: out.to_path_buf(),
         source: e.error,
@@ -313,4 +318,49 @@ pub fn safe_extract<R: Read>(
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_normalises_and_refuses_climbing_out() {
+        assert_eq!(
+            inside(Path::new(""), Path::new("a/./b/../c")),
+            Some(PathBuf::from("a/c"))
+        );
+        assert_eq!(inside(Path::new(""), Path::new("a/../..")), None);
+        assert_eq!(inside(Path::new(""), Path::new("/etc")), None);
+    }
+
+    #[test]
+    fn safe_extract_keeps_links_that_stay_inside() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "d/file", &b"hi"[..]).expect("file");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "d/link", "file").expect("link");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "up", "d/../d/file").expect("link");
+        let bytes = b.into_inner().expect("tar");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = safe_extract(&bytes[..], "t.tar", dir.path(), 1 << 20).expect("extract");
+        assert_eq!(n, 2);
+        assert_eq!(
+            std::fs::read(dir.path().join("d/link")).expect("read"),
+            b"hi"
+        );
+        assert_eq!(std::fs::read(dir.path().join("up")).expect("read"), b"hi");
+        let err = safe_extract(&bytes[..], "t.tar", dir.path(), 1).expect_err("limit");
+        assert!(matches!(err, BoxError::TooLarge { .. }), "{err}");
+    }
 }

@@ -56,6 +56,14 @@ pub fn import_file(
     pinned: Option<&BoxDigest>,
 ) -> Result<StoredBox, BoxError> {
     let shown = path.display().to_string();
+    if !manifest::is_box_name(name) {
+        return Err(BoxError::InvalidArchive {
+            archive: shown,
+            message: format!(
+                "`{name}` is not a usable box name (letters, digits, `-`, `_`, `.`); give one with `--name`"
+            ),
+        });
+    }
     let identity = super::digest::FileIdentity::of(path).map_err(BoxError::io(path))?;
     let kind = sniff(path)?.ok_or_else(|| BoxError::InvalidArchive {
         archive: shown.clone(),

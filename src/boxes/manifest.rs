@@ -92,12 +92,7 @@ impl Manifest {
                 m.format
             ));
         }
-        if m.name.is_empty()
-            || !m
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
+        if !is_box_name(&m.name) {
             return Err(format!("box name `{}` is not a plain name", m.name));
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -130,6 +125,14 @@ impl Manifest {
     pub fn providers(&self) -> Vec<&str> {
         self.artifacts.keys().map(String::as_str).collect()
     }
+}
+
+/// A box name: letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+pub fn is_box_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// A single path component without separators, `.`/`..` or control characters.

@@ -69,6 +69,12 @@ impl Recipe {
             recipe: display.to_string(),
             message,
         };
+        if !super::manifest::is_box_name(&w.name) {
+            return Err(bad(format!(
+                "`name = \"{}\"` is not a usable box name (letters, digits, `-`, `_`, `.`)",
+                w.name
+            )));
+        }
         if !super::manifest::is_plain_name(&w.script) {
             return Err(bad(format!(
                 "`script = \"{}\"` must name a file in the recipe folder",

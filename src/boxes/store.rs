@@ -194,6 +194,12 @@ impl Store {
         std::fs::create_dir_all(&boxes).map_err(BoxError::io(&boxes))?;
         let dest = boxes.join(digest.hex());
         if !dest.join(MANIFEST).exists() {
+            // Written through a private temp file; the box is readable like its artifacts.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(
+                partial.path().join(MANIFEST),
+                std::fs::Permissions::from_mode(0o644),
+            );
             let src = partial.keep();
             if let Err(e) = std::fs::rename(&src, &dest) {
                 let _ = std::fs::remove_dir_all(&src);

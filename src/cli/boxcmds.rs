@@ -92,15 +92,25 @@ fn build(p: &Printer, store: &Store, dir: &Path, output: Option<&Path>, force: b
     let shown = dir.display().to_string();
     let recipe = Recipe::load(dir, &shown)?;
     let started = std::time::Instant::now();
-    let (b, built) = if force {
-        let _lock = store.lock(&recipe.name)?;
-        p.note(format!("building box `{}` from `{shown}`", recipe.name));
-        (store.build(&recipe)?, true)
+    let digest = recipe.digest()?;
+    let found = if force {
+        None
     } else {
-        if store.by_recipe(&recipe.digest()?)?.is_none() {
-            p.note(format!("building box `{}` from `{shown}`", recipe.name));
+        store.by_recipe(&digest)?
+    };
+    let (b, built) = match found {
+        Some(b) => (b, false),
+        None => {
+            // Another process may be building it: wait for it, then look again.
+            let _lock = store.lock(&recipe.name)?;
+            match store.by_recipe(&digest)?.filter(|_| !force) {
+                Some(b) => (b, false),
+                None => {
+                    p.note(building(store, &recipe, &shown)?);
+                    (store.build(&recipe)?, true)
+                }
+            }
         }
-        store.ensure_recipe(&recipe)?
     };
     if let Some(out) = output {
         crate::boxes::archive::write_archive(&b.manifest, &b.dir, out)
@@ -125,6 +135,14 @@ fn build(p: &Printer, store: &Store, dir: &Path, output: Option<&Path>, force: b
         ));
     }
     Ok(0)
+}
+
+fn building(store: &Store, recipe: &Recipe, shown: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "building box `{}` from `{shown}` (log: `{}`)",
+        recipe.name,
+        store.build_log(&recipe.name)?.display()
+    ))
 }
 
 fn add(
