@@ -2,4 +2,5 @@
 
 mod docker;
 mod lifecycle;
+mod operations;
 mod support;

@@ -237,3 +237,28 @@ pub fn machine<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json:
         .and_then(|ms| ms.iter().find(|m| m["name"] == name))
         .unwrap_or_else(|| panic!("no machine `{name}` in {status}"))
 }
+
+/// The Docker image the busybox box was imported as (after some `up` built it).
+pub fn busybox_image() -> String {
+    rt().block_on(async {
+        let d = bollard::Docker::connect_with_local_defaults()
+            .expect("docker")
+            .negotiate_version()
+            .await
+            .expect("docker version");
+        let filters = HashMap::from([("label", vec!["hdev.box=busybox"])]);
+        let images = d
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .expect("list images");
+        images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .next()
+            .expect("a busybox box image")
+    })
+}
