@@ -190,7 +190,11 @@ shell = "if [ ! -f /tmp/once ]; then touch /tmp/once; sleep 60; fi; echo finishe
         assert!(Instant::now() < deadline, "machine never started: {st}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // ... and provisioning is in its long step.
+    while env.run(&["exec", "slow", "--", "test", "-f", "/tmp/once"]).code != 0 {
+        assert!(Instant::now() < deadline, "provisioning never began");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // SAFETY: sends SIGINT to the child we spawned.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
