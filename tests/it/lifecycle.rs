@@ -191,7 +191,11 @@ shell = "if [ ! -f /tmp/once ]; then touch /tmp/once; sleep 60; fi; echo finishe
         std::thread::sleep(Duration::from_millis(100));
     }
     // ... and provisioning is in its long step.
-    while env.run(&["exec", "slow", "--", "test", "-f", "/tmp/once"]).code != 0 {
+    while env
+        .run(&["exec", "slow", "--", "test", "-f", "/tmp/once"])
+        .code
+        != 0
+    {
         assert!(Instant::now() < deadline, "provisioning never began");
         std::thread::sleep(Duration::from_millis(100));
     }
