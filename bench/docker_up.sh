@@ -19,6 +19,7 @@ export HDEV_HOME=$work/home
 cleanup() {
   for n in $sizes; do
     (cd "$work/env-$n" 2>/dev/null && "$hdev" destroy -y >/dev/null 2>&1) || true
+    (cd "$work/env8-$n" 2>/dev/null && "$hdev" destroy -y >/dev/null 2>&1) || true
     "$floor" down "hdev-floor-$$-$n" >/dev/null 2>&1 || true
   done
   rm -rf "$work"
@@ -29,11 +30,13 @@ now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 for n in $sizes; do
-  mkdir -p "$work/env-$n"
-  cat > "$work/env-$n/Envfile" <<EOT
+  for kind in "env:$parallel" "env8:8"; do
+  dir=$work/${kind%%:*}-$n
+  mkdir -p "$dir"
+  cat > "$dir/Envfile" <<EOT
 [env]
 name = "bench-$n"
-parallel = $parallel
+parallel = ${kind##*:}
 
 [box.busybox]
 recipe = "$root/boxes/busybox"
@@ -43,14 +46,15 @@ backend = "docker"
 box = "busybox"
 count = $n
 EOT
+  done
 done
 
 # Warm up: build and import the box once, and let the engine settle.
 (cd "$work/env-1" && "$hdev" up >/dev/null 2>&1 && "$hdev" destroy -y >/dev/null)
 
-declare -A hd fl
+declare -A hd h8 fl
 for n in $sizes; do
-  hd[$n]=""; fl[$n]=""
+  hd[$n]=""; h8[$n]=""; fl[$n]=""
   for r in $(seq "$reps"); do
     prefix="hdev-floor-$$-$n"
     # hdev up (alternating which goes first)
@@ -61,6 +65,11 @@ for n in $sizes; do
       t1=$(now_ms)
       hd[$n]+="$((t1 - t0)) "
       (cd "$work/env-$n" && "$hdev" destroy -y >/dev/null)
+      t0=$(now_ms)
+      (cd "$work/env8-$n" && "$hdev" up >/dev/null 2>"$work/last.err") || { cat "$work/last.err" >&2; exit 1; }
+      t1=$(now_ms)
+      h8[$n]+="$((t1 - t0)) "
+      (cd "$work/env8-$n" && "$hdev" destroy -y >/dev/null)
     }
     run_floor() {
       local t0 t1
@@ -72,7 +81,7 @@ for n in $sizes; do
     }
     if (( r % 2 )); then run_hdev; run_floor; else run_floor; run_hdev; fi
   done
-  echo "n=$n hdev: ${hd[$n]}ms floor: ${fl[$n]}ms" >&2
+  echo "n=$n hdev: ${hd[$n]}ms hdev(parallel 8): ${h8[$n]}ms floor: ${fl[$n]}ms" >&2
 done
 
 cpus=$(nproc)
@@ -82,28 +91,30 @@ section=$(mktemp)
   echo "## Docker up"
   echo
   echo "\`bench/docker_up.sh\`, $(date -u +%Y-%m-%d), $cpus CPUs, Docker engine $engine, $reps runs per size"
-  echo "(alternating), release build, \`parallel = $parallel\`. **hdev up**: wall time of \`hdev up\` of"
+  echo "(alternating), release build, \`parallel = $parallel\` (and the default 8). **hdev up**: wall time of \`hdev up\` of"
   echo "N busybox-box containers (no provisioning) from an empty engine state, box already imported,"
   echo "including the per-environment network, the state file and process start."
   echo "**floor**: wall time of \`examples/docker_floor.rs\` creating one bridge network and"
   echo "creating and starting the same N containers all at once through bollard."
   echo
-  echo "| containers | hdev up (median ms) | floor (median ms) | ratio |"
-  echo "|---:|---:|---:|---:|"
+  echo "| containers | hdev up, parallel $parallel (median ms) | hdev up, parallel 8 = default (median ms) | floor (median ms) | ratio | ratio at default |"
+  echo "|---:|---:|---:|---:|---:|---:|"
   for n in $sizes; do
     h=$(echo "${hd[$n]}" | tr ' ' '\n' | grep . | median)
+    e=$(echo "${h8[$n]}" | tr ' ' '\n' | grep . | median)
     f=$(echo "${fl[$n]}" | tr ' ' '\n' | grep . | median)
     ratio=$(awk -v h="$h" -v f="$f" 'BEGIN { printf "%.2f", h / f }')
-    echo "| $n | $h | $f | ${ratio}x |"
+    ratio8=$(awk -v h="$e" -v f="$f" 'BEGIN { printf "%.2f", h / f }')
+    echo "| $n | $h | $e | $f | ${ratio}x | ${ratio8}x |"
   done
   echo
-  echo "Raw runs (ms): $(for n in $sizes; do printf 'N=%s hdev [%s] floor [%s]; ' "$n" "${hd[$n]% }" "${fl[$n]% }"; done)"
+  echo "Raw runs (ms): $(for n in $sizes; do printf 'N=%s hdev [%s] hdev-parallel-8 [%s] floor [%s]; ' "$n" "${hd[$n]% }" "${h8[$n]% }" "${fl[$n]% }"; done)"
   echo
 } > "$section"
 
 mkdir -p docs
 out=docs/BENCHMARKS.md
-[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts under `bench/`; each section is replaced when its\nscript runs again.\n\n' > "$out"
+[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts in bench/.\n\n' > "$out"
 # Replace the old "## Docker up" section (up to the next "## " heading), or append.
 awk -v sec="$section" '
   BEGIN { while ((getline l < sec) > 0) s = s l "\n" }

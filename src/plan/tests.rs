@@ -243,3 +243,17 @@ fn a_kept_machine_with_a_health_check_is_checked_again_for_a_dependant_that_acts
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     assert!(p.machine("db").unwrap().steps.is_empty());
 }
+
+#[test]
+fn the_rendered_plan_reads_well() {
+    let env = env();
+    let mut obs = Observation::default();
+    obs.machines
+        .insert("db".into(), observed("db", "sha256:old", RunState::Running));
+    obs.machines.insert(
+        "gone".into(),
+        observed("gone", "sha256:gone", RunState::Stopped),
+    );
+    let p = plan(&env, &hashes(&env), &obs, &State::new("t"), &docker_only());
+    insta::assert_snapshot!(render(&p).join("\n"));
+}

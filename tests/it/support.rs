@@ -224,3 +224,41 @@ pub fn labelled_counts(instance: &str) -> (usize, usize, usize) {
         (c, n, v)
     })
 }
+
+/// Machines of `status --json`.
+pub fn machines(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    status["machines"].as_array().cloned().unwrap_or_default()
+}
+
+/// One machine of `status --json`.
+pub fn machine<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["machines"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no machine `{name}` in {status}"))
+}
+
+/// The Docker image the busybox box was imported as (after some `up` built it).
+pub fn busybox_image() -> String {
+    rt().block_on(async {
+        let d = bollard::Docker::connect_with_local_defaults()
+            .expect("docker")
+            .negotiate_version()
+            .await
+            .expect("docker version");
+        let filters = HashMap::from([("label", vec!["hdev.box=busybox"])]);
+        let images = d
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .expect("list images");
+        images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .next()
+            .expect("a busybox box image")
+    })
+}

@@ -193,6 +193,26 @@ impl DockerBackend {
                 )
                 .await;
         }
+        // Follow the terminal's size while the session lasts.
+        let resize = opts.tty.then(|| {
+            let docker = self.docker.clone();
+            let exec_id = exec_id.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut winch) = signal(SignalKind::window_change()) else {
+                    return;
+                };
+                while winch.recv().await.is_some() {
+                    if let Some((rows, cols)) = console::Term::stdout().size_checked() {
+                        let size = ResizeExecOptions {
+                            height: rows,
+                            width: cols,
+                        };
+                        let _ = docker.resize_exec(&exec_id, size).await;
+                    }
+                }
+            })
+        });
         let pump = opts.stdin.then(|| {
             tokio::spawn(async move {
                 let mut stdin = tokio::io::stdin();
@@ -217,8 +237,8 @@ impl DockerBackend {
                 break;
             }
         }
-        if let Some(p) = pump {
-            p.abort();
+        for task in [pump, resize].into_iter().flatten() {
+            task.abort();
         }
         self.exit_code(&exec_id).await
     }

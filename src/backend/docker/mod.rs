@@ -276,9 +276,14 @@ impl DockerBackend {
         Ok(out)
     }
 
+    /// Starts a container; one already running is fine, a paused one is resumed.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
         match self.docker.start_container(id, None).await {
-            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) if is_conflict(&e) => {
+                // 409 is "paused" (resume it) or "already running" (nothing to do).
+                let _ = self.docker.unpause_container(id).await;
+                Ok(())
+            }
             r => r.map_err(map_err(format!("start container `{id}`"), "container", id)),
         }
     }
