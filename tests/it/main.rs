@@ -2,5 +2,6 @@
 
 mod docker;
 mod lifecycle;
+mod mixed;
 mod operations;
 mod support;
