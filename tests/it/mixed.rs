@@ -73,11 +73,19 @@ destination = "/etc/app.conf"
 [[machine.vm.provision]]
 script = "serve.sh"
 args = ["from the vm"]
+
+[[machine.vm.provision]]
+ansible = "site.yml"
+extra_vars = {{ greeting = "hello from ansible" }}
 "#,
             recipe = recipe.display()
         ),
     );
     env.write("conf/app.conf", "setting = 42\n");
+    env.write(
+        "site.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: leave a marker\n      ansible.builtin.copy:\n        dest: /etc/hdev-ansible\n        content: \"{{ greeting }} on {{ inventory_hostname }}\\n\"\n",
+    );
     env.write(
         "serve.sh",
         "#!/bin/sh\nset -e\nmkdir -p /srv/www\necho \"$1\" > /srv/www/index.html\n\
@@ -110,6 +118,9 @@ args = ["from the vm"]
         (0, "setting = 42"),
         "{conf}"
     );
+    // The ansible step ran against this machine, with its extra variables.
+    let marker = env.run(&["exec", "vm", "--", "cat", "/etc/hdev-ansible"]);
+    assert_eq!(marker.stdout.trim(), "hello from ansible on vm", "{marker}");
     // Exit codes pass through SSH.
     let code = env.run(&["exec", "vm", "--", "sh", "-c", "exit 3"]);
     assert_eq!(code.code, 3, "{code}");
