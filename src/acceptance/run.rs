@@ -52,21 +52,24 @@ async fn run_one(
     sem: &Semaphore,
 ) -> TestResult {
     let Some(m) = observed.machines.get(&check.machine) else {
-        return errored(
-            check,
-            format!("machine `{}` is not created", check.machine),
-        );
+        return errored(check, format!("machine `{}` is not created", check.machine));
     };
     if m.state != RunState::Running {
         return errored(
             check,
-            format!("machine `{}` is not running (it is {})", check.machine, m.state),
+            format!(
+                "machine `{}` is not running (it is {})",
+                check.machine, m.state
+            ),
         );
     }
     let Some(backend) = backends.get_kind(m.backend) else {
         return errored(
             check,
-            format!("machine `{}`: the {} backend is not available", m.name, m.backend),
+            format!(
+                "machine `{}`: the {} backend is not available",
+                m.name, m.backend
+            ),
         );
     };
     let Ok(_permit) = sem.acquire().await else {
@@ -105,7 +108,7 @@ async fn run_one(
 }
 
 fn human(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -24,7 +24,37 @@ use crate::backend::docker::DockerBackend;
 use crate::backend::BackendError;
 use crate::envfile::Ipv4Net;
 use crate::project::{Placement, Project, ProjectError};
-use crate::state::{EnvLock, StateDir, StateError};
+use crate::state::{StateDir, StateError};
+
+/// Held by the process that runs a copy, from creation to teardown (a file lock, so it
+/// goes away with the process however it ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+fn run_lock(root: &Path) -> Result<Option<RunLock>, StateError> {
+    let path = root.join("run.lock");
+    std::fs::create_dir_all(root).map_err(|source| StateError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+        Ok(true) => Ok(Some(RunLock { _file: file })),
+        Ok(false) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(source) => Err(StateError::Io { path, source }),
+    }
+}
 
 /// Version of `copy.json`.
 pub const COPY_VERSION: u32 = 1;
@@ -115,7 +145,7 @@ impl Copy {
         instance: &str,
         envfile: &Path,
         source: &str,
-    ) -> Result<(Copy, EnvLock), ThrowawayError> {
+    ) -> Result<(Copy, RunLock), ThrowawayError> {
         // The developer's `.hdev/` may not exist yet: keep it out of git as `StateDir` does.
         let top = home_dir.join(".hdev");
         std::fs::create_dir_all(&top).map_err(|source| StateError::Io {
@@ -129,7 +159,9 @@ impl Copy {
             )?;
         }
         let root = copies_root(home_dir).join(instance);
-        let lock = StateDir { root: root.clone() }.lock()?;
+        let lock = run_lock(&root)?.ok_or_else(|| StateError::Locked {
+            path: root.join("run.lock"),
+        })?;
         let copy = Copy {
             root,
             record: CopyRecord {
@@ -152,12 +184,11 @@ impl Copy {
     }
 
     pub fn save(&self) -> Result<(), StateError> {
-        let mut bytes = serde_json::to_vec_pretty(&self.record).map_err(|source| {
-            StateError::Corrupt {
+        let mut bytes =
+            serde_json::to_vec_pretty(&self.record).map_err(|source| StateError::Corrupt {
                 path: self.root.join("copy.json"),
                 source,
-            }
-        })?;
+            })?;
         bytes.push(b'\n');
         crate::state::write_atomic(&self.root.join("copy.json"), &bytes)
     }
@@ -194,7 +225,11 @@ impl Copy {
         let mut taken = engine_subnets(docker).await?;
         taken.extend(net::host_routes());
         taken.extend(project.env.networks.values().map(|n| n.subnet));
-        let subnets = net::choose(&project.env.networks, &taken, seed_of(&self.record.instance))?;
+        let subnets = net::choose(
+            &project.env.networks,
+            &taken,
+            seed_of(&self.record.instance),
+        )?;
         self.record.subnets = subnets.clone();
         self.save()?;
         project.adjust(|env| net::relocate(env, &subnets));
@@ -232,13 +267,13 @@ pub fn list(env_dir: &Path) -> Vec<Copy> {
     names.iter().filter_map(|n| find(env_dir, n)).collect()
 }
 
-/// Copies no process works on: left by a killed run, or kept (with `kept`), each with its
-/// lock taken so that nothing starts on it while it is removed.
-pub fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, EnvLock)> {
+/// Copies no process runs: left by a killed run, or kept (with `include_kept`), each with
+/// its run lock taken so that nothing starts on it while it is removed.
+pub fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, RunLock)> {
     list(env_dir)
         .into_iter()
         .filter(|c| include_kept || !c.record.kept)
-        .filter_map(|c| c.state().lock().ok().map(|l| (c, l)))
+        .filter_map(|c| run_lock(&c.root).ok().flatten().map(|l| (c, l)))
         .collect()
 }
 

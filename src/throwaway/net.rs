@@ -180,13 +180,18 @@ mod tests {
 
     #[test]
     fn addresses_keep_their_offset() {
-        let a = moved("10.42.0.10".parse().unwrap(), &net("10.42.0.0/24"), &net("10.77.3.0/24"));
+        let a = moved(
+            "10.42.0.10".parse().unwrap(),
+            &net("10.42.0.0/24"),
+            &net("10.77.3.0/24"),
+        );
         assert_eq!(a, "10.77.3.10".parse::<Ipv4Addr>().unwrap());
     }
 
     #[test]
     fn routes_are_read_in_kernel_byte_order() {
-        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+        let text =
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
                     eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                     eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         assert_eq!(parse_routes(text), vec![net("192.168.0.0/24")]);

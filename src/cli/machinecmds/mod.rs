@@ -5,7 +5,7 @@ mod console;
 mod interact;
 mod status;
 mod teardown;
-mod vms;
+pub(crate) mod vms;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -325,7 +325,17 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
         };
         let rec = Recorder::new(o.project.state.clone(), lock, state);
         let cancel = ctrl_c(p);
-        run_plan(p, &o, &backends, &plan, &rec, None, &apply::Images::new(), cancel).await
+        run_plan(
+            p,
+            &o,
+            &backends,
+            &plan,
+            &rec,
+            None,
+            &apply::Images::new(),
+            cancel,
+        )
+        .await
     })
 }
 
