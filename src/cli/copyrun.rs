@@ -157,6 +157,18 @@ pub async fn run(
     if let Err(e) = bring_up_and_test(p, &mut copy, sig, opts, &mut out).await {
         out.error = Some(format!("{e:#}"));
     }
+    if let (Some(e), true) = (&out.error, out.results.is_empty()) {
+        // A report without test cases reads as green in most CI systems.
+        out.results.push(TestResult {
+            name: "environment comes up".into(),
+            machine: "hdev".into(),
+            passed: false,
+            exit_code: -1,
+            duration_ms: 0,
+            failure: Some(e.clone()),
+            output: String::new(),
+        });
+    }
     if *sig.borrow() != 0 {
         out.signal = Some(*sig.borrow());
     }
