@@ -120,6 +120,45 @@ pub fn current(
     })
 }
 
+/// The lock file the inputs call for now, with each box counted by its pin in `locked`
+/// where the pin still stands for the box (see [`crate::boxes::current_digests`]), so
+/// that building a recipe box is not mistaken for a change of it.
+pub fn current_against(
+    project: &crate::project::Project,
+    locked: &Lockfile,
+) -> Result<Lockfile, crate::project::ProjectError> {
+    let mut pins = locked.clone();
+    pins.boxes.retain(|name, b| {
+        crate::boxes::current_digests(&project.env, name)
+            .map(|d| d.contains(&b.digest))
+            .unwrap_or(false)
+    });
+    let report = project.hash_with(Some(&pins))?;
+    let boxes = crate::boxes::resolve_digests(&project.env, Some(&pins))
+        .map_err(crate::project::ProjectError::Input)?;
+    Ok(Lockfile {
+        version: LOCK_VERSION,
+        hash: report.hash.to_string(),
+        boxes: boxes
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name,
+                    LockedBox {
+                        digest: b.digest,
+                        source: b.from,
+                    },
+                )
+            })
+            .collect(),
+        machines: report
+            .machines
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    })
+}
+
 /// Every way `now` differs from the `locked` inputs, one sentence each (empty when they
 /// match). Where a box came from does not count, only its digest.
 pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {

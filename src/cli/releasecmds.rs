@@ -113,7 +113,10 @@ fn check_locked(project: &crate::project::Project) -> anyhow::Result<()> {
             crate::envfile::display_name(&path)
         );
     };
-    let diffs = crate::lockfile::differences(&locked, &crate::lockfile::current(project)?);
+    let diffs = crate::lockfile::differences(
+        &locked,
+        &crate::lockfile::current_against(project, &locked)?,
+    );
     if diffs.is_empty() {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! Integration tests: the built `hdev` binary against the real engines.
 
+mod ci;
 mod docker;
 mod lifecycle;
 mod operations;
