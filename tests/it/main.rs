@@ -4,4 +4,5 @@ mod ci;
 mod docker;
 mod lifecycle;
 mod operations;
+mod release;
 mod support;
