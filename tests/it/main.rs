@@ -3,6 +3,7 @@
 mod ci;
 mod docker;
 mod lifecycle;
+mod mixed;
 mod operations;
 mod release;
 mod support;
