@@ -10,8 +10,10 @@ use crate::support::{docker_or_skip, labelled_counts, subnet, Run, TestEnv};
 fn web_env(prefix: &str, provision: &str) -> TestEnv {
     let net = subnet();
     let web_ip = net.replace(".0/24", ".10");
-    // A fixed host port per test process, so parallel test binaries do not collide.
-    let port = 20000 + std::process::id() % 20000;
+    // A fixed host port per environment, so parallel tests do not collide on it.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let port = 20000 + (std::process::id() * 7 + n * 131) % 20000;
     TestEnv::new(
         prefix,
         &format!(
