@@ -17,6 +17,7 @@ pub mod provision;
 pub mod release;
 pub mod state;
 pub mod templates;
+pub mod throwaway;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
