@@ -16,10 +16,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String, bool)>) {
             walk(root, &p, out);
         } else {
             let rel = p.strip_prefix(root).expect("inside root");
-            let exec = std::fs::metadata(&p).expect("metadata").permissions().mode() & 0o111 != 0;
+            let exec = std::fs::metadata(&p)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o111
+                != 0;
             out.push((
                 rel.to_string_lossy().into_owned(),
-                p.canonicalize().expect("path").to_string_lossy().into_owned(),
+                p.canonicalize()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned(),
                 exec,
             ));
         }

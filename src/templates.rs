@@ -26,7 +26,8 @@ pub const TEMPLATES: &[Template] = &[
     },
     Template {
         name: "harness",
-        about: "the HARNESS platform: scheduler, resource managers, storage, PaaS, an accelerator VM",
+        about:
+            "the HARNESS platform: scheduler, resource managers, storage, PaaS, an accelerator VM",
         envfile: include_str!("../Envfile.example"),
         strip: "templates/harness/",
         folders: &[("templates/harness/", ""), ("boxes/", "boxes/")],
