@@ -84,7 +84,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn load_state(project: &Project) -> anyhow::Result<State> {
+pub(crate) fn load_state(project: &Project) -> anyhow::Result<State> {
     let mut st = project
         .state
         .load()?
@@ -166,12 +166,14 @@ pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResul
             }
             return Ok(0);
         }
-        run_plan(p, &o, &backends, &plan, &rec, parallel, &images).await
+        run_plan(p, &o, &backends, &plan, &rec, parallel, &images, None).await
     })
 }
 
 /// Runs a plan with progress and Ctrl-C handling; prints the summary; the exit code.
-async fn run_plan(
+/// `snapshot` names the snapshot that `Save` and `Restore` steps act on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_plan(
     p: &Printer,
     o: &Opened,
     backends: &Backends,
@@ -179,6 +181,7 @@ async fn run_plan(
     rec: &Recorder,
     parallel: Option<usize>,
     images: &apply::Images,
+    snapshot: Option<&str>,
 ) -> CmdResult {
     let env = &o.project.env;
     if p.json {
@@ -207,6 +210,7 @@ async fn run_plan(
         progress: &progress,
         parallel,
         images,
+        snapshot,
     };
     let report = apply::apply(&a, plan, cancel).await;
     progress.close();
@@ -290,7 +294,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
                     Some(ob) if ob.state == crate::backend::RunState::Running => {
                         mp.change = Change::Finish;
                         mp.reason = "provisioning asked for".into();
-                        mp.steps = vec![Step::Provision];
+                        mp.steps = vec![Step::Provision, Step::Baseline];
                         if m.healthcheck.is_some() {
                             mp.steps.push(Step::Health);
                         }
@@ -311,7 +315,17 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             machines,
         };
         let rec = Recorder::new(o.project.state.clone(), lock, state);
-        run_plan(p, &o, &backends, &plan, &rec, None, &apply::Images::new()).await
+        run_plan(
+            p,
+            &o,
+            &backends,
+            &plan,
+            &rec,
+            None,
+            &apply::Images::new(),
+            None,
+        )
+        .await
     })
 }
 
