@@ -277,7 +277,9 @@ pub async fn list(d: &DockerBackend, instance: &str) -> Result<Vec<ImageSnap>, B
 /// (untagged) until its children go.
 pub async fn delete(d: &DockerBackend, instance: &str, machine: &str, name: &str) -> bool {
     let (repo, tag) = image_ref(instance, machine, name);
-    let opts = RemoveImageOptionsBuilder::default().build();
+    // Forced, so that an image a container was restored from loses its tag (the
+    // container keeps the image itself).
+    let opts = RemoveImageOptionsBuilder::default().force(true).build();
     d.client()
         .remove_image(&format!("{repo}:{tag}"), Some(opts), None)
         .await

@@ -75,6 +75,38 @@ pub fn disk_source(xml: &str) -> Option<String> {
     Some(rest[start..start + end].to_string())
 }
 
+/// The domain XML with its first disk on `new_top`, and without the backing chain libvirt
+/// recorded for the old top (libvirt would open that chain instead of the new file's).
+pub fn with_top(xml: &str, old_top: &str, new_top: &str) -> String {
+    let x = xml.replacen(
+        &format!("<source file='{}'", esc(old_top)),
+        &format!("<source file='{}'", esc(new_top)),
+        1,
+    );
+    let Some(disk) = x.find("device='disk'") else {
+        return x;
+    };
+    let Some(end) = x[disk..].find("</disk>").map(|e| disk + e) else {
+        return x;
+    };
+    let section = &x[disk..end];
+    let Some(b) = section.find("<backingStore") else {
+        return x;
+    };
+    let stripped = match section.rfind("</backingStore>") {
+        Some(e) => format!(
+            "{}{}",
+            &section[..b],
+            &section[e + "</backingStore>".len()..]
+        ),
+        None => {
+            let close = section[b..].find("/>").map_or(section.len(), |c| b + c + 2);
+            format!("{}{}", &section[..b], &section[close..])
+        }
+    };
+    format!("{}{stripped}{}", &x[..disk], &x[end..])
+}
+
 /// The hdev metadata element with `layers` set, as `virDomainSetMetadata` takes it.
 pub fn metadata_element(xml: &str, layers: &BTreeMap<String, Layer>) -> String {
     let mut attrs = parse_metadata(xml);
@@ -249,11 +281,7 @@ impl LibvirtBackend {
             let v = StorageVol::create_xml(&pool, &vx, 0)
                 .map_err(call(format!("create top `{vol_name}`")))?;
             let new_top = v.path().map_err(call("volume path"))?;
-            let new_xml = xml.replacen(
-                &format!("<source file='{}'", esc(&old_top)),
-                &format!("<source file='{}'", esc(&new_top)),
-                1,
-            );
+            let new_xml = with_top(&xml, &old_top, &new_top);
             c.define_domain_xml(&new_xml).map_err(call("redefine domain"))?;
             prune(c, &domain, &new_top, &layers)
         })
@@ -352,5 +380,15 @@ mod tests {
             "{el}"
         );
         assert_eq!(parse_layers(&parse_metadata(&el)["layers"]), m);
+    }
+
+    #[test]
+    fn a_new_top_drops_the_recorded_backing_chain() {
+        let xml = "<disk type='file' device='disk'>\n<source file='/p/t1.qcow2'/>\n<backingStore type='file'>\n<source file='/p/l.qcow2'/>\n<backingStore/>\n</backingStore>\n<target dev='vda'/>\n</disk><disk device='cdrom'><backingStore/></disk>";
+        let got = with_top(xml, "/p/t1.qcow2", "/p/t2.qcow2");
+        assert_eq!(
+            got,
+            "<disk type='file' device='disk'>\n<source file='/p/t2.qcow2'/>\n\n<target dev='vda'/>\n</disk><disk device='cdrom'><backingStore/></disk>"
+        );
     }
 }
