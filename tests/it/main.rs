@@ -3,4 +3,5 @@
 mod docker;
 mod lifecycle;
 mod operations;
+mod snapshots;
 mod support;
