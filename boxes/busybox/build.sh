@@ -1,20 +1,39 @@
 #!/bin/sh
-# Builds a busybox root file system from the host's busybox-static (Debian package
-# busybox-static). The tar is written deterministically (sorted names, fixed times and
-# owners) so that the same busybox binary always gives the same box digest.
+# Builds a busybox root file system. The busybox binary is Debian's dynamically linked
+# one (package `busybox`, fetched with `apt-get download`) with the host's glibc beside
+# it: a static glibc busybox must load glibc's name-service modules at run time to
+# resolve a machine's name, and crashes doing so. Without the mirror, the host's
+# busybox-static is used, and names resolve only through `nslookup`.
+# The tar is written deterministically (sorted names, fixed times and owners) so that
+# the same inputs always give the same box digest.
 set -eu
 out=${1:?usage: build.sh OUT}
-bb=/bin/busybox
-[ -x "$bb" ] || { echo "build.sh: $bb is missing; install busybox-static" >&2; exit 1; }
-
+work=$(mktemp -d)
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+trap 'rm -rf "$root" "$work"' EXIT
+
+bb=""
+if (cd "$work" && apt-get download busybox >/dev/null 2>&1); then
+  dpkg-deb -x "$work"/busybox_*.deb "$work/pkg"
+  bb="$work/pkg/bin/busybox"
+  echo "build.sh: using Debian's dynamic busybox ($(basename "$work"/busybox_*.deb))"
+elif [ -x /bin/busybox ]; then
+  bb=/bin/busybox
+  echo "build.sh: warning: the Debian mirror is unreachable; using the host's busybox-static" >&2
+else
+  echo "build.sh: no busybox: install busybox-static or make the Debian mirror reachable" >&2
+  exit 1
+fi
+
 for d in bin sbin usr/bin usr/sbin etc root tmp var/www var/log var/run proc sys dev srv; do
   mkdir -p "$root/$d"
 done
 chmod 1777 "$root/tmp"
 cp "$bb" "$root/bin/busybox"
-for applet in $("$bb" --list-full); do
+# The applet list comes from the host's busybox-static when the chosen binary cannot
+# run here; both are the same busybox version.
+list=$("$bb" --list-full 2>/dev/null || /bin/busybox --list-full)
+for applet in $list; do
   [ "$applet" = "bin/busybox" ] && continue
   ln -sf /bin/busybox "$root/$applet"
 done
@@ -28,6 +47,14 @@ nogroup:x:65534:
 G
 echo "hdev-busybox" > "$root/etc/hostname"
 printf 'hosts: files dns\n' > "$root/etc/nsswitch.conf"
+# The C library the busybox binary links against, with its name-service modules (the
+# host's glibc: box.toml lists these files as inputs).
+libdir=/lib/x86_64-linux-gnu
+mkdir -p "$root$libdir" "$root/lib64"
+for lib in libc.so.6 libnss_files.so.2 libnss_dns.so.2 libresolv.so.2 ld-linux-x86-64.so.2; do
+  cp -L "$libdir/$lib" "$root$libdir/$lib"
+done
+ln -sf "$libdir/ld-linux-x86-64.so.2" "$root/lib64/ld-linux-x86-64.so.2"
 printf 'NAME="hdev busybox"\nID=busybox\n' > "$root/etc/os-release"
 
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \

@@ -355,6 +355,21 @@ impl AnyBackend {
         }
     }
 
+    /// Inventory variables with which ansible reaches the machine.
+    pub async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
+        match self {
+            AnyBackend::Docker(_) => Ok(BTreeMap::from([
+                (
+                    "ansible_connection".to_string(),
+                    "community.docker.docker".to_string(),
+                ),
+                ("ansible_host".to_string(), id.to_string()),
+            ])),
+            #[cfg(feature = "libvirt")]
+            AnyBackend::Libvirt(v) => v.ansible_vars(id).await,
+        }
+    }
+
     /// Unpacks a tar archive into an existing folder of the machine.
     pub async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError> {
         match self {

@@ -6,6 +6,8 @@
 //! stops the machine's provisioning with an error that names the machine, the step and its
 //! last output lines; the machine itself is left as it is, for inspection.
 
+pub mod ansible;
+
 use std::path::{Path, PathBuf};
 
 use crate::backend::{AnyBackend, BackendError, LineSink};
@@ -43,12 +45,13 @@ pub enum ProvisionError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The step's kind is not implemented for this backend yet.
-    #[error("machine `{machine}`: provisioning step {index} {step}: ansible steps are not supported yet; use a `shell` or `script` step for now")]
-    Unsupported {
+    /// `ansible-playbook` could not be run.
+    #[error("machine `{machine}`: provisioning step {index} {step}: {source}")]
+    Ansible {
         machine: String,
         index: usize,
         step: String,
+        source: ansible::AnsibleError,
     },
 }
 
@@ -142,12 +145,38 @@ async fn run_step(
             backend.copy_in(id, "/", tar).await.map_err(be)?;
             return Ok(());
         }
-        ProvisionStep::Ansible { .. } => {
-            return Err(ProvisionError::Unsupported {
+        ProvisionStep::Ansible {
+            playbook,
+            extra_vars,
+            ..
+        } => {
+            let host = env.resolve(playbook);
+            let vars = backend.ansible_vars(id).await.map_err(be)?;
+            let (code, tail) = ansible::run(
+                &host,
+                &machine.name,
+                &machine.group,
+                &vars,
+                extra_vars,
+                sink,
+            )
+            .await
+            .map_err(|source| ProvisionError::Ansible {
                 machine: machine.name.clone(),
                 index,
-                step: desc,
-            })
+                step: desc.clone(),
+                source,
+            })?;
+            if code != 0 {
+                return Err(ProvisionError::Failed {
+                    machine: machine.name.clone(),
+                    index,
+                    step: desc,
+                    code,
+                    tail,
+                });
+            }
+            return Ok(());
         }
     };
     let out = backend.exec(id, &cmd, sink).await.map_err(be)?;

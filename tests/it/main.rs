@@ -2,6 +2,7 @@
 
 mod docker;
 mod lifecycle;
+mod mixed;
 mod operations;
 mod snapshots;
 mod support;

@@ -14,11 +14,15 @@ use bollard::query_parameters::{
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// HDEV_HOME shared by every test of this run, so boxes are built once.
+/// HDEV_HOME shared by every test (and kept between runs under the target folder), so
+/// boxes, the debian one above all, are built once.
 pub fn hdev_home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().expect("temp home"))
-        .path()
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hdev-home");
+        std::fs::create_dir_all(&p).expect("test store");
+        p
+    })
 }
 
 /// Whether Docker is reachable; under CI a missing daemon fails the test instead.

@@ -253,6 +253,24 @@ impl Vms {
         Ok(self.target(id).await?.interactive(cmd, tty))
     }
 
+    /// Inventory variables for ansible: SSH with the environment's key.
+    pub async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
+        let t = self.target(id).await?;
+        Ok(BTreeMap::from([
+            ("ansible_host".to_string(), t.host.to_string()),
+            ("ansible_user".to_string(), t.user.clone()),
+            (
+                "ansible_ssh_private_key_file".to_string(),
+                t.key.display().to_string(),
+            ),
+            (
+                "ansible_ssh_common_args".to_string(),
+                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes"
+                    .to_string(),
+            ),
+        ]))
+    }
+
     /// The console log of a machine.
     pub fn console_log(&self, machine: &str) -> PathBuf {
         vm::console_log(&self.state_root, machine)

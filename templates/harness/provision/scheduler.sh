@@ -5,7 +5,8 @@ set -eu
 mkdir -p /var/www/api
 : > /var/www/api/resources
 for rm in "$@"; do
-  answer=$(wget -q -T 5 -O- "http://$rm/api/health")
+  # (busybox 1.35 wget crashes with -T; timeout bounds it instead)
+  answer=$(timeout 5 wget -q -O- "http://$rm/api/health")
   echo "$rm: $answer" >> /var/www/api/resources
 done
 echo "scheduler ok" > /var/www/api/health

@@ -1,0 +1,183 @@
+//! A mixed environment on the real engines: a container and a VM (the debian-bookworm box
+//! under libvirt) on one network, provisioned (the VM over SSH), talking to each other
+//! both ways, and destroyed without leftovers in Docker or libvirt.
+
+use std::path::Path;
+
+use crate::support::{labelled_counts, TestEnv};
+
+fn libvirt_or_skip() -> bool {
+    let ok = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("libvirtd is not reachable, and CI=true forbids skipping");
+        }
+        eprintln!("note: libvirtd is not reachable; skipping");
+    }
+    ok
+}
+
+fn domains_of(instance: &str) -> Vec<String> {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .expect("virsh");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("hdev-{instance}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_container_and_a_vm_share_a_network_and_provisioning_reaches_the_vm() {
+    if !crate::support::docker_or_skip() || !libvirt_or_skip() {
+        return;
+    }
+    let sub = crate::support::subnet();
+    let net = sub.trim_end_matches(".0/24");
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/debian-bookworm");
+    let env = TestEnv::new(
+        "mixed",
+        &format!(
+            r#"
+[box.debian]
+recipe = "{recipe}"
+
+[network.lan]
+subnet = "{sub}"
+
+[machine.web]
+backend = "docker"
+box = "busybox"
+networks = [{{ name = "lan", address = "{net}.10" }}]
+command = "httpd -f -p 80 -h /var/www"
+
+[[machine.web.provision]]
+shell = "echo 'from the container' > /var/www/index.html"
+
+[machine.vm]
+backend = "libvirt"
+box = "debian"
+memory = "384M"
+networks = [{{ name = "lan", address = "{net}.20" }}]
+depends_on = ["web"]
+
+[[machine.vm.provision]]
+file = "conf/app.conf"
+destination = "/etc/app.conf"
+
+[[machine.vm.provision]]
+script = "serve.sh"
+args = ["from the vm"]
+
+[[machine.vm.provision]]
+ansible = "site.yml"
+extra_vars = {{ greeting = "hello from ansible" }}
+"#,
+            recipe = recipe.display()
+        ),
+    );
+    env.write("conf/app.conf", "setting = 42\n");
+    env.write(
+        "site.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: leave a marker\n      ansible.builtin.copy:\n        dest: /etc/hdev-ansible\n        content: \"{{ greeting }} on {{ inventory_hostname }}\\n\"\n",
+    );
+    env.write(
+        "serve.sh",
+        "#!/bin/sh\nset -e\nmkdir -p /srv/www\necho \"$1\" > /srv/www/index.html\n\
+         setsid nohup python3 -m http.server 8000 --directory /srv/www >/var/log/www.log 2>&1 < /dev/null &\n\
+         for i in $(seq 1 50); do wget -q -O /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.2; done\nexit 1\n",
+    );
+    // The debian box takes minutes to build on a fresh machine: build it first, with a
+    // bound of its own, so that `up` is measured on its own.
+    let build = env
+        .cmd()
+        .args(["box", "build"])
+        .arg(&recipe)
+        .timeout(std::time::Duration::from_secs(1500))
+        .output()
+        .expect("box build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let instance = env.instance();
+
+    // The file step's content is read back from the VM.
+    let conf = env.run(&["exec", "vm", "--", "cat", "/etc/app.conf"]);
+    assert_eq!(
+        (conf.code, conf.stdout.trim()),
+        (0, "setting = 42"),
+        "{conf}"
+    );
+    // The ansible step ran against this machine, with its extra variables.
+    let marker = env.run(&["exec", "vm", "--", "cat", "/etc/hdev-ansible"]);
+    assert_eq!(marker.stdout.trim(), "hello from ansible on vm", "{marker}");
+    // Exit codes pass through SSH.
+    let code = env.run(&["exec", "vm", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code.code, 3, "{code}");
+    // The VM reaches the container, and the container reaches the VM.
+    let to_web = env.run(&[
+        "exec",
+        "vm",
+        "--",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{net}.10/"),
+    ]);
+    assert_eq!(to_web.stdout.trim(), "from the container", "{to_web}");
+    let to_vm = env.run(&[
+        "exec",
+        "web",
+        "--",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{net}.20:8000/"),
+    ]);
+    assert_eq!(to_vm.stdout.trim(), "from the vm", "{to_vm}");
+
+    let status = env.status();
+    let vm = status["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "vm")
+        .expect("vm in status")
+        .clone();
+    assert_eq!(vm["backend"], "libvirt", "{status}");
+    assert_eq!(vm["state"], "running", "{status}");
+    assert_eq!(domains_of(&instance).len(), 1);
+
+    // A second up changes nothing.
+    let again = env.run(&["up"]);
+    assert_eq!(again.code, 0, "{again}");
+    let said = format!("{}{}", again.stdout, again.stderr);
+    assert!(
+        said.contains("nothing to do: 2 machines up to date"),
+        "{again}"
+    );
+
+    let destroy = env.run(&["destroy", "-y"]);
+    assert_eq!(destroy.code, 0, "{destroy}");
+    assert!(destroy.stdout.contains("1 VM(s)"), "{destroy}");
+    assert!(domains_of(&instance).is_empty(), "no domain is left");
+    let pool = std::fs::read_dir("/var/lib/libvirt/images/hdev")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains(&instance))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(pool, 0, "no overlay is left");
+    assert_eq!(labelled_counts(&instance), (0, 0, 0));
+}
