@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 };
 
 use super::changes::{Drift, Kind};
-use super::{SnapshotError, BASELINE};
+use super::{missing, SnapshotError, BASELINE};
 use crate::apply::spec_for;
 use crate::backend::docker::{baseline_image, map_err, DockerBackend};
 use crate::backend::{
@@ -140,19 +140,6 @@ pub async fn restore(
         return Err(missing(&m.name, name));
     };
     recreate(d, env, ctx, m, id, hash, &image).await
-}
-
-fn missing(machine: &str, name: &str) -> SnapshotError {
-    if name == BASELINE {
-        SnapshotError::NoBaseline {
-            machine: machine.to_string(),
-        }
-    } else {
-        SnapshotError::NoSnapshot {
-            machine: machine.to_string(),
-            name: name.to_string(),
-        }
-    }
 }
 
 async fn recreate(

@@ -80,9 +80,10 @@ pub async fn capture(
 /// Puts the VM back on state `name` and boots it (waiting until it answers SSH).
 pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), SnapshotError> {
     match vms.lv.reset_to_layer(id, name).await {
-        Err(LibvirtError::NotFound { what, .. }) if what == "snapshot layer" => {
-            return Err(super::missing(machine, name))
-        }
+        Err(LibvirtError::NotFound {
+            what: "snapshot layer",
+            ..
+        }) => return Err(super::missing(machine, name)),
         r => r.map_err(lv(machine))?,
     }
     vms.start(id).await.map_err(be(machine))
