@@ -18,6 +18,7 @@ pub mod release;
 pub mod snapshot;
 pub mod state;
 pub mod templates;
+pub mod throwaway;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

@@ -88,3 +88,163 @@ pub fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
     crate::state::write_atomic(path, text.as_bytes())?;
     Ok(())
 }
+
+/// The lock file the project's inputs call for now (what `hdev lock` would write).
+pub fn current(
+    project: &crate::project::Project,
+) -> Result<Lockfile, crate::project::ProjectError> {
+    // The lock pins what the boxes are now, not what an older lock said.
+    let report = project.hash_with(None)?;
+    let boxes = crate::boxes::resolve_digests(&project.env, None)
+        .map_err(crate::project::ProjectError::Input)?;
+    Ok(Lockfile {
+        version: LOCK_VERSION,
+        hash: report.hash.to_string(),
+        boxes: boxes
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name,
+                    LockedBox {
+                        digest: b.digest,
+                        source: b.from,
+                    },
+                )
+            })
+            .collect(),
+        machines: report
+            .machines
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    })
+}
+
+/// The lock file the inputs call for now, with each box counted by its pin in `locked`
+/// where the pin still stands for the box (see [`crate::boxes::current_digests`]), so
+/// that building a recipe box is not mistaken for a change of it.
+pub fn current_against(
+    project: &crate::project::Project,
+    locked: &Lockfile,
+) -> Result<Lockfile, crate::project::ProjectError> {
+    let mut pins = locked.clone();
+    pins.boxes.retain(|name, b| {
+        crate::boxes::current_digests(&project.env, name)
+            .map(|d| d.contains(&b.digest))
+            .unwrap_or(false)
+    });
+    let report = project.hash_with(Some(&pins))?;
+    let boxes = crate::boxes::resolve_digests(&project.env, Some(&pins))
+        .map_err(crate::project::ProjectError::Input)?;
+    Ok(Lockfile {
+        version: LOCK_VERSION,
+        hash: report.hash.to_string(),
+        boxes: boxes
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name,
+                    LockedBox {
+                        digest: b.digest,
+                        source: b.from,
+                    },
+                )
+            })
+            .collect(),
+        machines: report
+            .machines
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    })
+}
+
+/// Every way `now` differs from the `locked` inputs, one sentence each (empty when they
+/// match). Where a box came from does not count, only its digest.
+pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
+    let mut out = Vec::new();
+    let short = |h: &str| {
+        let hex = h.split_once(':').map(|(_, x)| x).unwrap_or(h);
+        hex[..hex.len().min(12)].to_string()
+    };
+    let pairs = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .map(|k| (k.clone(), a.get(k).cloned(), b.get(k).cloned()))
+            .collect::<Vec<_>>()
+    };
+    let digests = |l: &Lockfile| -> BTreeMap<String, String> {
+        l.boxes
+            .iter()
+            .map(|(k, b)| (k.clone(), b.digest.clone()))
+            .collect()
+    };
+    for (name, was, is) in pairs(&digests(locked), &digests(now)) {
+        match (was, is) {
+            (Some(w), Some(i)) if w != i => out.push(format!(
+                "box `{name}`: digest {} is locked, the box is now {}",
+                short(&w),
+                short(&i)
+            )),
+            (Some(_), None) => out.push(format!("box `{name}` is locked but no longer used")),
+            (None, Some(_)) => out.push(format!("box `{name}` is not in the lock file")),
+            _ => {}
+        }
+    }
+    for (name, was, is) in pairs(&locked.machines, &now.machines) {
+        match (was, is) {
+            (Some(w), Some(i)) if w != i => out.push(format!(
+                "machine `{name}`: locked as {}, its inputs now hash to {}",
+                short(&w),
+                short(&i)
+            )),
+            (Some(_), None) => out.push(format!(
+                "machine `{name}` is locked but gone from the Envfile"
+            )),
+            (None, Some(_)) => out.push(format!("machine `{name}` is not in the lock file")),
+            _ => {}
+        }
+    }
+    if locked.hash != now.hash && out.is_empty() {
+        out.push(format!(
+            "environment hash: locked {}, now {} (settings, networks or tests changed)",
+            short(&locked.hash),
+            short(&now.hash)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(hash: &str, boxd: &str, web: &str) -> Lockfile {
+        Lockfile {
+            version: LOCK_VERSION,
+            hash: hash.into(),
+            boxes: BTreeMap::from([(
+                "busybox".to_string(),
+                LockedBox {
+                    digest: boxd.into(),
+                    source: "recipe".into(),
+                },
+            )]),
+            machines: BTreeMap::from([("web".to_string(), web.into())]),
+        }
+    }
+
+    #[test]
+    fn differences_name_each_moved_input() {
+        let a = lock("sha256:aa", "sha256:b1", "sha256:w1");
+        assert!(differences(&a, &a).is_empty());
+        let mut b = lock("sha256:bb", "sha256:b2", "sha256:w2");
+        b.boxes.get_mut("busybox").unwrap().source = "store".into();
+        let d = differences(&a, &b);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].starts_with("box `busybox`"), "{d:?}");
+        assert!(d[1].starts_with("machine `web`: locked as w1"), "{d:?}");
+        let c = lock("sha256:cc", "sha256:b1", "sha256:w1");
+        assert!(differences(&a, &c)[0].starts_with("environment hash"));
+    }
+}

@@ -1,4 +1,9 @@
 //! A project: the loaded Envfile, its `.hdev/` folder and its unique instance name.
+//!
+//! Most commands open the project of a folder as it is. Throwaway copies (`hdev ci`,
+//! `hdev release`) and tagged releases (`hdev up --at`, `hdev update`) open the same or a
+//! checked-out Envfile under another instance name, state folder or home: [`Placement`]
+//! says where, so no command has to smuggle that through environment variables.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +20,24 @@ pub struct Project {
     /// Name of this copy of the environment in Docker and libvirt: the env name and a
     /// short digest of the Envfile's folder, so two checkouts never collide.
     pub instance: String,
+    /// Folder the environment belongs to, labelled `hdev.dir` on what it creates (so `gc`
+    /// collects it once the folder is gone): the Envfile's folder unless placed elsewhere.
+    pub home: PathBuf,
+    /// The environment as its Envfile says, kept when `env` was adjusted for a throwaway
+    /// copy (subnets, host ports): hashes are taken from it, so a copy's machines carry the
+    /// hashes of the environment they copy.
+    original: Option<Box<Env>>,
+}
+
+/// Where a project lives when it is not simply its folder's environment.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// Instance name (default: [`instance_name`], or `HDEV_INSTANCE`).
+    pub instance: Option<String>,
+    /// State folder (default: `.hdev/` beside the Envfile).
+    pub state: Option<StateDir>,
+    /// Home folder for the `hdev.dir` label (default: the Envfile's folder).
+    pub home: Option<PathBuf>,
 }
 
 /// Why a project could not be opened.
@@ -56,18 +79,56 @@ pub fn instance_name(env: &Env) -> String {
 }
 
 impl Project {
+    /// Opens the environment of the Envfile (found as [`find_envfile`] does). When
+    /// `HDEV_INSTANCE` names a throwaway copy of this folder (a kept `hdev ci` run, or the
+    /// copy a `hdev ci -- CMD` command runs against), that copy is opened.
     pub fn open(file: Option<&Path>) -> Result<Project, ProjectError> {
         let path = find_envfile(file)?;
-        let env = envfile::load(&path)?;
         let instance = std::env::var("HDEV_INSTANCE")
             .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| instance_name(&env));
+            .filter(|s| !s.is_empty());
+        if let Some(i) = &instance {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if let Some(copy) = crate::throwaway::find(dir, i) {
+                return copy.open();
+            }
+        }
+        Project::open_placed(
+            &path,
+            Placement {
+                instance,
+                ..Placement::default()
+            },
+        )
+    }
+
+    /// Opens the Envfile at `path` placed as given.
+    pub fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
+        let env = envfile::load(path)?;
         Ok(Project {
-            state: StateDir::new(&env.dir),
+            instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
+            state: placement.state.unwrap_or_else(|| StateDir::new(&env.dir)),
+            home: placement.home.unwrap_or_else(|| env.dir.clone()),
             env,
-            instance,
+            original: None,
         })
+    }
+
+    /// Adjusts the environment for where this copy runs (other subnets, ephemeral host
+    /// ports) without changing its hashes.
+    pub fn adjust(&mut self, f: impl FnOnce(&mut Env)) {
+        if self.original.is_none() {
+            self.original = Some(Box::new(self.env.clone()));
+        }
+        f(&mut self.env);
+    }
+
+    /// Names and labels of what this project creates in the engines.
+    pub fn ctx(&self) -> crate::backend::EnvCtx {
+        crate::backend::EnvCtx {
+            instance: self.instance.clone(),
+            dir: self.home.clone(),
+        }
     }
 
     pub fn lock_path(&self) -> PathBuf {
@@ -85,8 +146,9 @@ impl Project {
     }
 
     pub fn hash_with(&self, lock: Option<&Lockfile>) -> Result<HashReport, ProjectError> {
-        let boxes = crate::boxes::resolve_digests(&self.env, lock).map_err(ProjectError::Input)?;
-        let inputs = hash::read_inputs(&self.env, boxes).map_err(ProjectError::Input)?;
-        Ok(hash::compute(&self.env, &inputs))
+        let env = self.original.as_deref().unwrap_or(&self.env);
+        let boxes = crate::boxes::resolve_digests(env, lock).map_err(ProjectError::Input)?;
+        let inputs = hash::read_inputs(env, boxes).map_err(ProjectError::Input)?;
+        Ok(hash::compute(env, &inputs))
     }
 }

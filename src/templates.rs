@@ -1,82 +1,36 @@
-//! Envfile templates for `hdev init`, compiled into the binary from `templates/`.
+//! Envfile templates for `hdev init`, compiled into the binary together with the box
+//! recipes they use (see `build.rs`).
 
 use std::path::{Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
 pub struct Template {
     pub name: &'static str,
     pub about: &'static str,
+    pub envfile: &'static str,
     /// Prefix of host paths in the Envfile that `init` removes, because the template's
     /// Envfile is also the repository's `Envfile.example` and names its files from there.
     pub strip: &'static str,
-    /// (path relative to the new project, content, executable)
-    pub files: &'static [(&'static str, &'static str, bool)],
+    /// (folder in the repository, folder in the new project) copied alongside.
+    pub folders: &'static [(&'static str, &'static str)],
 }
 
 pub const TEMPLATES: &[Template] = &[
     Template {
         name: "minimal",
         about: "one container from the busybox box",
+        envfile: include_str!("../templates/minimal/Envfile"),
         strip: "",
-        files: &[
-            (
-                "Envfile",
-                include_str!("../templates/minimal/Envfile"),
-                false,
-            ),
-            (
-                "boxes/busybox/box.toml",
-                include_str!("../boxes/busybox/box.toml"),
-                false,
-            ),
-            (
-                "boxes/busybox/build.sh",
-                include_str!("../boxes/busybox/build.sh"),
-                true,
-            ),
-        ],
+        folders: &[("boxes/busybox/", "boxes/busybox/")],
     },
     Template {
         name: "harness",
-        about: "the HARNESS platform: scheduler, resource managers, storage, a VM",
+        about:
+            "the HARNESS platform: scheduler, resource managers, storage, PaaS, an accelerator VM",
+        envfile: include_str!("../Envfile.example"),
         strip: "templates/harness/",
-        files: &[
-            ("Envfile", include_str!("../Envfile.example"), false),
-            (
-                "provision/service.sh",
-                include_str!("../templates/harness/provision/service.sh"),
-                true,
-            ),
-            (
-                "provision/scheduler.sh",
-                include_str!("../templates/harness/provision/scheduler.sh"),
-                true,
-            ),
-            (
-                "services/index.html",
-                include_str!("../templates/harness/services/index.html"),
-                false,
-            ),
-            (
-                "boxes/busybox/box.toml",
-                include_str!("../boxes/busybox/box.toml"),
-                false,
-            ),
-            (
-                "boxes/busybox/build.sh",
-                include_str!("../boxes/busybox/build.sh"),
-                true,
-            ),
-            (
-                "boxes/debian-bookworm/box.toml",
-                include_str!("../boxes/debian-bookworm/box.toml"),
-                false,
-            ),
-            (
-                "boxes/debian-bookworm/build.sh",
-                include_str!("../boxes/debian-bookworm/build.sh"),
-                true,
-            ),
-        ],
+        folders: &[("templates/harness/", ""), ("boxes/", "boxes/")],
     },
 ];
 
@@ -84,15 +38,33 @@ pub fn find(name: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.name == name)
 }
 
+/// The files a template writes: (path in the project, content, executable).
+pub fn files(t: &Template) -> Vec<(String, String, bool)> {
+    let envfile = if t.strip.is_empty() {
+        t.envfile.to_string()
+    } else {
+        t.envfile.replace(t.strip, "")
+    };
+    let mut out = vec![("Envfile".to_string(), envfile, false)];
+    for (from, to) in t.folders {
+        for (path, content, exec) in EMBEDDED {
+            if let Some(rest) = path.strip_prefix(from) {
+                out.push((format!("{to}{rest}"), content.to_string(), *exec));
+            }
+        }
+    }
+    out
+}
+
 /// Writes a template into `dir`; refuses to overwrite unless `force`.
 pub fn write(t: &Template, dir: &Path, force: bool) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
+    let files = files(t);
     if !force {
-        let existing: Vec<String> = t
-            .files
+        let existing: Vec<&str> = files
             .iter()
             .filter(|(p, _, _)| dir.join(p).exists())
-            .map(|(p, _, _)| p.to_string())
+            .map(|(p, _, _)| p.as_str())
             .collect();
         if !existing.is_empty() {
             anyhow::bail!(
@@ -103,13 +75,8 @@ pub fn write(t: &Template, dir: &Path, force: bool) -> anyhow::Result<Vec<PathBu
         }
     }
     let mut written = Vec::new();
-    for (rel, content, exec) in t.files {
+    for (rel, content, exec) in &files {
         let path = dir.join(rel);
-        let content = if t.strip.is_empty() {
-            content.to_string()
-        } else {
-            content.replace(t.strip, "")
-        };
         crate::state::write_atomic(&path, content.as_bytes())?;
         if *exec {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -117,4 +84,27 @@ pub fn write(t: &Template, dir: &Path, force: bool) -> anyhow::Result<Vec<PathBu
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_harness_template_carries_every_file_its_envfile_names() {
+        let t = find("harness").unwrap();
+        let files = files(t);
+        let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
+        for needed in [
+            "provision/service.sh",
+            "provision/accel.yml",
+            "boxes/debian-bookworm/hdev-guest-init",
+            "boxes/busybox/build.sh",
+        ] {
+            assert!(names.contains(&needed), "{needed} missing from {names:?}");
+        }
+        assert!(!files[0].1.contains("templates/harness/"));
+        let script = files.iter().find(|f| f.0 == "provision/paas.sh").unwrap();
+        assert!(script.2, "scripts stay executable");
+    }
 }

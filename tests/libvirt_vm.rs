@@ -112,7 +112,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     assert_eq!(layout.nics[0].address.to_string(), "10.231.7.192");
     let key = SshKey::ensure(&dir.path().join(".hdev")).unwrap();
     let domain_type = host::choose(env.settings.accel, &KvmProbe::read()).unwrap();
-    let console = vm::console_log(&dir.path().join(".hdev"), "vm");
+    let console = vm::console_log(&dir.path().join(".hdev"), &layout.domain);
 
     let result = vm::bring_up(
         &lv,

@@ -1,6 +1,8 @@
 //! Acceptance checks (`[[test]]`): judging a check's result, and reporting results as
-//! lines, JSON or JUnit XML. Running the commands is the backends' business; this module
-//! only decides and reports, so it is tested without daemons.
+//! lines, JSON or JUnit XML. Judging and reporting are pure, so they are tested without
+//! daemons; [`run`] runs the commands through the backends.
+
+pub mod run;
 
 use std::fmt::Write as _;
 
@@ -175,6 +177,7 @@ mod tests {
             run: "true".into(),
             expect_exit,
             expect_output: expect_output.map(str::to_string),
+            timeout_ms: None,
             span: 0..0,
         }
     }

@@ -6,6 +6,7 @@
 //! what is running. A machine whose backend is not part of this build (libvirt, for now)
 //! gets [`BackendError::Unavailable`] naming the machine; the others go ahead.
 
+pub mod addresses;
 pub mod docker;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
@@ -146,6 +147,9 @@ pub struct MachineSpec<'a> {
     pub networks: Vec<&'a Network>,
     /// Host paths of the synced folders, resolved against the Envfile's folder.
     pub synced: Vec<(PathBuf, String, bool)>,
+    /// `NAME:ADDRESS` entries for the machine's hosts file (VMs, which Docker's DNS does
+    /// not know).
+    pub extra_hosts: Vec<String>,
     /// Base volumes of a VM (libvirt machines only).
     #[cfg(feature = "libvirt")]
     pub volumes: Option<crate::boxes::libvirt::BaseVolumes>,

@@ -157,6 +157,36 @@ pub fn resolve_digests(
     Ok(out)
 }
 
+/// Every digest that stands for box `name` as it is now: for a recipe, both the recipe's
+/// content digest (what a lock written before the first build pins) and the digest of the
+/// box built from it; otherwise the one digest [`resolve_digests`] finds. `up --locked`
+/// accepts a pin that is any of them.
+pub fn current_digests(env: &Env, name: &str) -> std::io::Result<Vec<String>> {
+    let Some(b) = env.boxes.get(name) else {
+        return Ok(Vec::new());
+    };
+    let store = Store::open_default().ok();
+    let mut out = Vec::new();
+    match &b.source {
+        BoxSource::Recipe(p) => {
+            let recipe = Recipe::load(&env.resolve(p), p).map_err(to_io)?;
+            let digest = recipe.digest().map_err(to_io)?;
+            if let Some(s) = &store {
+                if let Some(built) = s.by_recipe(&digest).map_err(to_io)? {
+                    out.push(built.digest.to_string());
+                }
+            }
+            out.push(digest);
+        }
+        _ => {
+            let mut one = env.clone();
+            one.boxes.retain(|n, _| n == name);
+            out.extend(resolve_digests(&one, None)?.into_values().map(|b| b.digest));
+        }
+    }
+    Ok(out)
+}
+
 fn to_io(e: BoxError) -> std::io::Error {
     match e {
         BoxError::Io { path, source } => {

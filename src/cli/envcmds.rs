@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::CmdResult;
-use crate::lockfile::{self, LockedBox, Lockfile, LOCK_VERSION};
+use crate::lockfile;
 use crate::output::Printer;
 use crate::project::Project;
 use crate::templates;
@@ -96,30 +96,8 @@ pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> Cmd
 
 pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
     let project = Project::open(file)?;
-    // The lock pins what the boxes are now, not what an older lock said.
-    let report = project.hash_with(None)?;
-    let boxes = crate::boxes::resolve_digests(&project.env, None)?;
-    let new = Lockfile {
-        version: LOCK_VERSION,
-        hash: report.hash.to_string(),
-        boxes: boxes
-            .into_iter()
-            .map(|(name, b)| {
-                (
-                    name,
-                    LockedBox {
-                        digest: b.digest,
-                        source: b.from,
-                    },
-                )
-            })
-            .collect(),
-        machines: report
-            .machines
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
-    };
+    let new = lockfile::current(&project)?;
+    let report_hash = new.hash.clone();
     let path = project.lock_path();
     let old = lockfile::read(&path)?;
     let changed = old.as_ref() != Some(&new);
@@ -128,7 +106,7 @@ pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
             p.note(format!(
                 "`{}` is out of date (environment hash now {}); run `hdev lock`",
                 crate::envfile::display_name(&path),
-                report.hash
+                report_hash
             ));
             return Ok(1);
         }
@@ -148,7 +126,7 @@ pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
             "{} {} ({})",
             if changed { "wrote" } else { "unchanged:" },
             crate::envfile::display_name(&path),
-            report.hash
+            report_hash
         ));
     }
     Ok(0)

@@ -1,6 +1,8 @@
 //! The command line: clap types and one thin function per command.
 
 mod boxcmds;
+mod cicmds;
+mod copyrun;
 mod doctor;
 mod envcmds;
 mod machinecmds;
@@ -79,7 +81,58 @@ pub enum Command {
         /// Machine operations at once (default: `parallel` in `[env]`).
         #[arg(long)]
         parallel: Option<usize>,
+        /// Refuse when the inputs no longer match Envfile.lock.
+        #[arg(long)]
+        locked: bool,
+        /// Bring up exactly this release (git tag) as this folder's environment.
+        #[arg(long, value_name = "TAG")]
+        at: Option<String>,
+        /// With `--at`: refuse, before any machine is touched, unless the release has this hash.
+        #[arg(long, value_name = "HASH", requires = "at")]
+        expect_hash: Option<String>,
     },
+    /// Move the running environment to a release (default: the latest tag), recreating only
+    /// machines whose hash changed.
+    Update { tag: Option<String> },
+    /// Test a throwaway copy of HEAD and tag it only when every `[[test]]` check passes.
+    Release {
+        tag: String,
+        /// Seconds a check may run when it sets no `timeout`.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Run the `[[test]]` checks against the running environment.
+    Test {
+        /// Only these checks (by name).
+        names: Vec<String>,
+        /// Also write a JUnit XML report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Seconds a check may run when it sets no `timeout`.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Bring up a throwaway copy, run the checks (and CMD), always tear it down.
+    Ci {
+        /// Also write a JUnit XML report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Keep the copy when it fails, for debugging.
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Remove kept and leftover copies of this folder, and do nothing else.
+        #[arg(long)]
+        clean: bool,
+        /// Seconds a check may run when it sets no `timeout`.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// A host command run against the copy after the checks (`HDEV_INSTANCE` names it).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Check that the running environment was built from exactly HASH (default: the
+    /// Envfile's), reporting every difference.
+    Verify { hash: Option<String> },
     /// Each machine's state, address, ports and baseline, read from the engines.
     Status,
     /// Run a command in a machine; its exit code is hdev's.
@@ -168,7 +221,44 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Releases => releasecmds::releases(p, file),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
         Command::Plan => machinecmds::plan_cmd(p, file),
-        Command::Up { parallel } => machinecmds::up(p, file, *parallel),
+        Command::Up {
+            parallel,
+            locked,
+            at,
+            expect_hash,
+        } => releasecmds::up(
+            p,
+            file,
+            *parallel,
+            *locked,
+            at.as_deref(),
+            expect_hash.as_deref(),
+        ),
+        Command::Update { tag } => releasecmds::update(p, file, tag.as_deref()),
+        Command::Release { tag, timeout } => releasecmds::release(p, file, tag, *timeout),
+        Command::Test {
+            names,
+            junit,
+            timeout,
+        } => cicmds::test(p, file, junit.as_deref(), *timeout, names),
+        Command::Ci {
+            junit,
+            keep_on_failure,
+            clean,
+            timeout,
+            command,
+        } => cicmds::ci(
+            p,
+            file,
+            &cicmds::CiArgs {
+                junit: junit.as_deref(),
+                keep_on_failure: *keep_on_failure,
+                clean: *clean,
+                timeout: *timeout,
+                command,
+            },
+        ),
+        Command::Verify { hash } => cicmds::verify(p, file, hash.as_deref()),
         Command::Status => machinecmds::status(p, file),
         Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
         Command::Ssh { machine } => machinecmds::ssh(p, file, machine),

@@ -9,7 +9,7 @@ use std::path::Path;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::machinecmds::{check_machine, load_state, open, run_plan, runtime, Opened};
+use super::machinecmds::{check_machine, ctrl_c, load_state, open, run_plan, runtime, Opened};
 use super::CmdResult;
 use crate::apply::{Images, Recorder};
 use crate::backend::{Backends, Observation, RunState};
@@ -117,6 +117,7 @@ fn act(
         let observed = backends.observe(&o.ctx).await?;
         let plan = plan_for(&o, &observed, targets, steps, need_running)?;
         let rec = Recorder::new(o.project.state.clone(), lock, state);
+        let cancel = ctrl_c(p);
         run_plan(
             p,
             &o,
@@ -125,6 +126,7 @@ fn act(
             &rec,
             None,
             &Images::new(),
+            cancel,
             snapshot,
         )
         .await

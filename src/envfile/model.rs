@@ -319,6 +319,10 @@ pub struct TestCheck {
     pub expect_exit: i32,
     /// Text the output must contain.
     pub expect_output: Option<String>,
+    /// How long the command may run; `hdev test --timeout` decides when absent. Left out
+    /// of the hash when absent, so environments without it keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     #[serde(skip)]
     pub span: Range<usize>,
 }

@@ -80,6 +80,7 @@ pub struct TestDraft {
     pub run: Option<String>,
     pub expect_exit: i32,
     pub expect_output: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test"];
@@ -119,7 +120,14 @@ const STEP_KEYS: &[&str] = &[
     "extra_vars",
 ];
 const HEALTH_KEYS: &[&str] = &["command", "interval", "timeout", "retries"];
-const TEST_KEYS: &[&str] = &["name", "machine", "run", "expect_exit", "expect_output"];
+const TEST_KEYS: &[&str] = &[
+    "name",
+    "machine",
+    "run",
+    "expect_exit",
+    "expect_output",
+    "timeout",
+];
 
 /// Names of environments, machines, networks and boxes: they end up in container, bridge
 /// and domain names, so they are kept to what every backend accepts.
@@ -779,5 +787,6 @@ fn read_test(ctx: &mut Ctx, t: &DeTable<'_>, span: std::ops::Range<usize>) -> Te
         run,
         expect_exit,
         expect_output: opt_string(ctx, t, "expect_output", "test").map(|s| s.value),
+        timeout_ms: opt_duration(ctx, t, "timeout", "test"),
     }
 }

@@ -262,6 +262,7 @@ pub fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env
             run,
             expect_exit: t.expect_exit,
             expect_output: t.expect_output,
+            timeout_ms: t.timeout_ms,
             span: t.span,
         });
     }

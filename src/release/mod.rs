@@ -5,6 +5,9 @@
 //! through its command line: the libgit2 and gitoxide crates would pull in a libc that
 //! the virt crate cannot share.
 
+pub mod gatekeeper;
+pub mod update;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,6 +40,15 @@ pub enum ReleaseError {
     /// Extracting the tagged tree failed.
     #[error("cannot unpack release `{tag}`: {source}")]
     Unpack { tag: String, source: std::io::Error },
+    /// `hdev release` needs a clean tree: the tag must name exactly what was tested.
+    #[error("`{}` has uncommitted changes; commit or stash them: a release tags exactly what its tests ran on", repo.display())]
+    Dirty { repo: PathBuf },
+    /// The tag to make exists already.
+    #[error("tag `{tag}` exists already; releases are never moved, pick a new version")]
+    TagExists { tag: String },
+    /// git would not accept the name as a tag.
+    #[error("`{tag}` is not a valid tag name")]
+    BadTagName { tag: String },
     /// The environment at the tag is invalid or unreadable.
     #[error("release `{tag}`: {source}")]
     Project {

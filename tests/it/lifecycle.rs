@@ -123,7 +123,7 @@ box = "busybox"
 }
 
 #[test]
-fn libvirt_machines_fail_clearly_and_docker_machines_still_come_up() {
+fn a_vm_that_cannot_be_built_fails_clearly_and_docker_machines_still_come_up() {
     if !docker_or_skip() {
         return;
     }
@@ -144,16 +144,23 @@ backend = "docker"
 box = "busybox"
 "#,
     );
+    // The busybox box has a root file system for Docker and nothing a VM boots from.
     let up = env.run(&["up"]);
     assert_eq!(up.code, 1, "{up}");
     assert!(
+        up.stderr.contains(
+            "machine `vm`: resolve its image: box `busybox` has no `libvirt-disk` artifact"
+        ),
+        "{up}"
+    );
+    assert!(
         up.stderr
-            .contains("machine `vm`: the libvirt backend is not available in this build"),
+            .contains("machine `needs-vm` skipped: it depends on `vm`, which did not come up"),
         "{up}"
     );
     let st = env.status();
     assert_eq!(machine(&st, "ct")["state"], "running");
-    assert_eq!(machine(&st, "vm")["state"], "unavailable");
+    assert_eq!(machine(&st, "vm")["state"], "not created");
     assert_eq!(machine(&st, "needs-vm")["state"], "not created");
 }
 

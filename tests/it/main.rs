@@ -1,8 +1,10 @@
 //! Integration tests: the built `hdev` binary against the real engines.
 
+mod ci;
 mod docker;
 mod lifecycle;
 mod mixed;
 mod operations;
+mod release;
 mod snapshots;
 mod support;

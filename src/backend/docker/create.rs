@@ -153,6 +153,7 @@ impl DockerBackend {
                 // ignore it); the keep-alive handles TERM itself.
                 init: m.command.is_some().then_some(true),
                 network_mode: first.as_ref().map(|(n, _)| n.clone()),
+                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
                 ..Default::default()
             }),
             networking_config: first.map(|(n, ep)| NetworkingConfig {

@@ -146,7 +146,7 @@ impl Vms {
                 layout: &layout,
                 key: &self.key,
                 domain_type: self.domain_type,
-                console_log: vm::console_log(&self.state_root, &m.name),
+                console_log: vm::console_log(&self.state_root, &layout.domain),
             },
         )
         .await
@@ -271,9 +271,9 @@ impl Vms {
         ]))
     }
 
-    /// The console log of a machine.
-    pub fn console_log(&self, machine: &str) -> PathBuf {
-        vm::console_log(&self.state_root, machine)
+    /// The console log of a VM, by domain name.
+    pub fn console_log(&self, domain: &str) -> PathBuf {
+        vm::console_log(&self.state_root, domain)
     }
 }
 

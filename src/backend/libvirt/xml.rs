@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::envfile::{Backend, Env, Ipv4Net};
 use crate::host::DomainType;
 
 /// XML namespace of hdev's domain metadata.
@@ -28,56 +27,7 @@ pub fn mac_for(instance: &str, machine: &str, network: &str) -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
 }
 
-/// The first address VMs may be given without a fixed address: the last quarter of the
-/// subnet (Docker hands out the third quarter, fixed addresses live in the lower half).
-pub fn vm_pool_start(net: &Ipv4Net) -> Ipv4Addr {
-    let size = 1u64 << (32 - net.prefix);
-    Ipv4Addr::from(u32::from(net.auto_start()) + (size / 4) as u32)
-}
-
-/// Addresses of every VM NIC: fixed ones as the Envfile gives them, the others from the
-/// last quarter of the subnet in machine-name order.
-pub fn vm_addresses(env: &Env) -> BTreeMap<(String, String), Ipv4Addr> {
-    let mut taken: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
-    for m in env.machines.values() {
-        for a in &m.networks {
-            if let Some(ip) = a.address {
-                taken.entry(a.network.clone()).or_default().push(ip);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    let mut next: BTreeMap<String, u32> = BTreeMap::new();
-    for m in env
-        .machines
-        .values()
-        .filter(|m| m.backend == Backend::Libvirt)
-    {
-        for a in &m.networks {
-            let Some(net) = env.networks.get(&a.network) else {
-                continue;
-            };
-            let ip = match a.address {
-                Some(ip) => ip,
-                None => {
-                    let cursor = next
-                        .entry(a.network.clone())
-                        .or_insert_with(|| u32::from(vm_pool_start(&net.subnet)));
-                    let used = taken.entry(a.network.clone()).or_default();
-                    while used.contains(&Ipv4Addr::from(*cursor)) {
-                        *cursor += 1;
-                    }
-                    let ip = Ipv4Addr::from(*cursor);
-                    *cursor += 1;
-                    used.push(ip);
-                    ip
-                }
-            };
-            out.insert((m.name.clone(), a.network.clone()), ip);
-        }
-    }
-    out
-}
+pub use crate::backend::addresses::{vm_addresses, vm_pool_start};
 
 /// One network card of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -180,7 +180,11 @@ pub fn logs(
             };
             let id = m.id.clone();
             let console = (m.backend == crate::envfile::Backend::Libvirt)
-                .then(|| o.project.state.logs().join(format!("{}.console.log", m.name)));
+                .then(|| {
+                    // VMs log under the environment folder's own `.hdev`, whichever copy
+                    // (see `vm::console_log`).
+                    o.project.env.dir.join(".hdev/logs").join(format!("{}.console.log", m.id))
+                });
             async move {
                 match console {
                     Some(path) => super::console::follow(&path, follow, tail, &sink).await,

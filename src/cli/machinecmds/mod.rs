@@ -5,7 +5,7 @@ mod console;
 mod interact;
 mod status;
 mod teardown;
-mod vms;
+pub(crate) mod vms;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,12 +36,13 @@ pub(crate) struct Opened {
 }
 
 pub(crate) fn open(file: Option<&Path>) -> anyhow::Result<Opened> {
-    let project = Project::open(file)?;
+    opened(Project::open(file)?)
+}
+
+/// An opened project with its hashes.
+pub(crate) fn opened(project: Project) -> anyhow::Result<Opened> {
     let report = project.hash()?;
-    let ctx = EnvCtx {
-        instance: project.instance.clone(),
-        dir: project.env.dir.clone(),
-    };
+    let ctx = project.ctx();
     Ok(Opened {
         project,
         hashes: report.machines,
@@ -56,24 +57,20 @@ async fn open_with_images(
     file: Option<&Path>,
     p: &Printer,
 ) -> anyhow::Result<(Opened, Backends, apply::Images)> {
-    let project = Project::open(file)?;
+    with_images(Project::open(file)?, p).await
+}
+
+/// [`open_with_images`] for a project already opened (a release, a throwaway copy).
+pub(crate) async fn with_images(
+    project: Project,
+    p: &Printer,
+) -> anyhow::Result<(Opened, Backends, apply::Images)> {
     let backends = Backends::connect(Some(&project.env)).await?;
     if !p.json && !project.env.boxes.is_empty() {
         p.note("preparing images");
     }
     let images = apply::resolve_images(&project.env, &backends).await;
-    let report = project.hash()?;
-    let ctx = EnvCtx {
-        instance: project.instance.clone(),
-        dir: project.env.dir.clone(),
-    };
-    let o = Opened {
-        project,
-        hashes: report.machines,
-        env_hash: report.hash,
-        ctx,
-    };
-    Ok((o, backends, images))
+    Ok((opened(project)?, backends, images))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -122,7 +119,7 @@ pub fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
 }
 
 /// A watch that turns true on the first Ctrl-C; a second one exits at once with 130.
-fn ctrl_c(p: &Printer) -> watch::Receiver<bool> {
+pub(crate) fn ctrl_c(p: &Printer) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     let p = *p;
     tokio::spawn(async move {
@@ -143,31 +140,46 @@ pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResul
     rt.block_on(async {
         let (o, backends, images) = open_with_images(file, p).await?;
         let lock = o.project.state.lock()?;
-        let state = load_state(&o.project)?;
-        let env = &o.project.env;
-        let observed = backends.observe(&o.ctx).await?;
-        let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
-        let rec = Recorder::new(o.project.state.clone(), lock, state);
-        if plan.is_noop() {
-            if rec.snapshot().env_hash.as_deref() != Some(o.env_hash.0.as_str()) {
-                rec.set_env_hash(Some(o.env_hash.0.clone()))?;
-            }
-            let n = plan.machines.len();
-            if p.json {
-                p.line(
-                    serde_json::json!({"event": "summary", "changed": false, "machines": n, "ok": true})
-                        .to_string(),
-                );
-            } else {
-                p.note(format!(
-                    "nothing to do: {n} machine{} up to date",
-                    if n == 1 { "" } else { "s" }
-                ));
-            }
-            return Ok(0);
-        }
-        run_plan(p, &o, &backends, &plan, &rec, parallel, &images, None).await
+        let cancel = ctrl_c(p);
+        converge(p, &o, &backends, &images, lock, parallel, cancel).await
     })
+}
+
+/// Plans an opened environment against the engines and runs the plan: the body of `up`,
+/// shared by `up --at`, `update`, `ci` and `release`. The caller holds the state lock.
+pub(crate) async fn converge(
+    p: &Printer,
+    o: &Opened,
+    backends: &Backends,
+    images: &apply::Images,
+    lock: crate::state::EnvLock,
+    parallel: Option<usize>,
+    cancel: watch::Receiver<bool>,
+) -> CmdResult {
+    let state = load_state(&o.project)?;
+    let env = &o.project.env;
+    let observed = backends.observe(&o.ctx).await?;
+    let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
+    let rec = Recorder::new(o.project.state.clone(), lock, state);
+    if plan.is_noop() {
+        if rec.snapshot().env_hash.as_deref() != Some(o.env_hash.0.as_str()) {
+            rec.set_env_hash(Some(o.env_hash.0.clone()))?;
+        }
+        let n = plan.machines.len();
+        if p.json {
+            p.line(
+                serde_json::json!({"event": "summary", "changed": false, "machines": n, "ok": true})
+                    .to_string(),
+            );
+        } else {
+            p.note(format!(
+                "nothing to do: {n} machine{} up to date",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        return Ok(0);
+    }
+    run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
 }
 
 /// Runs a plan with progress and Ctrl-C handling; prints the summary; the exit code.
@@ -181,6 +193,7 @@ pub(crate) async fn run_plan(
     rec: &Recorder,
     parallel: Option<usize>,
     images: &apply::Images,
+    cancel: watch::Receiver<bool>,
     snapshot: Option<&str>,
 ) -> CmdResult {
     let env = &o.project.env;
@@ -200,7 +213,6 @@ pub(crate) async fn run_plan(
         .map(|m| m.name.clone())
         .collect();
     let progress = Progress::new(p, &names);
-    let cancel = ctrl_c(p);
     let parallel = parallel.unwrap_or(env.settings.parallel as usize);
     let a = apply::ApplyCtx {
         env,
@@ -315,6 +327,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             machines,
         };
         let rec = Recorder::new(o.project.state.clone(), lock, state);
+        let cancel = ctrl_c(p);
         run_plan(
             p,
             &o,
@@ -323,6 +336,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             &rec,
             None,
             &apply::Images::new(),
+            cancel,
             None,
         )
         .await

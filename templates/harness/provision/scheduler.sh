@@ -1,6 +1,7 @@
 #!/bin/sh
-# The cross-resource scheduler: asks every resource manager for its health and records
-# the answers, the way the real scheduler discovers what it can place work on.
+# The cross-resource scheduler: asks every resource manager (a name, or HOST:PORT) for
+# its health and records the answers, the way the real scheduler discovers what it can
+# place work on.
 set -eu
 mkdir -p /var/www/api
 : > /var/www/api/resources

@@ -1,0 +1,127 @@
+//! Running the `[[test]]` checks against a running environment: every check through its
+//! machine's backend (`AnyBackend::exec`, containers and VMs alike), in parallel, each
+//! under its own timeout. A check whose machine is missing or stopped fails with that
+//! reason instead of stopping the run, so a report always covers every check.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::{errored, judge, TestResult};
+use crate::backend::{Backends, Observation, RunState};
+use crate::envfile::{Env, TestCheck};
+
+/// How much output of one check is kept for judging.
+const MAX_OUTPUT: usize = 1 << 20;
+/// How many trailing lines of output a result reports.
+const REPORT_LINES: usize = 100;
+
+/// How checks are run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Timeout of a check that sets none in the Envfile.
+    pub timeout: Duration,
+    /// Checks at once.
+    pub parallel: usize,
+}
+
+/// Runs the checks (all when `only` is empty, else those named) and returns their results
+/// in Envfile order.
+pub async fn run_checks(
+    env: &Env,
+    backends: &Backends,
+    observed: &Observation,
+    opts: RunOptions,
+    only: &[String],
+) -> Vec<TestResult> {
+    let sem = Semaphore::new(opts.parallel.max(1));
+    let checks = env
+        .tests
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name));
+    let runs = checks.map(|c| run_one(c, backends, observed, opts, &sem));
+    futures_util::future::join_all(runs).await
+}
+
+async fn run_one(
+    check: &TestCheck,
+    backends: &Backends,
+    observed: &Observation,
+    opts: RunOptions,
+    sem: &Semaphore,
+) -> TestResult {
+    let Some(m) = observed.machines.get(&check.machine) else {
+        return errored(check, format!("machine `{}` is not created", check.machine));
+    };
+    if m.state != RunState::Running {
+        return errored(
+            check,
+            format!(
+                "machine `{}` is not running (it is {})",
+                check.machine, m.state
+            ),
+        );
+    }
+    let Some(backend) = backends.get_kind(m.backend) else {
+        return errored(
+            check,
+            format!(
+                "machine `{}`: the {} backend is not available",
+                m.name, m.backend
+            ),
+        );
+    };
+    let Ok(_permit) = sem.acquire().await else {
+        return errored(check, "the run was stopped".into());
+    };
+    let limit = check
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(opts.timeout);
+    let output = Mutex::new(String::new());
+    let sink = |line: &str| {
+        if let Ok(mut o) = output.lock() {
+            if o.len() < MAX_OUTPUT {
+                o.push_str(line);
+                o.push('\n');
+            }
+        }
+    };
+    let cmd = ["sh".to_string(), "-c".to_string(), check.run.clone()];
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(limit, backend.exec(&m.id, &cmd, &sink)).await;
+    let ms = t0.elapsed().as_millis() as u64;
+    let out = output.lock().map(|o| o.clone()).unwrap_or_default();
+    let mut result = match r {
+        Ok(Ok(outcome)) => judge(check, outcome.exit_code, &out, ms),
+        Ok(Err(e)) => errored(check, e.to_string()),
+        Err(_) => {
+            let mut r = errored(check, format!("timed out after {}", human(limit)));
+            r.output = out;
+            r
+        }
+    };
+    result.duration_ms = ms;
+    result.output = last_lines(&result.output, REPORT_LINES);
+    result
+}
+
+fn human(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    let mut out = lines[from..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
