@@ -80,6 +80,10 @@ pub async fn capture(
         (LABEL_HASH.to_string(), hash.to_string()),
         (LABEL_SNAPSHOT.to_string(), name.to_string()),
         (LABEL_DRIFT.to_string(), String::new()),
+        // A commit inherits the box image's labels; blanked, so that nothing looking for
+        // box images by label takes a snapshot for one.
+        ("hdev.box".to_string(), String::new()),
+        ("hdev.box.digest".to_string(), String::new()),
     ]);
     if name != BASELINE {
         let drift = drift(d, &m.name, id).await?;

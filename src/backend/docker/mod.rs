@@ -414,6 +414,7 @@ impl DockerBackend {
         // Snapshot images are committed on one another: a parent goes only after its
         // children, so images that conflict are tried again in the next round.
         let mut left: Vec<&String> = l.images.iter().map(|(id, ..)| id).collect();
+        let mut stalled = 0;
         while !left.is_empty() {
             let mut again = Vec::new();
             let mut last = None;
@@ -434,9 +435,14 @@ impl DockerBackend {
                 }
             }
             if again.len() == left.len() {
-                if let Some(e) = last {
-                    return Err(e);
+                // The engine may still hold a just-removed container's reference.
+                stalled += 1;
+                if stalled >= 10 {
+                    if let Some(e) = last {
+                        return Err(e);
+                    }
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             left = again;
         }
