@@ -15,6 +15,7 @@ pub mod progress;
 pub mod project;
 pub mod provision;
 pub mod release;
+pub mod snapshot;
 pub mod state;
 pub mod templates;
 pub mod throwaway;

@@ -14,9 +14,11 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 mod record;
+mod snap;
 mod steps;
 
 pub use record::Recorder;
+use snap::snapshot_step;
 pub use steps::spec_for;
 use steps::{provision_one, wait_healthy};
 
@@ -42,6 +44,9 @@ pub enum MachineError {
     /// A provisioning step failed.
     #[error(transparent)]
     Provision(#[from] ProvisionError),
+    /// Taking or returning to a baseline or snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The health check never passed.
     #[error("machine `{machine}`: health check `{command}` did not pass after {tries} tries (last exit code {code}){}", tail(.output))]
     Unhealthy {
@@ -127,6 +132,7 @@ pub(super) struct Shared<'a> {
     sem: Semaphore,
     cancel: watch::Receiver<bool>,
     images: &'a Images,
+    snapshot: Option<&'a str>,
     done: BTreeMap<String, watch::Sender<Option<bool>>>,
 }
 
@@ -150,6 +156,8 @@ pub struct ApplyCtx<'a> {
     pub parallel: usize,
     /// Images for the machines to create (see [`resolve_images`]).
     pub images: &'a Images,
+    /// Snapshot the `Save` and `Restore` steps act on.
+    pub snapshot: Option<&'a str>,
 }
 
 /// Runs `plan`; Ctrl-C arrives through `cancel`.
@@ -166,6 +174,7 @@ pub async fn apply(
         progress,
         parallel,
         images,
+        snapshot,
     } = *a;
     for n in &plan.networks {
         match n.change {
@@ -198,6 +207,7 @@ pub async fn apply(
         sem: Semaphore::new(parallel.max(1)),
         cancel: cancel.clone(),
         images,
+        snapshot,
         done,
     };
     let tasks = plan.machines.iter().map(|mp| {
@@ -439,6 +449,11 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
                 let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
                 let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
                 provision_one(sh, backend, m, &cid, &mp.hash).await?;
+            }
+            Step::Baseline | Step::Reset | Step::Save | Step::Restore => {
+                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
+                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
+                id = Some(snapshot_step(sh, backend, m, &cid, &mp.hash, *step).await?);
             }
             Step::Health => {}
         }

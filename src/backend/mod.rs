@@ -263,15 +263,14 @@ impl Backends {
             let o = match b {
                 AnyBackend::Docker(d) => d.observe(&ctx.instance).await?,
                 #[cfg(feature = "libvirt")]
-                AnyBackend::Libvirt(v) => Observation {
-                    machines: v
-                        .observe(&ctx.instance)
-                        .await?
-                        .into_iter()
-                        .map(|m| (m.name.clone(), m))
-                        .collect(),
-                    ..Observation::default()
-                },
+                AnyBackend::Libvirt(v) => {
+                    let (vms, baselines) = v.observe(&ctx.instance).await?;
+                    Observation {
+                        machines: vms.into_iter().map(|m| (m.name.clone(), m)).collect(),
+                        baselines: baselines.into_iter().collect(),
+                        ..Observation::default()
+                    }
+                }
             };
             all.machines.extend(o.machines);
             all.networks.extend(o.networks);

@@ -7,6 +7,7 @@ mod doctor;
 mod envcmds;
 mod machinecmds;
 mod releasecmds;
+pub(crate) mod snapcmds;
 
 use std::path::PathBuf;
 
@@ -169,6 +170,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Capture the machines' current state as their baseline (taken after provisioning).
+    Baseline { machine: Option<String> },
+    /// Return machines to their baseline in seconds, without provisioning.
+    Reset { machines: Vec<String> },
+    /// Files added, changed and deleted since the baseline; exit 1 when there are any.
+    Drift { machine: Option<String> },
+    /// Save, restore, list and delete snapshots of the whole environment.
+    #[command(subcommand)]
+    Snapshot(snapcmds::SnapshotCmd),
     /// Build, add, list, remove, verify and prune boxes.
     #[command(subcommand)]
     Box(boxcmds::BoxCmd),
@@ -261,6 +271,10 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Halt => machinecmds::halt(p, file),
         Command::Destroy { force } => machinecmds::destroy(p, file, *force),
         Command::Gc { dry_run } => machinecmds::gc(p, *dry_run),
+        Command::Baseline { machine } => snapcmds::baseline(p, file, machine.as_deref()),
+        Command::Reset { machines } => snapcmds::reset(p, file, machines),
+        Command::Drift { machine } => snapcmds::drift(p, file, machine.as_deref()),
+        Command::Snapshot(cmd) => snapcmds::snapshot(p, file, cmd),
         Command::Box(cmd) => boxcmds::run(p, cmd),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());

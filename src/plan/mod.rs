@@ -46,6 +46,14 @@ pub enum Step {
     Create,
     Start,
     Provision,
+    /// Capture the baseline (after provisioning succeeded).
+    Baseline,
+    /// Return to the baseline without provisioning (`hdev reset`).
+    Reset,
+    /// Capture a named snapshot (`hdev snapshot save`).
+    Save,
+    /// Return to a named snapshot (`hdev snapshot restore`).
+    Restore,
     /// Wait until the health check passes (dependants wait for this).
     Health,
 }
@@ -191,13 +199,22 @@ pub fn plan(
                     } else {
                         "not created"
                     };
-                    let s = steps_for(m, &[Step::Create, Step::Start, Step::Provision]);
+                    let s = steps_for(
+                        m,
+                        &[Step::Create, Step::Start, Step::Provision, Step::Baseline],
+                    );
                     (Change::Create, why.to_string(), s)
                 }
                 Some(o) if o.hash.as_deref() != Some(hash.as_str()) => {
                     let s = steps_for(
                         m,
-                        &[Step::Remove, Step::Create, Step::Start, Step::Provision],
+                        &[
+                            Step::Remove,
+                            Step::Create,
+                            Step::Start,
+                            Step::Provision,
+                            Step::Baseline,
+                        ],
                     );
                     (Change::Recreate, "definition changed".to_string(), s)
                 }
@@ -208,19 +225,28 @@ pub fn plan(
                             && r.id.as_deref().is_none_or(|id| id == o.id)
                     });
                     let running = o.state == crate::backend::RunState::Running;
+                    let ready = rec.is_some_and(|r| r.phase >= Phase::Ready);
                     match (running, provisioned) {
-                        (true, true) => (Change::Keep, "up to date".to_string(), vec![]),
-                        (false, true) => (
-                            Change::Start,
-                            format!("{}", o.state),
-                            steps_for(m, &[Step::Start]),
+                        (true, true) if ready => (Change::Keep, "up to date".to_string(), vec![]),
+                        (true, true) => (
+                            Change::Finish,
+                            "baseline not taken".to_string(),
+                            vec![Step::Baseline],
                         ),
+                        (false, true) => {
+                            let mut base = vec![Step::Start];
+                            if !ready {
+                                base.push(Step::Baseline);
+                            }
+                            (Change::Start, format!("{}", o.state), steps_for(m, &base))
+                        }
                         (r, false) => {
                             let mut base = vec![];
                             if !r {
                                 base.push(Step::Start);
                             }
                             base.push(Step::Provision);
+                            base.push(Step::Baseline);
                             (
                                 Change::Finish,
                                 "provisioning did not finish".to_string(),

@@ -95,11 +95,17 @@ fn an_empty_engine_creates_everything_in_dependency_order() {
     assert_eq!(db.change, Change::Create);
     assert_eq!(
         db.steps,
-        [Step::Create, Step::Start, Step::Provision, Step::Health]
+        [
+            Step::Create,
+            Step::Start,
+            Step::Provision,
+            Step::Baseline,
+            Step::Health
+        ]
     );
     assert_eq!(
         p.machine("app").unwrap().steps.last(),
-        Some(&Step::Provision)
+        Some(&Step::Baseline)
     );
     assert_eq!(p.machine("vm").unwrap().change, Change::Unavailable);
     assert_eq!(p.networks[0].change, NetChange::Create);
@@ -120,11 +126,9 @@ fn a_provisioned_running_machine_is_kept_and_a_changed_one_recreated() {
     );
     let mut st = State::new("t");
     st.machines
-        .insert("db".into(), record("db", "sha256:db", Phase::Provisioned));
-    st.machines.insert(
-        "app".into(),
-        record("app", "sha256:old", Phase::Provisioned),
-    );
+        .insert("db".into(), record("db", "sha256:db", Phase::Ready));
+    st.machines
+        .insert("app".into(), record("app", "sha256:old", Phase::Ready));
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     assert_eq!(p.machine("db").unwrap().change, Change::Keep);
     let app = p.machine("app").unwrap();
@@ -144,8 +148,7 @@ fn everything_up_to_date_is_a_noop() {
         let h = format!("sha256:{m}");
         obs.machines
             .insert(m.into(), observed(m, &h, RunState::Running));
-        st.machines
-            .insert(m.into(), record(m, &h, Phase::Provisioned));
+        st.machines.insert(m.into(), record(m, &h, Phase::Ready));
     }
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     assert!(p.is_noop(), "{p:?}");
@@ -165,7 +168,7 @@ fn interrupted_provisioning_and_stopped_machines_are_finished() {
     );
     let mut st = State::new("t");
     st.machines
-        .insert("db".into(), record("db", "sha256:db", Phase::Provisioned));
+        .insert("db".into(), record("db", "sha256:db", Phase::Ready));
     st.machines
         .insert("app".into(), record("app", "sha256:app", Phase::Created));
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
@@ -177,7 +180,7 @@ fn interrupted_provisioning_and_stopped_machines_are_finished() {
     let app = p.machine("app").unwrap();
     assert_eq!(
         (app.change, app.steps.clone()),
-        (Change::Finish, vec![Step::Provision])
+        (Change::Finish, vec![Step::Provision, Step::Baseline])
     );
 }
 
@@ -192,7 +195,7 @@ fn a_record_without_its_container_is_created_again_and_orphans_are_removed() {
     );
     let mut st = State::new("t");
     st.machines
-        .insert("db".into(), record("db", "sha256:db", Phase::Provisioned));
+        .insert("db".into(), record("db", "sha256:db", Phase::Ready));
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     let db = p.machine("db").unwrap();
     assert_eq!(db.change, Change::Create);
@@ -222,7 +225,7 @@ fn a_kept_machine_with_a_health_check_is_checked_again_for_a_dependant_that_acts
         .insert("db".into(), observed("db", "sha256:db", RunState::Running));
     let mut st = State::new("t");
     st.machines
-        .insert("db".into(), record("db", "sha256:db", Phase::Provisioned));
+        .insert("db".into(), record("db", "sha256:db", Phase::Ready));
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     let db = p.machine("db").unwrap();
     assert_eq!(
@@ -236,10 +239,8 @@ fn a_kept_machine_with_a_health_check_is_checked_again_for_a_dependant_that_acts
         "app".into(),
         observed("app", "sha256:app", RunState::Running),
     );
-    st.machines.insert(
-        "app".into(),
-        record("app", "sha256:app", Phase::Provisioned),
-    );
+    st.machines
+        .insert("app".into(), record("app", "sha256:app", Phase::Ready));
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     assert!(p.machine("db").unwrap().steps.is_empty());
 }

@@ -6,4 +6,5 @@ mod lifecycle;
 mod mixed;
 mod operations;
 mod release;
+mod snapshots;
 mod support;

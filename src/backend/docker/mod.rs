@@ -411,16 +411,40 @@ impl DockerBackend {
                 r => r.map_err(map_err(format!("remove volume `{name}`"), "volume", name))?,
             }
         }
-        for (id, ..) in &l.images {
-            let opts = RemoveImageOptionsBuilder::default().force(true).build();
-            match self.docker.remove_image(id, Some(opts), None).await {
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                r => {
-                    r.map_err(map_err(format!("remove image `{id}`"), "image", id))?;
+        // Snapshot images are committed on one another: a parent goes only after its
+        // children, so images that conflict are tried again in the next round.
+        let mut left: Vec<&String> = l.images.iter().map(|(id, ..)| id).collect();
+        let mut stalled = 0;
+        while !left.is_empty() {
+            let mut again = Vec::new();
+            let mut last = None;
+            for id in &left {
+                let opts = RemoveImageOptionsBuilder::default().force(true).build();
+                match self.docker.remove_image(id, Some(opts), None).await {
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {}
+                    Err(e) if is_conflict(&e) => {
+                        again.push(*id);
+                        last = Some(map_err(format!("remove image `{id}`"), "image", id)(e));
+                    }
+                    r => {
+                        r.map_err(map_err(format!("remove image `{id}`"), "image", id))?;
+                    }
                 }
             }
+            if again.len() == left.len() {
+                // The engine may still hold a just-removed container's reference.
+                stalled += 1;
+                if stalled >= 10 {
+                    if let Some(e) = last {
+                        return Err(e);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            left = again;
         }
         Ok([
             l.containers.len(),

@@ -98,15 +98,18 @@ impl Vms {
         }
     }
 
-    pub async fn observe(&self, instance: &str) -> Result<Vec<ObservedMachine>, BackendError> {
-        Ok(self
-            .lv
-            .observe(Some(instance))
-            .await
-            .map_err(err)?
-            .into_iter()
-            .map(Self::observed)
-            .collect())
+    /// The environment's VMs, and the names of those that have a baseline layer.
+    pub async fn observe(
+        &self,
+        instance: &str,
+    ) -> Result<(Vec<ObservedMachine>, Vec<String>), BackendError> {
+        let vms = self.lv.observe(Some(instance)).await.map_err(err)?;
+        let baselines = vms
+            .iter()
+            .filter(|v| v.baseline)
+            .map(|v| v.machine.clone())
+            .collect();
+        Ok((vms.into_iter().map(Self::observed).collect(), baselines))
     }
 
     /// Defines the VM on an overlay of its box (not started); returns the domain name.

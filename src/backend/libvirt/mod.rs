@@ -5,6 +5,7 @@
 //! defines carries metadata in hdev's XML namespace naming its environment, machine and
 //! hash, so `status` and `gc` read the truth from libvirtd itself.
 
+pub mod layers;
 pub mod machines;
 pub mod vm;
 pub mod xml;
@@ -74,6 +75,8 @@ pub struct ObservedVm {
     pub running: bool,
     /// Envfile network -> address, as recorded when the VM was defined.
     pub addresses: BTreeMap<String, String>,
+    /// Whether a baseline layer is recorded.
+    pub baseline: bool,
 }
 
 #[derive(Clone)]
@@ -184,6 +187,9 @@ impl LibvirtBackend {
                         .get("addresses")
                         .map(|a| xml::parse_addresses(a))
                         .unwrap_or_default(),
+                    baseline: meta.get("layers").is_some_and(|l| {
+                        layers::parse_layers(l).contains_key(crate::snapshot::BASELINE)
+                    }),
                 });
             }
             out.sort_by(|a, b| a.domain.cmp(&b.domain));

@@ -67,7 +67,7 @@ pub struct DomainSpec {
     pub console_log: PathBuf,
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

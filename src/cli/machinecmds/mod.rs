@@ -179,12 +179,13 @@ pub(crate) async fn converge(
         }
         return Ok(0);
     }
-    run_plan(p, o, backends, &plan, &rec, parallel, images, cancel).await
+    run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
 }
 
 /// Runs a plan with progress and Ctrl-C handling; prints the summary; the exit code.
+/// `snapshot` names the snapshot that `Save` and `Restore` steps act on.
 #[allow(clippy::too_many_arguments)]
-async fn run_plan(
+pub(crate) async fn run_plan(
     p: &Printer,
     o: &Opened,
     backends: &Backends,
@@ -193,6 +194,7 @@ async fn run_plan(
     parallel: Option<usize>,
     images: &apply::Images,
     cancel: watch::Receiver<bool>,
+    snapshot: Option<&str>,
 ) -> CmdResult {
     let env = &o.project.env;
     if p.json {
@@ -220,6 +222,7 @@ async fn run_plan(
         progress: &progress,
         parallel,
         images,
+        snapshot,
     };
     let report = apply::apply(&a, plan, cancel).await;
     progress.close();
@@ -303,7 +306,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
                     Some(ob) if ob.state == crate::backend::RunState::Running => {
                         mp.change = Change::Finish;
                         mp.reason = "provisioning asked for".into();
-                        mp.steps = vec![Step::Provision];
+                        mp.steps = vec![Step::Provision, Step::Baseline];
                         if m.healthcheck.is_some() {
                             mp.steps.push(Step::Health);
                         }
@@ -334,6 +337,7 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             None,
             &apply::Images::new(),
             cancel,
+            None,
         )
         .await
     })

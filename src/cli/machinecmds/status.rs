@@ -21,6 +21,9 @@ struct Row {
     definition: Option<&'static str>,
     provisioned: bool,
     baseline: bool,
+    /// Whether files changed since the baseline (absent when it cannot be told: no
+    /// baseline, not running).
+    drifted: Option<bool>,
     /// In the engine but no longer in the Envfile.
     orphan: bool,
     addresses: std::collections::BTreeMap<String, String>,
@@ -32,10 +35,11 @@ pub fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
     let o = open(file)?;
     let state = load_state(&o.project)?;
     let env = &o.project.env;
-    let (observed, available) = runtime()?.block_on(async {
+    let (observed, available, drifted) = runtime()?.block_on(async {
         let backends = Backends::connect(Some(env)).await?;
         let obs = backends.observe(&o.ctx).await?;
-        anyhow::Ok((obs, backends.available()))
+        let drifted = crate::cli::snapcmds::drifted(&backends, env, &obs).await;
+        anyhow::Ok((obs, backends.available(), drifted))
     })?;
     let mut rows = Vec::new();
     let names = env
@@ -78,6 +82,7 @@ pub fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
         };
         rows.push(Row {
             baseline: observed.baselines.contains(&name),
+            drifted: drifted.get(&name).copied(),
             orphan: m.is_none(),
             addresses: obs.map(|o| o.addresses.clone()).unwrap_or_default(),
             ports: obs.map(|o| o.ports.clone()).unwrap_or_default(),
@@ -108,8 +113,15 @@ pub fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
     ));
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
     p.line(p.bold(&format!(
-        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<24}  PORTS",
-        "MACHINE", "BACKEND", "STATE", "DEFINITION", "PROVISIONED", "BASELINE", "ADDRESS"
+        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  PORTS",
+        "MACHINE",
+        "BACKEND",
+        "STATE",
+        "DEFINITION",
+        "PROVISIONED",
+        "BASELINE",
+        "DRIFTED",
+        "ADDRESS"
     )));
     for r in &rows {
         let addr: Vec<String> = r
@@ -124,13 +136,14 @@ pub fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
             (false, None) => "-",
         };
         p.line(format!(
-            "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<24}  {}",
+            "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  {}",
             r.name,
             r.backend,
             r.state,
             def,
             yes(r.provisioned),
             yes(r.baseline),
+            r.drifted.map_or("-", yes),
             if addr.is_empty() {
                 "-".to_string()
             } else {

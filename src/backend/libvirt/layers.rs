@@ -1,0 +1,394 @@
+//! A VM's disk as a chain of qcow2 layers, for baselines and snapshots without copying.
+//!
+//! The domain always runs on a thin top overlay. Capturing a state turns the current top
+//! into a read-only layer (a libvirt disk-only external snapshot: live when the VM runs,
+//! so `up` does not reboot it) with a fresh top above it. Returning to a state powers the
+//! VM off and puts a new empty top on that state's layer: the cost is creating one empty
+//! qcow2 file and a boot, whatever the disk's size.
+//!
+//! Every layer and top is a volume of the `hdev` pool named `<domain>.<...>.qcow2`, so the
+//! domain's `destroy` (which removes every volume named after the domain) and `gc` remove
+//! them. Which layer holds which state is recorded in the domain's hdev metadata
+//! (`layers='baseline=VOL@TIME;NAME=VOL@TIME'`): libvirtd, not a local file, is the truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::storage_vol::StorageVol;
+
+use super::xml::{esc, parse_metadata, METADATA_NS, METADATA_PREFIX};
+use super::{call, lookup, LibvirtBackend, LibvirtError, POOL};
+
+/// A state's layer as the metadata records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Volume name in the pool.
+    pub volume: String,
+    /// Unix time it was captured.
+    pub created: i64,
+}
+
+/// A recorded layer with its disk use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerUse {
+    pub name: String,
+    pub layer: Layer,
+    /// Bytes the layer itself holds.
+    pub own: u64,
+    /// Bytes of the whole chain under and including it (the box base excluded).
+    pub chain: u64,
+}
+
+/// Parses the `layers` metadata attribute.
+pub fn parse_layers(s: &str) -> BTreeMap<String, Layer> {
+    s.split(';')
+        .filter_map(|kv| {
+            let (name, rest) = kv.split_once('=')?;
+            let (volume, created) = rest.rsplit_once('@')?;
+            Some((
+                name.to_string(),
+                Layer {
+                    volume: volume.to_string(),
+                    created: created.parse().ok()?,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub fn format_layers(layers: &BTreeMap<String, Layer>) -> String {
+    layers
+        .iter()
+        .map(|(n, l)| format!("{n}={}@{}", l.volume, l.created))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The file of the domain's first disk.
+pub fn disk_source(xml: &str) -> Option<String> {
+    let disk = xml.find("device='disk'")?;
+    let rest = &xml[disk..];
+    let start = rest.find("<source file='")? + "<source file='".len();
+    let end = rest[start..].find('\'')?;
+    Some(rest[start..start + end].to_string())
+}
+
+/// The domain XML with its first disk on `new_top`, and without the backing chain libvirt
+/// recorded for the old top (libvirt would open that chain instead of the new file's).
+pub fn with_top(xml: &str, old_top: &str, new_top: &str) -> String {
+    let x = xml.replacen(
+        &format!("<source file='{}'", esc(old_top)),
+        &format!("<source file='{}'", esc(new_top)),
+        1,
+    );
+    let Some(disk) = x.find("device='disk'") else {
+        return x;
+    };
+    let Some(end) = x[disk..].find("</disk>").map(|e| disk + e) else {
+        return x;
+    };
+    let section = &x[disk..end];
+    let Some(b) = section.find("<backingStore") else {
+        return x;
+    };
+    let stripped = match section.rfind("</backingStore>") {
+        Some(e) => format!(
+            "{}{}",
+            &section[..b],
+            &section[e + "</backingStore>".len()..]
+        ),
+        None => {
+            let close = section[b..].find("/>").map_or(section.len(), |c| b + c + 2);
+            format!("{}{}", &section[..b], &section[close..])
+        }
+    };
+    format!("{}{stripped}{}", &x[..disk], &x[end..])
+}
+
+/// The hdev metadata element with `layers` set, as `virDomainSetMetadata` takes it.
+pub fn metadata_element(xml: &str, layers: &BTreeMap<String, Layer>) -> String {
+    let mut attrs = parse_metadata(xml);
+    attrs.insert("layers".into(), format_layers(layers));
+    let body: String = attrs
+        .iter()
+        .map(|(k, v)| format!(" {k}='{}'", esc(v)))
+        .collect();
+    format!("<machine{body}/>")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn layers_of(d: &Domain) -> Result<(String, BTreeMap<String, Layer>), LibvirtError> {
+    let xml = d
+        .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+        .map_err(call("domain XML"))?;
+    let layers = parse_layers(parse_metadata(&xml).get("layers").map_or("", |s| s));
+    Ok((xml, layers))
+}
+
+fn set_layers(d: &Domain, xml: &str, layers: &BTreeMap<String, Layer>) -> Result<(), LibvirtError> {
+    let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if d.is_active().unwrap_or(false) {
+        flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    d.set_metadata(
+        virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+        Some(&metadata_element(xml, layers)),
+        Some(METADATA_PREFIX),
+        Some(METADATA_NS),
+        flags,
+    )
+    .map_err(call("record layers in the domain's metadata"))
+}
+
+/// The backing file of a volume, from its XML.
+fn backing_of(v: &StorageVol) -> Option<String> {
+    let x = v.xml_desc(0).ok()?;
+    let b = x.find("<backingStore>")?;
+    let rest = &x[b..];
+    let s = rest.find("<path>")? + "<path>".len();
+    let e = rest[s..].find("</path>")?;
+    Some(rest[s..s + e].to_string())
+}
+
+/// Deletes the domain's volumes that neither the top nor any recorded layer needs.
+fn prune(
+    c: &Connect,
+    domain: &str,
+    top: &str,
+    layers: &BTreeMap<String, Layer>,
+) -> Result<(), LibvirtError> {
+    let pool = c
+        .lookup_storage_pool_by_name(POOL)
+        .map_err(call("pool `hdev`"))?;
+    let _ = pool.refresh(0);
+    let prefix = format!("{domain}.");
+    let vols: BTreeMap<String, StorageVol> = pool
+        .list_volumes()
+        .map_err(call("list volumes"))?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .filter_map(|n| pool.lookup_storage_vol_by_name(&n).ok().map(|v| (n, v)))
+        .collect();
+    let mut keep: BTreeSet<String> = layers.values().map(|l| l.volume.clone()).collect();
+    keep.insert(file_name(top));
+    let mut todo: Vec<String> = keep.iter().cloned().collect();
+    while let Some(n) = todo.pop() {
+        if let Some(b) = vols.get(&n).and_then(backing_of).map(|p| file_name(&p)) {
+            if keep.insert(b.clone()) {
+                todo.push(b);
+            }
+        }
+    }
+    for (n, v) in &vols {
+        if !keep.contains(n) {
+            v.delete(0).map_err(call(format!("delete volume `{n}`")))?;
+        }
+    }
+    Ok(())
+}
+
+impl LibvirtBackend {
+    /// Turns the domain's current top into the layer of state `name` and puts a fresh top
+    /// on it (live when the domain runs). The guest should have flushed its writes.
+    pub async fn capture_layer(&self, domain: &str, name: &str) -> Result<Layer, LibvirtError> {
+        let (domain, name) = (domain.to_string(), name.to_string());
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (xml, mut layers) = layers_of(&d)?;
+            let top = disk_source(&xml).ok_or_else(|| LibvirtError::NotFound {
+                what: "disk of domain",
+                name: domain.clone(),
+            })?;
+            let dir = Path::new(&top).parent().unwrap_or(Path::new("/"));
+            let new_top = dir.join(format!("{domain}.{}.qcow2", unique()));
+            let snap = format!(
+                "<domainsnapshot><name>hdev-{}</name><memory snapshot='no'/><disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='{}'/></disk></disks></domainsnapshot>",
+                unique(),
+                esc(&new_top.to_string_lossy())
+            );
+            let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
+            if d.is_active().unwrap_or(false) {
+                flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+            }
+            d.create_snapshot_xml(&snap, flags)
+                .map_err(call(format!("capture the disk of `{domain}`")))?;
+            let layer = Layer {
+                volume: file_name(&top),
+                created: now(),
+            };
+            layers.insert(name, layer.clone());
+            let (xml, _) = layers_of(&d)?;
+            set_layers(&d, &xml, &layers)?;
+            if let Ok(pool) = c.lookup_storage_pool_by_name(POOL) {
+                let _ = pool.refresh(0);
+            }
+            Ok(layer)
+        })
+        .await
+    }
+
+    /// Powers the domain off and puts a fresh top on the layer of state `name`; the
+    /// caller starts it. The old top and layers nothing needs any more are deleted.
+    pub async fn reset_to_layer(&self, domain: &str, name: &str) -> Result<(), LibvirtError> {
+        let (domain, name) = (domain.to_string(), name.to_string());
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (xml, layers) = layers_of(&d)?;
+            let layer = layers.get(&name).ok_or_else(|| LibvirtError::NotFound {
+                what: "snapshot layer",
+                name: format!("{name} of {domain}"),
+            })?;
+            if d.is_active().map_err(call("domain state"))? {
+                // The top is thrown away, so there is nothing to shut down cleanly.
+                d.destroy().map_err(call(format!("power off `{domain}`")))?;
+            }
+            let old_top = disk_source(&xml).unwrap_or_default();
+            let pool = c.lookup_storage_pool_by_name(POOL).map_err(call("pool `hdev`"))?;
+            let _ = pool.refresh(0);
+            let base = pool
+                .lookup_storage_vol_by_name(&layer.volume)
+                .map_err(call(format!("layer `{}`", layer.volume)))?;
+            let capacity = base.info().map_err(call("layer size"))?.capacity;
+            let base_path = base.path().map_err(call("layer path"))?;
+            let vol_name = format!("{domain}.{}.qcow2", unique());
+            let vx = format!(
+                "<volume><name>{vol_name}</name><capacity unit='bytes'>{capacity}</capacity><target><format type='qcow2'/><permissions><mode>0600</mode></permissions></target><backingStore><path>{}</path><format type='qcow2'/></backingStore></volume>",
+                esc(&base_path)
+            );
+            let v = StorageVol::create_xml(&pool, &vx, 0)
+                .map_err(call(format!("create top `{vol_name}`")))?;
+            let new_top = v.path().map_err(call("volume path"))?;
+            let new_xml = with_top(&xml, &old_top, &new_top);
+            c.define_domain_xml(&new_xml).map_err(call("redefine domain"))?;
+            prune(c, &domain, &new_top, &layers)
+        })
+        .await
+    }
+
+    /// Forgets state `name` and deletes its layer unless the chain still needs it.
+    /// Returns whether the state was recorded.
+    pub async fn drop_layer(&self, domain: &str, name: &str) -> Result<bool, LibvirtError> {
+        let (domain, name) = (domain.to_string(), name.to_string());
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (xml, mut layers) = layers_of(&d)?;
+            let had = layers.remove(&name).is_some();
+            if had {
+                set_layers(&d, &xml, &layers)?;
+            }
+            let top = disk_source(&xml).unwrap_or_default();
+            prune(c, &domain, &top, &layers)?;
+            Ok(had)
+        })
+        .await
+    }
+
+    /// The recorded layers of a domain with their disk use.
+    pub async fn layers(&self, domain: &str) -> Result<Vec<LayerUse>, LibvirtError> {
+        let domain = domain.to_string();
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (_, layers) = layers_of(&d)?;
+            let pool = c
+                .lookup_storage_pool_by_name(POOL)
+                .map_err(call("pool `hdev`"))?;
+            let _ = pool.refresh(0);
+            let prefix = format!("{domain}.");
+            let own = |n: &str| -> (u64, Option<String>) {
+                match pool.lookup_storage_vol_by_name(n) {
+                    Ok(v) => (
+                        v.info().map(|i| i.allocation).unwrap_or(0),
+                        backing_of(&v).map(|p| file_name(&p)),
+                    ),
+                    Err(_) => (0, None),
+                }
+            };
+            let mut out = Vec::new();
+            for (name, layer) in layers {
+                let (size, mut next) = own(&layer.volume);
+                let mut chain = size;
+                let mut seen = 0;
+                while let Some(n) = next.filter(|n| n.starts_with(&prefix) && seen < 1000) {
+                    let (s, b) = own(&n);
+                    chain += s;
+                    next = b;
+                    seen += 1;
+                }
+                out.push(LayerUse {
+                    name,
+                    layer,
+                    own: size,
+                    chain,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_round_trip_through_metadata() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "baseline".to_string(),
+            Layer {
+                volume: "hdev-e-1-vm.qcow2".into(),
+                created: 17,
+            },
+        );
+        m.insert(
+            "before-upgrade".to_string(),
+            Layer {
+                volume: "hdev-e-1-vm.123.qcow2".into(),
+                created: 18,
+            },
+        );
+        assert_eq!(parse_layers(&format_layers(&m)), m);
+        let xml = "<domain><metadata><hdev:machine xmlns:hdev=\"https://hdev.dev/xmlns/machine/1\" env=\"e-1\" machine=\"vm\"/></metadata><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/p/hdev-e-1-vm.qcow2' index='1'/></disk></devices></domain>";
+        assert_eq!(disk_source(xml).as_deref(), Some("/p/hdev-e-1-vm.qcow2"));
+        let el = metadata_element(xml, &m);
+        assert!(
+            el.starts_with("<machine env='e-1' layers='baseline="),
+            "{el}"
+        );
+        assert_eq!(parse_layers(&parse_metadata(&el)["layers"]), m);
+    }
+
+    #[test]
+    fn a_new_top_drops_the_recorded_backing_chain() {
+        let xml = "<disk type='file' device='disk'>\n<source file='/p/t1.qcow2'/>\n<backingStore type='file'>\n<source file='/p/l.qcow2'/>\n<backingStore/>\n</backingStore>\n<target dev='vda'/>\n</disk><disk device='cdrom'><backingStore/></disk>";
+        let got = with_top(xml, "/p/t1.qcow2", "/p/t2.qcow2");
+        assert_eq!(
+            got,
+            "<disk type='file' device='disk'>\n<source file='/p/t2.qcow2'/>\n\n<target dev='vda'/>\n</disk><disk device='cdrom'><backingStore/></disk>"
+        );
+    }
+}

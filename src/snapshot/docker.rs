@@ -1,0 +1,278 @@
+//! Snapshots of containers as images. A baseline is the container committed into an
+//! image, and the container recreated from it (same name, networks, addresses, ports,
+//! binds and labels), so that the engine's change list of the container is exactly the
+//! drift since the baseline. A reset recreates the container from that image: no
+//! provisioning, and no copy of anything but the container's thin writable layer.
+//!
+//! Named snapshots are images too. Saving one only commits (the container keeps running
+//! on its baseline, so drift stays relative to it); the image carries the drift it held
+//! in a label, so that after a restore the drift since the baseline is still known.
+
+use std::collections::HashMap;
+
+use bollard::models::{ChangeType, ContainerConfig};
+use bollard::query_parameters::{
+    CommitContainerOptions, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+};
+
+use super::changes::{Drift, Kind};
+use super::{missing, SnapshotError, BASELINE};
+use crate::apply::spec_for;
+use crate::backend::docker::{baseline_image, map_err, DockerBackend};
+use crate::backend::{
+    BackendError, EnvCtx, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE, LABEL_SNAPSHOT,
+};
+use crate::envfile::{Env, Machine};
+
+/// Label on a named snapshot image: the drift since the baseline it holds (JSON).
+pub const LABEL_DRIFT: &str = "hdev.drift";
+
+/// Repository and tag of the image that holds snapshot `name` of a machine.
+pub fn image_ref(instance: &str, machine: &str, name: &str) -> (String, String) {
+    if name == BASELINE {
+        let full = baseline_image(instance, machine);
+        let (repo, tag) = full.rsplit_once(':').unwrap_or((&full, "latest"));
+        return (repo.to_string(), tag.to_string());
+    }
+    (
+        format!("hdev-snapshot/{instance}-{machine}").to_lowercase(),
+        name.to_string(),
+    )
+}
+
+fn be(machine: &str) -> impl FnOnce(BackendError) -> SnapshotError + '_ {
+    move |source| SnapshotError::Backend {
+        machine: machine.to_string(),
+        source,
+    }
+}
+
+/// One snapshot image of a machine.
+#[derive(Debug, Clone)]
+pub struct ImageSnap {
+    pub machine: String,
+    pub name: String,
+    pub id: String,
+    pub created: i64,
+    /// Bytes this image adds to the one it was committed on.
+    pub own_size: u64,
+}
+
+/// Commits the container into snapshot `name`; for the baseline, the container is then
+/// recreated from it. Returns (container id afterwards, image id).
+pub async fn capture(
+    d: &DockerBackend,
+    env: &Env,
+    ctx: &EnvCtx,
+    m: &Machine,
+    id: &str,
+    hash: &str,
+    name: &str,
+) -> Result<(String, String), SnapshotError> {
+    let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
+    let mut labels = HashMap::from([
+        (LABEL_ENV.to_string(), ctx.instance.clone()),
+        (
+            LABEL_DIR.to_string(),
+            ctx.dir.to_string_lossy().into_owned(),
+        ),
+        (LABEL_MACHINE.to_string(), m.name.clone()),
+        (LABEL_HASH.to_string(), hash.to_string()),
+        (LABEL_SNAPSHOT.to_string(), name.to_string()),
+        (LABEL_DRIFT.to_string(), String::new()),
+        // A commit inherits the box image's labels; blanked, so that nothing looking for
+        // box images by label takes a snapshot for one.
+        ("hdev.box".to_string(), String::new()),
+        ("hdev.box.digest".to_string(), String::new()),
+    ]);
+    if name != BASELINE {
+        let drift = drift(d, &m.name, id).await?;
+        labels.insert(
+            LABEL_DRIFT.to_string(),
+            serde_json::to_string(&drift).unwrap_or_default(),
+        );
+    }
+    let old = image_id(d, &format!("{repo}:{tag}")).await;
+    let opts = CommitContainerOptions {
+        container: Some(id.to_string()),
+        repo: Some(repo.clone()),
+        tag: Some(tag.clone()),
+        comment: Some(format!("hdev snapshot `{name}` of machine `{}`", m.name)),
+        pause: true,
+        ..Default::default()
+    };
+    let config = ContainerConfig {
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let image = d
+        .client()
+        .commit_container(opts, config)
+        .await
+        .map_err(map_err(
+            format!("commit machine `{}` into `{repo}:{tag}`", m.name),
+            "container",
+            id,
+        ))
+        .map_err(be(&m.name))?
+        .id;
+    let new_id = if name == BASELINE {
+        recreate(d, env, ctx, m, id, hash, &image).await?
+    } else {
+        id.to_string()
+    };
+    if let Some(old) = old.filter(|o| *o != image) {
+        // The old image may be the parent of the new one: then it goes with its child.
+        let opts = RemoveImageOptionsBuilder::default().build();
+        let _ = d.client().remove_image(&old, Some(opts), None).await;
+    }
+    Ok((new_id, image))
+}
+
+/// Recreates the container from snapshot `name` and starts it; returns its new id.
+pub async fn restore(
+    d: &DockerBackend,
+    env: &Env,
+    ctx: &EnvCtx,
+    m: &Machine,
+    id: &str,
+    hash: &str,
+    name: &str,
+) -> Result<String, SnapshotError> {
+    let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
+    let Some(image) = image_id(d, &format!("{repo}:{tag}")).await else {
+        return Err(missing(&m.name, name));
+    };
+    recreate(d, env, ctx, m, id, hash, &image).await
+}
+
+async fn recreate(
+    d: &DockerBackend,
+    env: &Env,
+    ctx: &EnvCtx,
+    m: &Machine,
+    id: &str,
+    hash: &str,
+    image: &str,
+) -> Result<String, SnapshotError> {
+    d.remove(id).await.map_err(be(&m.name))?;
+    let spec = spec_for(env, m, hash, image.to_string());
+    let new_id = d.create_machine(ctx, &spec).await.map_err(be(&m.name))?;
+    d.start(&new_id).await.map_err(be(&m.name))?;
+    Ok(new_id)
+}
+
+async fn image_id(d: &DockerBackend, reference: &str) -> Option<String> {
+    d.client()
+        .inspect_image(reference)
+        .await
+        .ok()
+        .and_then(|i| i.id)
+}
+
+/// The drift of a container since its baseline: the engine's change list, composed with
+/// the drift its snapshot image held when the container was restored from one.
+pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, SnapshotError> {
+    let c = d
+        .client()
+        .inspect_container(id, None)
+        .await
+        .map_err(map_err("inspect container", "container", id))
+        .map_err(be(machine))?;
+    let image = c.image.unwrap_or_default();
+    let labels = d
+        .client()
+        .inspect_image(&image)
+        .await
+        .ok()
+        .and_then(|i| i.config)
+        .and_then(|c| c.labels)
+        .unwrap_or_default();
+    if !labels.contains_key(LABEL_SNAPSHOT) {
+        return Err(missing(machine, BASELINE));
+    }
+    let changes = d
+        .client()
+        .container_changes(id)
+        .await
+        .map_err(map_err("list changes", "container", id))
+        .map_err(be(machine))?
+        .unwrap_or_default();
+    let since = Drift::from_changes(changes.into_iter().map(|c| {
+        let k = match c.kind {
+            ChangeType::_0 => Kind::Changed,
+            ChangeType::_1 => Kind::Added,
+            ChangeType::_2 => Kind::Deleted,
+        };
+        (c.path, k)
+    }));
+    let base: Drift = labels
+        .get(LABEL_DRIFT)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    Ok(Drift::compose(&base, &since))
+}
+
+/// The tagged snapshot images of an environment (superseded ones are untagged).
+pub async fn list(d: &DockerBackend, instance: &str) -> Result<Vec<ImageSnap>, BackendError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_ENV}={instance}"),
+            LABEL_SNAPSHOT.to_string(),
+        ],
+    )]);
+    let images = d
+        .client()
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(map_err("list images", "images", ""))?;
+    let sizes: HashMap<String, i64> = d
+        .client()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(map_err("list images", "images", ""))?
+        .into_iter()
+        .map(|i| (i.id, i.size))
+        .collect();
+    let mut out = Vec::new();
+    for i in images {
+        let (Some(machine), Some(name)) =
+            (i.labels.get(LABEL_MACHINE), i.labels.get(LABEL_SNAPSHOT))
+        else {
+            continue;
+        };
+        let (repo, tag) = image_ref(instance, machine, name);
+        if !i.repo_tags.contains(&format!("{repo}:{tag}")) {
+            continue;
+        }
+        let parent = sizes.get(&i.parent_id).copied().unwrap_or(0);
+        out.push(ImageSnap {
+            machine: machine.clone(),
+            name: name.clone(),
+            id: i.id.clone(),
+            created: i.created,
+            own_size: u64::try_from(i.size - parent).unwrap_or(0),
+        });
+    }
+    out.sort_by(|a, b| (&a.name, &a.machine).cmp(&(&b.name, &b.machine)));
+    Ok(out)
+}
+
+/// Removes snapshot `name` of a machine; an image still needed as a parent stays
+/// (untagged) until its children go.
+pub async fn delete(d: &DockerBackend, instance: &str, machine: &str, name: &str) -> bool {
+    let (repo, tag) = image_ref(instance, machine, name);
+    // Forced, so that an image a container was restored from loses its tag (the
+    // container keeps the image itself).
+    let opts = RemoveImageOptionsBuilder::default().force(true).build();
+    d.client()
+        .remove_image(&format!("{repo}:{tag}"), Some(opts), None)
+        .await
+        .is_ok()
+}

@@ -1,0 +1,100 @@
+//! Snapshots of VMs as qcow2 layers (see `backend::libvirt::layers`), and their drift
+//! from inside the guest: at baseline time the guest's file list (path, type, mode, size,
+//! time; volatile folders left out) is written into the guest itself, so it lives in the
+//! baseline layer; `drift` lists the files again over SSH and compares.
+
+use std::sync::Mutex;
+
+use super::changes::{diff_lists, list_command, Drift, GUEST_BASELINE_LIST};
+use super::{SnapshotError, BASELINE};
+use crate::backend::libvirt::machines::Vms;
+use crate::backend::libvirt::LibvirtError;
+use crate::backend::BackendError;
+
+fn be(machine: &str) -> impl FnOnce(BackendError) -> SnapshotError + '_ {
+    move |source| SnapshotError::Backend {
+        machine: machine.to_string(),
+        source,
+    }
+}
+
+fn lv(machine: &str) -> impl FnOnce(LibvirtError) -> SnapshotError + '_ {
+    move |e| SnapshotError::Backend {
+        machine: machine.to_string(),
+        source: match e {
+            LibvirtError::NotFound { what, name } => BackendError::NotFound { what, name },
+            other => BackendError::Engine {
+                action: "libvirt".into(),
+                message: other.to_string(),
+            },
+        },
+    }
+}
+
+/// Runs a shell command in the guest; (exit code, every output line).
+async fn run(
+    vms: &Vms,
+    machine: &str,
+    id: &str,
+    script: &str,
+) -> Result<(i64, Vec<String>), SnapshotError> {
+    let lines = Mutex::new(Vec::new());
+    let sink = |l: &str| {
+        if let Ok(mut v) = lines.lock() {
+            v.push(l.to_string());
+        }
+    };
+    let cmd = ["sh".to_string(), "-c".to_string(), script.to_string()];
+    let o = vms.exec(id, &cmd, &sink).await.map_err(be(machine))?;
+    Ok((o.exit_code, lines.into_inner().unwrap_or_default()))
+}
+
+/// Captures the VM's disk as state `name`; for the baseline, the guest's file list is
+/// written first. Returns the layer's volume.
+pub async fn capture(
+    vms: &Vms,
+    machine: &str,
+    id: &str,
+    name: &str,
+) -> Result<String, SnapshotError> {
+    let script = if name == BASELINE {
+        let list = GUEST_BASELINE_LIST;
+        format!(
+            "mkdir -p /var/lib/hdev && {} 2>/dev/null > {list}.new; mv {list}.new {list} && sync",
+            list_command()
+        )
+    } else {
+        "sync".to_string()
+    };
+    let (code, out) = run(vms, machine, id, &script).await?;
+    if code != 0 {
+        return Err(SnapshotError::Guest {
+            machine: machine.to_string(),
+            message: out.join("\n"),
+        });
+    }
+    let layer = vms.lv.capture_layer(id, name).await.map_err(lv(machine))?;
+    Ok(layer.volume)
+}
+
+/// Puts the VM back on state `name` and boots it (waiting until it answers SSH).
+pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), SnapshotError> {
+    match vms.lv.reset_to_layer(id, name).await {
+        Err(LibvirtError::NotFound {
+            what: "snapshot layer",
+            ..
+        }) => return Err(super::missing(machine, name)),
+        r => r.map_err(lv(machine))?,
+    }
+    vms.start(id).await.map_err(be(machine))
+}
+
+/// Files added, changed and deleted in the guest since its baseline.
+pub async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, SnapshotError> {
+    let (code, base) = run(vms, machine, id, &format!("cat {GUEST_BASELINE_LIST}")).await?;
+    if code != 0 {
+        return Err(super::missing(machine, BASELINE));
+    }
+    let (_, now) = run(vms, machine, id, &format!("{} 2>/dev/null", list_command())).await?;
+    Ok(diff_lists(&base.join("\n"), &now.join("\n")))
+}
