@@ -61,7 +61,10 @@ fn the_harness_demonstrator_from_init_to_destroy() {
     let text = std::fs::read_to_string(&envfile)
         .expect("Envfile")
         .replace("10.42.1.", &format!("{prefix}."))
-        .replace("10.42.0.", &format!("10.{}.{}.", 60 + pid % 60, (pid / 60 + 1) % 250))
+        .replace(
+            "10.42.0.",
+            &format!("10.{}.{}.", 60 + pid % 60, (pid / 60 + 1) % 250),
+        )
         .replace("18080", &(20000 + pid % 20000).to_string())
         .replace("18081", &(40000 + pid % 20000).to_string());
     std::fs::write(&envfile, text).expect("write Envfile");
@@ -111,12 +114,20 @@ fn the_harness_demonstrator_from_init_to_destroy() {
     assert_eq!(libvirt_domains(&instance), 0);
     let up2 = h.run(&["up"]);
     assert_eq!(up2.code, 0, "{up2}");
-    assert_eq!(h.run(&["hash"]).stdout, hash1, "the hash is stable across fresh ups");
+    assert_eq!(
+        h.run(&["hash"]).stdout,
+        hash1,
+        "the hash is stable across fresh ups"
+    );
     let verify = h.run(&["verify", hash1.trim()]);
     assert_eq!(verify.code, 0, "{verify}");
 
     let destroy = h.run(&["destroy", "-y"]);
     assert_eq!(destroy.code, 0, "{destroy}");
-    assert_eq!(labelled_counts(&instance), (0, 0, 0), "nothing left in Docker");
+    assert_eq!(
+        labelled_counts(&instance),
+        (0, 0, 0),
+        "nothing left in Docker"
+    );
     assert_eq!(libvirt_domains(&instance), 0, "nothing left in libvirt");
 }

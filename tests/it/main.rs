@@ -2,6 +2,7 @@
 
 mod ci;
 mod docker;
+mod harness;
 mod lifecycle;
 mod mixed;
 mod operations;

@@ -261,8 +261,9 @@ impl LibvirtBackend {
             if let Ok(pool) = c.lookup_storage_pool_by_name(POOL) {
                 let _ = pool.refresh(0);
                 for vol in pool.list_volumes().map_err(call("list volumes"))? {
-                    if vol.starts_with(&format!("{name}.")) || vol.starts_with(&format!("{name}-"))
-                    {
+                    // `NAME.qcow2` and its layers `NAME.<state>.qcow2`; never `NAME-2...`, another
+                    // machine's.
+                    if vol.starts_with(&format!("{name}.")) {
                         if let Ok(v) = pool.lookup_storage_vol_by_name(&vol) {
                             v.delete(0)
                                 .map_err(call(format!("delete volume `{vol}`")))?;
