@@ -94,30 +94,7 @@ pub fn current(
     project: &crate::project::Project,
 ) -> Result<Lockfile, crate::project::ProjectError> {
     // The lock pins what the boxes are now, not what an older lock said.
-    let report = project.hash_with(None)?;
-    let boxes = crate::boxes::resolve_digests(&project.env, None)
-        .map_err(crate::project::ProjectError::Input)?;
-    Ok(Lockfile {
-        version: LOCK_VERSION,
-        hash: report.hash.to_string(),
-        boxes: boxes
-            .into_iter()
-            .map(|(name, b)| {
-                (
-                    name,
-                    LockedBox {
-                        digest: b.digest,
-                        source: b.from,
-                    },
-                )
-            })
-            .collect(),
-        machines: report
-            .machines
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
-    })
+    lock_with(project, None)
 }
 
 /// The lock file the inputs call for now, with each box counted by its pin in `locked`
@@ -133,30 +110,7 @@ pub fn current_against(
             .map(|d| d.contains(&b.digest))
             .unwrap_or(false)
     });
-    let report = project.hash_with(Some(&pins))?;
-    let boxes = crate::boxes::resolve_digests(&project.env, Some(&pins))
-        .map_err(crate::project::ProjectError::Input)?;
-    Ok(Lockfile {
-        version: LOCK_VERSION,
-        hash: report.hash.to_string(),
-        boxes: boxes
-            .into_iter()
-            .map(|(name, b)| {
-                (
-                    name,
-                    LockedBox {
-                        digest: b.digest,
-                        source: b.from,
-                    },
-                )
-            })
-            .collect(),
-        machines: report
-            .machines
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
-    })
+    lock_with(project, Some(&pins))
 }
 
 /// Every way `now` differs from the `locked` inputs, one sentence each (empty when they
@@ -213,6 +167,37 @@ pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The lock file of the inputs as they are, with boxes counted as `pins` pins them.
+fn lock_with(
+    project: &crate::project::Project,
+    pins: Option<&Lockfile>,
+) -> Result<Lockfile, crate::project::ProjectError> {
+    let report = project.hash_with(pins)?;
+    let boxes = crate::boxes::resolve_digests(&project.env, pins)
+        .map_err(crate::project::ProjectError::Input)?;
+    Ok(Lockfile {
+        version: LOCK_VERSION,
+        hash: report.hash.to_string(),
+        boxes: boxes
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name,
+                    LockedBox {
+                        digest: b.digest,
+                        source: b.from,
+                    },
+                )
+            })
+            .collect(),
+        machines: report
+            .machines
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
