@@ -220,16 +220,7 @@ pub fn download(
 /// Checks a stored box before use: the manifest against the digest, and each artifact
 /// against the manifest, re-reading only artifacts whose file identity is not cached.
 pub fn verify_cached(store: &Store, b: &StoredBox) -> Result<(), BoxError> {
-    let mp = b.dir.join(MANIFEST);
-    let bytes = std::fs::read(&mp).map_err(BoxError::io(&mp))?;
-    let actual = BoxDigest::of(&bytes);
-    if actual != b.digest {
-        return Err(BoxError::DigestMismatch {
-            what: format!("manifest of box `{}`", b.label()),
-            expected: b.digest.to_string(),
-            actual: actual.to_string(),
-        });
-    }
+    super::store::check_manifest(b)?;
     let cache = store.cache();
     for (provider, a) in &b.manifest.artifacts {
         let p = b.dir.join(&a.path);

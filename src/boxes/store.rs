@@ -374,16 +374,7 @@ impl Store {
     /// Re-reads every artifact of a stored box and checks it against the manifest, and
     /// the manifest against the box's digest.
     pub fn verify(&self, b: &StoredBox) -> Result<(), BoxError> {
-        let mp = b.dir.join(MANIFEST);
-        let bytes = std::fs::read(&mp).map_err(BoxError::io(&mp))?;
-        let actual = BoxDigest::of(&bytes);
-        if actual != b.digest {
-            return Err(BoxError::DigestMismatch {
-                what: format!("manifest of box `{}`", b.label()),
-                expected: b.digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        check_manifest(b)?;
         for (provider, a) in &b.manifest.artifacts {
             let p = b.dir.join(&a.path);
             let (sha, size) = super::digest::hash_file(&p).map_err(BoxError::io(&p))?;
@@ -461,4 +452,19 @@ impl Store {
         self.cache().prune();
         Ok(Some(removed))
     }
+}
+
+/// Checks that a stored box's manifest still has the box's digest.
+pub fn check_manifest(b: &StoredBox) -> Result<(), BoxError> {
+    let mp = b.dir.join(MANIFEST);
+    let bytes = std::fs::read(&mp).map_err(BoxError::io(&mp))?;
+    let actual = BoxDigest::of(&bytes);
+    if actual != b.digest {
+        return Err(BoxError::DigestMismatch {
+            what: format!("manifest of box `{}`", b.label()),
+            expected: b.digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
 }
