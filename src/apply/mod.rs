@@ -277,10 +277,21 @@ pub enum Resolved {
 /// resolves to, or why it does not.
 pub type Images = HashMap<String, Result<Resolved, String>>;
 
-fn key_of(m: &crate::envfile::Machine) -> String {
+fn key_of(env: &Env, m: &crate::envfile::Machine) -> String {
     match m.backend {
         crate::envfile::Backend::Docker => base_key(&m.base),
-        crate::envfile::Backend::Libvirt => format!("vm-{}", base_key(&m.base)),
+        // Base volumes live in the pool of the machine's own libvirt connection.
+        #[cfg(feature = "libvirt")]
+        crate::envfile::Backend::Libvirt => format!(
+            "vm-{}-{}",
+            crate::backend::libvirt::machines::machine_uri(env, m),
+            base_key(&m.base)
+        ),
+        #[cfg(not(feature = "libvirt"))]
+        crate::envfile::Backend::Libvirt => {
+            let _ = env;
+            format!("vm-{}", base_key(&m.base))
+        }
     }
 }
 
@@ -291,21 +302,21 @@ pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     #[cfg(feature = "libvirt")]
     if backends.libvirt().is_some() {
         for m in env.machines.values() {
-            if m.backend != crate::envfile::Backend::Libvirt || out.contains_key(&key_of(m)) {
+            if m.backend != crate::envfile::Backend::Libvirt || out.contains_key(&key_of(env, m)) {
                 continue;
             }
-            let r = crate::backend::libvirt::machines::base_volumes(env, &m.base)
+            let r = crate::backend::libvirt::machines::base_volumes(env, m)
                 .await
                 .map(Resolved::Volumes)
                 .map_err(|e| e.to_string());
-            out.insert(key_of(m), r);
+            out.insert(key_of(env, m), r);
         }
     }
     let Some(docker) = backends.docker() else {
         return out;
     };
     for m in env.machines.values() {
-        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&key_of(m)) {
+        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&key_of(env, m)) {
             continue;
         }
         let r = match &m.base {
@@ -322,7 +333,7 @@ pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
                 Err(e) => Err(e.to_string()),
             },
         };
-        out.insert(key_of(m), r.map(Resolved::Image));
+        out.insert(key_of(env, m), r.map(Resolved::Image));
     }
     out
 }
@@ -395,7 +406,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
             Step::Create => {
                 let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
                 p.status(&name, "creating");
-                let resolved = match sh.images.get(&key_of(m)) {
+                let resolved = match sh.images.get(&key_of(sh.env, m)) {
                     Some(Ok(i)) => i.clone(),
                     Some(Err(e)) => {
                         return Err(be(BackendError::Engine {

@@ -73,13 +73,17 @@ pub async fn capture(
             message: out.join("\n"),
         });
     }
-    let layer = vms.lv.capture_layer(id, name).await.map_err(lv(machine))?;
+    let layer = vms
+        .lv_for(id)
+        .capture_layer(id, name)
+        .await
+        .map_err(lv(machine))?;
     Ok(layer.volume)
 }
 
 /// Puts the VM back on state `name` and boots it (waiting until it answers SSH).
 pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), SnapshotError> {
-    match vms.lv.reset_to_layer(id, name).await {
+    match vms.lv_for(id).reset_to_layer(id, name).await {
         Err(LibvirtError::NotFound {
             what: "snapshot layer",
             ..

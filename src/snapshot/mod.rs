@@ -179,7 +179,8 @@ pub async fn list(
     if let Some(v) = backends.libvirt() {
         for (machine, domain) in vm_ids {
             let layers =
-                v.lv.layers(domain)
+                v.lv_for(domain)
+                    .layers(domain)
                     .await
                     .map_err(|e| SnapshotError::Backend {
                         machine: machine.clone(),
@@ -215,12 +216,15 @@ pub async fn delete(
     id: Option<&str>,
     name: &str,
 ) -> Result<bool, SnapshotError> {
+    #[cfg(not(feature = "libvirt"))]
+    let _ = id;
     match b {
         AnyBackend::Docker(d) => Ok(docker::delete(d, &ctx.instance, machine, name).await),
         #[cfg(feature = "libvirt")]
         AnyBackend::Libvirt(v) => match id {
             Some(id) => {
-                v.lv.drop_layer(id, name)
+                v.lv_for(id)
+                    .drop_layer(id, name)
                     .await
                     .map_err(|e| SnapshotError::Backend {
                         machine: machine.to_string(),

@@ -181,3 +181,55 @@ extra_vars = {{ greeting = "hello from ansible" }}
     assert_eq!(pool, 0, "no overlay is left");
     assert_eq!(labelled_counts(&instance), (0, 0, 0));
 }
+
+#[test]
+fn a_machine_that_forces_kvm_where_kvm_cannot_run_guests_is_refused_by_name() {
+    if !crate::support::docker_or_skip() || !libvirt_or_skip() {
+        return;
+    }
+    let probe = hdev::host::KvmProbe::read();
+    if probe.usable() {
+        eprintln!("note: this host can run KVM guests; the refusal cannot happen here");
+        return;
+    }
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/debian-bookworm");
+    let sub = crate::support::subnet();
+    let env = TestEnv::new(
+        "kvm",
+        &format!(
+            r#"
+[box.debian]
+recipe = "{recipe}"
+
+[network.lan]
+subnet = "{sub}"
+
+[machine.vm]
+backend = "libvirt"
+box = "debian"
+accel = "kvm"
+networks = ["lan"]
+"#,
+            recipe = recipe.display()
+        ),
+    );
+    let build = env
+        .cmd()
+        .args(["box", "build"])
+        .arg(&recipe)
+        .timeout(std::time::Duration::from_secs(1500))
+        .output()
+        .expect("box build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 1, "{up}");
+    assert!(
+        up.stderr.contains("machine `vm`") && up.stderr.contains("`accel = \"kvm\"` was asked for"),
+        "{up}"
+    );
+    assert!(up.stderr.contains(probe.explain()), "{up}");
+}

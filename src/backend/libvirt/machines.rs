@@ -24,13 +24,14 @@ pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default libvirt connection.
 pub const DEFAULT_URI: &str = "qemu:///system";
 
-/// VMs of one environment.
+/// VMs of one environment, on every libvirt connection its machines name.
 pub struct Vms {
-    pub lv: LibvirtBackend,
+    /// Connections by URI.
+    conns: BTreeMap<String, LibvirtBackend>,
     env: Env,
     key: SshKey,
     state_root: PathBuf,
-    pub domain_type: DomainType,
+    probe: KvmProbe,
 }
 
 fn err(e: LibvirtError) -> BackendError {
@@ -56,7 +57,7 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
 
 pub use crate::backend::ssh::shell_quote;
 
-/// The libvirt URI of an environment's VMs.
+/// The libvirt URI of an environment's VMs, unless a machine names its own.
 pub fn uri_of(env: &Env) -> String {
     env.settings
         .libvirt_uri
@@ -64,22 +65,75 @@ pub fn uri_of(env: &Env) -> String {
         .unwrap_or_else(|| DEFAULT_URI.to_string())
 }
 
+/// The libvirt URI of one machine.
+pub fn machine_uri(env: &Env, m: &crate::envfile::Machine) -> String {
+    m.libvirt_uri.clone().unwrap_or_else(|| uri_of(env))
+}
+
+/// Every libvirt URI the environment's VMs use (the environment's own always included).
+pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = env
+        .machines
+        .values()
+        .filter(|m| m.backend == Backend::Libvirt)
+        .map(|m| machine_uri(env, m))
+        .collect();
+    out.insert(uri_of(env));
+    out
+}
+
 impl Vms {
     /// Connects for an environment; fails when libvirtd cannot be reached or the
     /// acceleration the Envfile forces is not available.
     pub async fn connect(env: &Env) -> Result<Vms, BackendError> {
-        let lv = LibvirtBackend::connect(&uri_of(env)).await.map_err(err)?;
+        let mut conns = BTreeMap::new();
+        for uri in uris_of(env) {
+            let lv = LibvirtBackend::connect(&uri).await.map_err(err)?;
+            conns.insert(uri, lv);
+        }
         let state_root = env.dir.join(".hdev");
         let key = SshKey::ensure(&state_root).map_err(|e| engine("SSH key", e))?;
-        let domain_type = host::choose(env.settings.accel, &KvmProbe::read())
-            .map_err(|e| engine("acceleration", e))?;
         Ok(Vms {
-            lv,
+            conns,
             env: env.clone(),
             key,
             state_root,
-            domain_type,
+            probe: KvmProbe::read(),
         })
+    }
+
+    /// The connection a machine's VM lives on.
+    fn lv_of(&self, m: &crate::envfile::Machine) -> &LibvirtBackend {
+        let uri = machine_uri(&self.env, m);
+        self.conns
+            .get(&uri)
+            .or_else(|| self.conns.values().next())
+            .expect("Vms holds at least the environment's connection")
+    }
+
+    /// The connection holding domain `id` (`hdev-INSTANCE-MACHINE`): the machine whose
+    /// name ends the id, longest name first.
+    pub fn lv_for(&self, id: &str) -> &LibvirtBackend {
+        let m = self
+            .env
+            .machines
+            .values()
+            .filter(|m| m.backend == Backend::Libvirt && id.ends_with(&format!("-{}", m.name)))
+            .max_by_key(|m| m.name.len());
+        match m {
+            Some(m) => self.lv_of(m),
+            None => self
+                .conns
+                .get(&uri_of(&self.env))
+                .or_else(|| self.conns.values().next())
+                .expect("Vms holds at least the environment's connection"),
+        }
+    }
+
+    /// The libvirt domain type a machine gets: its own `accel`, else the environment's.
+    pub fn domain_type(&self, m: &crate::envfile::Machine) -> Result<DomainType, BackendError> {
+        host::choose(m.accel.unwrap_or(self.env.settings.accel), &self.probe)
+            .map_err(|e| engine(&format!("machine `{}`", m.name), e))
     }
 
     fn observed(v: ObservedVm) -> ObservedMachine {
@@ -103,7 +157,10 @@ impl Vms {
         &self,
         instance: &str,
     ) -> Result<(Vec<ObservedMachine>, Vec<String>), BackendError> {
-        let vms = self.lv.observe(Some(instance)).await.map_err(err)?;
+        let mut vms = Vec::new();
+        for lv in self.conns.values() {
+            vms.extend(lv.observe(Some(instance)).await.map_err(err)?);
+        }
         let baselines = vms
             .iter()
             .filter(|v| v.baseline)
@@ -136,7 +193,7 @@ impl Vms {
             .collect();
         let layout = vm::layout(&self.env, &ctx.instance, m, &bridges).map_err(err)?;
         vm::define(
-            &self.lv,
+            self.lv_of(m),
             VmInputs {
                 env: &self.env,
                 instance: &ctx.instance,
@@ -145,7 +202,7 @@ impl Vms {
                 base,
                 layout: &layout,
                 key: &self.key,
-                domain_type: self.domain_type,
+                domain_type: self.domain_type(m)?,
                 console_log: vm::console_log(&self.state_root, &layout.domain),
             },
         )
@@ -155,7 +212,7 @@ impl Vms {
     }
 
     async fn target(&self, id: &str) -> Result<SshTarget, BackendError> {
-        let vms = self.lv.observe(None).await.map_err(err)?;
+        let vms = self.lv_for(id).observe(None).await.map_err(err)?;
         let v = vms
             .into_iter()
             .find(|v| v.domain == id)
@@ -184,7 +241,7 @@ impl Vms {
 
     /// Starts the VM and waits until it accepts SSH.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
-        self.lv.start(id).await.map_err(err)?;
+        self.lv_for(id).start(id).await.map_err(err)?;
         let target = self.target(id).await?;
         target
             .wait_ready(vm::BOOT_TIMEOUT)
@@ -193,7 +250,7 @@ impl Vms {
     }
 
     pub async fn stop(&self, id: &str) -> Result<(), BackendError> {
-        self.lv
+        self.lv_for(id)
             .halt(id, HALT_TIMEOUT)
             .await
             .map(|_| ())
@@ -201,7 +258,7 @@ impl Vms {
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        self.lv.destroy(id).await.map_err(err)
+        self.lv_for(id).destroy(id).await.map_err(err)
     }
 
     pub async fn exec(
@@ -280,10 +337,10 @@ impl Vms {
 /// Resolves a libvirt machine's base volumes (building and uploading its box once).
 pub async fn base_volumes(
     env: &Env,
-    base: &crate::envfile::Base,
+    m: &crate::envfile::Machine,
 ) -> Result<BaseVolumes, crate::boxes::BoxError> {
-    let uri = uri_of(env);
-    match base {
+    let uri = machine_uri(env, m);
+    match &m.base {
         crate::envfile::Base::Box(b) => crate::boxes::libvirt::libvirt_base(&uri, env, b).await,
         crate::envfile::Base::Image(i) => {
             crate::boxes::libvirt::libvirt_image_base_in(

@@ -22,13 +22,17 @@ fn needs_libvirt(env: Option<&Env>) -> bool {
 /// Domains hdev made, for one instance or all. Where libvirt cannot be reached this is an
 /// error only when the environment has VMs.
 #[cfg(feature = "libvirt")]
-pub async fn domains(env: &Env, instance: Option<&str>) -> anyhow::Result<Vec<ObservedVm>> {
-    domains_at(
-        &crate::backend::libvirt::machines::uri_of(env),
-        Some(env),
-        instance,
-    )
-    .await
+pub async fn domains(
+    env: &Env,
+    instance: Option<&str>,
+) -> anyhow::Result<Vec<(String, ObservedVm)>> {
+    let mut out = Vec::new();
+    for uri in crate::backend::libvirt::machines::uris_of(env) {
+        for v in domains_at(&uri, Some(env), instance).await? {
+            out.push((uri.clone(), v));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(feature = "libvirt")]
@@ -45,10 +49,14 @@ pub async fn domains_at(
     }
 }
 
-/// Removes the domains and their volumes; returns how many.
+/// Removes the domains (each on its own connection) and their volumes; returns how many.
 #[cfg(feature = "libvirt")]
-pub async fn destroy(env: &Env, vms: &[ObservedVm]) -> anyhow::Result<usize> {
-    destroy_at(&crate::backend::libvirt::machines::uri_of(env), vms).await
+pub async fn destroy(_env: &Env, vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for (uri, v) in vms {
+        n += destroy_at(uri, std::slice::from_ref(v)).await?;
+    }
+    Ok(n)
 }
 
 #[cfg(feature = "libvirt")]
@@ -64,7 +72,10 @@ pub async fn destroy_at(uri: &str, vms: &[ObservedVm]) -> anyhow::Result<usize> 
 }
 
 #[cfg(not(feature = "libvirt"))]
-pub async fn domains(env: &Env, _instance: Option<&str>) -> anyhow::Result<Vec<ObservedVm>> {
+pub async fn domains(
+    env: &Env,
+    _instance: Option<&str>,
+) -> anyhow::Result<Vec<(String, ObservedVm)>> {
     if needs_libvirt(Some(env)) {
         anyhow::bail!("this hdev was built without the `libvirt` feature");
     }
@@ -81,7 +92,7 @@ pub async fn domains_at(
 }
 
 #[cfg(not(feature = "libvirt"))]
-pub async fn destroy(_env: &Env, _vms: &[ObservedVm]) -> anyhow::Result<usize> {
+pub async fn destroy(_env: &Env, _vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
     Ok(0)
 }
 
