@@ -386,18 +386,53 @@ impl DockerBackend {
 
     /// Removes labelled objects: containers first, then networks, volumes and images.
     /// Returns how many of each went.
+    /// Removes an environment network. The engine may still list endpoints of containers
+    /// it has just removed ("has active endpoints"); those are disconnected by force and
+    /// the removal tried again, a bounded number of times.
+    async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.docker.remove_network(id).await {
+                Ok(()) => return Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) if attempt < 10 && e.to_string().contains("active endpoints") => {
+                    let attached = self
+                        .docker
+                        .inspect_network(id, None)
+                        .await
+                        .ok()
+                        .and_then(|n| n.containers)
+                        .unwrap_or_default();
+                    for (container, ep) in attached {
+                        let target = ep.name.unwrap_or(container);
+                        let _ = self
+                            .docker
+                            .disconnect_network(
+                                id,
+                                bollard::models::NetworkDisconnectRequest {
+                                    container: target,
+                                    force: Some(true),
+                                },
+                            )
+                            .await;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(map_err(format!("remove network `{id}`"), "network", id)(e)),
+            }
+        }
+    }
+
     pub async fn remove_labelled(&self, l: &Labelled) -> Result<[usize; 4], BackendError> {
         let removals = l.containers.iter().map(|(id, ..)| self.remove(id));
         for r in futures_util::future::join_all(removals).await {
             r?;
         }
         for (id, ..) in &l.networks {
-            match self.docker.remove_network(id).await {
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                r => r.map_err(map_err(format!("remove network `{id}`"), "network", id))?,
-            }
+            self.remove_network(id).await?;
         }
         for (name, ..) in &l.volumes {
             match self

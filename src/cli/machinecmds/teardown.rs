@@ -114,6 +114,7 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
 
 /// `hdev gc [--dry-run]`: removes objects of environments whose folder no longer exists.
 pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
+    let mut failures: Vec<String> = Vec::new();
     let report = runtime()?.block_on(async {
         let backends = Backends::connect(None).await?;
         let docker = backends
@@ -168,22 +169,27 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
         let mut out = Vec::new();
         for (env, (dir, l)) in dead {
             let vms = dead_vms.remove(&env).map(|(_, v)| v).unwrap_or_default();
-            let vm_count = if dry_run {
-                vms.len()
-            } else {
-                super::vms::destroy_at(&uri, &vms).await?
-            };
-            let counts = if dry_run {
-                [
+            if dry_run {
+                let counts = [
                     l.containers.len(),
                     l.networks.len(),
                     l.volumes.len(),
                     l.images.len(),
-                ]
-            } else {
-                docker.remove_labelled(&l).await?
-            };
-            out.push((env, dir, counts, vm_count));
+                ];
+                out.push((env, dir, counts, vms.len()));
+                continue;
+            }
+            // One environment that cannot be removed does not keep the others.
+            let removed = async {
+                let v = super::vms::destroy_at(&uri, &vms).await?;
+                let c = docker.remove_labelled(&l).await?;
+                anyhow::Ok((c, v))
+            }
+            .await;
+            match removed {
+                Ok((counts, vm_count)) => out.push((env, dir, counts, vm_count)),
+                Err(e) => failures.push(format!("`{env}`: {e:#}")),
+            }
         }
         anyhow::Ok(out)
     })?;
@@ -196,10 +202,12 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
                 serde_json::json!({"instance": e, "dir": d, "removed": removed})
             })
             .collect();
-        p.json(&serde_json::json!({ "dry_run": dry_run, "environments": envs }));
-        return Ok(0);
+        p.json(
+            &serde_json::json!({ "dry_run": dry_run, "environments": envs, "failed": failures }),
+        );
+        return Ok(i32::from(!failures.is_empty()));
     }
-    if report.is_empty() {
+    if report.is_empty() && failures.is_empty() {
         p.line("nothing to collect: every labelled environment still has its folder");
     }
     for (env, dir, c, v) in &report {
@@ -209,5 +217,8 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             c[0], c[1], c[2], c[3]
         ));
     }
-    Ok(0)
+    for f in &failures {
+        eprintln!("{} cannot remove {f}", p.red("error:"));
+    }
+    Ok(i32::from(!failures.is_empty()))
 }
