@@ -260,7 +260,12 @@ fn gc_removes_what_an_environment_with_a_deleted_folder_left_behind() {
     );
     assert_eq!(labelled_counts(&instance).0, 1, "a dry run removes nothing");
     let gc = env.run(&["gc"]);
-    assert_eq!(gc.code, 0, "{gc}");
+    // Other environments on this engine may be dead too, and one of them may resist (an
+    // engine holding a stale endpoint); gc goes on, says so, and exits 1. This one goes.
+    assert!(
+        gc.code == 0 || (gc.code == 1 && !gc.stderr.contains(&instance)),
+        "{gc}"
+    );
     assert!(gc.stdout.contains(&format!("removed `{instance}`")), "{gc}");
     assert_eq!(labelled_counts(&instance), (0, 0, 0));
 }

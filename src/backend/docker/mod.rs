@@ -427,8 +427,15 @@ impl DockerBackend {
     }
 
     pub async fn remove_labelled(&self, l: &Labelled) -> Result<[usize; 4], BackendError> {
-        let removals = l.containers.iter().map(|(id, ..)| self.remove(id));
-        for r in futures_util::future::join_all(removals).await {
+        // A few at a time: removing many containers of one network at once can leave the
+        // engine (20.10) with a stale endpoint that blocks removing the network for good.
+        use futures_util::stream::StreamExt;
+        let removals =
+            futures_util::stream::iter(l.containers.iter().map(|(id, ..)| self.remove(id)))
+                .buffer_unordered(4)
+                .collect::<Vec<_>>()
+                .await;
+        for r in removals {
             r?;
         }
         for (id, ..) in &l.networks {
