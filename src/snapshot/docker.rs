@@ -116,7 +116,13 @@ pub async fn capture(
         ))
         .map_err(be(&m.name))?
         .id;
-    let new_id = if name == BASELINE {
+    // A container that changed nothing on its image (no provisioning, say) already has
+    // the change list of its baseline: it need not be recreated, which halves what `up`
+    // costs for such machines. `drift` accepts that container on its box image.
+    let unchanged = name == BASELINE
+        && !on_snapshot_image(d, id).await
+        && changes(d, &m.name, id).await?.is_empty();
+    let new_id = if name == BASELINE && !unchanged {
         recreate(d, env, ctx, m, id, hash, &image).await?
     } else {
         id.to_string()
@@ -189,8 +195,54 @@ pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, 
         .and_then(|c| c.labels)
         .unwrap_or_default();
     if !labels.contains_key(LABEL_SNAPSHOT) {
-        return Err(missing(machine, BASELINE));
+        // Still on the image it was created from: that is its baseline when the baseline
+        // was committed without a change (see `capture`).
+        let instance = c
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(LABEL_ENV).cloned())
+            .unwrap_or_default();
+        let (repo, tag) = image_ref(&instance, machine, BASELINE);
+        if instance.is_empty() || image_id(d, &format!("{repo}:{tag}")).await.is_none() {
+            return Err(missing(machine, BASELINE));
+        }
     }
+    let since = Drift::from_changes(changes(d, machine, id).await?);
+    let base: Drift = labels
+        .get(LABEL_DRIFT)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    Ok(Drift::compose(&base, &since))
+}
+
+/// Whether the container runs on a snapshot image (after a reset or restore) rather than
+/// on the image it was first created from.
+async fn on_snapshot_image(d: &DockerBackend, id: &str) -> bool {
+    let Some(image) = d
+        .client()
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|c| c.image)
+    else {
+        return true;
+    };
+    d.client()
+        .inspect_image(&image)
+        .await
+        .ok()
+        .and_then(|i| i.config)
+        .and_then(|c| c.labels)
+        .is_none_or(|l| l.contains_key(LABEL_SNAPSHOT))
+}
+
+/// The engine's change list of a container, as (path, kind).
+async fn changes(
+    d: &DockerBackend,
+    machine: &str,
+    id: &str,
+) -> Result<Vec<(String, Kind)>, SnapshotError> {
     let changes = d
         .client()
         .container_changes(id)
@@ -198,20 +250,17 @@ pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, 
         .map_err(map_err("list changes", "container", id))
         .map_err(be(machine))?
         .unwrap_or_default();
-    let since = Drift::from_changes(changes.into_iter().map(|c| {
-        let k = match c.kind {
-            ChangeType::_0 => Kind::Changed,
-            ChangeType::_1 => Kind::Added,
-            ChangeType::_2 => Kind::Deleted,
-        };
-        (c.path, k)
-    }));
-    let base: Drift = labels
-        .get(LABEL_DRIFT)
-        .filter(|s| !s.is_empty())
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    Ok(Drift::compose(&base, &since))
+    Ok(changes
+        .into_iter()
+        .map(|c| {
+            let k = match c.kind {
+                ChangeType::_0 => Kind::Changed,
+                ChangeType::_1 => Kind::Added,
+                ChangeType::_2 => Kind::Deleted,
+            };
+            (c.path, k)
+        })
+        .collect())
 }
 
 /// The tagged snapshot images of an environment (superseded ones are untagged).

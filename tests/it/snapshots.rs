@@ -204,3 +204,45 @@ provision = [{ shell = "echo 1 >> /counter/web; echo web > /etc/role; echo d > /
         "destroy removes snapshot images"
     );
 }
+
+#[test]
+fn a_machine_without_provisioning_drifts_and_resets_like_any_other() {
+    if !docker_or_skip() {
+        return;
+    }
+    // Nothing changes such a container before its baseline, so `up` keeps the container
+    // on its box image instead of recreating it; drift and reset must not notice.
+    let env = TestEnv::new(
+        "plain",
+        r#"
+[machine.plain]
+backend = "docker"
+box = "busybox"
+"#,
+    );
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let id = env.ids()["plain"].clone();
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+    let e = env.run(&[
+        "exec",
+        "plain",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /etc/stray && rm /etc/group",
+    ]);
+    assert_eq!(e.code, 0, "{e}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(paths(&v, "plain", "added"), ["/etc/stray"]);
+    assert_eq!(paths(&v, "plain", "deleted"), ["/etc/group"]);
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_ne!(env.ids()["plain"], id, "reset recreates the container");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+    let group = env.run(&["exec", "plain", "--", "cat", "/etc/group"]);
+    assert_eq!(group.code, 0, "{group}");
+}
