@@ -204,7 +204,7 @@ row() { local what=$1 h=$2 c=$3; local mh mc; mh=$(med "$h"); mc=$(med "$c"); ec
 section=$(cat <<EOT
 ## hdev and Docker Compose
 
-\`bench/compose.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker engine $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo docker-compose), release build, $reps runs each, alternating which goes first; medians in ms. Both use the same busybox box image. HARNESS containers: the 9 containers of the HARNESS example with their provisioning scripts and health checks (Compose runs the same scripts in each service's command and gates \`depends_on\` on the same health checks). The ratio is hdev's time over Compose's (below 1 means hdev is faster).
+\`bench/compose.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker engine $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo docker-compose), release build, $reps runs each, alternating which goes first; medians in ms. Both use the same busybox box image. HARNESS containers: the 9 containers of the HARNESS example with their provisioning scripts and health checks (Compose runs the same scripts in each service's command and gates \`depends_on\` on the same health checks). The ratio is hdev's time over Compose's (below 1 means hdev is faster). hdev's \`up\` also commits each container's baseline (what makes \`reset\` and \`drift\` possible), which Compose does not do: that commit is most of the gap on identical containers.
 
 | what | hdev (ms) | Compose (ms) | ratio |
 |---|---:|---:|---:|
