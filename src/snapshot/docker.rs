@@ -250,7 +250,7 @@ async fn changes(
         .map_err(map_err("list changes", "container", id))
         .map_err(be(machine))?
         .unwrap_or_default();
-    Ok(changes
+    let list: Vec<(String, Kind)> = changes
         .into_iter()
         .map(|c| {
             let k = match c.kind {
@@ -260,7 +260,24 @@ async fn changes(
             };
             (c.path, k)
         })
-        .collect())
+        .collect();
+    Ok(without_engine_files(list))
+}
+
+/// The engine's own init binary, which it places in every container run with `init`.
+const DOCKER_INIT: &str = "/sbin/docker-init";
+
+/// Leaves out what the engine itself puts into a container (its init binary, and its
+/// folder when nothing else in it changed): neither the user nor provisioning did that.
+fn without_engine_files(list: Vec<(String, Kind)>) -> Vec<(String, Kind)> {
+    let others_in_sbin = list
+        .iter()
+        .any(|(p, _)| p.starts_with("/sbin/") && p != DOCKER_INIT);
+    list.into_iter()
+        .filter(|(p, k)| {
+            p != DOCKER_INIT && !(p == "/sbin" && *k == Kind::Changed && !others_in_sbin)
+        })
+        .collect()
 }
 
 /// The tagged snapshot images of an environment (superseded ones are untagged).
@@ -324,4 +341,30 @@ pub async fn delete(d: &DockerBackend, instance: &str, machine: &str, name: &str
         .remove_image(&format!("{repo}:{tag}"), Some(opts), None)
         .await
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engines_init_is_not_drift() {
+        let only_init = vec![
+            ("/sbin".to_string(), Kind::Changed),
+            (DOCKER_INIT.to_string(), Kind::Added),
+        ];
+        assert!(without_engine_files(only_init).is_empty());
+        let more = vec![
+            ("/sbin".to_string(), Kind::Changed),
+            (DOCKER_INIT.to_string(), Kind::Added),
+            ("/sbin/tool".to_string(), Kind::Added),
+        ];
+        assert_eq!(
+            without_engine_files(more),
+            vec![
+                ("/sbin".to_string(), Kind::Changed),
+                ("/sbin/tool".to_string(), Kind::Added)
+            ]
+        );
+    }
 }

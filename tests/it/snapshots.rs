@@ -218,6 +218,11 @@ fn a_machine_without_provisioning_drifts_and_resets_like_any_other() {
 [machine.plain]
 backend = "docker"
 box = "busybox"
+
+[machine.served]
+backend = "docker"
+box = "busybox"
+command = "httpd -f -p 80 -h /var/www"
 "#,
     );
     let up = env.run(&["up"]);
