@@ -20,6 +20,23 @@ fn libvirt_or_skip() -> bool {
     ok
 }
 
+/// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
+/// gets a bound of its own and `up` is measured on its own.
+fn build_debian_box(env: &TestEnv, recipe: &Path) {
+    let build = env
+        .cmd()
+        .args(["box", "build"])
+        .arg(recipe)
+        .timeout(std::time::Duration::from_secs(1500))
+        .output()
+        .expect("box build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+}
+
 fn domains_of(instance: &str) -> Vec<String> {
     let out = std::process::Command::new("virsh")
         .args(["-c", "qemu:///system", "list", "--all", "--name"])
@@ -92,20 +109,7 @@ extra_vars = {{ greeting = "hello from ansible" }}
          setsid nohup python3 -m http.server 8000 --directory /srv/www >/var/log/www.log 2>&1 < /dev/null &\n\
          for i in $(seq 1 50); do wget -q -O /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.2; done\nexit 1\n",
     );
-    // The debian box takes minutes to build on a fresh machine: build it first, with a
-    // bound of its own, so that `up` is measured on its own.
-    let build = env
-        .cmd()
-        .args(["box", "build"])
-        .arg(&recipe)
-        .timeout(std::time::Duration::from_secs(1500))
-        .output()
-        .expect("box build");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    build_debian_box(&env, &recipe);
 
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
@@ -213,18 +217,7 @@ networks = ["lan"]
             recipe = recipe.display()
         ),
     );
-    let build = env
-        .cmd()
-        .args(["box", "build"])
-        .arg(&recipe)
-        .timeout(std::time::Duration::from_secs(1500))
-        .output()
-        .expect("box build");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    build_debian_box(&env, &recipe);
     let up = env.run(&["up"]);
     assert_eq!(up.code, 1, "{up}");
     assert!(
