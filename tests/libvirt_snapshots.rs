@@ -1,7 +1,8 @@
 //! Baseline, drift, reset and a named snapshot of a real VM, through the `hdev` binary:
-//! the disk is a chain of qcow2 layers in the `hdev` pool, drift is read inside the guest,
-//! reset boots on a fresh overlay without provisioning again, and destroy removes every
-//! layer. One VM under software emulation: the test takes a few minutes.
+//! the disk is a chain of qcow2 layers in the `hdev` pool with the running VM's memory
+//! saved beside each, drift is read inside the guest, reset resumes the guest from the
+//! baseline's memory on a fresh overlay (no boot, no provisioning again; halted or not),
+//! and destroy removes every layer and memory file. One VM under software emulation: the test takes a few minutes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,6 +88,28 @@ fn volumes_of(instance: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The guest runs the boot it was provisioned in (reset resumed it rather than booting),
+/// and its clock is current again.
+fn assert_resumed(env: &Env) {
+    let c = env.sh("cat /root/boot /proc/sys/kernel/random/boot_id; date +%s");
+    assert_eq!(c.code, 0, "{c}");
+    let lines: Vec<&str> = c.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{c}");
+    assert_eq!(
+        lines[0], lines[1],
+        "reset booted the guest instead of resuming it"
+    );
+    let guest: i64 = lines[2].parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (host - guest).abs() < 30,
+        "guest clock {guest} vs host {host} after resuming"
+    );
+}
+
 #[test]
 fn a_vm_drifts_resets_without_provisioning_and_restores_a_snapshot() {
     if !Path::new("/var/run/libvirt/libvirt-sock").exists() {
@@ -114,7 +137,7 @@ backend = "libvirt"
 box = "debian"
 memory = "384M"
 networks = ["lan"]
-provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo d > /etc/doomed" }}]
+provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo d > /etc/doomed; cat /proc/sys/kernel/random/boot_id > /root/boot" }}]
 "#,
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("boxes/debian-bookworm")
@@ -148,6 +171,7 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
 
     let r = env.run(&["reset"]);
     assert_eq!(r.code, 0, "{r}");
+    assert_resumed(&env);
     let (code, d) = env.drift();
     assert_eq!(code, 0, "no drift after reset: {d}");
     let c = env.sh("cat /etc/role /root/provisioned; test ! -e /root/later");
@@ -174,12 +198,27 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
         s1["chain_bytes"].as_u64() > s1["own_bytes"].as_u64(),
         "a snapshot's chain includes the baseline under it: {l}"
     );
+    let memory_files = |i: &str| {
+        volumes_of(i)
+            .into_iter()
+            .filter(|v| v.ends_with(".mem"))
+            .count()
+    };
+    assert_eq!(memory_files(&instance), 2, "baseline and s1 memory");
     let del = env.run(&["snapshot", "delete", "s1"]);
     assert_eq!(del.code, 0, "{del}");
     assert!(
-        volumes_of(&instance).len() >= 2,
-        "baseline layer and top stay"
+        volumes_of(&instance).len() >= 3,
+        "baseline layer, its memory and the top stay"
     );
+    assert_eq!(memory_files(&instance), 1, "s1's memory is deleted with it");
+
+    // A halted VM resets the same way: resumed from the baseline's memory.
+    let h = env.run(&["halt"]);
+    assert_eq!(h.code, 0, "{h}");
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_resumed(&env);
 
     let gone = env.run(&["destroy", "-y"]);
     assert_eq!(gone.code, 0, "{gone}");

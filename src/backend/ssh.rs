@@ -220,12 +220,24 @@ impl SshTarget {
 
     /// Waits until the guest accepts SSH and runs a command, at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), SshError> {
+        self.run_when_ready(timeout, &|| "true".to_string()).await
+    }
+
+    /// Runs `command()` (built afresh for each attempt) until it succeeds, for at most
+    /// `timeout`. Polls quickly at first, since a resumed guest answers within a second,
+    /// then every 2 s while a guest boots.
+    pub async fn run_when_ready(
+        &self,
+        timeout: Duration,
+        command: &dyn Fn() -> String,
+    ) -> Result<(), SshError> {
         let start = Instant::now();
         let mut last = String::from("no attempt finished");
+        let mut pause = Duration::from_millis(200);
         while start.elapsed() < timeout {
             let out = Command::new("ssh")
                 .args(self.args(5))
-                .args(["-o", "BatchMode=yes", "--", "true"])
+                .args(["-o", "BatchMode=yes", "--", &command()])
                 .stdin(Stdio::null())
                 .output();
             match tokio::time::timeout(Duration::from_secs(20), out).await {
@@ -239,7 +251,8 @@ impl SshTarget {
                 }
                 Err(_) => last = "ssh did not finish within 20s".into(),
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
         Err(SshError::Timeout {
             host: self.host.to_string(),

@@ -81,16 +81,32 @@ pub async fn capture(
     Ok(layer.volume)
 }
 
-/// Puts the VM back on state `name` and boots it (waiting until it answers SSH).
+/// Puts the VM back on state `name`: resumed from the state's memory when it has one
+/// (then its clock is set to now, since it stood still while saved), booted otherwise;
+/// either way it answers SSH when this returns.
 pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), SnapshotError> {
-    match vms.lv_for(id).reset_to_layer(id, name).await {
+    let resumed = match vms.lv_for(id).reset_to_layer(id, name).await {
         Err(LibvirtError::NotFound {
             what: "snapshot layer",
             ..
         }) => return Err(super::missing(machine, name)),
         r => r.map_err(lv(machine))?,
+    };
+    if !resumed {
+        return vms.start(id).await.map_err(be(machine));
     }
-    vms.start(id).await.map_err(be(machine))
+    // The first command that gets through also sets the clock, which stood still while
+    // the state was saved.
+    let set_clock = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("date -u -s @{now} >/dev/null")
+    };
+    vms.run_when_ready(id, &set_clock)
+        .await
+        .map_err(be(machine))
 }
 
 /// Files added, changed and deleted in the guest since its baseline.

@@ -1,15 +1,21 @@
 //! A VM's disk as a chain of qcow2 layers, for baselines and snapshots without copying.
 //!
 //! The domain always runs on a thin top overlay. Capturing a state turns the current top
-//! into a read-only layer (a libvirt disk-only external snapshot: live when the VM runs,
-//! so `up` does not reboot it) with a fresh top above it. Returning to a state powers the
-//! VM off and puts a new empty top on that state's layer: the cost is creating one empty
-//! qcow2 file and a boot, whatever the disk's size.
+//! into a read-only layer (a libvirt external snapshot) with a fresh top above it. When
+//! the VM runs, the snapshot also saves its memory to a file beside the layer, and the
+//! guest carries on: `up` does not reboot it.
 //!
-//! Every layer and top is a volume of the `hdev` pool named `<domain>.<...>.qcow2`, so the
-//! domain's `destroy` (which removes every volume named after the domain) and `gc` remove
-//! them. Which layer holds which state is recorded in the domain's hdev metadata
-//! (`layers='baseline=VOL@TIME;NAME=VOL@TIME'`): libvirtd, not a local file, is the truth.
+//! Returning to a state powers the VM off and puts a new empty top on that state's layer.
+//! When the state has its memory, the VM is then restored from it: the guest resumes
+//! where it was when the state was taken, with no boot, so the cost is one empty qcow2
+//! file and reading the memory file back (it grows with the VM's memory, never with its
+//! disk). A state taken while the VM was off has no memory, and the VM boots instead.
+//!
+//! Every layer, memory file and top is a volume of the `hdev` pool named
+//! `<domain>.<...>`, so the domain's `destroy` (which removes every volume named after the
+//! domain) and `gc` remove them. Which layer holds which state is recorded in the domain's
+//! hdev metadata (`layers='baseline=VOL@TIME@MEM;NAME=VOL@TIME'`): libvirtd, not a local
+//! file, is the truth.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -28,6 +34,8 @@ pub struct Layer {
     pub volume: String,
     /// Unix time it was captured.
     pub created: i64,
+    /// The memory file (a libvirt save image) when the VM was running at capture time.
+    pub memory: Option<String>,
 }
 
 /// A recorded layer with its disk use.
@@ -35,7 +43,7 @@ pub struct Layer {
 pub struct LayerUse {
     pub name: String,
     pub layer: Layer,
-    /// Bytes the layer itself holds.
+    /// Bytes the layer itself holds (its memory file included).
     pub own: u64,
     /// Bytes of the whole chain under and including it (the box base excluded).
     pub chain: u64,
@@ -46,12 +54,16 @@ pub fn parse_layers(s: &str) -> BTreeMap<String, Layer> {
     s.split(';')
         .filter_map(|kv| {
             let (name, rest) = kv.split_once('=')?;
-            let (volume, created) = rest.rsplit_once('@')?;
+            let mut parts = rest.split('@');
+            let volume = parts.next()?.to_string();
+            let created = parts.next()?.parse().ok()?;
+            let memory = parts.next().filter(|m| !m.is_empty()).map(str::to_string);
             Some((
                 name.to_string(),
                 Layer {
-                    volume: volume.to_string(),
-                    created: created.parse().ok()?,
+                    volume,
+                    created,
+                    memory,
                 },
             ))
         })
@@ -61,7 +73,10 @@ pub fn parse_layers(s: &str) -> BTreeMap<String, Layer> {
 pub fn format_layers(layers: &BTreeMap<String, Layer>) -> String {
     layers
         .iter()
-        .map(|(n, l)| format!("{n}={}@{}", l.volume, l.created))
+        .map(|(n, l)| match &l.memory {
+            Some(m) => format!("{n}={}@{}@{m}", l.volume, l.created),
+            None => format!("{n}={}@{}", l.volume, l.created),
+        })
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -172,6 +187,25 @@ fn backing_of(v: &StorageVol) -> Option<String> {
     Some(rest[s..s + e].to_string())
 }
 
+/// Restores a domain from a memory file taken when its top was `layer`, running on
+/// `new_top` (a fresh overlay of that layer, so the disk is exactly what the memory
+/// expects).
+fn restore_memory(c: &Connect, file: &str, layer: &str, new_top: &str) -> Result<(), LibvirtError> {
+    let saved = c
+        .save_image_xml_desc(file, virt::sys::VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+        .map_err(call(format!("read memory image `{file}`")))?;
+    let old_top = disk_source(&saved).unwrap_or_default();
+    if file_name(&old_top) != layer {
+        return Err(LibvirtError::NotFound {
+            what: "memory image of layer",
+            name: layer.to_string(),
+        });
+    }
+    let dxml = with_top(&saved, &old_top, new_top);
+    c.restore_domain_flags(file, Some(&dxml), virt::sys::VIR_DOMAIN_SAVE_RUNNING)
+        .map_err(call(format!("restore memory from `{file}`")))
+}
+
 /// Deletes the domain's volumes that neither the top nor any recorded layer needs.
 fn prune(
     c: &Connect,
@@ -192,6 +226,7 @@ fn prune(
         .filter_map(|n| pool.lookup_storage_vol_by_name(&n).ok().map(|v| (n, v)))
         .collect();
     let mut keep: BTreeSet<String> = layers.values().map(|l| l.volume.clone()).collect();
+    keep.extend(layers.values().filter_map(|l| l.memory.clone()));
     keep.insert(file_name(top));
     let mut todo: Vec<String> = keep.iter().cloned().collect();
     while let Some(n) = todo.pop() {
@@ -211,7 +246,8 @@ fn prune(
 
 impl LibvirtBackend {
     /// Turns the domain's current top into the layer of state `name` and puts a fresh top
-    /// on it (live when the domain runs). The guest should have flushed its writes.
+    /// on it. When the domain runs, its memory is saved with the layer and it carries on
+    /// (paused only while the memory is written). The guest should have flushed its writes.
     pub async fn capture_layer(&self, domain: &str, name: &str) -> Result<Layer, LibvirtError> {
         let (domain, name) = (domain.to_string(), name.to_string());
         self.blocking(move |c| {
@@ -222,22 +258,33 @@ impl LibvirtBackend {
                 name: domain.clone(),
             })?;
             let dir = Path::new(&top).parent().unwrap_or(Path::new("/"));
-            let new_top = dir.join(format!("{domain}.{}.qcow2", unique()));
+            let id = unique();
+            let new_top = dir.join(format!("{domain}.{id}.qcow2"));
+            let running = d.is_active().unwrap_or(false);
+            let memory = running.then(|| format!("{domain}.{id}.mem"));
+            let memory_el = match &memory {
+                Some(m) => format!(
+                    "<memory snapshot='external' file='{}'/>",
+                    esc(&dir.join(m).to_string_lossy())
+                ),
+                None => "<memory snapshot='no'/>".to_string(),
+            };
             let snap = format!(
-                "<domainsnapshot><name>hdev-{}</name><memory snapshot='no'/><disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='{}'/></disk></disks></domainsnapshot>",
-                unique(),
+                "<domainsnapshot><name>hdev-{id}</name>{memory_el}<disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='{}'/></disk></disks></domainsnapshot>",
                 esc(&new_top.to_string_lossy())
             );
-            let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
-                | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
-            if d.is_active().unwrap_or(false) {
+            let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
+            if running {
                 flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+            } else {
+                flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY;
             }
             d.create_snapshot_xml(&snap, flags)
-                .map_err(call(format!("capture the disk of `{domain}`")))?;
+                .map_err(call(format!("capture the state of `{domain}`")))?;
             let layer = Layer {
                 volume: file_name(&top),
                 created: now(),
+                memory,
             };
             layers.insert(name, layer.clone());
             let (xml, _) = layers_of(&d)?;
@@ -250,9 +297,11 @@ impl LibvirtBackend {
         .await
     }
 
-    /// Powers the domain off and puts a fresh top on the layer of state `name`; the
-    /// caller starts it. The old top and layers nothing needs any more are deleted.
-    pub async fn reset_to_layer(&self, domain: &str, name: &str) -> Result<(), LibvirtError> {
+    /// Powers the domain off and puts a fresh top on the layer of state `name`. When the
+    /// state has its memory, the domain is restored from it and runs on (returns true);
+    /// otherwise it is left off for the caller to boot (false). The old top and layers
+    /// nothing needs any more are deleted.
+    pub async fn reset_to_layer(&self, domain: &str, name: &str) -> Result<bool, LibvirtError> {
         let (domain, name) = (domain.to_string(), name.to_string());
         self.blocking(move |c| {
             let d = lookup(c, &domain)?;
@@ -283,7 +332,20 @@ impl LibvirtBackend {
             let new_top = v.path().map_err(call("volume path"))?;
             let new_xml = with_top(&xml, &old_top, &new_top);
             c.define_domain_xml(&new_xml).map_err(call("redefine domain"))?;
-            prune(c, &domain, &new_top, &layers)
+            let memory = layer
+                .memory
+                .as_ref()
+                .and_then(|m| pool.lookup_storage_vol_by_name(m).ok())
+                .and_then(|v| v.path().ok());
+            let resumed = match memory {
+                Some(file) => {
+                    restore_memory(c, &file, &layer.volume, &new_top)?;
+                    true
+                }
+                None => false,
+            };
+            prune(c, &domain, &new_top, &layers)?;
+            Ok(resumed)
         })
         .await
     }
@@ -328,7 +390,9 @@ impl LibvirtBackend {
             };
             let mut out = Vec::new();
             for (name, layer) in layers {
-                let (size, mut next) = own(&layer.volume);
+                let (disk, mut next) = own(&layer.volume);
+                let memory = layer.memory.as_deref().map_or(0, |m| own(m).0);
+                let size = disk + memory;
                 let mut chain = size;
                 let mut seen = 0;
                 while let Some(n) = next.filter(|n| n.starts_with(&prefix) && seen < 1000) {
@@ -362,6 +426,7 @@ mod tests {
             Layer {
                 volume: "hdev-e-1-vm.qcow2".into(),
                 created: 17,
+                memory: Some("hdev-e-1-vm.17.mem".into()),
             },
         );
         m.insert(
@@ -369,6 +434,7 @@ mod tests {
             Layer {
                 volume: "hdev-e-1-vm.123.qcow2".into(),
                 created: 18,
+                memory: None,
             },
         );
         assert_eq!(parse_layers(&format_layers(&m)), m);

@@ -242,9 +242,24 @@ impl Vms {
     /// Starts the VM and waits until it accepts SSH.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
         self.lv_for(id).start(id).await.map_err(err)?;
+        self.wait_ready(id).await
+    }
+
+    /// Waits until a running VM answers SSH.
+    pub async fn wait_ready(&self, id: &str) -> Result<(), BackendError> {
+        self.run_when_ready(id, &|| "true".to_string()).await
+    }
+
+    /// Runs `command()` over SSH as soon as the running VM answers (retrying until it
+    /// succeeds, within the boot timeout).
+    pub async fn run_when_ready(
+        &self,
+        id: &str,
+        command: &dyn Fn() -> String,
+    ) -> Result<(), BackendError> {
         let target = self.target(id).await?;
         target
-            .wait_ready(vm::BOOT_TIMEOUT)
+            .run_when_ready(vm::BOOT_TIMEOUT, command)
             .await
             .map_err(|e| engine(&format!("boot `{id}`"), e))
     }
