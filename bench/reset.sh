@@ -94,7 +94,8 @@ section=$(mktemp)
   echo "\`bench/reset.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, release build, VMs under $(if grep -qE 'vmx|svm' /proc/cpuinfo; then echo KVM; else echo 'software emulation (TCG)'; fi)."
   echo "**rebuild**: \`hdev destroy -y\` + \`hdev up\` (create, boot, provision, baseline)."
   echo "**reset**: \`hdev reset\` after changing files (containers recreated from their"
-  echo "baseline images; the VM powered off and booted on a fresh overlay over its baseline layer)."
+  echo "baseline images; the VM powered off and resumed from its baseline's saved memory on a"
+  echo "fresh overlay over its baseline layer)."
   echo "Provisioning writes ${data} MiB and 1000 files, then sleeps ${sleep_s} s (containers) or"
   echo "${vm_sleep} s (VM) in place of package installs. Medians of $reps (containers) and $vm_reps (VM) runs."
   echo
@@ -115,13 +116,13 @@ section=$(mktemp)
   cat <<'EON'
 A container reset is the removal and creation of five containers from images that
 already hold the provisioned state (200 MiB each), so it does not depend on what
-provisioning did or on how much data the baseline holds. The VM reset is a power-off, one
-empty qcow2 file and a boot: under software emulation the boot is nearly all of it
-(about 16 s), and it is the same at 2 and 32 GiB. Against this short stand-in provisioning
-(20 s) the VM reset is only about 3x faster than a rebuild, short of the 10x target; the
-ratio grows with real provisioning (package installs take minutes), and reaching 10x
-regardless of provisioning would need restoring a saved memory state instead of booting
-(not done).
+provisioning did or on how much data the baseline holds. A VM reset is a power-off, one
+empty qcow2 file over the baseline layer, and resuming the guest from the memory saved
+with the baseline (no boot), then one SSH round trip that also sets the guest's clock.
+None of it reads the disk, so it is the same at 2 and 32 GiB; it grows with the memory
+the guest uses (the memory file, about 190 MB for this 384 MiB guest), not with its
+disk. Before memory was saved with the baseline, a VM reset booted the guest (about 16 s
+under software emulation) and was only about 3x faster than a rebuild.
 EON
   echo
   echo "Raw runs (ms): containers rebuild [${rebuild[docker]% }] reset [${reset[docker]% }]; VM rebuild [${rebuild[vm]% }] reset [${reset[vm]% }]; VM 32 GiB reset [${reset[vmbig]% }]."

@@ -228,6 +228,8 @@ fn prune(
     let mut keep: BTreeSet<String> = layers.values().map(|l| l.volume.clone()).collect();
     keep.extend(layers.values().filter_map(|l| l.memory.clone()));
     keep.insert(file_name(top));
+    // The cloud-init seed is no layer, but the domain still uses it.
+    keep.insert(format!("{domain}.seed.iso"));
     let mut todo: Vec<String> = keep.iter().cloned().collect();
     while let Some(n) = todo.pop() {
         if let Some(b) = vols.get(&n).and_then(backing_of).map(|p| file_name(&p)) {

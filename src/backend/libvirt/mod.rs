@@ -7,6 +7,7 @@
 
 pub mod layers;
 pub mod machines;
+pub mod seed;
 pub mod vm;
 pub mod xml;
 
@@ -135,6 +136,42 @@ impl LibvirtBackend {
                 base.display()
             );
             let v = StorageVol::create_xml(&pool, &xml, 0).map_err(call(format!("create overlay `{vol_name}`")))?;
+            Ok(PathBuf::from(v.path().map_err(call("volume path"))?))
+        })
+        .await
+    }
+
+    /// Writes the machine's cloud-init seed into the pool as `<name>.seed.iso` (replacing
+    /// an older one) through a libvirt stream, so remote hosts get it too.
+    pub async fn put_seed(&self, name: &str, iso: Vec<u8>) -> Result<PathBuf, LibvirtError> {
+        let vol_name = format!("{name}.seed.iso");
+        let uri = self.uri.clone();
+        self.blocking(move |c| {
+            let pool = crate::boxes::libvirt::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            if let Ok(old) = pool.lookup_storage_vol_by_name(&vol_name) {
+                old.delete(0).map_err(call(format!("replace `{vol_name}`")))?;
+            }
+            let xml = format!(
+                "<volume><name>{vol_name}</name><capacity unit='bytes'>{}</capacity><target><format type='raw'/><permissions><mode>0644</mode></permissions></target></volume>",
+                iso.len()
+            );
+            let v = StorageVol::create_xml(&pool, &xml, 0)
+                .map_err(call(format!("create `{vol_name}`")))?;
+            let stream = virt::stream::Stream::new(c, 0).map_err(call("open a stream"))?;
+            v.upload(&stream, 0, iso.len() as u64, 0)
+                .map_err(call(format!("upload `{vol_name}`")))?;
+            let mut sent = 0;
+            while sent < iso.len() {
+                match stream.send(&iso[sent..]) {
+                    Ok(k) if k > 0 => sent += k as usize,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = stream.abort();
+                        return Err(call(format!("upload `{vol_name}`"))(e));
+                    }
+                }
+            }
+            stream.finish().map_err(call(format!("upload `{vol_name}`")))?;
             Ok(PathBuf::from(v.path().map_err(call("volume path"))?))
         })
         .await

@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
+use super::seed;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
 use crate::backend::ssh::{SshKey, SshTarget};
 use crate::boxes::libvirt::BaseVolumes;
+use crate::boxes::manifest::Boot as BoxBoot;
 use crate::envfile::{Env, Machine};
 use crate::host::DomainType;
 
@@ -125,16 +129,24 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         });
     }
     let a = v.base;
-    let boot = match (&a.kernel, &a.initrd) {
-        (Some(k), Some(i)) => Boot::Kernel {
+    let boot = match (a.boot, &a.kernel, &a.initrd) {
+        (BoxBoot::Kernel, Some(k), Some(i)) => Boot::Kernel {
             kernel: k.clone(),
             initrd: i.clone(),
         },
-        _ => {
+        (BoxBoot::Kernel, _, _) => {
             return Err(VmError::NoKernel {
                 machine: v.machine.name.clone(),
                 box_name: a.name.clone(),
             })
+        }
+        // A disk with its own boot loader: configured by cloud-init from a NoCloud
+        // seed (an image without cloud-init ignores it).
+        (BoxBoot::CloudInit | BoxBoot::Disk, _, _) => {
+            let iso = seed_iso_for(&v);
+            Boot::Disk {
+                seed: lv.put_seed(&v.layout.domain, iso).await?,
+            }
         }
     };
     let disk = lv
@@ -164,14 +176,38 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
     Ok(())
 }
 
+/// The NoCloud seed of a machine; its instance id follows the seed's content, so a
+/// changed seed is applied again.
+fn seed_iso_for(v: &VmInputs<'_>) -> Vec<u8> {
+    let content = |id: &str| {
+        seed::files(&seed::SeedSpec {
+            hostname: &v.machine.name,
+            instance_id: id,
+            ssh_public_key: &v.key.public,
+            nics: &v.layout.nics,
+        })
+    };
+    let mut h = Sha256::new();
+    for (name, data) in content("") {
+        h.update(name.as_bytes());
+        h.update(&data);
+    }
+    let id = format!("{}-{}", v.layout.domain, &hex::encode(h.finalize())[..12]);
+    seed::seed_iso(&seed::SeedSpec {
+        hostname: &v.machine.name,
+        instance_id: &id,
+        ssh_public_key: &v.key.public,
+        nics: &v.layout.nics,
+    })
+}
+
 /// Why a VM could not be brought up.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error(transparent)]
     Libvirt(#[from] LibvirtError),
-    /// The box has a disk but no kernel to boot directly, and no cloud-init seed path
-    /// applies.
-    #[error("machine `{machine}`: box `{box_name}` has no kernel and initrd to boot directly")]
+    /// The box says it boots its kernel directly but carries no kernel and initrd.
+    #[error("machine `{machine}`: box `{box_name}` boots its kernel directly but has no kernel and initrd; rebuild the box, or mark it `boot = \"cloud-init\"` if its disk boots by itself")]
     NoKernel { machine: String, box_name: String },
     /// A VM needs a network to be reached over SSH.
     #[error("machine `{machine}` is on no network, so hdev cannot reach it over SSH; give it `networks = [...]`")]

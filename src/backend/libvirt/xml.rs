@@ -181,10 +181,12 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(x, "      <target dev='vda' bus='virtio'/>");
     let _ = writeln!(x, "    </disk>");
     if let Boot::Disk { seed } = &spec.boot {
-        let _ = writeln!(x, "    <disk type='file' device='cdrom'>");
+        // A virtio disk rather than a CD drive: every cloud image has the virtio driver,
+        // not every cloud kernel has SATA or IDE. No snapshot ever includes it.
+        let _ = writeln!(x, "    <disk type='file' device='disk' snapshot='no'>");
         let _ = writeln!(x, "      <driver name='qemu' type='raw'/>");
         let _ = writeln!(x, "      <source file='{}'/>", esc(&seed.to_string_lossy()));
-        let _ = writeln!(x, "      <target dev='sda' bus='sata'/>");
+        let _ = writeln!(x, "      <target dev='vdb' bus='virtio'/>");
         let _ = writeln!(x, "      <readonly/>");
         let _ = writeln!(x, "    </disk>");
     }
