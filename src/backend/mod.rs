@@ -10,6 +10,7 @@ pub mod addresses;
 pub mod docker;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod placement;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};

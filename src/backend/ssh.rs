@@ -97,6 +97,9 @@ pub struct SshTarget {
     pub key: PathBuf,
     pub user: String,
     pub host: Ipv4Addr,
+    /// How to get to `host` when it is not reachable from here: the `ProxyCommand` of a
+    /// VM on a remote libvirt host.
+    pub proxy: Option<String>,
 }
 
 /// Output of a remote command: its exit code and its last lines.
@@ -110,7 +113,7 @@ impl SshTarget {
     /// Options for every connection: the environment key only, no host key pinning, no
     /// prompts.
     pub fn args(&self, connect_timeout_secs: u64) -> Vec<String> {
-        vec![
+        let mut a = vec![
             "-i".into(),
             self.key.to_string_lossy().into_owned(),
             "-o".into(),
@@ -125,8 +128,13 @@ impl SshTarget {
             format!("ConnectTimeout={connect_timeout_secs}"),
             "-o".into(),
             "ServerAliveInterval=15".into(),
-            format!("{}@{}", self.user, self.host),
-        ]
+        ];
+        if let Some(p) = &self.proxy {
+            a.push("-o".into());
+            a.push(format!("ProxyCommand={p}"));
+        }
+        a.push(format!("{}@{}", self.user, self.host));
+        a
     }
 
     /// An interactive session, or one command (with a terminal when `tty`), for

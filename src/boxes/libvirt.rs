@@ -98,9 +98,17 @@ pub async fn import_box(store: &Store, uri: &str, b: &StoredBox) -> Result<BaseV
         let conn = Connect::open(Some(&uri)).map_err(err(format!("connecting to `{uri}`")))?;
         let result = (|| {
             let pool = ensure_pool(&conn, &uri).map_err(err(format!("pool `{POOL}`")))?;
+            let host = host_key(&conn, &uri);
             let base = format!("hdev-box-{}-{}", arts.name, arts.digest.short());
             let up = |src: &Path, suffix: &str| {
-                upload_once(&store, &uri, &pool, src, &format!("{base}{suffix}"), &label)
+                upload_once(
+                    &store,
+                    &host,
+                    &pool,
+                    src,
+                    &format!("{base}{suffix}"),
+                    &label,
+                )
             };
             let disk = up(&arts.disk, ".qcow2")?;
             let kernel = arts
@@ -173,9 +181,26 @@ pub fn ensure_pool(conn: &Connect, uri: &str) -> Result<StoragePool, virt::error
     Ok(pool)
 }
 
-/// The marker saying volume `vol` on `uri` was uploaded completely.
-fn marker(store: &Store, uri: &str, vol: &str) -> PathBuf {
-    let key = BoxDigest::of(uri.as_bytes());
+/// The libvirt host behind a connection: its host UUID and name, so one host reached through
+/// two URIs (`qemu:///system`, `qemu+ssh://host/system`) shares its uploads; the URI
+/// where the capabilities say none.
+fn host_key(conn: &Connect, uri: &str) -> String {
+    conn.capabilities()
+        .ok()
+        .and_then(|caps| {
+            let host = caps.find("<host>")?;
+            let s = caps[host..].find("<uuid>")? + host + "<uuid>".len();
+            let e = caps[s..].find("</uuid>")? + s;
+            let name = conn.hostname().unwrap_or_default();
+            Some(format!("host:{}@{name}", caps[s..e].trim()))
+        })
+        .unwrap_or_else(|| uri.to_string())
+}
+
+/// The marker saying volume `vol` on the host `host` (see [`host_key`]) was uploaded
+/// completely.
+fn marker(store: &Store, host: &str, vol: &str) -> PathBuf {
+    let key = BoxDigest::of(host.as_bytes());
     store
         .root()
         .join("imports")
@@ -186,7 +211,7 @@ fn marker(store: &Store, uri: &str, vol: &str) -> PathBuf {
 
 fn upload_once(
     store: &Store,
-    uri: &str,
+    host: &str,
     pool: &StoragePool,
     src: &Path,
     vol_name: &str,
@@ -200,7 +225,7 @@ fn upload_once(
             message: e.to_string(),
         }
     };
-    let mark = marker(store, uri, vol_name);
+    let mark = marker(store, host, vol_name);
     match pool.lookup_storage_vol_by_name(vol_name) {
         Ok(v) if mark.exists() => {
             return v
@@ -299,6 +324,7 @@ pub fn remove_volumes(store: &Store, uri: &str, b: &StoredBox) -> Result<usize, 
         Err(e) => return Err(err(e)),
     };
     let base = format!("hdev-box-{}-{}", b.manifest.name, b.digest.short());
+    let host = host_key(&conn, uri);
     let mut n = 0;
     for suffix in [".qcow2", "-vmlinuz", "-initrd"] {
         let name = format!("{base}{suffix}");
@@ -306,7 +332,7 @@ pub fn remove_volumes(store: &Store, uri: &str, b: &StoredBox) -> Result<usize, 
             v.delete(0).map_err(err)?;
             n += 1;
         }
-        let _ = std::fs::remove_file(marker(store, uri, &name));
+        let _ = std::fs::remove_file(marker(store, &host, &name));
     }
     Ok(n)
 }

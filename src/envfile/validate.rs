@@ -270,7 +270,11 @@ pub fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env
     if !ctx.diags.is_empty() {
         return None;
     }
-    Some(Env {
+    let spans: BTreeMap<String, Range<usize>> = networks
+        .iter()
+        .map(|(k, (_, span))| (k.clone(), span.clone()))
+        .collect();
+    let env = Env {
         dir: dir.to_path_buf(),
         file: file.to_path_buf(),
         settings: settings?,
@@ -278,7 +282,19 @@ pub fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env
         networks: networks.into_iter().map(|(k, (n, _))| (k, n)).collect(),
         machines,
         tests,
-    })
+    };
+    // A network lives on one host: VMs on a remote libvirt host cannot share it with
+    // machines on this one.
+    if let Err(e) = crate::backend::placement::check_spans(&env) {
+        let span = spans.get(&e.network).cloned().unwrap_or(0..0);
+        ctx.push(
+            Diagnostic::new(span, e.to_string())
+                .label("used on more than one host")
+                .help("VMs on a remote libvirt host get their own networks there; containers and local VMs share this host's"),
+        );
+        return None;
+    }
+    Some(env)
 }
 
 fn check_base(ctx: &mut Ctx, m: &MachineDraft, box_names: &[&str]) -> Option<Base> {

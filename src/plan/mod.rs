@@ -119,12 +119,15 @@ impl Plan {
     }
 }
 
-/// The networks the environment needs: every Envfile network, and the default one when a
-/// docker machine names none.
+/// The Docker networks the environment needs: every Envfile network on this host, and the
+/// default one when a docker machine names none.
 fn wanted_networks(env: &Env) -> Vec<(String, Option<String>)> {
+    // Networks of VMs on a remote libvirt host are made there, with the VMs.
+    let remote = crate::backend::placement::remote_networks(env);
     let mut out: Vec<(String, Option<String>)> = env
         .networks
         .values()
+        .filter(|n| !remote.contains_key(&n.name))
         .map(|n| {
             (
                 n.name.clone(),

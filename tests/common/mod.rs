@@ -1,6 +1,8 @@
 //! Shared pieces of the box tests: a temp store home and project folder, and the binary.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

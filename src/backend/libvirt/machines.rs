@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::remote::{self, remote_host};
 use super::vm::{self, VmInputs};
 use super::{LibvirtBackend, LibvirtError, ObservedVm};
 use crate::backend::ssh::{SshKey, SshTarget};
@@ -20,9 +21,6 @@ use crate::host::{self, DomainType, KvmProbe};
 
 /// How long `halt` waits for an ACPI shutdown before forcing the VM off.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Default libvirt connection.
-pub const DEFAULT_URI: &str = "qemu:///system";
 
 /// VMs of one environment, on every libvirt connection its machines name.
 pub struct Vms {
@@ -55,20 +53,8 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
+pub use crate::backend::placement::{machine_uri, uri_of, DEFAULT_URI};
 pub use crate::backend::ssh::shell_quote;
-
-/// The libvirt URI of an environment's VMs, unless a machine names its own.
-pub fn uri_of(env: &Env) -> String {
-    env.settings
-        .libvirt_uri
-        .clone()
-        .unwrap_or_else(|| DEFAULT_URI.to_string())
-}
-
-/// The libvirt URI of one machine.
-pub fn machine_uri(env: &Env, m: &crate::envfile::Machine) -> String {
-    m.libvirt_uri.clone().unwrap_or_else(|| uri_of(env))
-}
 
 /// Every libvirt URI the environment's VMs use (the environment's own always included).
 pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
@@ -192,6 +178,23 @@ impl Vms {
             })
             .collect();
         let layout = vm::layout(&self.env, &ctx.instance, m, &bridges).map_err(err)?;
+        // On a remote host, the machine's networks are libvirt networks there.
+        let remote = remote::remote_networks(&self.env);
+        for a in &m.networks {
+            if remote.contains_key(&a.network) {
+                let xml =
+                    remote::network_xml(&ctx.instance, &self.env, &a.network).ok_or_else(|| {
+                        BackendError::NotFound {
+                            what: "network",
+                            name: a.network.clone(),
+                        }
+                    })?;
+                self.lv_of(m)
+                    .ensure_network(&remote::network_name(&ctx.instance, &a.network), xml)
+                    .await
+                    .map_err(err)?;
+            }
+        }
         vm::define(
             self.lv_of(m),
             VmInputs {
@@ -236,6 +239,7 @@ impl Vms {
             key: self.key.private.clone(),
             user: "root".into(),
             host,
+            proxy: remote_host(&self.lv_for(id).uri).map(|r| r.proxy_command()),
         })
     }
 
@@ -337,8 +341,12 @@ impl Vms {
             ),
             (
                 "ansible_ssh_common_args".to_string(),
-                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes"
-                    .to_string(),
+                format!(
+                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes{}",
+                    t.proxy
+                        .map(|p| format!(" -o {}", shell_quote(&format!("ProxyCommand={p}"))))
+                        .unwrap_or_default()
+                ),
             ),
         ]))
     }

@@ -7,6 +7,7 @@
 
 pub mod layers;
 pub mod machines;
+pub mod remote;
 pub mod seed;
 pub mod vm;
 pub mod xml;

@@ -81,6 +81,7 @@ pub fn ssh_target(key: &SshKey, layout: &VmLayout) -> Option<SshTarget> {
         key: key.private.clone(),
         user: "root".into(),
         host: n.address,
+        proxy: None,
     })
 }
 

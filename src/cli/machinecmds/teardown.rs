@@ -87,7 +87,9 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
         }
         // VMs first: their NICs sit on the networks' bridges.
         let removed_vms = super::vms::destroy(&o.project.env, &vms).await?;
-        let counts = docker.remove_labelled(&l).await?;
+        let remote_nets = super::vms::remove_remote_networks(&o.project.env, &instance).await?;
+        let mut counts = docker.remove_labelled(&l).await?;
+        counts[1] += remote_nets;
         anyhow::Ok(Some((removed_vms, counts)))
     })?;
     let Some((vms, removed)) = removed else {

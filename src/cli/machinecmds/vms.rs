@@ -91,6 +91,32 @@ pub async fn domains_at(
     Ok(Vec::new())
 }
 
+/// Removes the libvirt networks the environment's VMs use on remote hosts; returns how
+/// many. Run after the VMs are gone.
+#[cfg(feature = "libvirt")]
+pub async fn remove_remote_networks(env: &Env, instance: &str) -> anyhow::Result<usize> {
+    use crate::backend::placement::{network_name, remote_networks};
+    let mut by_uri: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for (net, uri) in remote_networks(env) {
+        by_uri
+            .entry(uri)
+            .or_default()
+            .insert(network_name(instance, &net));
+    }
+    let mut n = 0;
+    for (uri, names) in by_uri {
+        let lv = crate::backend::libvirt::LibvirtBackend::connect(&uri).await?;
+        n += lv.remove_networks(names).await?;
+    }
+    Ok(n)
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn remove_remote_networks(_env: &Env, _instance: &str) -> anyhow::Result<usize> {
+    Ok(0)
+}
+
 #[cfg(not(feature = "libvirt"))]
 pub async fn destroy(_env: &Env, _vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
     Ok(0)

@@ -1,0 +1,58 @@
+//! Libvirt networks on a remote host, for the VMs there (see `backend::placement`).
+
+use std::collections::BTreeSet;
+
+use super::{call, LibvirtBackend, LibvirtError};
+pub use crate::backend::placement::*;
+
+impl LibvirtBackend {
+    /// Defines and starts the libvirt network (kept across host restarts); an existing
+    /// one is started if it is down.
+    pub async fn ensure_network(&self, name: &str, xml: String) -> Result<(), LibvirtError> {
+        let name = name.to_string();
+        self.blocking(move |c| {
+            let net = match c.lookup_network_by_name(&name) {
+                Ok(n) => n,
+                Err(_) => match c.define_network_xml(&xml) {
+                    Ok(n) => n,
+                    // Another VM of the same network defined it meanwhile.
+                    Err(e) => c
+                        .lookup_network_by_name(&name)
+                        .map_err(|_| call(format!("define network `{name}`"))(e))?,
+                },
+            };
+            let _ = net.set_autostart(true);
+            if !net.is_active().unwrap_or(false) {
+                if let Err(e) = net.create() {
+                    if !net.is_active().unwrap_or(false) {
+                        return Err(call(format!("start network `{name}`"))(e));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stops and undefines the environment's libvirt networks named in `names`; missing
+    /// ones are fine. Returns how many were removed.
+    pub async fn remove_networks(&self, names: BTreeSet<String>) -> Result<usize, LibvirtError> {
+        self.blocking(move |c| {
+            let mut removed = 0;
+            for name in names {
+                let Ok(net) = c.lookup_network_by_name(&name) else {
+                    continue;
+                };
+                if net.is_active().unwrap_or(false) {
+                    net.destroy()
+                        .map_err(call(format!("stop network `{name}`")))?;
+                }
+                net.undefine()
+                    .map_err(call(format!("remove network `{name}`")))?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
