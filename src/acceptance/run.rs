@@ -88,23 +88,61 @@ async fn run_one(
             }
         }
     };
-    let cmd = ["sh".to_string(), "-c".to_string(), check.run.clone()];
+    let cmd = watched(&check.run, limit);
     let t0 = Instant::now();
-    let r = tokio::time::timeout(limit, backend.exec(&m.id, &cmd, &sink)).await;
+    // The machine kills the check at `limit`; this bound only covers a machine that stops
+    // answering.
+    let r = tokio::time::timeout(limit + OUTER_GRACE, backend.exec(&m.id, &cmd, &sink)).await;
     let ms = t0.elapsed().as_millis() as u64;
     let out = output.lock().map(|o| o.clone()).unwrap_or_default();
+    let timed_out = || {
+        let mut r = errored(check, format!("timed out after {}", human(limit)));
+        r.output = out.clone();
+        r
+    };
     let mut result = match r {
+        Ok(Ok(outcome)) if outcome.exit_code == KILLED && ms >= limit.as_millis() as u64 => {
+            timed_out()
+        }
         Ok(Ok(outcome)) => judge(check, outcome.exit_code, &out, ms),
         Ok(Err(e)) => errored(check, e.to_string()),
-        Err(_) => {
-            let mut r = errored(check, format!("timed out after {}", human(limit)));
-            r.output = out;
-            r
-        }
+        Err(_) => timed_out(),
     };
     result.duration_ms = ms;
     result.output = last_lines(&result.output, REPORT_LINES);
     result
+}
+
+/// Extra time the exec itself gets beyond a check's limit.
+const OUTER_GRACE: Duration = Duration::from_secs(10);
+
+/// Exit code of a check the watchdog killed (128 + SIGKILL).
+const KILLED: i64 = 137;
+
+/// The check's command under a watchdog inside the machine: the check runs in its own
+/// session (so everything it started is one process group), and at `limit` the whole
+/// group is killed. Without this, a check that timed out would keep running in the
+/// machine. Needs only a POSIX shell; without `setsid` only the check's shell is killed.
+pub fn watched(run: &str, limit: Duration) -> [String; 5] {
+    let secs = limit.as_millis().div_ceil(1000).max(1);
+    let wrapper = format!(
+        r#"S=; command -v setsid >/dev/null 2>&1 && S=setsid
+$S sh -c "$1" &
+p=$!
+$S sh -c "sleep {secs}; kill -KILL -$p 2>/dev/null || kill -KILL $p" </dev/null >/dev/null 2>&1 &
+w=$!
+wait "$p" 2>/dev/null; c=$?
+kill -KILL -"$w" 2>/dev/null || kill "$w" 2>/dev/null
+exit "$c"
+"#
+    );
+    [
+        "sh".to_string(),
+        "-c".to_string(),
+        wrapper,
+        "hdev-check".to_string(),
+        run.to_string(),
+    ]
 }
 
 fn human(d: Duration) -> String {

@@ -228,3 +228,40 @@ fn up_locked_refuses_when_the_inputs_moved() {
     assert!(r.stderr.contains("machine `web`: locked as"), "{r}");
     assert!(!r.stderr.contains("machine `client`"), "{r}");
 }
+
+#[test]
+fn a_check_that_times_out_is_killed_in_the_machine_with_what_it_started() {
+    if !docker_or_skip() {
+        return;
+    }
+    let env = web_env("ci-timeout", "true");
+    let text = format!(
+        "{}\n[[test]]\nname = \"hangs\"\nmachine = \"client\"\nrun = \"echo started; sleep 311 & sleep 312\"\ntimeout = \"2s\"\n",
+        env.envfile()
+    );
+    env.set_envfile(&text);
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let t = env.run(&["test", "--json"]);
+    assert_eq!(t.code, 1, "{t}");
+    let v: serde_json::Value = serde_json::from_str(&t.stdout).expect("test json");
+    let hang = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "hangs")
+        .unwrap_or_else(|| panic!("no result `hangs`: {v}"))
+        .clone();
+    assert_eq!(hang["passed"], false, "{hang}");
+    assert_eq!(hang["failure"], "timed out after 2s", "{hang}");
+    assert_eq!(hang["output"], "started\n", "{hang}");
+    assert_eq!(v["summary"]["passed"], 2, "the other checks pass: {v}");
+    // Neither the check's shell nor what it started in the background outlived it.
+    let ps = env.run(&["exec", "client", "--", "ps"]);
+    assert_eq!(ps.code, 0, "{ps}");
+    assert!(
+        !ps.stdout.contains("sleep 31"),
+        "the timed-out check is still running:\n{}",
+        ps.stdout
+    );
+}
