@@ -8,8 +8,9 @@
 //!
 //! The process that runs a copy holds its state lock from creation to teardown. A copy
 //! whose lock is free and that was not kept on purpose was left by a killed run; the next
-//! `hdev ci` removes it ([`idle`]). Everything a copy creates is labelled with the copy's
-//! folder as `hdev.dir`, so `hdev gc` collects it once the folder is gone too.
+//! `hdev ci` removes it ([`idle`]), and so does `hdev gc` ([`idle_at`]). Everything a copy
+//! creates is labelled with the copy's folder as `hdev.dir`, so `hdev gc` also collects it
+//! once the folder is gone.
 
 pub mod net;
 
@@ -275,6 +276,23 @@ pub fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, RunLock)> {
         .filter(|c| include_kept || !c.record.kept)
         .filter_map(|c| run_lock(&c.root).ok().flatten().map(|l| (c, l)))
         .collect()
+}
+
+/// The copy whose folder is `root`, when no process runs it and it was not kept: left by
+/// a killed run. Its run lock is taken, so nothing starts on it while it is removed.
+pub fn idle_at(root: &Path) -> Option<(Copy, RunLock)> {
+    let record: CopyRecord = crate::state::read_json(&root.join("copy.json")).ok()??;
+    if record.kept {
+        return None;
+    }
+    let lock = run_lock(root).ok().flatten()?;
+    Some((
+        Copy {
+            root: root.to_path_buf(),
+            record,
+        },
+        lock,
+    ))
 }
 
 /// Every subnet of every network in the engine.

@@ -265,3 +265,39 @@ fn a_check_that_times_out_is_killed_in_the_machine_with_what_it_started() {
         ps.stdout
     );
 }
+
+#[test]
+fn gc_collects_the_copy_of_a_ci_run_killed_outright() {
+    if !docker_or_skip() {
+        return;
+    }
+    let env = web_env("ci-gc", "echo long step; sleep 60");
+    let mut child = env
+        .std_cmd()
+        .arg("ci")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn hdev ci");
+    let t0 = Instant::now();
+    let inst = loop {
+        assert!(t0.elapsed() < Duration::from_secs(90), "copy never came up");
+        if let Some(i) = copies(env.path()).into_iter().next() {
+            if labelled_counts(&i).0 >= 1 {
+                break i;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SIGKILL: no teardown can run, the copy is left behind.
+    child.kill().expect("kill hdev ci");
+    child.wait().expect("wait");
+    assert!(labelled_counts(&inst).0 >= 1);
+    let gc = env.run(&["gc", "--json"]);
+    assert_eq!(gc.code, 0, "{gc}");
+    assert!(gc.stdout.contains(&inst), "gc names the copy: {gc}");
+    assert_eq!(labelled_counts(&inst), (0, 0, 0), "{gc}");
+    assert!(copies(env.path()).is_empty(), "the copy's folder is gone");
+    // The developer's own environment folder and state are untouched.
+    assert!(env.path().join("Envfile").exists());
+}

@@ -123,9 +123,25 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             .docker()
             .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
         let all = docker.labelled(None).await?;
+        // A folder that exists is alive, unless it is a ci copy no process runs any more
+        // (its run lock is free): then its objects are collected with the folder, the
+        // lock held meanwhile.
+        let mut idle_copies: BTreeMap<
+            String,
+            Option<(crate::throwaway::Copy, crate::throwaway::RunLock)>,
+        > = BTreeMap::new();
+        let mut alive = |dir: &str| -> bool {
+            if dir.is_empty() || !Path::new(dir).exists() {
+                return false;
+            }
+            idle_copies
+                .entry(dir.to_string())
+                .or_insert_with(|| crate::throwaway::idle_at(Path::new(dir)))
+                .is_none()
+        };
         let mut dead: BTreeMap<String, (String, Labelled)> = BTreeMap::new();
         let mut add = |kind: usize, (id, env, dir): &(String, String, String)| {
-            if !dir.is_empty() && Path::new(dir).exists() {
+            if alive(dir) {
                 return;
             }
             let e = dead
@@ -155,7 +171,7 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
         let mut dead_vms: BTreeMap<String, (String, Vec<super::vms::ObservedVm>)> = BTreeMap::new();
         for v in super::vms::domains_at(&uri, None, None).await? {
             let dir = v.dir.clone().unwrap_or_default();
-            if !dir.is_empty() && Path::new(&dir).exists() {
+            if alive(&dir) {
                 continue;
             }
             dead_vms
@@ -189,7 +205,12 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             }
             .await;
             match removed {
-                Ok((counts, vm_count)) => out.push((env, dir, counts, vm_count)),
+                Ok((counts, vm_count)) => {
+                    if let Some(Some((copy, _lock))) = idle_copies.remove(&dir) {
+                        copy.remove_dir();
+                    }
+                    out.push((env, dir, counts, vm_count))
+                }
                 Err(e) => failures.push(format!("`{env}`: {e:#}")),
             }
         }
@@ -214,9 +235,17 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
     }
     for (env, dir, c, v) in &report {
         p.line(format!(
-            "{} `{env}` (folder `{dir}` is gone): {v} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)",
+            "{} `{env}` ({}): {v} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)",
             if dry_run { "would remove" } else { "removed" },
-            c[0], c[1], c[2], c[3]
+            if Path::new(dir).exists() {
+                format!("ci copy `{dir}` left by a run that ended")
+            } else {
+                format!("folder `{dir}` is gone")
+            },
+            c[0],
+            c[1],
+            c[2],
+            c[3]
         ));
     }
     for f in &failures {
