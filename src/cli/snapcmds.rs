@@ -9,9 +9,8 @@ use std::path::Path;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::machinecmds::{check_machine, ctrl_c, load_state, open, run_plan, runtime, Opened};
+use super::machinecmds::{check_machine, load_state, open, run_steps, runtime, Opened};
 use super::CmdResult;
-use crate::apply::{Images, Recorder};
 use crate::backend::{Backends, Observation, RunState};
 use crate::envfile::Backend;
 use crate::output::Printer;
@@ -116,20 +115,7 @@ fn act(
         let backends = Backends::connect(Some(&o.project.env)).await?;
         let observed = backends.observe(&o.ctx).await?;
         let plan = plan_for(&o, &observed, targets, steps, need_running)?;
-        let rec = Recorder::new(o.project.state.clone(), lock, state);
-        let cancel = ctrl_c(p);
-        run_plan(
-            p,
-            &o,
-            &backends,
-            &plan,
-            &rec,
-            None,
-            &Images::new(),
-            cancel,
-            snapshot,
-        )
-        .await
+        run_steps(p, &o, &backends, &plan, lock, state, snapshot).await
     })
 }
 

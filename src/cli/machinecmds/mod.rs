@@ -326,21 +326,35 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
             networks: vec![],
             machines,
         };
-        let rec = Recorder::new(o.project.state.clone(), lock, state);
-        let cancel = ctrl_c(p);
-        run_plan(
-            p,
-            &o,
-            &backends,
-            &plan,
-            &rec,
-            None,
-            &apply::Images::new(),
-            cancel,
-            None,
-        )
-        .await
+        run_steps(p, &o, &backends, &plan, lock, state, None).await
     })
+}
+
+/// Runs a plan of steps on machines that exist (no images to resolve, default
+/// parallelism), recording into the state and stopping cleanly on Ctrl-C.
+pub(crate) async fn run_steps(
+    p: &Printer,
+    o: &Opened,
+    backends: &Backends,
+    plan: &Plan,
+    lock: crate::state::EnvLock,
+    state: crate::state::State,
+    snapshot: Option<&str>,
+) -> CmdResult {
+    let rec = Recorder::new(o.project.state.clone(), lock, state);
+    let cancel = ctrl_c(p);
+    run_plan(
+        p,
+        o,
+        backends,
+        plan,
+        &rec,
+        None,
+        &apply::Images::new(),
+        cancel,
+        snapshot,
+    )
+    .await
 }
 
 /// Fails with the known names when `name` is not a machine of the environment.
