@@ -160,30 +160,43 @@ fn a_failing_check_fails_ci_and_keep_on_failure_keeps_the_copy() {
     assert!(copies(env.path()).is_empty());
 }
 
+/// Starts `hdev ci` and waits until its copy has a container in the engine (provisioning
+/// under way); the process (the caller waits for it) and the copy's instance.
+#[allow(clippy::zombie_processes)]
+fn ci_until_its_copy_runs(
+    env: &TestEnv,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let mut child = env
+        .std_cmd()
+        .arg("ci")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn hdev ci");
+    let t0 = Instant::now();
+    loop {
+        if t0.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("copy never came up");
+        }
+        if let Some(i) = copies(env.path()).into_iter().next() {
+            if labelled_counts(&i).0 >= 1 {
+                return (child, i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_ci_run_killed_with_sigterm_tears_its_copy_down() {
     if !docker_or_skip() {
         return;
     }
     let env = web_env("ci-kill", "echo long step; sleep 60");
-    let mut child = env
-        .std_cmd()
-        .arg("ci")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn hdev ci");
-    // Wait until the copy exists in the engine and provisioning is under way.
-    let t0 = Instant::now();
-    let inst = loop {
-        assert!(t0.elapsed() < Duration::from_secs(90), "copy never came up");
-        if let Some(i) = copies(env.path()).into_iter().next() {
-            if labelled_counts(&i).0 >= 1 {
-                break i;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (mut child, inst) = ci_until_its_copy_runs(&env, std::process::Stdio::piped());
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: signalling a child process this test started.
     unsafe {
@@ -272,23 +285,7 @@ fn gc_collects_the_copy_of_a_ci_run_killed_outright() {
         return;
     }
     let env = web_env("ci-gc", "echo long step; sleep 60");
-    let mut child = env
-        .std_cmd()
-        .arg("ci")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn hdev ci");
-    let t0 = Instant::now();
-    let inst = loop {
-        assert!(t0.elapsed() < Duration::from_secs(90), "copy never came up");
-        if let Some(i) = copies(env.path()).into_iter().next() {
-            if labelled_counts(&i).0 >= 1 {
-                break i;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (mut child, inst) = ci_until_its_copy_runs(&env, std::process::Stdio::null());
     // SIGKILL: no teardown can run, the copy is left behind.
     child.kill().expect("kill hdev ci");
     child.wait().expect("wait");
