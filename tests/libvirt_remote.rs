@@ -4,7 +4,8 @@
 //! machine, but hdev goes through SSH for libvirt, for the box upload and for every
 //! command in the VM). The VM's network is a libvirt network on that host, not a Docker
 //! one; a container keeps its own network here; a network joining both is refused with
-//! its line; destroy removes the VM, its volumes and the libvirt network.
+//! its line; destroy removes the VM, its volumes and the libvirt network, and so does
+//! `gc` once the environment's folder is gone.
 
 mod common;
 
@@ -204,6 +205,26 @@ networks = {web_networks}
         libvirt_leftovers(&instance),
         Vec::<String>::new(),
         "destroy leaves no domain, volume or network"
+    );
+
+    // When the folder of an environment with a remote VM is gone, `gc` finds its VM and
+    // network on the remote host (it remembers the hosts environments used).
+    let lost = Env::new(&envfile(r#"["near"]"#));
+    lost.ok(&["up"]);
+    let lost_instance = lost.status()["instance"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(lost.dir.path()).unwrap();
+    let gc = Command::new(env!("CARGO_BIN_EXE_hdev"))
+        .args(["gc", "--json"])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .env("HDEV_HOME", common::live::shared_home())
+        .output()
+        .expect("hdev gc");
+    let out = String::from_utf8_lossy(&gc.stdout);
+    assert!(out.contains(&lost_instance), "gc names it: {out}");
+    assert_eq!(
+        libvirt_leftovers(&lost_instance),
+        Vec::<String>::new(),
+        "gc removed the remote VM, its volumes and its network: {out}"
     );
     drop(sshd);
 }

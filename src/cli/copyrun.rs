@@ -135,7 +135,8 @@ pub async fn teardown(copy: &Copy) -> anyhow::Result<()> {
     let docker = DockerBackend::connect().await?;
     if let Ok(project) = copy.open() {
         let vms = machinecmds::vms::domains(&project.env, Some(inst)).await?;
-        machinecmds::vms::destroy(&project.env, &vms).await?;
+        machinecmds::vms::destroy(&vms).await?;
+        machinecmds::vms::remove_remote_networks(&project.env, inst).await?;
     }
     let l = docker.labelled(Some(inst)).await?;
     docker.remove_labelled(&l).await?;

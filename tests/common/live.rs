@@ -84,7 +84,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.run(&["destroy", "-y"]);
+        // A test may have removed the folder on purpose (to leave work for `gc`).
+        if self.dir.path().exists() {
+            let _ = self.run(&["destroy", "-y"]);
+        }
     }
 }
 

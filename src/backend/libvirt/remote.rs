@@ -34,6 +34,22 @@ impl LibvirtBackend {
         .await
     }
 
+    /// The libvirt networks hdev made for instance `instance` (by name).
+    pub async fn network_names(&self, instance: &str) -> Result<BTreeSet<String>, LibvirtError> {
+        let prefix = format!("hdev-{instance}-");
+        self.blocking(move |c| {
+            let mut names: BTreeSet<String> = c
+                .list_networks()
+                .map_err(call("list networks"))?
+                .into_iter()
+                .collect();
+            names.extend(c.list_defined_networks().map_err(call("list networks"))?);
+            names.retain(|n| n.starts_with(&prefix));
+            Ok(names)
+        })
+        .await
+    }
+
     /// Stops and undefines the environment's libvirt networks named in `names`; missing
     /// ones are fine. Returns how many were removed.
     pub async fn remove_networks(&self, names: BTreeSet<String>) -> Result<usize, LibvirtError> {

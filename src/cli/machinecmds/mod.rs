@@ -158,6 +158,8 @@ pub(crate) async fn converge(
 ) -> CmdResult {
     let state = load_state(&o.project)?;
     let env = &o.project.env;
+    // So that `gc` also looks on the libvirt hosts this environment uses.
+    vms::remember_uris(env);
     let observed = backends.observe(&o.ctx).await?;
     let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
     let rec = Recorder::new(o.project.state.clone(), lock, state);

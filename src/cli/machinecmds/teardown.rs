@@ -86,7 +86,7 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
             }
         }
         // VMs first: their NICs sit on the networks' bridges.
-        let removed_vms = super::vms::destroy(&o.project.env, &vms).await?;
+        let removed_vms = super::vms::destroy(&vms).await?;
         let remote_nets = super::vms::remove_remote_networks(&o.project.env, &instance).await?;
         let mut counts = docker.remove_labelled(&l).await?;
         counts[1] += remote_nets;
@@ -117,6 +117,8 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
 /// `hdev gc [--dry-run]`: removes objects of environments whose folder no longer exists.
 pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
     let mut failures: Vec<String> = Vec::new();
+    // Libvirt hosts an environment once used that cannot be reached now: said, not fatal.
+    let mut skipped: Vec<String> = Vec::new();
     let report = runtime()?.block_on(async {
         let backends = Backends::connect(None).await?;
         let docker = backends
@@ -167,18 +169,32 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
         for x in &all.images {
             add(3, x);
         }
-        let uri = std::env::var("HDEV_LIBVIRT_URI").unwrap_or_else(|_| "qemu:///system".into());
-        let mut dead_vms: BTreeMap<String, (String, Vec<super::vms::ObservedVm>)> = BTreeMap::new();
-        for v in super::vms::domains_at(&uri, None, None).await? {
-            let dir = v.dir.clone().unwrap_or_default();
-            if alive(&dir) {
-                continue;
+        // VMs on every libvirt host an environment used; a host that cannot be reached
+        // is reported and the others are collected.
+        type DeadVms = Vec<(String, super::vms::ObservedVm)>;
+        let mut dead_vms: BTreeMap<String, (String, DeadVms)> = BTreeMap::new();
+        let default_uri = std::env::var("HDEV_LIBVIRT_URI")
+            .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into());
+        for uri in super::vms::gc_uris() {
+            let found = match super::vms::domains_at(&uri, None, None).await {
+                Ok(f) => f,
+                Err(e) if uri == default_uri => return Err(e),
+                Err(e) => {
+                    skipped.push(format!("libvirt `{uri}`: {e:#}"));
+                    continue;
+                }
+            };
+            for v in found {
+                let dir = v.dir.clone().unwrap_or_default();
+                if alive(&dir) {
+                    continue;
+                }
+                dead_vms
+                    .entry(v.instance.clone())
+                    .or_insert_with(|| (dir, Vec::new()))
+                    .1
+                    .push((uri.clone(), v));
             }
-            dead_vms
-                .entry(v.instance.clone())
-                .or_insert_with(|| (dir, Vec::new()))
-                .1
-                .push(v);
         }
         for (env, (dir, _)) in &dead_vms {
             dead.entry(env.clone())
@@ -199,8 +215,15 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             }
             // One environment that cannot be removed does not keep the others.
             let removed = async {
-                let v = super::vms::destroy_at(&uri, &vms).await?;
-                let c = docker.remove_labelled(&l).await?;
+                let v = super::vms::destroy(&vms).await?;
+                let uris: std::collections::BTreeSet<&String> =
+                    vms.iter().map(|(u, _)| u).collect();
+                let mut nets = 0;
+                for uri in uris {
+                    nets += super::vms::remove_networks_at(uri, &env).await?;
+                }
+                let mut c = docker.remove_labelled(&l).await?;
+                c[1] += nets;
                 anyhow::Ok((c, v))
             }
             .await;
@@ -226,7 +249,7 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             })
             .collect();
         p.json(
-            &serde_json::json!({ "dry_run": dry_run, "environments": envs, "failed": failures }),
+            &serde_json::json!({ "dry_run": dry_run, "environments": envs, "failed": failures, "skipped": skipped }),
         );
         return Ok(i32::from(!failures.is_empty()));
     }
@@ -247,6 +270,9 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
             c[2],
             c[3]
         ));
+    }
+    for s in &skipped {
+        p.note(format!("not looked at, unreachable: {s}"));
     }
     for f in &failures {
         eprintln!("{} cannot remove {f}", p.red("error:"));

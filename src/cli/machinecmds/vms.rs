@@ -51,7 +51,7 @@ pub async fn domains_at(
 
 /// Removes the domains (each on its own connection) and their volumes; returns how many.
 #[cfg(feature = "libvirt")]
-pub async fn destroy(_env: &Env, vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
+pub async fn destroy(vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
     let mut n = 0;
     for (uri, v) in vms {
         n += destroy_at(uri, std::slice::from_ref(v)).await?;
@@ -91,6 +91,70 @@ pub async fn domains_at(
     Ok(Vec::new())
 }
 
+/// The file in the box store listing every libvirt URI environments used, so `gc` looks
+/// on remote hosts too.
+fn uris_file() -> Option<std::path::PathBuf> {
+    crate::boxes::Store::open_default()
+        .ok()
+        .map(|s| s.root().join("libvirt-uris"))
+}
+
+/// Adds the environment's libvirt URIs to the list `gc` reads (best effort: the list
+/// only widens where gc looks).
+pub fn remember_uris(env: &Env) {
+    if !needs_libvirt(Some(env)) {
+        return;
+    }
+    let Some(path) = uris_file() else { return };
+    let mut known: std::collections::BTreeSet<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let before = known.len();
+    known.extend(
+        env.machines
+            .values()
+            .filter(|m| m.backend == Backend::Libvirt)
+            .map(|m| crate::backend::placement::machine_uri(env, m)),
+    );
+    if known.len() != before {
+        let text: String = known.iter().map(|u| format!("{u}\n")).collect();
+        let _ = crate::state::write_atomic(&path, text.as_bytes());
+    }
+}
+
+/// The libvirt URIs `gc` looks at: `HDEV_LIBVIRT_URI` (or the default) and every URI an
+/// environment used.
+pub fn gc_uris() -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = uris_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    out.insert(
+        std::env::var("HDEV_LIBVIRT_URI")
+            .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into()),
+    );
+    out
+}
+
+/// Removes the libvirt networks hdev made for instance `instance` on `uri` (those of VMs
+/// on a remote host); returns how many.
+#[cfg(feature = "libvirt")]
+pub async fn remove_networks_at(uri: &str, instance: &str) -> anyhow::Result<usize> {
+    let lv = crate::backend::libvirt::LibvirtBackend::connect(uri).await?;
+    let names = lv.network_names(instance).await?;
+    Ok(lv.remove_networks(names).await?)
+}
+
+#[cfg(not(feature = "libvirt"))]
+pub async fn remove_networks_at(_uri: &str, _instance: &str) -> anyhow::Result<usize> {
+    Ok(0)
+}
+
 /// Removes the libvirt networks the environment's VMs use on remote hosts; returns how
 /// many. Run after the VMs are gone.
 #[cfg(feature = "libvirt")]
@@ -118,7 +182,7 @@ pub async fn remove_remote_networks(_env: &Env, _instance: &str) -> anyhow::Resu
 }
 
 #[cfg(not(feature = "libvirt"))]
-pub async fn destroy(_env: &Env, _vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
+pub async fn destroy(_vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
     Ok(0)
 }
 
