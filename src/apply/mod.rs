@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
+mod hosts;
 mod record;
 mod snap;
 mod steps;
@@ -455,6 +456,13 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
                 p.status(&name, "starting");
                 let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
                 backend.start(&cid).await.map_err(be)?;
+                if mp.backend == crate::envfile::Backend::Libvirt {
+                    if let Some(m) = machine {
+                        let observed = sh.backends.observe(sh.ctx).await.map_err(be)?;
+                        let lines = hosts::entries(sh.env, m, &observed);
+                        hosts::write(backend, &cid, &lines).await.map_err(be)?;
+                    }
+                }
             }
             Step::Provision => {
                 let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;

@@ -124,6 +124,7 @@ pub const VOLATILE: &[&str] = &[
     "/var/lib/hdev",
     "/lost+found",
     "/etc/hostname",
+    "/etc/hosts",
     "/root/.ssh/authorized_keys",
 ];
 

@@ -128,17 +128,22 @@ extra_vars = {{ greeting = "hello from ansible" }}
     // Exit codes pass through SSH.
     let code = env.run(&["exec", "vm", "--", "sh", "-c", "exit 3"]);
     assert_eq!(code.code, 3, "{code}");
-    // The VM reaches the container, and the container reaches the VM.
-    let to_web = env.run(&[
-        "exec",
-        "vm",
-        "--",
-        "wget",
-        "-q",
-        "-O-",
-        &format!("http://{net}.10/"),
-    ]);
-    assert_eq!(to_web.stdout.trim(), "from the container", "{to_web}");
+    // The VM reaches the container, and the container reaches the VM, by address and
+    // by name (the VM's /etc/hosts block, the container's hosts entries).
+    for host in [format!("{net}.10"), "web".to_string()] {
+        let to_web = env.run(&[
+            "exec",
+            "vm",
+            "--",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{host}/"),
+        ]);
+        assert_eq!(to_web.stdout.trim(), "from the container", "{to_web}");
+    }
+    let named = env.run(&["exec", "web", "--", "wget", "-q", "-O-", "http://vm:8000/"]);
+    assert_eq!(named.stdout.trim(), "from the vm", "{named}");
     let to_vm = env.run(&[
         "exec",
         "web",
