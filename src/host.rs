@@ -93,9 +93,45 @@ pub fn choose(requested: Accel, probe: &KvmProbe) -> Result<DomainType, AccelErr
     }
 }
 
+/// The host's upstream name servers, for VMs: the IPv4 `nameserver`s of
+/// `/etc/resolv.conf`, or of systemd-resolved's upstream list when that file only names
+/// a local stub (a loopback address a VM cannot use). At most three.
+pub fn upstream_resolvers() -> Vec<std::net::Ipv4Addr> {
+    for path in ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"] {
+        let found = parse_resolvers(&std::fs::read_to_string(path).unwrap_or_default());
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+/// IPv4 name servers of a resolv.conf text, loopback ones left out.
+pub fn parse_resolvers(text: &str) -> Vec<std::net::Ipv4Addr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::Ipv4Addr>().ok())
+        .filter(|a| !a.is_loopback() && !a.is_unspecified())
+        .take(3)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolvers_leave_out_local_stubs() {
+        let text = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\nnameserver 9.9.9.9\n";
+        assert_eq!(
+            parse_resolvers(text),
+            vec![
+                std::net::Ipv4Addr::new(10, 0, 0, 2),
+                std::net::Ipv4Addr::new(9, 9, 9, 9)
+            ]
+        );
+        assert!(parse_resolvers("nameserver 127.0.0.53\n").is_empty());
+    }
 
     const NO_VIRT: KvmProbe = KvmProbe {
         dev_kvm: true,

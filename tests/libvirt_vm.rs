@@ -134,7 +134,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
         let target = vm::ssh_target(&key, &layout).unwrap();
         let out = target
             .run(
-                "hostname; cat /proc/cmdline | tr ' ' '\\n' | grep -c hdev.; exit 7",
+                "hostname; awk '/^nameserver/ {print $2}' /etc/resolv.conf | paste -sd, -; cat /proc/cmdline | tr ' ' '\\n' | grep -c hdev.; exit 7",
                 None,
                 &|_| {},
                 20,
@@ -157,6 +157,14 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
 
     assert_eq!(out.exit_code, 7, "exit codes pass through: {:?}", out.tail);
     assert_eq!(out.tail.first().map(String::as_str), Some("vm"));
+    // The guest uses the host's upstream name servers (when the host has any).
+    let dns: Vec<String> = hdev::host::upstream_resolvers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if !dns.is_empty() {
+        assert_eq!(out.tail.get(1), Some(&dns.join(",")), "{:?}", out.tail);
+    }
     assert_eq!(observed.len(), 1);
     assert_eq!(observed[0].machine, "vm");
     assert_eq!(observed[0].addresses["lan"], "10.231.7.192");

@@ -39,6 +39,9 @@ printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\
 rm -f "$root"/etc/ssh/ssh_host_*
 chroot "$root" passwd -d root >/dev/null   # console login for debugging only
 : > "$root/etc/machine-id"                 # a fresh machine id per machine
+# Name servers are the host's, given at boot (VMs) or by Docker (containers); the build
+# machine's resolver does not belong in the box.
+rm -f "$root/etc/resolv.conf" && : > "$root/etc/resolv.conf"
 chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
 

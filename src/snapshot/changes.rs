@@ -125,6 +125,7 @@ pub const VOLATILE: &[&str] = &[
     "/lost+found",
     "/etc/hostname",
     "/etc/hosts",
+    "/etc/resolv.conf",
     "/root/.ssh/authorized_keys",
 ];
 

@@ -23,6 +23,8 @@ pub struct SeedSpec<'a> {
     pub instance_id: &'a str,
     pub ssh_public_key: &'a str,
     pub nics: &'a [Nic],
+    /// Name servers for the first NIC.
+    pub dns: &'a [std::net::Ipv4Addr],
 }
 
 /// A YAML scalar, quoted the JSON way (YAML reads JSON strings as they are).
@@ -73,6 +75,14 @@ pub fn network_config(s: &SeedSpec) -> String {
                 "    routes:\n      - to: \"0.0.0.0/0\"\n        via: {}",
                 q(&n.gateway.to_string())
             );
+            if !s.dns.is_empty() {
+                let list: Vec<String> = s.dns.iter().map(|a| q(&a.to_string())).collect();
+                let _ = writeln!(
+                    out,
+                    "    nameservers:\n      addresses: [{}]",
+                    list.join(", ")
+                );
+            }
         }
     }
     out
@@ -317,6 +327,7 @@ mod tests {
             instance_id: "hdev-e-1-db-0123",
             ssh_public_key: "ssh-ed25519 AAAAC3Nz hdev@e\n",
             nics: &nics,
+            dns: &[Ipv4Addr::new(10, 0, 0, 2)],
         };
         let u = user_data(&s);
         assert!(u.starts_with("#cloud-config\n"), "{u}");
@@ -328,6 +339,10 @@ mod tests {
         assert!(n.contains("addresses: [\"10.2.0.200/16\"]"), "{n}");
         assert_eq!(n.matches("via: \"10.1.0.1\"").count(), 1, "{n}");
         assert_eq!(n.matches("via:").count(), 1, "{n}");
+        assert!(
+            n.contains("nameservers:\n      addresses: [\"10.0.0.2\"]"),
+            "{n}"
+        );
         assert_eq!(
             meta_data(&s),
             "instance-id: \"hdev-e-1-db-0123\"\nlocal-hostname: \"db\"\n"

@@ -172,6 +172,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         nics: v.layout.nics.clone(),
         ssh_public_key: v.key.public.clone(),
         console_log: v.console_log.clone(),
+        dns: crate::host::upstream_resolvers(),
     };
     lv.define(xml::domain_xml(&spec)).await?;
     Ok(())
@@ -180,12 +181,14 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
 /// The NoCloud seed of a machine; its instance id follows the seed's content, so a
 /// changed seed is applied again.
 fn seed_iso_for(v: &VmInputs<'_>) -> Vec<u8> {
+    let dns = crate::host::upstream_resolvers();
     let content = |id: &str| {
         seed::files(&seed::SeedSpec {
             hostname: &v.machine.name,
             instance_id: id,
             ssh_public_key: &v.key.public,
             nics: &v.layout.nics,
+            dns: &dns,
         })
     };
     let mut h = Sha256::new();
@@ -199,6 +202,7 @@ fn seed_iso_for(v: &VmInputs<'_>) -> Vec<u8> {
         instance_id: &id,
         ssh_public_key: &v.key.public,
         nics: &v.layout.nics,
+        dns: &dns,
     })
 }
 

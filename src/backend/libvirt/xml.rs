@@ -65,6 +65,8 @@ pub struct DomainSpec {
     pub nics: Vec<Nic>,
     pub ssh_public_key: String,
     pub console_log: PathBuf,
+    /// Name servers the guest uses (the host's upstream ones).
+    pub dns: Vec<Ipv4Addr>,
 }
 
 pub(crate) fn esc(s: &str) -> String {
@@ -89,6 +91,10 @@ pub fn kernel_cmdline(spec: &DomainSpec) -> String {
         if i == 0 {
             let _ = write!(s, ",{}", nic.gateway);
         }
+    }
+    if !spec.dns.is_empty() {
+        let list: Vec<String> = spec.dns.iter().map(Ipv4Addr::to_string).collect();
+        let _ = write!(s, " hdev.dns={}", list.join(","));
     }
     s
 }
@@ -291,6 +297,7 @@ mod tests {
             }],
             ssh_public_key: "ssh-ed25519 AAAAC3Nz hdev".into(),
             console_log: "/x/console.log".into(),
+            dns: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(9, 9, 9, 9)],
         }
     }
 
@@ -302,6 +309,7 @@ mod tests {
         assert!(x.contains("<memory unit='KiB'>524288</memory>"));
         assert!(x.contains("<source bridge='hd1234567890'/>"));
         assert!(x.contains("hdev.net0=52:54:00:"));
+        assert!(x.contains(" hdev.dns=10.0.0.2,9.9.9.9"), "{x}");
         assert!(x.contains(",10.42.0.50/24,10.42.0.1"));
         let meta = parse_metadata(&x);
         assert_eq!(meta["env"], "demo-abc123");
