@@ -19,6 +19,10 @@ use crate::boxes::libvirt::BaseVolumes;
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
 
+/// The readiness command: true once SSH works and cloud-init (if any) is done, whatever
+/// cloud-init's own verdict (a failed module is the image's business, not a hang).
+const READY: &str = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi";
+
 /// How long `halt` waits for an ACPI shutdown before forcing the VM off.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -249,9 +253,11 @@ impl Vms {
         self.wait_ready(id).await
     }
 
-    /// Waits until a running VM answers SSH.
+    /// Waits until a running VM answers SSH and, where the guest runs cloud-init, until
+    /// cloud-init has finished: it may restart sshd or reconfigure the network after SSH
+    /// first answers, which would break provisioning started too early.
     pub async fn wait_ready(&self, id: &str) -> Result<(), BackendError> {
-        self.run_when_ready(id, &|| "true".to_string()).await
+        self.run_when_ready(id, &|| READY.to_string()).await
     }
 
     /// Runs `command()` over SSH as soon as the running VM answers (retrying until it

@@ -41,7 +41,6 @@ pub fn user_data(s: &SeedSpec) -> String {
          hostname: {host}\n\
          manage_etc_hosts: true\n\
          disable_root: false\n\
-         ssh_pwauth: false\n\
          users:\n  - name: root\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {key}\n",
         host = q(s.hostname),
     )
