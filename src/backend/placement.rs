@@ -28,6 +28,18 @@ pub fn machine_uri(env: &Env, m: &Machine) -> String {
     m.libvirt_uri.clone().unwrap_or_else(|| uri_of(env))
 }
 
+/// Every libvirt URI the environment's VMs use (the environment's own always included).
+pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = env
+        .machines
+        .values()
+        .filter(|m| m.backend == Backend::Libvirt)
+        .map(|m| machine_uri(env, m))
+        .collect();
+    out.insert(uri_of(env));
+    out
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -25,6 +25,10 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// The readiness command: true once SSH works and cloud-init (if any) is done, whatever
+/// cloud-init's own verdict (a failed module is the image's business, not a hang).
+const READY: &str = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi";
+
 /// Why an SSH operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -226,9 +230,11 @@ impl SshTarget {
         })
     }
 
-    /// Waits until the guest accepts SSH and runs a command, at most `timeout`.
+    /// Waits until the guest accepts SSH and, where it runs cloud-init, until cloud-init
+    /// has finished (it may restart sshd or reconfigure the network after SSH first
+    /// answers, which would break work started too early); at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), SshError> {
-        self.run_when_ready(timeout, &|| "true".to_string()).await
+        self.run_when_ready(timeout, &|| READY.to_string()).await
     }
 
     /// Runs `command()` (built afresh for each attempt) until it succeeds, for at most

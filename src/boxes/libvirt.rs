@@ -262,6 +262,18 @@ fn upload_once(
         .map_err(err(format!("path of volume `{vol_name}`")))
 }
 
+/// Sends all of `bytes` down an upload stream (the caller aborts it on an error).
+pub(crate) fn send_all(stream: &Stream, bytes: &[u8]) -> Result<(), virt::error::Error> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.send(&bytes[sent..])? {
+            k if k > 0 => sent += k as usize,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn upload(
     vol: &StorageVol,
     src: &Path,
@@ -292,16 +304,9 @@ fn upload(
                 });
             }
         };
-        let mut sent = 0;
-        while sent < n {
-            match stream.send(&buf[sent..n]) {
-                Ok(k) if k > 0 => sent += k as usize,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = stream.abort();
-                    return Err(err("uploading", e));
-                }
-            }
+        if let Err(e) = send_all(&stream, &buf[..n]) {
+            let _ = stream.abort();
+            return Err(err("uploading", e));
         }
     }
     stream

@@ -47,16 +47,11 @@ fn plan_for(
     for m in env.topo_order() {
         let obs = observed.machines.get(&m.name);
         let target = targets.is_empty() || targets.contains(&m.name);
-        let mut mp = MachinePlan {
-            name: m.name.clone(),
-            backend: m.backend,
-            change: Change::Keep,
-            reason: "not asked for".into(),
-            steps: vec![],
-            depends_on: m.depends_on.clone(),
-            existing: obs.map(|o| o.id.clone()),
-            hash: obs.and_then(|o| o.hash.clone()).unwrap_or_default(),
-        };
+        let mut mp = MachinePlan::untouched(
+            m,
+            obs.map(|o| o.id.clone()),
+            obs.and_then(|o| o.hash.clone()).unwrap_or_default(),
+        );
         let checked = m.healthcheck.is_some();
         if target {
             let Some(ob) = obs else {

@@ -73,6 +73,23 @@ pub struct MachinePlan {
     pub hash: String,
 }
 
+impl MachinePlan {
+    /// A machine left as it is ("not asked for"), for plans that act on some machines
+    /// only; the caller adds the steps of those it acts on.
+    pub fn untouched(m: &Machine, existing: Option<String>, hash: String) -> MachinePlan {
+        MachinePlan {
+            name: m.name.clone(),
+            backend: m.backend,
+            change: Change::Keep,
+            reason: "not asked for".into(),
+            steps: vec![],
+            depends_on: m.depends_on.clone(),
+            existing,
+            hash,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetChange {

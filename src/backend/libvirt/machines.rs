@@ -19,10 +19,6 @@ use crate::boxes::libvirt::BaseVolumes;
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
 
-/// The readiness command: true once SSH works and cloud-init (if any) is done, whatever
-/// cloud-init's own verdict (a failed module is the image's business, not a hang).
-const READY: &str = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi";
-
 /// How long `halt` waits for an ACPI shutdown before forcing the VM off.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -57,20 +53,8 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
-pub use crate::backend::placement::{machine_uri, uri_of, DEFAULT_URI};
+pub use crate::backend::placement::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 pub use crate::backend::ssh::shell_quote;
-
-/// Every libvirt URI the environment's VMs use (the environment's own always included).
-pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
-    let mut out: std::collections::BTreeSet<String> = env
-        .machines
-        .values()
-        .filter(|m| m.backend == Backend::Libvirt)
-        .map(|m| machine_uri(env, m))
-        .collect();
-    out.insert(uri_of(env));
-    out
-}
 
 impl Vms {
     /// Connects for an environment; fails when libvirtd cannot be reached or the
@@ -253,11 +237,13 @@ impl Vms {
         self.wait_ready(id).await
     }
 
-    /// Waits until a running VM answers SSH and, where the guest runs cloud-init, until
-    /// cloud-init has finished: it may restart sshd or reconfigure the network after SSH
-    /// first answers, which would break provisioning started too early.
+    /// Waits until a running VM is ready (see [`SshTarget::wait_ready`]).
     pub async fn wait_ready(&self, id: &str) -> Result<(), BackendError> {
-        self.run_when_ready(id, &|| READY.to_string()).await
+        self.target(id)
+            .await?
+            .wait_ready(vm::BOOT_TIMEOUT)
+            .await
+            .map_err(|e| engine(&format!("boot `{id}`"), e))
     }
 
     /// Runs `command()` over SSH as soon as the running VM answers (retrying until it

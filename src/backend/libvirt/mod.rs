@@ -161,16 +161,9 @@ impl LibvirtBackend {
             let stream = virt::stream::Stream::new(c, 0).map_err(call("open a stream"))?;
             v.upload(&stream, 0, iso.len() as u64, 0)
                 .map_err(call(format!("upload `{vol_name}`")))?;
-            let mut sent = 0;
-            while sent < iso.len() {
-                match stream.send(&iso[sent..]) {
-                    Ok(k) if k > 0 => sent += k as usize,
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = stream.abort();
-                        return Err(call(format!("upload `{vol_name}`"))(e));
-                    }
-                }
+            if let Err(e) = crate::boxes::libvirt::send_all(&stream, &iso) {
+                let _ = stream.abort();
+                return Err(call(format!("upload `{vol_name}`"))(e));
             }
             stream.finish().map_err(call(format!("upload `{vol_name}`")))?;
             Ok(PathBuf::from(v.path().map_err(call("volume path"))?))

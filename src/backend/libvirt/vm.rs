@@ -130,6 +130,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         });
     }
     let a = v.base;
+    let dns = crate::host::upstream_resolvers();
     let boot = match (a.boot, &a.kernel, &a.initrd) {
         (BoxBoot::Kernel, Some(k), Some(i)) => Boot::Kernel {
             kernel: k.clone(),
@@ -144,7 +145,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         // A disk with its own boot loader: configured by cloud-init from a NoCloud
         // seed (an image without cloud-init ignores it).
         (BoxBoot::CloudInit | BoxBoot::Disk, _, _) => {
-            let iso = seed_iso_for(&v);
+            let iso = seed_iso_for(&v, &dns);
             Boot::Disk {
                 seed: lv.put_seed(&v.layout.domain, iso).await?,
             }
@@ -172,7 +173,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         nics: v.layout.nics.clone(),
         ssh_public_key: v.key.public.clone(),
         console_log: v.console_log.clone(),
-        dns: crate::host::upstream_resolvers(),
+        dns,
     };
     lv.define(xml::domain_xml(&spec)).await?;
     Ok(())
@@ -180,29 +181,23 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
 
 /// The NoCloud seed of a machine; its instance id follows the seed's content, so a
 /// changed seed is applied again.
-fn seed_iso_for(v: &VmInputs<'_>) -> Vec<u8> {
-    let dns = crate::host::upstream_resolvers();
-    let content = |id: &str| {
-        seed::files(&seed::SeedSpec {
-            hostname: &v.machine.name,
-            instance_id: id,
-            ssh_public_key: &v.key.public,
-            nics: &v.layout.nics,
-            dns: &dns,
-        })
+fn seed_iso_for(v: &VmInputs<'_>, dns: &[std::net::Ipv4Addr]) -> Vec<u8> {
+    let spec = seed::SeedSpec {
+        hostname: &v.machine.name,
+        instance_id: "",
+        ssh_public_key: &v.key.public,
+        nics: &v.layout.nics,
+        dns,
     };
     let mut h = Sha256::new();
-    for (name, data) in content("") {
+    for (name, data) in seed::files(&spec) {
         h.update(name.as_bytes());
         h.update(&data);
     }
     let id = format!("{}-{}", v.layout.domain, &hex::encode(h.finalize())[..12]);
     seed::seed_iso(&seed::SeedSpec {
-        hostname: &v.machine.name,
         instance_id: &id,
-        ssh_public_key: &v.key.public,
-        nics: &v.layout.nics,
-        dns: &dns,
+        ..spec
     })
 }
 

@@ -289,20 +289,14 @@ pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> Cmd
         for m in env.topo_order() {
             let target = machine.is_none_or(|t| t == m.name);
             let obs = observed.machines.get(&m.name);
-            let mut mp = MachinePlan {
-                name: m.name.clone(),
-                backend: m.backend,
-                change: Change::Keep,
-                reason: "not asked for".into(),
-                steps: vec![],
-                depends_on: m.depends_on.clone(),
-                existing: obs.map(|o| o.id.clone()),
-                hash: o
-                    .hashes
+            let mut mp = MachinePlan::untouched(
+                m,
+                obs.map(|o| o.id.clone()),
+                o.hashes
                     .get(&m.name)
                     .map(|h| h.0.clone())
                     .unwrap_or_default(),
-            };
+            );
             if target {
                 match obs {
                     Some(ob) if ob.state == crate::backend::RunState::Running => {

@@ -173,8 +173,7 @@ pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
         // is reported and the others are collected.
         type DeadVms = Vec<(String, super::vms::ObservedVm)>;
         let mut dead_vms: BTreeMap<String, (String, DeadVms)> = BTreeMap::new();
-        let default_uri = std::env::var("HDEV_LIBVIRT_URI")
-            .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into());
+        let default_uri = super::vms::gc_default_uri();
         for uri in super::vms::gc_uris() {
             let found = match super::vms::domains_at(&uri, None, None).await {
                 Ok(f) => f,

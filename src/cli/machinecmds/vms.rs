@@ -49,24 +49,20 @@ pub async fn domains_at(
     }
 }
 
-/// Removes the domains (each on its own connection) and their volumes; returns how many.
+/// Removes the domains (one connection per libvirt URI) and their volumes; returns how
+/// many.
 #[cfg(feature = "libvirt")]
 pub async fn destroy(vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
-    let mut n = 0;
+    let mut by_uri: std::collections::BTreeMap<&str, Vec<&ObservedVm>> =
+        std::collections::BTreeMap::new();
     for (uri, v) in vms {
-        n += destroy_at(uri, std::slice::from_ref(v)).await?;
+        by_uri.entry(uri).or_default().push(v);
     }
-    Ok(n)
-}
-
-#[cfg(feature = "libvirt")]
-pub async fn destroy_at(uri: &str, vms: &[ObservedVm]) -> anyhow::Result<usize> {
-    if vms.is_empty() {
-        return Ok(0);
-    }
-    let lv = crate::backend::libvirt::LibvirtBackend::connect(uri).await?;
-    for v in vms {
-        lv.destroy(&v.domain).await?;
+    for (uri, list) in by_uri {
+        let lv = crate::backend::libvirt::LibvirtBackend::connect(uri).await?;
+        for v in list {
+            lv.destroy(&v.domain).await?;
+        }
     }
     Ok(vms.len())
 }
@@ -112,12 +108,7 @@ pub fn remember_uris(env: &Env) {
         .map(str::to_string)
         .collect();
     let before = known.len();
-    known.extend(
-        env.machines
-            .values()
-            .filter(|m| m.backend == Backend::Libvirt)
-            .map(|m| crate::backend::placement::machine_uri(env, m)),
-    );
+    known.extend(crate::backend::placement::uris_of(env));
     if known.len() != before {
         let text: String = known.iter().map(|u| format!("{u}\n")).collect();
         let _ = crate::state::write_atomic(&path, text.as_bytes());
@@ -134,11 +125,14 @@ pub fn gc_uris() -> std::collections::BTreeSet<String> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect();
-    out.insert(
-        std::env::var("HDEV_LIBVIRT_URI")
-            .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into()),
-    );
+    out.insert(gc_default_uri());
     out
+}
+
+/// The libvirt URI `gc` must reach (the others it may skip when unreachable).
+pub fn gc_default_uri() -> String {
+    std::env::var("HDEV_LIBVIRT_URI")
+        .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into())
 }
 
 /// Removes the libvirt networks hdev made for instance `instance` on `uri` (those of VMs
@@ -183,10 +177,5 @@ pub async fn remove_remote_networks(_env: &Env, _instance: &str) -> anyhow::Resu
 
 #[cfg(not(feature = "libvirt"))]
 pub async fn destroy(_vms: &[(String, ObservedVm)]) -> anyhow::Result<usize> {
-    Ok(0)
-}
-
-#[cfg(not(feature = "libvirt"))]
-pub async fn destroy_at(_uri: &str, _vms: &[ObservedVm]) -> anyhow::Result<usize> {
     Ok(0)
 }
