@@ -9,6 +9,7 @@ pub mod cli;
 pub mod envfile;
 pub mod host;
 pub mod lockfile;
+pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod progress;

@@ -7,24 +7,25 @@
 //! stops new work from starting, abandons provisioning and health checks in flight, and
 //! leaves every machine where the record says it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 mod hosts;
+mod images;
 mod record;
 mod snap;
 mod steps;
 
+pub use images::{resolve_images, BaseKey, Images};
 pub use record::Recorder;
 use snap::snapshot_step;
-pub use steps::spec_for;
 use steps::{provision_one, wait_healthy};
 
-use crate::backend::{AnyBackend, BackendError, Backends, EnvCtx};
-use crate::envfile::{Base, Env};
+use crate::backend::{spec_for, AnyBackend, BackendError, Backends, Engine, EnvCtx, NetSpec};
+use crate::envfile::Env;
 use crate::plan::{Change, NetChange, Plan, Step};
 use crate::progress::Progress;
 use crate::provision::ProvisionError;
@@ -66,6 +67,19 @@ pub enum MachineError {
     /// The state file could not be written.
     #[error("machine `{machine}`: cannot record its state: {source}")]
     State { machine: String, source: StateError },
+}
+
+impl MachineError {
+    /// An engine error of machine `machine`; a missing baseline or snapshot says so itself.
+    pub fn of(machine: &str, source: BackendError) -> MachineError {
+        match source {
+            BackendError::Snapshot(s) => MachineError::Snapshot(s),
+            source => MachineError::Backend {
+                machine: machine.to_string(),
+                source,
+            },
+        }
+    }
 }
 
 fn tail(lines: &[String]) -> String {
@@ -188,8 +202,13 @@ pub async fn apply(
                 })
             }
             NetChange::Create => {
-                if let Some(d) = backends.docker() {
-                    d.ensure_network(ctx, env.networks.get(&n.name)).await?;
+                if let Some(host) = backends.network_host() {
+                    let spec = env.networks.get(&n.name).map(|net| NetSpec {
+                        name: net.name.clone(),
+                        subnet: net.subnet,
+                        address: None,
+                    });
+                    host.ensure_network(ctx, spec.as_ref()).await?;
                 }
             }
         }
@@ -257,88 +276,6 @@ pub async fn apply(
     })
 }
 
-fn base_key(b: &Base) -> String {
-    match b {
-        Base::Box(n) => format!("box:{n}"),
-        Base::Image(i) => format!("image:{i}"),
-    }
-}
-
-/// What a machine is created from, once resolved.
-#[derive(Debug, Clone)]
-pub enum Resolved {
-    /// A Docker image reference.
-    Image(String),
-    /// A VM's base volumes in libvirt.
-    #[cfg(feature = "libvirt")]
-    Volumes(crate::boxes::libvirt::BaseVolumes),
-}
-
-/// What each machine base (`box:NAME`, `image:REF`, `vm-box:NAME`, `vm-image:FILE`)
-/// resolves to, or why it does not.
-pub type Images = HashMap<String, Result<Resolved, String>>;
-
-fn key_of(env: &Env, m: &crate::envfile::Machine) -> String {
-    match m.backend {
-        crate::envfile::Backend::Docker => base_key(&m.base),
-        // Base volumes live in the pool of the machine's own libvirt connection.
-        #[cfg(feature = "libvirt")]
-        crate::envfile::Backend::Libvirt => format!(
-            "vm-{}-{}",
-            crate::backend::libvirt::machines::machine_uri(env, m),
-            base_key(&m.base)
-        ),
-        #[cfg(not(feature = "libvirt"))]
-        crate::envfile::Backend::Libvirt => {
-            let _ = env;
-            format!("vm-{}", base_key(&m.base))
-        }
-    }
-}
-
-/// Images of the environment's docker machines, once per distinct base: boxes are built
-/// and imported on first use (so their digests are known before machines are hashed).
-pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
-    let mut out = HashMap::new();
-    #[cfg(feature = "libvirt")]
-    if backends.libvirt().is_some() {
-        for m in env.machines.values() {
-            if m.backend != crate::envfile::Backend::Libvirt || out.contains_key(&key_of(env, m)) {
-                continue;
-            }
-            let r = crate::backend::libvirt::machines::base_volumes(env, m)
-                .await
-                .map(Resolved::Volumes)
-                .map_err(|e| e.to_string());
-            out.insert(key_of(env, m), r);
-        }
-    }
-    let Some(docker) = backends.docker() else {
-        return out;
-    };
-    for m in env.machines.values() {
-        if m.backend != crate::envfile::Backend::Docker || out.contains_key(&key_of(env, m)) {
-            continue;
-        }
-        let r = match &m.base {
-            Base::Box(b) => crate::boxes::docker_image(docker.client(), env, b)
-                .await
-                .map_err(|e| e.to_string()),
-            Base::Image(i) => match docker.image_exists(i).await {
-                Ok(true) => Ok(i.clone()),
-                Ok(false) => Err(BackendError::ImageMissing {
-                    machine: m.name.clone(),
-                    image: i.clone(),
-                }
-                .to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        out.insert(key_of(env, m), r.map(Resolved::Image));
-    }
-    out
-}
-
 async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(), MachineError> {
     let name = mp.name.clone();
     let p = sh.progress;
@@ -366,10 +303,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
             }
         }
     }
-    let be = |source| MachineError::Backend {
-        machine: name.clone(),
-        source,
-    };
+    let be = |source| MachineError::of(&name, source);
     let st = |source| MachineError::State {
         machine: name.clone(),
         source,
@@ -407,7 +341,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
             Step::Create => {
                 let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
                 p.status(&name, "creating");
-                let resolved = match sh.images.get(&key_of(sh.env, m)) {
+                let resolved = match sh.images.get(&BaseKey::of(sh.env, m)) {
                     Some(Ok(i)) => i.clone(),
                     Some(Err(e)) => {
                         return Err(be(BackendError::Engine {
@@ -417,15 +351,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(
                     }
                     None => return Err(be(not_in_envfile(&name))),
                 };
-                let spec = match resolved {
-                    Resolved::Image(image) => spec_for(sh.env, m, &mp.hash, image),
-                    #[cfg(feature = "libvirt")]
-                    Resolved::Volumes(v) => {
-                        let mut spec = spec_for(sh.env, m, &mp.hash, String::new());
-                        spec.volumes = Some(v);
-                        spec
-                    }
-                };
+                let spec = spec_for(sh.env, m, &mp.hash, resolved);
                 let hash = mp.hash.clone();
                 sh.rec
                     .update(&name, |_| {

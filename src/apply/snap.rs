@@ -3,10 +3,10 @@
 //! recreated would be worse than a step that takes a second longer.
 
 use super::{MachineError, Shared};
-use crate::backend::AnyBackend;
+use crate::backend::{spec_for, AnyBackend, Engine, Resolved};
 use crate::envfile::Machine;
 use crate::plan::Step;
-use crate::snapshot::{self, Target, BASELINE};
+use crate::snapshot::BASELINE;
 use crate::state::Phase;
 
 /// Runs one snapshot step; returns the machine's id afterwards (a container is recreated).
@@ -19,33 +19,40 @@ pub(super) async fn snapshot_step(
     step: Step,
 ) -> Result<String, MachineError> {
     let name = &m.name;
-    let t = Target {
-        env: sh.env,
-        ctx: sh.ctx,
-        machine: m,
-        id,
-        hash,
-    };
+    // The state holds the machine's base: an engine that recreates the machine puts it
+    // on the state's image, not on this placeholder.
+    let spec = spec_for(sh.env, m, hash, Resolved::Image(String::new()));
+    let ctx = sh.ctx;
+    let be = |e| MachineError::of(name, e);
     let snap = sh.snapshot.unwrap_or(BASELINE);
     let (new_id, baseline) = match step {
         Step::Baseline => {
             sh.progress.status(name, "taking its baseline");
-            let (id, at) = snapshot::capture(backend, &t, BASELINE).await?;
-            (id, Some(at))
+            let c = backend
+                .capture(ctx, &spec, id, BASELINE)
+                .await
+                .map_err(be)?;
+            (c.id, Some(c.location))
         }
         Step::Reset => {
             sh.progress.status(name, "resetting to its baseline");
-            (snapshot::restore(backend, &t, BASELINE).await?, None)
+            let id = backend
+                .restore(ctx, &spec, id, BASELINE)
+                .await
+                .map_err(be)?;
+            (id, None)
         }
         Step::Save => {
             sh.progress
                 .status(name, &format!("saving snapshot `{snap}`"));
-            (snapshot::capture(backend, &t, snap).await?.0, None)
+            let c = backend.capture(ctx, &spec, id, snap).await.map_err(be)?;
+            (c.id, None)
         }
         _ => {
             sh.progress
                 .status(name, &format!("restoring snapshot `{snap}`"));
-            (snapshot::restore(backend, &t, snap).await?, None)
+            let id = backend.restore(ctx, &spec, id, snap).await.map_err(be)?;
+            (id, None)
         }
     };
     let rid = new_id.clone();

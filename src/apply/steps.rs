@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{cancelled, MachineError, Shared};
-use crate::backend::{AnyBackend, MachineSpec};
-use crate::envfile::{Env, Machine};
+use crate::backend::{AnyBackend, Engine};
+use crate::envfile::Machine;
 use crate::provision;
 use crate::state::{MachineRecord, Phase};
 
@@ -119,26 +119,4 @@ pub(super) async fn wait_healthy(
         code: last.0,
         output: last.1,
     })
-}
-
-/// The resolved spec a backend creates a machine from.
-pub fn spec_for<'a>(env: &'a Env, m: &'a Machine, hash: &str, image: String) -> MachineSpec<'a> {
-    MachineSpec {
-        machine: m,
-        hash: hash.to_string(),
-        image,
-        networks: m
-            .networks
-            .iter()
-            .filter_map(|a| env.networks.get(&a.network))
-            .collect(),
-        synced: m
-            .synced_folders
-            .iter()
-            .map(|s| (env.resolve(&s.host), s.guest.clone(), s.readonly))
-            .collect(),
-        extra_hosts: crate::backend::addresses::vm_host_entries(env),
-        #[cfg(feature = "libvirt")]
-        volumes: None,
-    }
 }

@@ -1,16 +1,28 @@
-//! Backends: the engines machines run on, behind one enum so that `up` can drive an
-//! environment that mixes containers and VMs.
+//! Backends: the engines machines run on. [`Engine`] is the whole contract an engine
+//! implements; [`AnyBackend`] (in `any.rs`) is the one enum that dispatches it, so `up` can
+//! drive an environment that mixes containers and VMs.
 //!
-//! A backend receives resolved machine specs (never the Envfile) and reports what exists
-//! by the labels hdev put on it, so the engine, not `.hdev/state.json`, is the truth about
-//! what is running. A machine whose backend is not part of this build (libvirt, for now)
-//! gets [`BackendError::Unavailable`] naming the machine; the others go ahead.
+//! An engine receives owned, resolved machine specs ([`MachineSpec`], built in `spec.rs`)
+//! and reports what exists by the labels hdev put on it, so the engine, not
+//! `.hdev/state.json`, is the truth about what is running. A machine whose backend is not
+//! part of this build gets [`BackendError::Unavailable`] naming the machine; the others
+//! go ahead.
+//!
+//! Adding an engine: a folder beside `docker/` and `libvirt/` whose type implements
+//! [`Engine`], one arm in `any.rs`'s enum and dispatch macro, and one variant of
+//! `envfile::Backend` so an Envfile can name it.
 
 pub mod addresses;
+mod any;
 pub mod docker;
-#[cfg(feature = "libvirt")]
+#[cfg(test)]
+pub(crate) mod fake;
+// The one place the libvirt feature is looked at: without it, `libvirt` is a module whose
+// engine type has no values, so every match on `AnyBackend` stays the same.
+#[cfg_attr(not(feature = "libvirt"), path = "libvirt_absent.rs")]
 pub mod libvirt;
 pub mod placement;
+mod spec;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +30,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::envfile::{Backend, Env, Machine, Network};
+use crate::boxes::{Store, StoredBox};
+use crate::envfile::Backend;
+use crate::snapshot::{Drift, SnapshotError};
+
+pub use any::{probes, AnyBackend, Backends, Probe};
+pub use spec::{spec_for, MachineSpec, NetSpec, Resolved, SyncedFolder};
 
 /// Label naming the environment instance an object belongs to.
 pub const LABEL_ENV: &str = "hdev.env";
@@ -67,6 +84,9 @@ pub enum BackendError {
     /// The machine is not running, so it cannot run commands.
     #[error("machine `{machine}` is not running (it is {state}); run `hdev up` first")]
     NotRunning { machine: String, state: String },
+    /// A baseline or snapshot is missing, or the guest could not prepare one.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// Where a machine is, as the engine sees it.
@@ -136,153 +156,18 @@ pub struct EnvCtx {
     pub dir: PathBuf,
 }
 
-/// What a machine is created from, resolved from the Envfile.
-#[derive(Debug, Clone)]
-pub struct MachineSpec<'a> {
-    pub machine: &'a Machine,
-    /// Per-machine hash, stored as a label.
-    pub hash: String,
-    /// Image reference (resolved from the box or given).
-    pub image: String,
-    /// Envfile networks the machine attaches to, in order.
-    pub networks: Vec<&'a Network>,
-    /// Host paths of the synced folders, resolved against the Envfile's folder.
-    pub synced: Vec<(PathBuf, String, bool)>,
-    /// `NAME:ADDRESS` entries for the machine's hosts file (VMs, which Docker's DNS does
-    /// not know).
-    pub extra_hosts: Vec<String>,
-    /// Base volumes of a VM (libvirt machines only).
-    #[cfg(feature = "libvirt")]
-    pub volumes: Option<crate::boxes::libvirt::BaseVolumes>,
-}
-
-/// A backend instance, dispatched by enum so a VM backend can sit beside Docker.
-pub enum AnyBackend {
-    Docker(docker::DockerBackend),
-    #[cfg(feature = "libvirt")]
-    Libvirt(Box<libvirt::machines::Vms>),
-}
-
-impl AnyBackend {
-    pub fn kind(&self) -> Backend {
-        match self {
-            AnyBackend::Docker(_) => Backend::Docker,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(_) => Backend::Libvirt,
-        }
-    }
-
-    pub fn docker(&self) -> Option<&docker::DockerBackend> {
-        match self {
-            AnyBackend::Docker(d) => Some(d),
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(_) => None,
-        }
-    }
-}
-
-/// The backends one command uses, keyed by kind.
-#[derive(Default)]
-pub struct Backends {
-    map: BTreeMap<Backend, AnyBackend>,
-    /// Why a backend the environment needs could not be connected.
-    errors: BTreeMap<Backend, String>,
-}
-
-impl Backends {
-    /// Connects to the backends the environment's machines need (Docker always, since
-    /// networks and leftovers live there); backends missing from this build are left out
-    /// and reported per machine by [`Backends::get`].
-    pub async fn connect(env: Option<&Env>) -> Result<Backends, BackendError> {
-        let mut map = BTreeMap::new();
-        map.insert(
-            Backend::Docker,
-            AnyBackend::Docker(docker::DockerBackend::connect().await?),
-        );
-        #[cfg_attr(not(feature = "libvirt"), allow(unused_mut))]
-        let mut errors = BTreeMap::new();
-        #[cfg(feature = "libvirt")]
-        if let Some(env) =
-            env.filter(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt))
-        {
-            match libvirt::machines::Vms::connect(env).await {
-                Ok(v) => {
-                    map.insert(Backend::Libvirt, AnyBackend::Libvirt(Box::new(v)));
-                }
-                Err(e) => {
-                    errors.insert(Backend::Libvirt, e.to_string());
-                }
-            }
-        }
-        #[cfg(not(feature = "libvirt"))]
-        let _ = env;
-        Ok(Backends { map, errors })
-    }
-
-    /// The backend of a machine, or why it is not there.
-    pub fn get(&self, m: &Machine) -> Result<&AnyBackend, BackendError> {
-        self.map
-            .get(&m.backend)
-            .ok_or_else(|| match self.errors.get(&m.backend) {
-                Some(message) => BackendError::Unreachable {
-                    backend: m.backend,
-                    message: format!("machine `{}`: {message}", m.name),
-                },
-                None => BackendError::Unavailable {
-                    machine: m.name.clone(),
-                    backend: m.backend,
-                },
-            })
-    }
-
-    /// The VM backend, when connected.
-    #[cfg(feature = "libvirt")]
-    pub fn libvirt(&self) -> Option<&libvirt::machines::Vms> {
-        match self.map.get(&Backend::Libvirt) {
-            Some(AnyBackend::Libvirt(v)) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// The backend of a kind, when this build has it.
-    pub fn get_kind(&self, kind: Backend) -> Option<&AnyBackend> {
-        self.map.get(&kind)
-    }
-
-    pub fn available(&self) -> BTreeSet<Backend> {
-        self.map.keys().copied().collect()
-    }
-
-    pub fn docker(&self) -> Option<&docker::DockerBackend> {
-        self.map.get(&Backend::Docker).and_then(AnyBackend::docker)
-    }
-
-    /// What every backend has for the environment instance.
-    pub async fn observe(&self, ctx: &EnvCtx) -> Result<Observation, BackendError> {
-        let mut all = Observation::default();
-        for b in self.map.values() {
-            let o = match b {
-                AnyBackend::Docker(d) => d.observe(&ctx.instance).await?,
-                #[cfg(feature = "libvirt")]
-                AnyBackend::Libvirt(v) => {
-                    let (vms, baselines) = v.observe(&ctx.instance).await?;
-                    Observation {
-                        machines: vms.into_iter().map(|m| (m.name.clone(), m)).collect(),
-                        baselines: baselines.into_iter().collect(),
-                        ..Observation::default()
-                    }
-                }
-            };
-            all.machines.extend(o.machines);
-            all.networks.extend(o.networks);
-            all.baselines.extend(o.baselines);
-        }
-        Ok(all)
-    }
-}
-
 /// Output of a command run in a machine, delivered line by line as it arrives.
 pub type LineSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A line of a machine's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// Where log lines go.
+pub type LogSink<'a> = &'a (dyn Fn(LogLine) + Send + Sync);
 
 /// The result of a command run in a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,92 +180,225 @@ pub struct ExecOutcome {
 /// How many lines of output an [`ExecOutcome`] keeps.
 pub const TAIL_LINES: usize = 40;
 
-/// Operations every backend offers; the enum dispatches to the engine in use.
-impl AnyBackend {
-    pub async fn ensure_network(
-        &self,
-        ctx: &EnvCtx,
-        net: Option<&Network>,
-    ) -> Result<(), BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.ensure_network(ctx, net).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(_) => Ok(()),
+/// Where a machine's base comes from, before an engine prepares it.
+#[derive(Debug, Clone)]
+pub enum BaseSource {
+    /// A box from the store (built or added, verified), to import into the engine.
+    Stored(Box<StoredBox>),
+    /// An image the engine must already hold (no registry is reachable).
+    Reference(String),
+}
+
+/// What [`Engine::prepare`] is asked for: one machine base, on one connection.
+#[derive(Debug, Clone)]
+pub struct BaseRequest {
+    /// A machine that uses this base, for messages.
+    pub machine: String,
+    /// The engine connection it is prepared on (a libvirt URI), when the engine has several.
+    pub place: Option<String>,
+    pub source: BaseSource,
+}
+
+/// A state an engine captured: the machine's id afterwards (a container is recreated on
+/// its baseline) and where the state lives (image id, layer volume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub id: String,
+    pub location: String,
+}
+
+/// One machine's part of a named snapshot (or of the baseline).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatePart {
+    /// The snapshot's name (`baseline` included).
+    pub name: String,
+    pub machine: String,
+    pub backend: Backend,
+    /// Unix time it was captured.
+    pub created: i64,
+    /// Bytes it adds on top of what it was captured on.
+    pub own_bytes: u64,
+    /// Bytes of its whole chain of layers (VMs; the box excluded).
+    pub chain_bytes: u64,
+}
+
+/// Kinds of object hdev creates in engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Vm,
+    Container,
+    Network,
+    Volume,
+    Image,
+}
+
+/// An object hdev made, found by its labels (or domain metadata), for `destroy` and `gc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub kind: ObjectKind,
+    /// Engine id or name.
+    pub id: String,
+    /// Environment instance it belongs to.
+    pub instance: String,
+    /// Folder of the environment that made it (empty when unknown).
+    pub dir: String,
+    /// Engine connection it lives on (a libvirt URI), when the engine has several.
+    pub place: Option<String>,
+}
+
+/// How many objects of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub vms: usize,
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+    pub images: usize,
+}
+
+impl Counts {
+    /// Counts of a list of found objects.
+    pub fn of(found: &[Found]) -> Counts {
+        let mut c = Counts::default();
+        for f in found {
+            *c.slot(f.kind) += 1;
+        }
+        c
+    }
+
+    fn slot(&mut self, kind: ObjectKind) -> &mut usize {
+        match kind {
+            ObjectKind::Vm => &mut self.vms,
+            ObjectKind::Container => &mut self.containers,
+            ObjectKind::Network => &mut self.networks,
+            ObjectKind::Volume => &mut self.volumes,
+            ObjectKind::Image => &mut self.images,
         }
     }
+
+    pub fn total(&self) -> usize {
+        self.vms + self.containers + self.networks + self.volumes + self.images
+    }
+
+    pub fn add(&mut self, other: Counts) {
+        self.vms += other.vms;
+        self.containers += other.containers;
+        self.networks += other.networks;
+        self.volumes += other.volumes;
+        self.images += other.images;
+    }
+}
+
+/// What an engine found for `gc` or `destroy`: its objects, and the connections it could
+/// not look at (said, not fatal).
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub found: Vec<Found>,
+    pub unreachable: Vec<String>,
+}
+
+/// The engine contract: everything hdev asks of Docker, libvirt or the recording fake.
+/// Ids are the engine's own (container id, domain name). Errors name the machine or object.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    /// Which backend this is.
+    fn kind(&self) -> Backend;
+
+    /// Every machine, network and baseline the engine holds for the instance.
+    async fn observe(&self, ctx: &EnvCtx) -> Result<Observation, BackendError>;
+
+    /// Creates an environment network the engine hosts (`None`: the default network).
+    async fn ensure_network(&self, ctx: &EnvCtx, net: Option<&NetSpec>)
+        -> Result<(), BackendError>;
+
+    /// Prepares a machine base in the engine (imports a box, checks an image).
+    async fn prepare(&self, store: &Store, req: &BaseRequest) -> Result<Resolved, BackendError>;
 
     /// Creates a machine (not started); returns its engine id.
-    pub async fn create(
-        &self,
-        ctx: &EnvCtx,
-        spec: &MachineSpec<'_>,
-    ) -> Result<String, BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.create_machine(ctx, spec).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.create(ctx, spec).await,
-        }
-    }
+    async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError>;
 
-    pub async fn start(&self, id: &str) -> Result<(), BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.start(id).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.start(id).await,
-        }
-    }
+    /// Starts a machine and waits until it accepts commands.
+    async fn start(&self, id: &str) -> Result<(), BackendError>;
 
-    pub async fn stop(&self, id: &str) -> Result<(), BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.stop(id, 5).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.stop(id).await,
-        }
-    }
+    async fn stop(&self, id: &str) -> Result<(), BackendError>;
 
-    pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.remove(id).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.remove(id).await,
-        }
-    }
+    /// Removes a machine and what only it used; gone already is fine.
+    async fn remove(&self, id: &str) -> Result<(), BackendError>;
 
     /// Runs `cmd` in the machine to its end, streaming output lines to `sink`.
-    pub async fn exec(
+    async fn exec(
         &self,
         id: &str,
         cmd: &[String],
         sink: LineSink<'_>,
-    ) -> Result<ExecOutcome, BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.exec(id, cmd, sink).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.exec(id, cmd, sink).await,
-        }
-    }
-
-    /// Inventory variables with which ansible reaches the machine.
-    pub async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
-        match self {
-            AnyBackend::Docker(_) => Ok(BTreeMap::from([
-                (
-                    "ansible_connection".to_string(),
-                    "community.docker.docker".to_string(),
-                ),
-                ("ansible_host".to_string(), id.to_string()),
-            ])),
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.ansible_vars(id).await,
-        }
-    }
+    ) -> Result<ExecOutcome, BackendError>;
 
     /// Unpacks a tar archive into an existing folder of the machine.
-    pub async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError> {
-        match self {
-            AnyBackend::Docker(d) => d.copy_in(id, dest, tar).await,
-            #[cfg(feature = "libvirt")]
-            AnyBackend::Libvirt(v) => v.copy_in(id, dest, tar).await,
-        }
-    }
+    async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError>;
+
+    /// Runs `cmd` (a login shell when empty) attached to this terminal; its exit code.
+    async fn interactive(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<i64, BackendError>;
+
+    /// Inventory variables with which ansible reaches the machine.
+    async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError>;
+
+    /// A machine's log (main process, or serial console), the last `tail` lines, then
+    /// new ones while `follow`.
+    async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<u32>,
+        sink: LogSink<'_>,
+    ) -> Result<(), BackendError>;
+
+    /// Captures state `name` (the baseline or a snapshot) of a machine.
+    async fn capture(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        name: &str,
+    ) -> Result<Captured, BackendError>;
+
+    /// Returns a machine to state `name` and starts it; returns its id afterwards.
+    async fn restore(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        name: &str,
+    ) -> Result<String, BackendError>;
+
+    /// Files added, changed and deleted in a machine since its baseline.
+    async fn drift(&self, machine: &str, id: &str) -> Result<Drift, BackendError>;
+
+    /// Every captured state of the instance's machines.
+    async fn states(
+        &self,
+        ctx: &EnvCtx,
+        observed: &Observation,
+    ) -> Result<Vec<StatePart>, BackendError>;
+
+    /// Deletes state `name` of one machine; whether it existed.
+    async fn delete_state(
+        &self,
+        ctx: &EnvCtx,
+        machine: &str,
+        id: Option<&str>,
+        name: &str,
+    ) -> Result<bool, BackendError>;
+
+    /// Objects hdev made, of one instance or of every one (for `gc`).
+    async fn discover(&self, instance: Option<&str>) -> Result<Discovery, BackendError>;
+
+    /// Removes found objects in the order the engine needs; how many went.
+    async fn remove_found(&self, found: &[Found]) -> Result<Counts, BackendError>;
 }

@@ -8,11 +8,8 @@
 
 pub mod archive;
 pub mod digest;
-pub mod docker;
 pub mod ensure;
 pub mod import;
-#[cfg(feature = "libvirt")]
-pub mod libvirt;
 pub mod manifest;
 pub mod recipe;
 pub mod store;
@@ -25,7 +22,6 @@ use crate::envfile::{BoxSource, Env};
 use crate::lockfile::Lockfile;
 
 pub use digest::BoxDigest;
-pub use docker::{docker_image, docker_image_in};
 pub use ensure::{
     ensure_box, ensure_box_in, libvirt_artifacts, libvirt_artifacts_in, LibvirtArtifacts,
 };

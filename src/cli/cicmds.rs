@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::copyrun::{self, CopyOptions};
-use super::machinecmds::{open, runtime};
+use crate::ops::copy::{self as copyrun, CopyOptions};
+use crate::ops::session::{open, runtime, Opened};
 use super::CmdResult;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::Summary;
@@ -40,7 +40,7 @@ pub fn test(
         p.note("no `[[test]]` checks in the Envfile");
     }
     let results = runtime()?.block_on(async {
-        let backends = Backends::connect(Some(env)).await?;
+        let backends = Backends::connect(env).await?;
         let observed = backends.observe(&o.ctx).await?;
         let opts = RunOptions {
             timeout: Duration::from_secs(timeout),
@@ -138,7 +138,7 @@ pub fn verify(p: &Printer, file: Option<&Path>, hash: Option<&str>) -> CmdResult
     let want = hash.unwrap_or(&o.env_hash.0).to_string();
     let (source, machines) = expected_machines(&o, &want)?;
     let observed = runtime()?.block_on(async {
-        let backends = Backends::connect(Some(&o.project.env)).await?;
+        let backends = Backends::connect(&o.project.env).await?;
         anyhow::Ok(backends.observe(&o.ctx).await?)
     })?;
     let short = |h: &str| {
@@ -221,7 +221,7 @@ pub fn verify(p: &Printer, file: Option<&Path>, hash: Option<&str>) -> CmdResult
 /// The per-machine hashes an environment hash stands for: from the Envfile as it is, from
 /// `Envfile.lock`, or from a release whose tree has that hash.
 fn expected_machines(
-    o: &super::machinecmds::Opened,
+    o: &Opened,
     want: &str,
 ) -> anyhow::Result<(String, std::collections::BTreeMap<String, String>)> {
     let to_map = |m: &std::collections::BTreeMap<String, crate::envfile::hash::EnvHash>| {

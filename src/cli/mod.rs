@@ -2,7 +2,6 @@
 
 mod boxcmds;
 mod cicmds;
-mod copyrun;
 mod doctor;
 mod envcmds;
 mod machinecmds;

@@ -137,7 +137,7 @@ fn to_release(
     show_plan: bool,
 ) -> CmdResult {
     let envfile = find_envfile(file)?;
-    let home = super::copyrun::home_of(&envfile);
+    let home = crate::ops::copy::home_of(&envfile);
     // The instance of this folder, as `up` would name it.
     let here = crate::project::Project::open(Some(&envfile))?;
     let release = update::open_release(&envfile, &home, &here.instance, tag)?;
@@ -145,8 +145,8 @@ fn to_release(
         check_locked(&release.project)?;
     }
     let (tag, dir) = (release.tag, release.dir);
-    machinecmds::runtime()?.block_on(async {
-        let (o, backends, images) = machinecmds::with_images(release.project, p).await?;
+    crate::ops::session::runtime()?.block_on(async {
+        let (o, backends, images) = crate::ops::session::with_images(release.project, p).await?;
         if let Some(want) = expect_hash {
             anyhow::ensure!(
                 o.env_hash.matches(want),
@@ -157,7 +157,7 @@ fn to_release(
         }
         let lock = o.project.state.lock()?;
         if show_plan {
-            let state = machinecmds::load_state(&o.project)?;
+            let state = crate::ops::session::load_state(&o.project)?;
             let observed = backends.observe(&o.ctx).await?;
             let plan = crate::plan::plan(
                 &o.project.env,
@@ -187,15 +187,15 @@ fn to_release(
                 dir: dir.clone(),
             },
         )?;
-        let cancel = machinecmds::ctrl_c(p);
-        machinecmds::converge(p, &o, &backends, &images, lock, parallel, cancel).await
+        let cancel = crate::ops::session::ctrl_c(p);
+        crate::ops::up::converge(p, &o, &backends, &images, lock, parallel, cancel).await
     })
 }
 
 /// `hdev release TAG`: tests a throwaway copy of HEAD and tags it only when every check
 /// passes.
 pub fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64) -> CmdResult {
-    use super::copyrun::{self, CopyOptions};
+    use crate::ops::copy::{self as copyrun, CopyOptions};
     let envfile = find_envfile(file)?;
     let home = copyrun::home_of(&envfile);
     let cand = gatekeeper::preflight(&home, tag)?;
@@ -205,7 +205,7 @@ pub fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64) -> Cmd
         .name;
     let inner = Printer { json: false, ..*p };
     let short = cand.commit[..12.min(cand.commit.len())].to_string();
-    machinecmds::runtime()?.block_on(async {
+    crate::ops::session::runtime()?.block_on(async {
         let sig = copyrun::signals(p)?;
         let instance = crate::throwaway::new_instance(&env_name);
         let source = format!("commit {short}");

@@ -1,21 +1,16 @@
-//! `baseline`, `reset`, `drift` and `snapshot save|restore|list|delete`: thin commands
-//! over `crate::snapshot`. Acting commands run as plans (machines in dependency order,
-//! independent ones in parallel, health checks run again), so they share `up`'s progress,
-//! Ctrl-C handling and state records.
+//! `baseline`, `reset`, `drift` and `snapshot save|restore|list|delete`: each calls one
+//! operation in `crate::ops::snapshot` and renders it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::Subcommand;
-use serde::Serialize;
 
-use super::machinecmds::{check_machine, load_state, open, run_steps, runtime, Opened};
 use super::CmdResult;
-use crate::backend::{Backends, Observation, RunState};
-use crate::envfile::Backend;
+use crate::ops::session::{check_machine, open, runtime};
+use crate::ops::snapshot as ops;
 use crate::output::Printer;
-use crate::plan::{Change, MachinePlan, Plan, Step};
-use crate::snapshot::{self, Drift, SnapshotPart};
+use crate::plan::Step;
+use crate::snapshot::{self, Drift};
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCmd {
@@ -29,71 +24,6 @@ pub enum SnapshotCmd {
     Delete { name: String },
 }
 
-/// Builds a plan that runs `steps` on `targets` (all machines when empty) and runs the
-/// health check again on the machines that depend on one of them.
-fn plan_for(
-    o: &Opened,
-    observed: &Observation,
-    targets: &[String],
-    steps: &[Step],
-    need_running: bool,
-) -> anyhow::Result<Plan> {
-    let env = &o.project.env;
-    for t in targets {
-        check_machine(env, t)?;
-    }
-    let mut acted: Vec<String> = Vec::new();
-    let mut machines = Vec::new();
-    for m in env.topo_order() {
-        let obs = observed.machines.get(&m.name);
-        let target = targets.is_empty() || targets.contains(&m.name);
-        let mut mp = MachinePlan::untouched(
-            m,
-            obs.map(|o| o.id.clone()),
-            obs.and_then(|o| o.hash.clone()).unwrap_or_default(),
-        );
-        let checked = m.healthcheck.is_some();
-        if target {
-            let Some(ob) = obs else {
-                anyhow::bail!("machine `{}` is not created; run `hdev up` first", m.name);
-            };
-            if need_running && ob.state != RunState::Running {
-                anyhow::bail!(
-                    "machine `{}` is not running (it is {}); run `hdev up` first",
-                    m.name,
-                    ob.state
-                );
-            }
-            mp.change = Change::Finish;
-            mp.reason = "asked for".into();
-            mp.steps = steps.to_vec();
-            if checked
-                && steps
-                    .iter()
-                    .any(|s| matches!(s, Step::Reset | Step::Restore))
-            {
-                mp.steps.push(Step::Health);
-            }
-            acted.push(m.name.clone());
-        } else if checked
-            && obs.is_some_and(|o| o.state == RunState::Running)
-            && m.depends_on.iter().any(|d| acted.contains(d))
-            && steps
-                .iter()
-                .any(|s| matches!(s, Step::Reset | Step::Restore))
-        {
-            mp.steps = vec![Step::Health];
-            mp.reason = "a dependency was reset; health checked again".into();
-            acted.push(m.name.clone());
-        }
-        machines.push(mp);
-    }
-    Ok(Plan {
-        networks: vec![],
-        machines,
-    })
-}
-
 /// Runs `steps` on machines as a plan, under the environment's lock.
 fn act(
     p: &Printer,
@@ -104,14 +34,7 @@ fn act(
     snapshot: Option<&str>,
 ) -> CmdResult {
     let o = open(file)?;
-    let lock = o.project.state.lock()?;
-    let state = load_state(&o.project)?;
-    runtime()?.block_on(async {
-        let backends = Backends::connect(Some(&o.project.env)).await?;
-        let observed = backends.observe(&o.ctx).await?;
-        let plan = plan_for(&o, &observed, targets, steps, need_running)?;
-        run_steps(p, &o, &backends, &plan, lock, state, snapshot).await
-    })
+    runtime()?.block_on(ops::act(p, &o, targets, steps, need_running, snapshot))
 }
 
 /// `hdev baseline [MACHINE]`: captures the machines' current state as their baseline.
@@ -125,64 +48,6 @@ pub fn reset(p: &Printer, file: Option<&Path>, machines: &[String]) -> CmdResult
     act(p, file, machines, &[Step::Reset], false, None)
 }
 
-#[derive(Debug, Serialize)]
-struct MachineDrift {
-    machine: String,
-    #[serde(flatten)]
-    drift: Option<Drift>,
-    error: Option<String>,
-}
-
-/// Drift of the running machines (or of one), computed in parallel.
-async fn drifts(
-    backends: &Backends,
-    env: &crate::envfile::Env,
-    observed: &Observation,
-    only: Option<&str>,
-) -> Vec<MachineDrift> {
-    let jobs = env
-        .topo_order()
-        .into_iter()
-        .filter(|m| only.is_none_or(|o| o == m.name))
-        .map(|m| async move {
-            let r = match (observed.machines.get(&m.name), backends.get(m)) {
-                (None, _) => Err("not created".to_string()),
-                (Some(_), Err(e)) => Err(e.to_string()),
-                (Some(o), Ok(_))
-                    if o.state != RunState::Running && m.backend == Backend::Libvirt =>
-                {
-                    Err(format!("not running (it is {})", o.state))
-                }
-                (Some(o), Ok(b)) => snapshot::drift(b, &m.name, &o.id)
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
-            let (drift, error) = match r {
-                Ok(d) => (Some(d), None),
-                Err(e) => (None, Some(e)),
-            };
-            MachineDrift {
-                machine: m.name.clone(),
-                drift,
-                error,
-            }
-        });
-    futures_util::future::join_all(jobs).await
-}
-
-/// Drift per machine, for `status`: `Some(true)` when it drifted.
-pub(crate) async fn drifted(
-    backends: &Backends,
-    env: &crate::envfile::Env,
-    observed: &Observation,
-) -> BTreeMap<String, bool> {
-    drifts(backends, env, observed, None)
-        .await
-        .into_iter()
-        .filter_map(|d| d.drift.map(|x| (d.machine, !x.is_empty())))
-        .collect()
-}
-
 /// `hdev drift [MACHINE]`: exit 0 without drift, 1 with drift, 2 when it cannot tell.
 pub fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
     let o = open(file)?;
@@ -191,9 +56,9 @@ pub fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResu
     }
     let env = &o.project.env;
     let rows = runtime()?.block_on(async {
-        let backends = Backends::connect(Some(env)).await?;
+        let backends = o.connect().await?;
         let observed = backends.observe(&o.ctx).await?;
-        anyhow::Ok(drifts(&backends, env, &observed, machine).await)
+        anyhow::Ok(ops::drifts(&backends, env, &observed, machine).await)
     })?;
     let sum = |f: fn(&Drift) -> usize| rows.iter().filter_map(|r| r.drift.as_ref()).map(f).sum();
     let (added, changed, deleted): (usize, usize, usize) = (
@@ -259,22 +124,10 @@ pub fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResu
     Ok(code)
 }
 
-/// The environment's VMs by machine name, for their layers.
-fn vm_ids(observed: &Observation) -> BTreeMap<String, String> {
-    observed
-        .machines
-        .values()
-        .filter(|m| m.backend == Backend::Libvirt)
-        .map(|m| (m.name.clone(), m.id.clone()))
-        .collect()
-}
-
-fn list_all(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<SnapshotPart>>> {
-    runtime()?.block_on(async {
-        let backends = Backends::connect(Some(&o.project.env)).await?;
-        let observed = backends.observe(&o.ctx).await?;
-        Ok(snapshot::list(&backends, &o.ctx, &vm_ids(&observed)).await?)
-    })
+fn list_all(
+    o: &crate::ops::session::Opened,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<crate::backend::StatePart>>> {
+    runtime()?.block_on(ops::list(o))
 }
 
 fn human(bytes: u64) -> String {
@@ -313,21 +166,7 @@ pub fn snapshot(p: &Printer, file: Option<&Path>, cmd: &SnapshotCmd) -> CmdResul
         SnapshotCmd::Delete { name } => {
             snapshot::check_name(name)?;
             let o = open(file)?;
-            let _lock = o.project.state.lock()?;
-            let env = &o.project.env;
-            let deleted = runtime()?.block_on(async {
-                let backends = Backends::connect(Some(env)).await?;
-                let observed = backends.observe(&o.ctx).await?;
-                let mut n = 0;
-                for m in env.machines.values() {
-                    let Ok(b) = backends.get(m) else { continue };
-                    let id = observed.machines.get(&m.name).map(|o| o.id.as_str());
-                    if snapshot::delete(b, &o.ctx, &m.name, id, name).await? {
-                        n += 1;
-                    }
-                }
-                anyhow::Ok(n)
-            })?;
+            let deleted = runtime()?.block_on(ops::delete(&o, name))?;
             if deleted == 0 {
                 anyhow::bail!(
                     "no snapshot `{name}`\nhelp: `hdev snapshot list` shows the snapshots"

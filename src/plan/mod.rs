@@ -6,6 +6,7 @@
 //! record decides only whether its provisioning finished, since the engine cannot tell.
 
 mod render;
+mod targeted;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,7 @@ use crate::envfile::{Backend, Env, Machine};
 use crate::state::{Phase, State};
 
 pub use render::render;
+pub use targeted::{check_machine, provision_plan, targeted_plan, TargetError};
 
 /// What happens to a machine, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -239,11 +241,7 @@ pub fn plan(
                     (Change::Recreate, "definition changed".to_string(), s)
                 }
                 Some(o) => {
-                    let provisioned = rec.is_some_and(|r| {
-                        r.phase >= Phase::Provisioned
-                            && r.hash == hash
-                            && r.id.as_deref().is_none_or(|id| id == o.id)
-                    });
+                    let provisioned = rec.is_some_and(|r| r.provisioned(&o.id, o.hash.as_deref()));
                     let running = o.state == crate::backend::RunState::Running;
                     let ready = rec.is_some_and(|r| r.phase >= Phase::Ready);
                     match (running, provisioned) {

@@ -90,6 +90,17 @@ pub struct MachineRecord {
     pub provision_runs: u32,
 }
 
+impl MachineRecord {
+    /// Whether this record says that the machine the engine holds (`id`, created from
+    /// per-machine hash `hash`) finished its provisioning. The one rule for "provisioned":
+    /// `plan` and `status` both ask it.
+    pub fn provisioned(&self, id: &str, hash: Option<&str>) -> bool {
+        self.phase >= Phase::Provisioned
+            && Some(self.hash.as_str()) == hash
+            && self.id.as_deref().is_none_or(|own| own == id)
+    }
+}
+
 /// The whole of `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {

@@ -236,7 +236,12 @@ impl Copy {
         project.adjust(|env| net::relocate(env, &subnets));
         let ctx = project.ctx();
         for n in project.env.networks.values() {
-            docker.ensure_network(&ctx, Some(n)).await?;
+            let spec = crate::backend::NetSpec {
+                name: n.name.clone(),
+                subnet: n.subnet,
+                address: None,
+            };
+            docker.ensure_network(&ctx, Some(&spec)).await?;
         }
         Ok(())
     }

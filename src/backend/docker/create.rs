@@ -15,10 +15,9 @@ use super::{
     BRIDGE_NAME_OPTION, DEFAULT_NETWORK,
 };
 use crate::backend::{
-    BackendError, EnvCtx, MachineSpec, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE,
+    BackendError, EnvCtx, MachineSpec, NetSpec, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE,
     LABEL_NETWORK,
 };
-use crate::envfile::Network;
 
 /// Main process of a container without `command`: sleeps, and ends at once on SIGTERM so
 /// that `halt` is quick.
@@ -40,7 +39,7 @@ impl DockerBackend {
     pub async fn ensure_network(
         &self,
         ctx: &EnvCtx,
-        net: Option<&Network>,
+        net: Option<&NetSpec>,
     ) -> Result<(), BackendError> {
         let env_name = net.map(|n| n.name.as_str()).unwrap_or(DEFAULT_NETWORK);
         let name = network_name(&ctx.instance, env_name);
@@ -84,9 +83,9 @@ impl DockerBackend {
     pub async fn create_machine(
         &self,
         ctx: &EnvCtx,
-        spec: &MachineSpec<'_>,
+        spec: &MachineSpec,
     ) -> Result<String, BackendError> {
-        let m = spec.machine;
+        let m = spec;
         let name = container_name(&ctx.instance, &m.name);
         let mut labels = env_labels(ctx);
         labels.insert(LABEL_MACHINE.to_string(), m.name.clone());
@@ -101,7 +100,7 @@ impl DockerBackend {
         }
         for a in &m.networks {
             endpoints.push((
-                network_name(&ctx.instance, &a.network),
+                network_name(&ctx.instance, &a.name),
                 endpoint(&m.name, a.address.map(|ip| ip.to_string())),
             ));
         }
@@ -123,11 +122,12 @@ impl DockerBackend {
         let binds = spec
             .synced
             .iter()
-            .map(|(host, guest, ro)| {
+            .map(|f| {
                 format!(
-                    "{}:{guest}{}",
-                    host.to_string_lossy(),
-                    if *ro { ":ro" } else { "" }
+                    "{}:{}{}",
+                    f.host.to_string_lossy(),
+                    f.guest,
+                    if f.readonly { ":ro" } else { "" }
                 )
             })
             .collect::<Vec<_>>();
@@ -138,7 +138,7 @@ impl DockerBackend {
         let first = endpoints.first().cloned();
         let body = ContainerCreateBody {
             hostname: Some(m.name.clone()),
-            image: Some(spec.image.clone()),
+            image: Some(spec.image().to_string()),
             cmd: Some(cmd),
             env: Some(m.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
@@ -171,7 +171,7 @@ impl DockerBackend {
                     status_code: 404, ..
                 } => BackendError::ImageMissing {
                     machine: m.name.clone(),
-                    image: spec.image.clone(),
+                    image: spec.image().to_string(),
                 },
                 e => map_err(
                     format!("create container `{name}` for machine `{}`", m.name),

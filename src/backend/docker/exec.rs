@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{map_err, DockerBackend};
-use crate::backend::{BackendError, ExecOutcome, LineSink, TAIL_LINES};
+use crate::backend::{BackendError, ExecOutcome, LineSink, LogLine, TAIL_LINES};
 
 /// How an interactive command is wired to the terminal.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,13 +19,6 @@ pub struct ExecOptions {
     pub tty: bool,
     /// Forward the host's stdin.
     pub stdin: bool,
-}
-
-/// One line of container logs.
-#[derive(Debug, Clone)]
-pub struct LogLine {
-    pub stderr: bool,
-    pub text: String,
 }
 
 /// Splits a byte stream into lines, keeping the last few for error messages.

@@ -8,7 +8,10 @@
 //! environment created.
 
 mod create;
+mod engine;
 mod exec;
+pub mod image;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,12 +24,13 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use super::{
-    BackendError, Observation, ObservedMachine, ObservedNetwork, RunState, LABEL_ENV,
-    LABEL_MACHINE, LABEL_NETWORK, LABEL_SNAPSHOT,
+    BackendError, Counts, Found, ObjectKind, Observation, ObservedMachine, ObservedNetwork,
+    RunState, LABEL_ENV, LABEL_MACHINE, LABEL_NETWORK, LABEL_SNAPSHOT,
 };
 use crate::envfile::Backend;
 
-pub use exec::{ExecOptions, LogLine};
+pub use engine::probe;
+pub use exec::ExecOptions;
 
 /// Docker network option that names the Linux bridge, so a VM backend can attach to it.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
@@ -133,16 +137,6 @@ fn run_state(s: Option<bollard::models::ContainerSummaryStateEnum>) -> RunState 
         Some(S::PAUSED) => RunState::Paused,
         _ => RunState::Other,
     }
-}
-
-/// Objects labelled for environments, for `destroy` and `gc`.
-#[derive(Debug, Clone, Default)]
-pub struct Labelled {
-    /// (id, env, dir) of each container.
-    pub containers: Vec<(String, String, String)>,
-    pub networks: Vec<(String, String, String)>,
-    pub volumes: Vec<(String, String, String)>,
-    pub images: Vec<(String, String, String)>,
 }
 
 impl DockerBackend {
@@ -312,19 +306,22 @@ impl DockerBackend {
     }
 
     /// Every object labelled `hdev.env` (of one instance, or of all when `None`).
-    pub async fn labelled(&self, instance: Option<&str>) -> Result<Labelled, BackendError> {
+    pub async fn labelled(&self, instance: Option<&str>) -> Result<Vec<Found>, BackendError> {
         let filters = match instance {
             Some(i) => label_filter(&[(LABEL_ENV, i)]),
             None => label_filter(&[(LABEL_ENV, "")]),
         };
-        let pick = |labels: Option<&HashMap<String, String>>| {
+        let mut out = Vec::new();
+        let mut pick = |kind: ObjectKind, id: String, labels: Option<&HashMap<String, String>>| {
             let l = labels.cloned().unwrap_or_default();
-            (
-                l.get(LABEL_ENV).cloned().unwrap_or_default(),
-                l.get(super::LABEL_DIR).cloned().unwrap_or_default(),
-            )
+            out.push(Found {
+                kind,
+                id,
+                instance: l.get(LABEL_ENV).cloned().unwrap_or_default(),
+                dir: l.get(super::LABEL_DIR).cloned().unwrap_or_default(),
+                place: None,
+            });
         };
-        let mut out = Labelled::default();
         let cs = self
             .docker
             .list_containers(Some(
@@ -336,8 +333,11 @@ impl DockerBackend {
             .await
             .map_err(map_err("list containers", "containers", ""))?;
         for c in cs {
-            let (e, d) = pick(c.labels.as_ref());
-            out.containers.push((c.id.unwrap_or_default(), e, d));
+            pick(
+                ObjectKind::Container,
+                c.id.unwrap_or_default(),
+                c.labels.as_ref(),
+            );
         }
         let ns = self
             .docker
@@ -349,8 +349,11 @@ impl DockerBackend {
             .await
             .map_err(map_err("list networks", "networks", ""))?;
         for n in ns {
-            let (e, d) = pick(n.labels.as_ref());
-            out.networks.push((n.id.unwrap_or_default(), e, d));
+            pick(
+                ObjectKind::Network,
+                n.id.unwrap_or_default(),
+                n.labels.as_ref(),
+            );
         }
         let vs = self
             .docker
@@ -362,8 +365,7 @@ impl DockerBackend {
             .await
             .map_err(map_err("list volumes", "volumes", ""))?;
         for v in vs.volumes.unwrap_or_default() {
-            let (e, d) = pick(Some(&v.labels));
-            out.volumes.push((v.name, e, d));
+            pick(ObjectKind::Volume, v.name, Some(&v.labels));
         }
         let is = self
             .docker
@@ -377,8 +379,7 @@ impl DockerBackend {
         for i in is {
             // Box images are shared between environments; only per-environment images go.
             if i.labels.contains_key(LABEL_SNAPSHOT) {
-                let (e, d) = pick(Some(&i.labels));
-                out.images.push((i.id, e, d));
+                pick(ObjectKind::Image, i.id, Some(&i.labels));
             }
         }
         Ok(out)
@@ -426,22 +427,28 @@ impl DockerBackend {
         }
     }
 
-    pub async fn remove_labelled(&self, l: &Labelled) -> Result<[usize; 4], BackendError> {
+    pub async fn remove_labelled(&self, found: &[Found]) -> Result<Counts, BackendError> {
+        let of = |kind: ObjectKind| {
+            found
+                .iter()
+                .filter(move |f| f.kind == kind)
+                .map(|f| &f.id)
+        };
         // A few at a time: removing many containers of one network at once can leave the
         // engine (20.10) with a stale endpoint that blocks removing the network for good.
         use futures_util::stream::StreamExt;
         let removals =
-            futures_util::stream::iter(l.containers.iter().map(|(id, ..)| self.remove(id)))
+            futures_util::stream::iter(of(ObjectKind::Container).map(|id| self.remove(id)))
                 .buffer_unordered(4)
                 .collect::<Vec<_>>()
                 .await;
         for r in removals {
             r?;
         }
-        for (id, ..) in &l.networks {
+        for id in of(ObjectKind::Network) {
             self.remove_network(id).await?;
         }
-        for (name, ..) in &l.volumes {
+        for name in of(ObjectKind::Volume) {
             match self
                 .docker
                 .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
@@ -455,7 +462,7 @@ impl DockerBackend {
         }
         // Snapshot images are committed on one another: a parent goes only after its
         // children, so images that conflict are tried again in the next round.
-        let mut left: Vec<&String> = l.images.iter().map(|(id, ..)| id).collect();
+        let mut left: Vec<&String> = of(ObjectKind::Image).collect();
         let mut stalled = 0;
         while !left.is_empty() {
             let mut again = Vec::new();
@@ -488,12 +495,13 @@ impl DockerBackend {
             }
             left = again;
         }
-        Ok([
-            l.containers.len(),
-            l.networks.len(),
-            l.volumes.len(),
-            l.images.len(),
-        ])
+        Ok(Counts::of(
+            &found
+                .iter()
+                .filter(|f| f.kind != ObjectKind::Vm)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ))
     }
 
     /// Whether an image is present in the engine.

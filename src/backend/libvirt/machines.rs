@@ -13,23 +13,28 @@ use super::vm::{self, VmInputs};
 use super::{LibvirtBackend, LibvirtError, ObservedVm};
 use crate::backend::ssh::{SshKey, SshTarget};
 use crate::backend::{
-    BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, RunState, TAIL_LINES,
+    BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, Resolved, RunState,
+    TAIL_LINES,
 };
-use crate::boxes::libvirt::BaseVolumes;
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
 
 /// How long `halt` waits for an ACPI shutdown before forcing the VM off.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// VMs of one environment, on every libvirt connection its machines name.
+/// VMs of one environment, on every libvirt connection its machines name; or, for `gc`,
+/// the VMs of every environment on a set of connections.
 pub struct Vms {
     /// Connections by URI.
-    conns: BTreeMap<String, LibvirtBackend>,
-    env: Env,
-    key: SshKey,
+    pub(super) conns: BTreeMap<String, LibvirtBackend>,
+    /// The environment whose machines are created (`None` for `gc`, which only finds and
+    /// removes).
+    env: Option<Env>,
+    key: Option<SshKey>,
     state_root: PathBuf,
     probe: KvmProbe,
+    /// Connections that could not be made (`gc` says so and goes on).
+    pub(super) unreachable: Vec<String>,
 }
 
 fn err(e: LibvirtError) -> BackendError {
@@ -54,6 +59,11 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
 }
 
 pub use crate::backend::placement::{machine_uri, uri_of, uris_of, DEFAULT_URI};
+
+/// The libvirt URI a base is prepared on: the one given, else the default.
+pub(super) fn machine_uri_or_default(uri: Option<&str>) -> String {
+    uri.unwrap_or(DEFAULT_URI).to_string()
+}
 pub use crate::backend::ssh::shell_quote;
 
 impl Vms {
@@ -69,16 +79,62 @@ impl Vms {
         let key = SshKey::ensure(&state_root).map_err(|e| engine("SSH key", e))?;
         Ok(Vms {
             conns,
-            env: env.clone(),
-            key,
+            env: Some(env.clone()),
+            key: Some(key),
             state_root,
             probe: KvmProbe::read(),
+            unreachable: Vec::new(),
         })
     }
 
+    /// Connects to every URI in `uris` to find and remove what hdev made there; one that
+    /// cannot be reached is remembered (and reported by discovery), unless it is the
+    /// default connection, which a machine without libvirt need not have.
+    pub async fn at_uris(uris: &std::collections::BTreeSet<String>) -> Result<Vms, BackendError> {
+        let mut conns = BTreeMap::new();
+        let mut unreachable = Vec::new();
+        for uri in uris {
+            match LibvirtBackend::connect(uri).await {
+                Ok(lv) => {
+                    conns.insert(uri.clone(), lv);
+                }
+                Err(_) if uri == DEFAULT_URI => {}
+                Err(e) => unreachable.push(format!("libvirt `{uri}`: {e}")),
+            }
+        }
+        Ok(Vms {
+            conns,
+            env: None,
+            key: None,
+            state_root: PathBuf::new(),
+            probe: KvmProbe::read(),
+            unreachable,
+        })
+    }
+
+    /// The environment, for operations that create.
+    fn env(&self) -> Result<&Env, BackendError> {
+        self.env
+            .as_ref()
+            .ok_or_else(|| engine("libvirt", "this connection serves gc only"))
+    }
+
+    /// The environment's libvirt networks on remote hosts, by exact name and URI.
+    pub(super) fn remote_network_names(&self, instance: &str) -> Vec<(String, String)> {
+        self.env
+            .as_ref()
+            .map(|env| {
+                remote::remote_networks(env)
+                    .into_iter()
+                    .map(|(net, uri)| (remote::network_name(instance, &net), uri))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The connection a machine's VM lives on.
-    fn lv_of(&self, m: &crate::envfile::Machine) -> &LibvirtBackend {
-        let uri = machine_uri(&self.env, m);
+    fn lv_of(&self, env: &Env, m: &crate::envfile::Machine) -> &LibvirtBackend {
+        let uri = machine_uri(env, m);
         self.conns
             .get(&uri)
             .or_else(|| self.conns.values().next())
@@ -88,17 +144,23 @@ impl Vms {
     /// The connection holding domain `id` (`hdev-INSTANCE-MACHINE`): the machine whose
     /// name ends the id, longest name first.
     pub fn lv_for(&self, id: &str) -> &LibvirtBackend {
-        let m = self
-            .env
+        let Some(env) = &self.env else {
+            return self
+                .conns
+                .values()
+                .next()
+                .expect("Vms holds at least one connection");
+        };
+        let m = env
             .machines
             .values()
             .filter(|m| m.backend == Backend::Libvirt && id.ends_with(&format!("-{}", m.name)))
             .max_by_key(|m| m.name.len());
         match m {
-            Some(m) => self.lv_of(m),
+            Some(m) => self.lv_of(env, m),
             None => self
                 .conns
-                .get(&uri_of(&self.env))
+                .get(&uri_of(env))
                 .or_else(|| self.conns.values().next())
                 .expect("Vms holds at least the environment's connection"),
         }
@@ -106,7 +168,7 @@ impl Vms {
 
     /// The libvirt domain type a machine gets: its own `accel`, else the environment's.
     pub fn domain_type(&self, m: &crate::envfile::Machine) -> Result<DomainType, BackendError> {
-        host::choose(m.accel.unwrap_or(self.env.settings.accel), &self.probe)
+        host::choose(m.accel.unwrap_or(self.env()?.settings.accel), &self.probe)
             .map_err(|e| engine(&format!("machine `{}`", m.name), e))
     }
 
@@ -147,14 +209,23 @@ impl Vms {
     pub async fn create(
         &self,
         ctx: &EnvCtx,
-        spec: &MachineSpec<'_>,
+        spec: &MachineSpec,
     ) -> Result<String, BackendError> {
-        let m = spec.machine;
-        let base = spec.volumes.as_ref().ok_or_else(|| BackendError::Box {
-            machine: m.name.clone(),
-            name: format!("{:?}", m.base),
-            message: "no libvirt base volume was resolved".into(),
-        })?;
+        let env = self.env()?;
+        let m = env
+            .machines
+            .get(&spec.name)
+            .ok_or_else(|| BackendError::NotFound {
+                what: "machine",
+                name: spec.name.clone(),
+            })?;
+        let Resolved::Volumes(base) = &spec.base else {
+            return Err(BackendError::Box {
+                machine: m.name.clone(),
+                name: format!("{:?}", m.base),
+                message: "no libvirt base volume was resolved".into(),
+            });
+        };
         let bridges: BTreeMap<String, String> = m
             .networks
             .iter()
@@ -165,34 +236,34 @@ impl Vms {
                 )
             })
             .collect();
-        let layout = vm::layout(&self.env, &ctx.instance, m, &bridges).map_err(err)?;
+        let layout = vm::layout(env, &ctx.instance, m, &bridges).map_err(err)?;
         // On a remote host, the machine's networks are libvirt networks there.
-        let remote = remote::remote_networks(&self.env);
+        let remote = remote::remote_networks(env);
         for a in &m.networks {
             if remote.contains_key(&a.network) {
                 let xml =
-                    remote::network_xml(&ctx.instance, &self.env, &a.network).ok_or_else(|| {
+                    remote::network_xml(&ctx.instance, env, &a.network).ok_or_else(|| {
                         BackendError::NotFound {
                             what: "network",
                             name: a.network.clone(),
                         }
                     })?;
-                self.lv_of(m)
+                self.lv_of(env, m)
                     .ensure_network(&remote::network_name(&ctx.instance, &a.network), xml)
                     .await
                     .map_err(err)?;
             }
         }
         vm::define(
-            self.lv_of(m),
+            self.lv_of(env, m),
             VmInputs {
-                env: &self.env,
+                env,
                 instance: &ctx.instance,
                 machine: m,
                 hash: &spec.hash,
                 base,
                 layout: &layout,
-                key: &self.key,
+                key: self.key()?,
                 domain_type: self.domain_type(m)?,
                 console_log: vm::console_log(&self.state_root, &layout.domain),
             },
@@ -200,6 +271,12 @@ impl Vms {
         .await
         .map_err(|e| engine(&format!("define VM `{}`", m.name), e))?;
         Ok(layout.domain)
+    }
+
+    fn key(&self) -> Result<&SshKey, BackendError> {
+        self.key
+            .as_ref()
+            .ok_or_else(|| engine("ssh", "this connection serves gc only"))
     }
 
     async fn target(&self, id: &str) -> Result<SshTarget, BackendError> {
@@ -224,7 +301,7 @@ impl Vms {
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| engine("reach the VM", format!("`{}` has no address", v.machine)))?;
         Ok(SshTarget {
-            key: self.key.private.clone(),
+            key: self.key()?.private.clone(),
             user: "root".into(),
             host,
             proxy: remote_host(&self.lv_for(id).uri).map(|r| r.proxy_command()),
@@ -346,25 +423,5 @@ impl Vms {
     /// The console log of a VM, by domain name.
     pub fn console_log(&self, domain: &str) -> PathBuf {
         vm::console_log(&self.state_root, domain)
-    }
-}
-
-/// Resolves a libvirt machine's base volumes (building and uploading its box once).
-pub async fn base_volumes(
-    env: &Env,
-    m: &crate::envfile::Machine,
-) -> Result<BaseVolumes, crate::boxes::BoxError> {
-    let uri = machine_uri(env, m);
-    match &m.base {
-        crate::envfile::Base::Box(b) => crate::boxes::libvirt::libvirt_base(&uri, env, b).await,
-        crate::envfile::Base::Image(i) => {
-            crate::boxes::libvirt::libvirt_image_base_in(
-                &crate::boxes::Store::open_default()?,
-                &uri,
-                env,
-                i,
-            )
-            .await
-        }
     }
 }

@@ -5,11 +5,16 @@
 //! defines carries metadata in hdev's XML namespace naming its environment, machine and
 //! hash, so `status` and `gc` read the truth from libvirtd itself.
 
+mod console;
+mod discover;
+mod engine;
 pub mod layers;
 pub mod machines;
 pub mod remote;
 pub mod seed;
+mod snapshot;
 pub mod vm;
+pub mod volumes;
 pub mod xml;
 
 use std::collections::BTreeMap;
@@ -24,7 +29,9 @@ use virt::storage_vol::StorageVol;
 
 pub use xml::{domain_name, DomainSpec};
 
-pub use crate::boxes::libvirt::POOL;
+pub use engine::probe;
+pub use machines::Vms;
+pub use volumes::{BaseVolumes, POOL};
 
 /// Why a libvirt operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +132,7 @@ impl LibvirtBackend {
         let base = base.to_path_buf();
         let uri = self.uri.clone();
         self.blocking(move |c| {
-            let pool = crate::boxes::libvirt::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let pool = volumes::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
             if let Ok(v) = pool.lookup_storage_vol_by_name(&vol_name) {
                 return Ok(PathBuf::from(v.path().map_err(call("volume path"))?));
             }
@@ -148,7 +155,7 @@ impl LibvirtBackend {
         let vol_name = format!("{name}.seed.iso");
         let uri = self.uri.clone();
         self.blocking(move |c| {
-            let pool = crate::boxes::libvirt::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let pool = volumes::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
             if let Ok(old) = pool.lookup_storage_vol_by_name(&vol_name) {
                 old.delete(0).map_err(call(format!("replace `{vol_name}`")))?;
             }
@@ -161,7 +168,7 @@ impl LibvirtBackend {
             let stream = virt::stream::Stream::new(c, 0).map_err(call("open a stream"))?;
             v.upload(&stream, 0, iso.len() as u64, 0)
                 .map_err(call(format!("upload `{vol_name}`")))?;
-            if let Err(e) = crate::boxes::libvirt::send_all(&stream, &iso) {
+            if let Err(e) = volumes::send_all(&stream, &iso) {
                 let _ = stream.abort();
                 return Err(call(format!("upload `{vol_name}`"))(e));
             }

@@ -11,7 +11,7 @@ use super::seed;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
 use crate::backend::ssh::{SshKey, SshTarget};
-use crate::boxes::libvirt::BaseVolumes;
+use super::volumes::BaseVolumes;
 use crate::boxes::manifest::Boot as BoxBoot;
 use crate::envfile::{Env, Machine};
 use crate::host::DomainType;

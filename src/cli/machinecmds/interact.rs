@@ -4,9 +4,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use super::{check_machine, open, runtime};
-use crate::backend::docker::{ExecOptions, LogLine};
-use crate::backend::{BackendError, Backends, ObservedMachine, RunState};
+use crate::backend::{BackendError, Backends, Engine, LogLine, ObservedMachine, RunState};
+use crate::ops::session::{check_machine, open, runtime, Opened};
 use crate::cli::CmdResult;
 use crate::output::Printer;
 
@@ -48,7 +47,7 @@ impl Drop for RawMode {
 /// Finds a running machine of the environment in the engine.
 async fn running(
     backends: &Backends,
-    o: &super::Opened,
+    o: &Opened,
     name: &str,
 ) -> anyhow::Result<ObservedMachine> {
     check_machine(&o.project.env, name)?;
@@ -70,31 +69,17 @@ async fn running(
     Ok(m)
 }
 
-fn interactive(o: &super::Opened, machine: &str, cmd: &[String]) -> CmdResult {
+fn interactive(o: &Opened, machine: &str, cmd: &[String]) -> CmdResult {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let rt = runtime()?;
     let code = rt.block_on(async {
-        let backends = Backends::connect(Some(&o.project.env)).await?;
+        let backends = o.connect().await?;
         let m = running(&backends, o, machine).await?;
-        #[cfg(feature = "libvirt")]
-        if m.backend == crate::envfile::Backend::Libvirt {
-            let vms = backends
-                .libvirt()
-                .ok_or_else(|| anyhow::anyhow!("the libvirt backend is not connected"))?;
-            let mut c = vms.ssh_command(&m.id, cmd, tty).await?;
-            let status = c
-                .status()
-                .map_err(|e| anyhow::anyhow!("cannot run ssh: {e}"))?;
-            return anyhow::Ok(i64::from(status.code().unwrap_or(255)));
-        }
-        let docker = backends
-            .docker()
-            .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
+        let b = backends.get_named(&m.name, m.backend)?;
         let size = console::Term::stdout().size_checked();
-        let _raw = tty.then(RawMode::enable);
-        let code = docker
-            .exec_interactive(&m.id, cmd, ExecOptions { tty, stdin: true }, size)
-            .await?;
+        // A VM's shell is the system's ssh client, which sets up the terminal itself.
+        let _raw = (tty && m.backend == crate::envfile::Backend::Docker).then(RawMode::enable);
+        let code = b.interactive(&m.id, cmd, tty, size).await?;
         anyhow::Ok(code)
     });
     // The stdin pump may sit in a blocking read of the terminal; do not wait for it.
@@ -115,18 +100,7 @@ pub fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[String]) ->
 /// OpenSSH client; for a container, an exec of a shell).
 pub fn ssh(_p: &Printer, file: Option<&Path>, machine: &str) -> CmdResult {
     let o = open(file)?;
-    let vm = o
-        .project
-        .env
-        .machines
-        .get(machine)
-        .is_some_and(|m| m.backend == crate::envfile::Backend::Libvirt);
-    let shell = if vm {
-        Vec::new()
-    } else {
-        vec!["/bin/sh".to_string(), "-l".to_string()]
-    };
-    interactive(&o, machine, &shell)
+    interactive(&o, machine, &[])
 }
 
 /// `hdev logs [MACHINE] [-f]`: a machine's main-process output, or every machine's with
@@ -144,11 +118,8 @@ pub fn logs(
     }
     let json = p.json;
     runtime()?.block_on(async {
-        let backends = Backends::connect(Some(&o.project.env)).await?;
+        let backends = o.connect().await?;
         let obs = backends.observe(&o.ctx).await?;
-        let docker = backends
-            .docker()
-            .ok_or_else(|| anyhow::anyhow!("the docker backend is not available"))?;
         let targets: Vec<&ObservedMachine> = obs
             .machines
             .values()
@@ -178,19 +149,8 @@ pub fn logs(
                     println!("{}", l.text);
                 }
             };
-            let id = m.id.clone();
-            let console = (m.backend == crate::envfile::Backend::Libvirt)
-                .then(|| {
-                    // VMs log under the environment folder's own `.hdev`, whichever copy
-                    // (see `vm::console_log`).
-                    o.project.env.dir.join(".hdev/logs").join(format!("{}.console.log", m.id))
-                });
-            async move {
-                match console {
-                    Some(path) => super::console::follow(&path, follow, tail, &sink).await,
-                    None => docker.logs(&id, follow, tail, &sink).await.map_err(Into::into),
-                }
-            }
+            let (id, b) = (m.id.clone(), backends.get_named(&m.name, m.backend));
+            async move { anyhow::Ok(b?.logs(&id, follow, tail, &sink).await?) }
         });
         for r in futures_util::future::join_all(streams).await {
             r?;

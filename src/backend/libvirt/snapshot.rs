@@ -5,28 +5,18 @@
 
 use std::sync::Mutex;
 
-use super::changes::{diff_lists, list_command, Drift, GUEST_BASELINE_LIST};
-use super::{SnapshotError, BASELINE};
-use crate::backend::libvirt::machines::Vms;
-use crate::backend::libvirt::LibvirtError;
+use super::machines::Vms;
+use super::LibvirtError;
 use crate::backend::BackendError;
+use crate::snapshot::changes::{diff_lists, list_command, GUEST_BASELINE_LIST};
+use crate::snapshot::{missing, Drift, SnapshotError, BASELINE};
 
-fn be(machine: &str) -> impl FnOnce(BackendError) -> SnapshotError + '_ {
-    move |source| SnapshotError::Backend {
-        machine: machine.to_string(),
-        source,
-    }
-}
-
-fn lv(machine: &str) -> impl FnOnce(LibvirtError) -> SnapshotError + '_ {
-    move |e| SnapshotError::Backend {
-        machine: machine.to_string(),
-        source: match e {
-            LibvirtError::NotFound { what, name } => BackendError::NotFound { what, name },
-            other => BackendError::Engine {
-                action: "libvirt".into(),
-                message: other.to_string(),
-            },
+fn lv(e: LibvirtError) -> BackendError {
+    match e {
+        LibvirtError::NotFound { what, name } => BackendError::NotFound { what, name },
+        other => BackendError::Engine {
+            action: "libvirt".into(),
+            message: other.to_string(),
         },
     }
 }
@@ -37,7 +27,7 @@ async fn run(
     machine: &str,
     id: &str,
     script: &str,
-) -> Result<(i64, Vec<String>), SnapshotError> {
+) -> Result<(i64, Vec<String>), BackendError> {
     let lines = Mutex::new(Vec::new());
     let sink = |l: &str| {
         if let Ok(mut v) = lines.lock() {
@@ -45,7 +35,8 @@ async fn run(
         }
     };
     let cmd = ["sh".to_string(), "-c".to_string(), script.to_string()];
-    let o = vms.exec(id, &cmd, &sink).await.map_err(be(machine))?;
+    let _ = machine;
+    let o = vms.exec(id, &cmd, &sink).await?;
     Ok((o.exit_code, lines.into_inner().unwrap_or_default()))
 }
 
@@ -56,7 +47,7 @@ pub async fn capture(
     machine: &str,
     id: &str,
     name: &str,
-) -> Result<String, SnapshotError> {
+) -> Result<String, BackendError> {
     let script = if name == BASELINE {
         let list = GUEST_BASELINE_LIST;
         format!(
@@ -71,29 +62,30 @@ pub async fn capture(
         return Err(SnapshotError::Guest {
             machine: machine.to_string(),
             message: out.join("\n"),
-        });
+        }
+        .into());
     }
     let layer = vms
         .lv_for(id)
         .capture_layer(id, name)
         .await
-        .map_err(lv(machine))?;
+        .map_err(lv)?;
     Ok(layer.volume)
 }
 
 /// Puts the VM back on state `name`: resumed from the state's memory when it has one
 /// (then its clock is set to now, since it stood still while saved), booted otherwise;
 /// either way it answers SSH when this returns.
-pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), SnapshotError> {
+pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), BackendError> {
     let resumed = match vms.lv_for(id).reset_to_layer(id, name).await {
         Err(LibvirtError::NotFound {
             what: "snapshot layer",
             ..
-        }) => return Err(super::missing(machine, name)),
-        r => r.map_err(lv(machine))?,
+        }) => return Err(missing(machine, name).into()),
+        r => r.map_err(lv)?,
     };
     if !resumed {
-        return vms.start(id).await.map_err(be(machine));
+        return vms.start(id).await;
     }
     // The first command that gets through also sets the clock, which stood still while
     // the state was saved.
@@ -104,16 +96,14 @@ pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(
             .unwrap_or(0);
         format!("date -u -s @{now} >/dev/null")
     };
-    vms.run_when_ready(id, &set_clock)
-        .await
-        .map_err(be(machine))
+    vms.run_when_ready(id, &set_clock).await
 }
 
 /// Files added, changed and deleted in the guest since its baseline.
-pub async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, SnapshotError> {
+pub async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, BackendError> {
     let (code, base) = run(vms, machine, id, &format!("cat {GUEST_BASELINE_LIST}")).await?;
     if code != 0 {
-        return Err(super::missing(machine, BASELINE));
+        return Err(missing(machine, BASELINE).into());
     }
     let (_, now) = run(vms, machine, id, &format!("{} 2>/dev/null", list_command())).await?;
     Ok(diff_lists(&base.join("\n"), &now.join("\n")))

@@ -11,9 +11,9 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use super::ensure::{blocking, ensure_box_in, key_lock};
-use super::manifest::DOCKER;
-use super::{BoxError, Store, StoredBox};
+use crate::boxes::ensure::{blocking, ensure_box_in, key_lock};
+use crate::boxes::manifest::DOCKER;
+use crate::boxes::{BoxError, Store, StoredBox};
 use crate::envfile::Env;
 
 /// Label naming the box an image was imported from.

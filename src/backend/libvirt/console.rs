@@ -5,14 +5,14 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::backend::docker::LogLine;
+use crate::backend::{BackendError, LogLine};
 
-pub async fn follow(
+pub(super) async fn follow(
     path: &Path,
     follow: bool,
     tail: Option<u32>,
     sink: &(dyn Fn(LogLine) + Send + Sync),
-) -> anyhow::Result<()> {
+) -> Result<(), BackendError> {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
@@ -40,9 +40,13 @@ pub async fn follow(
         if len == pos {
             continue;
         }
-        f.seek(SeekFrom::Start(pos))?;
+        let io = |source| BackendError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        f.seek(SeekFrom::Start(pos)).map_err(io)?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        f.read_to_end(&mut buf).map_err(io)?;
         pos += buf.len() as u64;
         partial.push_str(&String::from_utf8_lossy(&buf));
         while let Some(i) = partial.find('\n') {

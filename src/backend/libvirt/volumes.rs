@@ -16,9 +16,9 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
-use super::ensure::{blocking, ensure_box_in, key_lock, LibvirtArtifacts};
-use super::manifest::Boot;
-use super::{BoxDigest, BoxError, Store, StoredBox};
+use crate::boxes::ensure::{blocking, ensure_box_in, key_lock, LibvirtArtifacts};
+use crate::boxes::manifest::Boot;
+use crate::boxes::{BoxDigest, BoxError, Store, StoredBox};
 use crate::envfile::Env;
 
 /// The storage pool that holds base volumes (shared with the libvirt backend's overlays).
@@ -74,7 +74,7 @@ pub async fn libvirt_image_base_in(
     env: &Env,
     image: &str,
 ) -> Result<BaseVolumes, BoxError> {
-    let b = super::ensure::ensure_image_in(store, env, image).await?;
+    let b = crate::boxes::ensure::ensure_image_in(store, env, image).await?;
     import_box(store, uri, &b).await
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::machinecmds::{self, converge, with_images};
+use super::session::{with_images, Opened};
+use super::up::converge;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::{Summary, TestResult};
 use crate::backend::docker::DockerBackend;
@@ -131,15 +132,9 @@ pub async fn sweep(p: &Printer, home: &Path, include_kept: bool) -> Vec<String> 
 
 /// Removes everything the copy created in the engines.
 pub async fn teardown(copy: &Copy) -> anyhow::Result<()> {
-    let inst = &copy.record.instance;
-    let docker = DockerBackend::connect().await?;
-    if let Ok(project) = copy.open() {
-        let vms = machinecmds::vms::domains(&project.env, Some(inst)).await?;
-        machinecmds::vms::destroy(&vms).await?;
-        machinecmds::vms::remove_remote_networks(&project.env, inst).await?;
-    }
-    let l = docker.labelled(Some(inst)).await?;
-    docker.remove_labelled(&l).await?;
+    let project = copy.open().ok();
+    super::teardown::remove_instance(project.as_ref().map(|p| &p.env), &copy.record.instance)
+        .await?;
     Ok(())
 }
 
@@ -235,7 +230,7 @@ async fn bring_up_and_test(
 
 async fn tests(
     p: &Printer,
-    o: &machinecmds::Opened,
+    o: &Opened,
     backends: &Backends,
     timeout: Duration,
     sig: &watch::Receiver<i32>,

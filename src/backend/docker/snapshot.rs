@@ -15,14 +15,13 @@ use bollard::query_parameters::{
     CommitContainerOptions, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
 };
 
-use super::changes::{Drift, Kind};
-use super::{missing, SnapshotError, BASELINE};
-use crate::apply::spec_for;
-use crate::backend::docker::{baseline_image, map_err, DockerBackend};
+use super::{baseline_image, map_err, DockerBackend};
 use crate::backend::{
-    BackendError, EnvCtx, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE, LABEL_SNAPSHOT,
+    BackendError, Captured, EnvCtx, MachineSpec, Resolved, LABEL_DIR, LABEL_ENV, LABEL_HASH,
+    LABEL_MACHINE, LABEL_SNAPSHOT,
 };
-use crate::envfile::{Env, Machine};
+use crate::snapshot::changes::Kind;
+use crate::snapshot::{missing, Drift, BASELINE};
 
 /// Label on a named snapshot image: the drift since the baseline it holds (JSON).
 pub const LABEL_DRIFT: &str = "hdev.drift";
@@ -40,13 +39,6 @@ pub fn image_ref(instance: &str, machine: &str, name: &str) -> (String, String) 
     )
 }
 
-fn be(machine: &str) -> impl FnOnce(BackendError) -> SnapshotError + '_ {
-    move |source| SnapshotError::Backend {
-        machine: machine.to_string(),
-        source,
-    }
-}
-
 /// One snapshot image of a machine.
 #[derive(Debug, Clone)]
 pub struct ImageSnap {
@@ -62,13 +54,12 @@ pub struct ImageSnap {
 /// recreated from it. Returns (container id afterwards, image id).
 pub async fn capture(
     d: &DockerBackend,
-    env: &Env,
     ctx: &EnvCtx,
-    m: &Machine,
+    m: &MachineSpec,
     id: &str,
-    hash: &str,
     name: &str,
-) -> Result<(String, String), SnapshotError> {
+) -> Result<Captured, BackendError> {
+    let hash = m.hash.as_str();
     let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
     let mut labels = HashMap::from([
         (LABEL_ENV.to_string(), ctx.instance.clone()),
@@ -113,17 +104,16 @@ pub async fn capture(
             format!("commit machine `{}` into `{repo}:{tag}`", m.name),
             "container",
             id,
-        ))
-        .map_err(be(&m.name))?
+        ))?
         .id;
     // A container that changed nothing on its image (no provisioning, say) already has
     // the change list of its baseline: it need not be recreated, which halves what `up`
     // costs for such machines. `drift` accepts that container on its box image.
     let unchanged = name == BASELINE
         && !on_snapshot_image(d, id).await
-        && changes(d, &m.name, id).await?.is_empty();
+        && changes(d, id).await?.is_empty();
     let new_id = if name == BASELINE && !unchanged {
-        recreate(d, env, ctx, m, id, hash, &image).await?
+        recreate(d, ctx, m, id, &image).await?
     } else {
         id.to_string()
     };
@@ -132,39 +122,38 @@ pub async fn capture(
         let opts = RemoveImageOptionsBuilder::default().build();
         let _ = d.client().remove_image(&old, Some(opts), None).await;
     }
-    Ok((new_id, image))
+    Ok(Captured {
+        id: new_id,
+        location: image,
+    })
 }
 
 /// Recreates the container from snapshot `name` and starts it; returns its new id.
 pub async fn restore(
     d: &DockerBackend,
-    env: &Env,
     ctx: &EnvCtx,
-    m: &Machine,
+    m: &MachineSpec,
     id: &str,
-    hash: &str,
     name: &str,
-) -> Result<String, SnapshotError> {
+) -> Result<String, BackendError> {
     let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
     let Some(image) = image_id(d, &format!("{repo}:{tag}")).await else {
-        return Err(missing(&m.name, name));
+        return Err(missing(&m.name, name).into());
     };
-    recreate(d, env, ctx, m, id, hash, &image).await
+    recreate(d, ctx, m, id, &image).await
 }
 
 async fn recreate(
     d: &DockerBackend,
-    env: &Env,
     ctx: &EnvCtx,
-    m: &Machine,
+    m: &MachineSpec,
     id: &str,
-    hash: &str,
     image: &str,
-) -> Result<String, SnapshotError> {
-    d.remove(id).await.map_err(be(&m.name))?;
-    let spec = spec_for(env, m, hash, image.to_string());
-    let new_id = d.create_machine(ctx, &spec).await.map_err(be(&m.name))?;
-    d.start(&new_id).await.map_err(be(&m.name))?;
+) -> Result<String, BackendError> {
+    d.remove(id).await?;
+    let spec = m.on(Resolved::Image(image.to_string()));
+    let new_id = d.create_machine(ctx, &spec).await?;
+    d.start(&new_id).await?;
     Ok(new_id)
 }
 
@@ -178,13 +167,12 @@ async fn image_id(d: &DockerBackend, reference: &str) -> Option<String> {
 
 /// The drift of a container since its baseline: the engine's change list, composed with
 /// the drift its snapshot image held when the container was restored from one.
-pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, SnapshotError> {
+pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, BackendError> {
     let c = d
         .client()
         .inspect_container(id, None)
         .await
-        .map_err(map_err("inspect container", "container", id))
-        .map_err(be(machine))?;
+        .map_err(map_err("inspect container", "container", id))?;
     let image = c.image.unwrap_or_default();
     let labels = d
         .client()
@@ -204,10 +192,10 @@ pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, 
             .unwrap_or_default();
         let (repo, tag) = image_ref(&instance, machine, BASELINE);
         if instance.is_empty() || image_id(d, &format!("{repo}:{tag}")).await.is_none() {
-            return Err(missing(machine, BASELINE));
+            return Err(missing(machine, BASELINE).into());
         }
     }
-    let since = Drift::from_changes(changes(d, machine, id).await?);
+    let since = Drift::from_changes(changes(d, id).await?);
     let base: Drift = labels
         .get(LABEL_DRIFT)
         .filter(|s| !s.is_empty())
@@ -238,17 +226,12 @@ async fn on_snapshot_image(d: &DockerBackend, id: &str) -> bool {
 }
 
 /// The engine's change list of a container, as (path, kind).
-async fn changes(
-    d: &DockerBackend,
-    machine: &str,
-    id: &str,
-) -> Result<Vec<(String, Kind)>, SnapshotError> {
+async fn changes(d: &DockerBackend, id: &str) -> Result<Vec<(String, Kind)>, BackendError> {
     let changes = d
         .client()
         .container_changes(id)
         .await
-        .map_err(map_err("list changes", "container", id))
-        .map_err(be(machine))?
+        .map_err(map_err("list changes", "container", id))?
         .unwrap_or_default();
     let list: Vec<(String, Kind)> = changes
         .into_iter()

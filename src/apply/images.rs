@@ -1,0 +1,99 @@
+//! Machine bases, prepared once per distinct base and engine connection before machines
+//! are hashed and created: boxes are built or added into the store (engine-neutral), then
+//! each engine imports what it needs through [`Engine::prepare`].
+
+use std::collections::BTreeMap;
+
+use crate::backend::{BaseRequest, BaseSource, Backends, Engine, Resolved};
+use crate::boxes::{ensure, Store};
+use crate::envfile::{Backend, Base, Env, Machine};
+
+/// Which prepared base a machine uses: its engine, the engine connection (a libvirt URI),
+/// and the box or image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BaseKey {
+    backend: Backend,
+    place: Option<String>,
+    base: BaseName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum BaseName {
+    Box(String),
+    Image(String),
+}
+
+impl BaseKey {
+    /// The key of a machine's base.
+    pub fn of(env: &Env, m: &Machine) -> BaseKey {
+        BaseKey {
+            backend: m.backend,
+            // Base volumes live in the pool of the machine's own libvirt connection.
+            place: (m.backend == Backend::Libvirt)
+                .then(|| crate::backend::placement::machine_uri(env, m)),
+            base: match &m.base {
+                Base::Box(n) => BaseName::Box(n.clone()),
+                Base::Image(i) => BaseName::Image(i.clone()),
+            },
+        }
+    }
+}
+
+/// What each machine base resolves to, or why it does not.
+pub type Images = BTreeMap<BaseKey, Result<Resolved, String>>;
+
+/// Prepares the base of every machine whose engine is connected, once per [`BaseKey`].
+pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
+    let mut out = Images::new();
+    let store = match Store::open_default() {
+        Ok(s) => s,
+        Err(e) => {
+            for m in env.machines.values() {
+                out.insert(BaseKey::of(env, m), Err(e.to_string()));
+            }
+            return out;
+        }
+    };
+    for m in env.machines.values() {
+        let key = BaseKey::of(env, m);
+        if out.contains_key(&key) {
+            continue;
+        }
+        let Some(engine) = backends.get_kind(m.backend) else {
+            continue;
+        };
+        let r = prepare_one(&store, env, m, engine, key.place.clone()).await;
+        out.insert(key, r);
+    }
+    out
+}
+
+async fn prepare_one(
+    store: &Store,
+    env: &Env,
+    m: &Machine,
+    engine: &impl Engine,
+    place: Option<String>,
+) -> Result<Resolved, String> {
+    let source = match (&m.base, m.backend) {
+        (Base::Box(b), _) => ensure::ensure_box_in(store, env, b)
+            .await
+            .map(|b| BaseSource::Stored(Box::new(b)))
+            .map_err(|e| e.to_string())?,
+        // A VM's `image` is a disk image file, added to the store like a box.
+        (Base::Image(i), Backend::Libvirt) => ensure::ensure_image_in(store, env, i)
+            .await
+            .map(|b| BaseSource::Stored(Box::new(b)))
+            .map_err(|e| e.to_string())?,
+        (Base::Image(i), _) => BaseSource::Reference(i.clone()),
+    };
+    let req = BaseRequest {
+        machine: m.name.clone(),
+        place,
+        source,
+    };
+    engine
+        .prepare(store, &req)
+        .await
+        .map_err(|e| e.to_string())
+}

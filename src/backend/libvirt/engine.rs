@@ -1,0 +1,236 @@
+//! The libvirt engine behind the [`Engine`] contract: each method is a short call into
+//! the modules that hold the mechanism (`machines`, `volumes`, `snapshot`, `discover`).
+
+use std::collections::BTreeMap;
+
+use super::machines::{machine_uri_or_default, Vms};
+use super::{console, discover, snapshot, volumes};
+use crate::backend::{
+    BackendError, BaseRequest, BaseSource, Captured, Counts, Discovery, Engine, EnvCtx,
+    ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Probe, Resolved,
+    StatePart,
+};
+use crate::boxes::Store;
+use crate::envfile::Backend;
+use crate::snapshot::Drift;
+
+fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Engine {
+        action: action.into(),
+        message: e.to_string(),
+    }
+}
+
+impl Engine for Vms {
+    fn kind(&self) -> Backend {
+        Backend::Libvirt
+    }
+
+    async fn observe(&self, ctx: &EnvCtx) -> Result<Observation, BackendError> {
+        let (vms, baselines) = Vms::observe(self, &ctx.instance).await?;
+        Ok(Observation {
+            machines: vms.into_iter().map(|m| (m.name.clone(), m)).collect(),
+            baselines: baselines.into_iter().collect(),
+            ..Observation::default()
+        })
+    }
+
+    /// VMs plug into the bridges of the network host (Docker); networks on remote hosts
+    /// are made when their first VM is created.
+    async fn ensure_network(
+        &self,
+        _ctx: &EnvCtx,
+        _net: Option<&NetSpec>,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn prepare(&self, store: &Store, req: &BaseRequest) -> Result<Resolved, BackendError> {
+        let BaseSource::Stored(b) = &req.source else {
+            return Err(BackendError::Box {
+                machine: req.machine.clone(),
+                name: format!("{:?}", req.source),
+                message: "a VM boots from a box or a disk image file, not an engine image"
+                    .into(),
+            });
+        };
+        let uri = machine_uri_or_default(req.place.as_deref());
+        volumes::import_box(store, &uri, b)
+            .await
+            .map(Resolved::Volumes)
+            .map_err(|e| BackendError::Box {
+                machine: req.machine.clone(),
+                name: b.manifest.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError> {
+        Vms::create(self, ctx, spec).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), BackendError> {
+        Vms::start(self, id).await
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), BackendError> {
+        Vms::stop(self, id).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        Vms::remove(self, id).await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        sink: LineSink<'_>,
+    ) -> Result<ExecOutcome, BackendError> {
+        Vms::exec(self, id, cmd, sink).await
+    }
+
+    async fn copy_in(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), BackendError> {
+        Vms::copy_in(self, id, dest, tar).await
+    }
+
+    async fn interactive(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        _size: Option<(u16, u16)>,
+    ) -> Result<i64, BackendError> {
+        let mut c = self.ssh_command(id, cmd, tty).await?;
+        let status = tokio::task::spawn_blocking(move || c.status())
+            .await
+            .map_err(|e| engine("ssh", e))?
+            .map_err(|e| engine("run ssh", e))?;
+        Ok(i64::from(status.code().unwrap_or(255)))
+    }
+
+    async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
+        Vms::ansible_vars(self, id).await
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<u32>,
+        sink: LogSink<'_>,
+    ) -> Result<(), BackendError> {
+        console::follow(&self.console_log(id), follow, tail, sink).await
+    }
+
+    async fn capture(
+        &self,
+        _ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        name: &str,
+    ) -> Result<Captured, BackendError> {
+        let layer = snapshot::capture(self, &spec.name, id, name).await?;
+        Ok(Captured {
+            id: id.to_string(),
+            location: layer,
+        })
+    }
+
+    async fn restore(
+        &self,
+        _ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        name: &str,
+    ) -> Result<String, BackendError> {
+        snapshot::restore(self, &spec.name, id, name).await?;
+        Ok(id.to_string())
+    }
+
+    async fn drift(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
+        snapshot::drift(self, machine, id).await
+    }
+
+    async fn states(
+        &self,
+        _ctx: &EnvCtx,
+        observed: &Observation,
+    ) -> Result<Vec<StatePart>, BackendError> {
+        let mut out = Vec::new();
+        let vms = observed
+            .machines
+            .values()
+            .filter(|m| m.backend == Backend::Libvirt);
+        for m in vms {
+            let layers = self
+                .lv_for(&m.id)
+                .layers(&m.id)
+                .await
+                .map_err(|e| engine("list layers", e))?;
+            for l in layers {
+                out.push(StatePart {
+                    name: l.name,
+                    machine: m.name.clone(),
+                    backend: Backend::Libvirt,
+                    created: l.layer.created,
+                    own_bytes: l.own,
+                    chain_bytes: l.chain,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_state(
+        &self,
+        _ctx: &EnvCtx,
+        _machine: &str,
+        id: Option<&str>,
+        name: &str,
+    ) -> Result<bool, BackendError> {
+        let Some(id) = id else { return Ok(false) };
+        self.lv_for(id)
+            .drop_layer(id, name)
+            .await
+            .map_err(|e| engine("delete layer", e))
+    }
+
+    async fn discover(&self, instance: Option<&str>) -> Result<Discovery, BackendError> {
+        discover::discover(self, instance).await
+    }
+
+    async fn remove_found(&self, found: &[Found]) -> Result<Counts, BackendError> {
+        discover::remove(self, found).await
+    }
+}
+
+/// Whether libvirtd answers at `uri`, and which it is (for `hdev doctor`).
+pub async fn probe(uri: &str) -> Probe {
+    fn ver(v: u32) -> String {
+        format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)
+    }
+    let uri = uri.to_string();
+    let r = tokio::task::spawn_blocking(move || match virt::connect::Connect::open(Some(&uri)) {
+        Ok(c) => (
+            true,
+            format!(
+                "{uri}: libvirt {}, {} {}",
+                c.lib_version().map(ver).unwrap_or_default(),
+                c.driver_type().unwrap_or_default(),
+                c.hyp_version().map(ver).unwrap_or_default()
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("cannot connect to `{uri}`: {e}; start libvirtd (`bash .ci/setup`)"),
+        ),
+    })
+    .await;
+    let (ok, detail) = r.unwrap_or_else(|e| (false, e.to_string()));
+    Probe {
+        name: "libvirt",
+        ok,
+        detail,
+    }
+}

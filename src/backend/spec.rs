@@ -1,0 +1,114 @@
+//! The resolved, owned description an engine creates a machine from: everything it needs
+//! from the Envfile, with paths made absolute, networks looked up and the base prepared,
+//! so that engines never read the Envfile model.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::envfile::{Backend, Env, Ipv4Net, Machine, PortMap};
+
+/// What a machine is created from, once an engine prepared it.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A Docker image reference (or id).
+    Image(String),
+    /// A VM's base volumes in libvirt.
+    Volumes(super::libvirt::BaseVolumes),
+}
+
+/// A network a machine attaches to, as its engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    /// Envfile network name.
+    pub name: String,
+    pub subnet: Ipv4Net,
+    /// The machine's fixed address on it, if the Envfile gives one.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// A host folder shared with a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedFolder {
+    /// Absolute host path.
+    pub host: PathBuf,
+    pub guest: String,
+    pub readonly: bool,
+}
+
+/// Everything an engine needs to create one machine.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    pub name: String,
+    pub backend: Backend,
+    /// Per-machine hash, stored as a label.
+    pub hash: String,
+    pub base: Resolved,
+    pub cpus: u32,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Networks in the Envfile's order.
+    pub networks: Vec<NetSpec>,
+    pub ports: Vec<PortMap>,
+    pub synced: Vec<SyncedFolder>,
+    pub env: BTreeMap<String, String>,
+    /// Main process of a container; a keep-alive when absent.
+    pub command: Option<Vec<String>>,
+    /// `NAME:ADDRESS` entries for the machine's hosts file (VMs, which Docker's DNS does
+    /// not know).
+    pub extra_hosts: Vec<String>,
+}
+
+impl MachineSpec {
+    /// The same machine on another base (a container recreated on a snapshot image).
+    pub fn on(&self, base: Resolved) -> MachineSpec {
+        MachineSpec {
+            base,
+            ..self.clone()
+        }
+    }
+
+    /// The Docker image it is created from (empty for a VM).
+    pub fn image(&self) -> &str {
+        match &self.base {
+            Resolved::Image(i) => i,
+            Resolved::Volumes(_) => "",
+        }
+    }
+}
+
+/// Resolves machine `m` of `env` into the spec its engine creates it from.
+pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSpec {
+    MachineSpec {
+        name: m.name.clone(),
+        backend: m.backend,
+        hash: hash.to_string(),
+        base,
+        cpus: m.cpus,
+        memory: m.memory,
+        networks: m
+            .networks
+            .iter()
+            .filter_map(|a| {
+                env.networks.get(&a.network).map(|n| NetSpec {
+                    name: n.name.clone(),
+                    subnet: n.subnet,
+                    address: a.address,
+                })
+            })
+            .collect(),
+        ports: m.ports.clone(),
+        synced: m
+            .synced_folders
+            .iter()
+            .map(|s| SyncedFolder {
+                host: env.resolve(&s.host),
+                guest: s.guest.clone(),
+                readonly: s.readonly,
+            })
+            .collect(),
+        env: m.env.clone(),
+        command: m.command.clone(),
+        extra_hosts: crate::backend::addresses::vm_host_entries(env),
+    }
+}

@@ -1,0 +1,124 @@
+//! `baseline`, `reset`, `drift` and `snapshot save|restore|list|delete` over the engine
+//! contract. Acting operations run as targeted plans (machines in dependency order,
+//! independent ones in parallel, health checks run again), so they share `up`'s progress,
+//! Ctrl-C handling and state records.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::session::{load_state, Opened};
+use super::up::{run_steps, Code};
+use crate::backend::{Backends, Engine, Observation, RunState, StatePart};
+use crate::envfile::{Backend, Env};
+use crate::output::Printer;
+use crate::plan::{self, Step};
+use crate::snapshot::Drift;
+
+/// Runs `steps` on `targets` (every machine when empty) as a plan, under the lock.
+pub async fn act(
+    p: &Printer,
+    o: &Opened,
+    targets: &[String],
+    steps: &[Step],
+    need_running: bool,
+    snapshot: Option<&str>,
+) -> Code {
+    let lock = o.project.state.lock()?;
+    let state = load_state(&o.project)?;
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let plan = plan::targeted_plan(&o.project.env, &observed, targets, steps, need_running)?;
+    run_steps(p, o, &backends, &plan, lock, state, snapshot).await
+}
+
+/// One machine's drift, or why it could not be told.
+#[derive(Debug, Serialize)]
+pub struct MachineDrift {
+    pub machine: String,
+    #[serde(flatten)]
+    pub drift: Option<Drift>,
+    pub error: Option<String>,
+}
+
+/// Drift of the machines (or of one), computed in parallel.
+pub async fn drifts(
+    backends: &Backends,
+    env: &Env,
+    observed: &Observation,
+    only: Option<&str>,
+) -> Vec<MachineDrift> {
+    let jobs = env
+        .topo_order()
+        .into_iter()
+        .filter(|m| only.is_none_or(|o| o == m.name))
+        .map(|m| async move {
+            let r = match (observed.machines.get(&m.name), backends.get(m)) {
+                (None, _) => Err("not created".to_string()),
+                (Some(_), Err(e)) => Err(e.to_string()),
+                (Some(o), Ok(_))
+                    if o.state != RunState::Running && m.backend == Backend::Libvirt =>
+                {
+                    Err(format!("not running (it is {})", o.state))
+                }
+                (Some(o), Ok(b)) => b.drift(&m.name, &o.id).await.map_err(|e| e.to_string()),
+            };
+            let (drift, error) = match r {
+                Ok(d) => (Some(d), None),
+                Err(e) => (None, Some(e)),
+            };
+            MachineDrift {
+                machine: m.name.clone(),
+                drift,
+                error,
+            }
+        });
+    futures_util::future::join_all(jobs).await
+}
+
+/// Drift per machine, for `status`: `true` when it drifted (absent when it cannot tell).
+pub async fn drifted(
+    backends: &Backends,
+    env: &Env,
+    observed: &Observation,
+) -> BTreeMap<String, bool> {
+    drifts(backends, env, observed, None)
+        .await
+        .into_iter()
+        .filter_map(|d| d.drift.map(|x| (d.machine, !x.is_empty())))
+        .collect()
+}
+
+/// Every snapshot of the environment (the baseline included), by name, parts sorted by
+/// machine.
+pub async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let mut out: BTreeMap<String, Vec<StatePart>> = BTreeMap::new();
+    for b in backends.all() {
+        for part in b.states(&o.ctx, &observed).await? {
+            out.entry(part.name.clone()).or_default().push(part);
+        }
+    }
+    for parts in out.values_mut() {
+        parts.sort_by(|a, b| a.machine.cmp(&b.machine));
+    }
+    Ok(out)
+}
+
+/// Deletes snapshot `name` from every machine; on how many machines it existed.
+pub async fn delete(o: &Opened, name: &str) -> anyhow::Result<usize> {
+    let _lock = o.project.state.lock()?;
+    let env = &o.project.env;
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let mut n = 0;
+    for m in env.machines.values() {
+        let Ok(b) = backends.get(m) else { continue };
+        let id = observed.machines.get(&m.name).map(|o| o.id.as_str());
+        if b.delete_state(&o.ctx, &m.name, id, name).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,124 @@
+//! `status`: each machine as the engines report it (found by label, so it is true even
+//! when `.hdev/state.json` is stale), beside what hdev recorded.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::session::{load_state, Opened};
+use crate::backend::{Backends, Observation, ObservedNetwork};
+use crate::envfile::Env;
+use crate::state::State;
+
+/// One machine in `status`.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub backend: String,
+    /// running, stopped, paused, busy, not created, unavailable.
+    pub state: String,
+    /// current, changed, or absent when not created.
+    pub definition: Option<&'static str>,
+    pub provisioned: bool,
+    pub baseline: bool,
+    /// Whether files changed since the baseline (absent when it cannot be told: no
+    /// baseline, not running).
+    pub drifted: Option<bool>,
+    /// In the engine but no longer in the Envfile.
+    pub orphan: bool,
+    pub addresses: BTreeMap<String, String>,
+    pub ports: Vec<String>,
+    pub id: Option<String>,
+}
+
+/// The whole of `status`.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub env: String,
+    pub instance: String,
+    pub env_hash: String,
+    pub recorded_env_hash: Option<String>,
+    pub machines: Vec<Row>,
+    pub networks: BTreeMap<String, ObservedNetwork>,
+}
+
+/// Reads the engines and the state.
+pub async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
+    let state = load_state(&o.project)?;
+    let env = &o.project.env;
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let drifted = super::snapshot::drifted(&backends, env, &observed).await;
+    Ok(report(o, &state, &backends, observed, &drifted))
+}
+
+/// The report from what was read: pure.
+pub fn report(
+    o: &Opened,
+    state: &State,
+    backends: &Backends,
+    observed: Observation,
+    drifted: &BTreeMap<String, bool>,
+) -> StatusReport {
+    let env: &Env = &o.project.env;
+    let available = backends.available();
+    let names = env
+        .topo_order()
+        .into_iter()
+        .map(|m| (m.name.clone(), Some(m)))
+        .chain(
+            observed
+                .machines
+                .keys()
+                .filter(|k| !env.machines.contains_key(*k))
+                .map(|k| (k.clone(), None)),
+        );
+    let mut rows = Vec::new();
+    for (name, m) in names {
+        let obs = observed.machines.get(&name);
+        let rec = state.machines.get(&name);
+        let backend = m
+            .map(|m| m.backend)
+            .or(obs.map(|o| o.backend))
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        let st = match (obs, m) {
+            (Some(o), _) => o.state.to_string(),
+            (None, Some(m)) if !available.contains(&m.backend) => "unavailable".to_string(),
+            (None, _) => "not created".to_string(),
+        };
+        let want = o.hashes.get(&name).map(|h| h.0.as_str());
+        let definition = obs.map(|ob| {
+            if m.is_some() && ob.hash.as_deref() == want {
+                "current"
+            } else {
+                "changed"
+            }
+        });
+        let provisioned = match (obs, rec) {
+            (Some(ob), Some(r)) => r.provisioned(&ob.id, ob.hash.as_deref()),
+            _ => false,
+        };
+        rows.push(Row {
+            baseline: observed.baselines.contains(&name),
+            drifted: drifted.get(&name).copied(),
+            orphan: m.is_none(),
+            addresses: obs.map(|o| o.addresses.clone()).unwrap_or_default(),
+            ports: obs.map(|o| o.ports.clone()).unwrap_or_default(),
+            id: obs.map(|o| o.id.chars().take(12).collect()),
+            name,
+            backend,
+            state: st,
+            definition,
+            provisioned,
+        });
+    }
+    StatusReport {
+        env: env.settings.name.clone(),
+        instance: o.ctx.instance.clone(),
+        env_hash: o.env_hash.0.clone(),
+        recorded_env_hash: state.env_hash.clone(),
+        machines: rows,
+        networks: observed.networks,
+    }
+}

@@ -1,0 +1,257 @@
+//! Stopping and removing: `halt`, `destroy` (everything one environment created, and
+//! nothing else), `gc` (leftovers of environments whose folder is gone, and of ci copies
+//! no run holds any more), and the teardown of a throwaway copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::backend::placement::{uris_of, DEFAULT_URI};
+use crate::backend::{Backends, Counts, Engine, Found, RunState};
+use crate::envfile::{Backend, Env};
+
+/// Stops every running machine of the instance; returns their names.
+pub async fn halt(
+    backends: &Backends,
+    ctx: &crate::backend::EnvCtx,
+    on_stopped: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Vec<String>> {
+    let obs = backends.observe(ctx).await?;
+    let running: Vec<_> = obs
+        .machines
+        .values()
+        .filter(|m| m.state == RunState::Running)
+        .collect();
+    let stops = running.iter().map(|m| async {
+        let b = backends.get_named(&m.name, m.backend)?;
+        b.stop(&m.id).await?;
+        on_stopped(&m.name);
+        anyhow::Ok(m.name.clone())
+    });
+    let mut names = Vec::new();
+    for r in futures_util::future::join_all(stops).await {
+        names.push(r?);
+    }
+    Ok(names)
+}
+
+/// The engines that may hold objects of `env` (or, without one, of any environment):
+/// Docker, and libvirt on every URI the environment (or any environment) used.
+pub async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> {
+    let uris = match env {
+        Some(env) => uris_of(env),
+        None => gc_uris(),
+    };
+    let backends = Backends::connect_all(&uris).await?;
+    let needs_libvirt =
+        env.is_some_and(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt));
+    if needs_libvirt {
+        if let Some(e) = backends.error(Backend::Libvirt) {
+            anyhow::bail!("libvirt: {e}");
+        }
+    }
+    Ok(backends)
+}
+
+/// Everything the engines hold for one instance, VM engines first (their NICs sit on the
+/// network host's bridges).
+pub async fn find_instance(backends: &Backends, instance: &str) -> anyhow::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for b in removal_order(backends) {
+        let d = b.discover(Some(instance)).await?;
+        if let Some(u) = d.unreachable.first() {
+            // Removing an instance needs every host of its VMs.
+            anyhow::bail!("cannot look for the VMs of `{instance}`: {u}");
+        }
+        found.extend(d.found);
+    }
+    Ok(found)
+}
+
+/// Engines in the order their objects go: the network host last.
+fn removal_order(backends: &Backends) -> Vec<&crate::backend::AnyBackend> {
+    let mut v: Vec<_> = backends.all().collect();
+    v.sort_by_key(|b| b.kind() == Backend::Docker);
+    v
+}
+
+/// Removes found objects engine by engine, in [`removal_order`].
+pub async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Result<Counts> {
+    let mut total = Counts::default();
+    for b in removal_order(backends) {
+        let mine: Vec<Found> = found
+            .iter()
+            .filter(|f| owner(f) == b.kind())
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            total.add(b.remove_found(&mine).await?);
+        }
+    }
+    Ok(total)
+}
+
+/// Which engine an object lives in: VMs and libvirt networks (those with a URI) are
+/// libvirt's; the rest Docker's.
+fn owner(f: &Found) -> Backend {
+    if f.kind == crate::backend::ObjectKind::Vm || f.place.is_some() {
+        Backend::Libvirt
+    } else {
+        Backend::Docker
+    }
+}
+
+/// Removes everything an instance created; how much went.
+pub async fn remove_instance(env: Option<&Env>, instance: &str) -> anyhow::Result<Counts> {
+    let backends = connect_for_removal(env).await?;
+    let found = find_instance(&backends, instance).await?;
+    remove(&backends, &found).await
+}
+
+/// One environment `gc` collects.
+#[derive(Debug, Clone, Serialize)]
+pub struct Collected {
+    pub instance: String,
+    pub dir: String,
+    /// Its folder still exists: a ci copy whose run ended.
+    pub idle_copy: bool,
+    pub removed: Counts,
+}
+
+/// What `gc` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub environments: Vec<Collected>,
+    /// Environments that could not be removed, with why.
+    pub failed: Vec<String>,
+    /// Engine connections not looked at (unreachable).
+    pub skipped: Vec<String>,
+}
+
+/// Groups found objects by instance and keeps the instances that are dead: `alive(dir)`
+/// decides for each folder (asked once per folder). Pure, so the rule is tested without
+/// engines.
+pub fn dead_instances(
+    found: Vec<Found>,
+    mut alive: impl FnMut(&str) -> bool,
+) -> BTreeMap<String, (String, Vec<Found>)> {
+    let mut verdict: BTreeMap<String, bool> = BTreeMap::new();
+    let mut dead: BTreeMap<String, (String, Vec<Found>)> = BTreeMap::new();
+    for f in found {
+        let is_alive = *verdict
+            .entry(f.dir.clone())
+            .or_insert_with(|| !f.dir.is_empty() && alive(&f.dir));
+        if is_alive {
+            continue;
+        }
+        let e = dead
+            .entry(f.instance.clone())
+            .or_insert_with(|| (f.dir.clone(), Vec::new()));
+        if e.0.is_empty() {
+            e.0 = f.dir.clone();
+        }
+        e.1.push(f);
+    }
+    dead
+}
+
+/// `gc`: removes what hdev created for environments whose folder is gone, and for ci
+/// copies no run holds any more (their folder goes too).
+pub async fn gc(dry_run: bool) -> anyhow::Result<GcReport> {
+    let backends = connect_for_removal(None).await?;
+    let mut report = GcReport {
+        dry_run,
+        ..GcReport::default()
+    };
+    let mut found = Vec::new();
+    for b in removal_order(&backends) {
+        let d = b.discover(None).await?;
+        report.skipped.extend(d.unreachable);
+        found.extend(d.found);
+    }
+    // A folder that exists is alive, unless it is a ci copy no process runs any more (its
+    // run lock is free): then its objects are collected with the folder, the lock held
+    // meanwhile.
+    let mut idle: BTreeMap<String, Option<(crate::throwaway::Copy, crate::throwaway::RunLock)>> =
+        BTreeMap::new();
+    let dead = dead_instances(found, |dir| {
+        if !Path::new(dir).exists() {
+            return false;
+        }
+        idle.entry(dir.to_string())
+            .or_insert_with(|| crate::throwaway::idle_at(Path::new(dir)))
+            .is_none()
+    });
+    for (instance, (dir, objects)) in dead {
+        let idle_copy = Path::new(&dir).exists();
+        if dry_run {
+            report.environments.push(Collected {
+                instance,
+                dir,
+                idle_copy,
+                removed: Counts::of(&objects),
+            });
+            continue;
+        }
+        // One environment that cannot be removed does not keep the others.
+        match remove(&backends, &objects).await {
+            Ok(removed) => {
+                if let Some(Some((copy, _lock))) = idle.remove(&dir) {
+                    copy.remove_dir();
+                }
+                report.environments.push(Collected {
+                    instance,
+                    dir,
+                    idle_copy,
+                    removed,
+                });
+            }
+            Err(e) => report.failed.push(format!("`{instance}`: {e:#}")),
+        }
+    }
+    Ok(report)
+}
+
+/// The file in the box store listing every libvirt URI environments used, so `gc` looks
+/// on remote hosts too.
+fn uris_file() -> Option<std::path::PathBuf> {
+    crate::boxes::Store::open_default()
+        .ok()
+        .map(|s| s.root().join("libvirt-uris"))
+}
+
+/// Adds the environment's libvirt URIs to the list `gc` reads (best effort: the list
+/// only widens where gc looks).
+pub fn remember_uris(env: &Env) {
+    if !env.machines.values().any(|m| m.backend == Backend::Libvirt) {
+        return;
+    }
+    let Some(path) = uris_file() else { return };
+    let mut known: BTreeSet<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let before = known.len();
+    known.extend(uris_of(env));
+    if known.len() != before {
+        let text: String = known.iter().map(|u| format!("{u}\n")).collect();
+        let _ = crate::state::write_atomic(&path, text.as_bytes());
+    }
+}
+
+/// The libvirt URIs `gc` looks at: `HDEV_LIBVIRT_URI` (or the default) and every URI an
+/// environment used.
+pub fn gc_uris() -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = uris_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    out.insert(std::env::var("HDEV_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()));
+    out
+}

@@ -1,0 +1,185 @@
+//! Bringing an environment to its Envfile: planning against what the engines hold and
+//! running the plan (the body of `up`, `up --at`, `update`, `ci` and `release`), and the
+//! targeted plans of `provision`, `baseline`, `reset` and snapshots.
+
+use tokio::sync::watch;
+
+use super::session::{check_machine, ctrl_c, load_state, Opened};
+use crate::apply::{self, Recorder};
+use crate::backend::Backends;
+use crate::output::Printer;
+use crate::plan::{self, Change, Plan};
+use crate::progress::Progress;
+
+/// What running a plan ended with: the process exit code.
+pub type Code = anyhow::Result<i32>;
+
+/// Plans an opened environment against the engines and runs the plan: the body of `up`,
+/// shared by `up --at`, `update`, `ci` and `release`. The caller holds the state lock.
+pub(crate) async fn converge(
+    p: &Printer,
+    o: &Opened,
+    backends: &Backends,
+    images: &apply::Images,
+    lock: crate::state::EnvLock,
+    parallel: Option<usize>,
+    cancel: watch::Receiver<bool>,
+) -> Code {
+    let state = load_state(&o.project)?;
+    let env = &o.project.env;
+    // So that `gc` also looks on the libvirt hosts this environment uses.
+    super::teardown::remember_uris(env);
+    let observed = backends.observe(&o.ctx).await?;
+    let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
+    let rec = Recorder::new(o.project.state.clone(), lock, state);
+    if plan.is_noop() {
+        if rec.snapshot().env_hash.as_deref() != Some(o.env_hash.0.as_str()) {
+            rec.set_env_hash(Some(o.env_hash.0.clone()))?;
+        }
+        let n = plan.machines.len();
+        if p.json {
+            p.line(
+                serde_json::json!({"event": "summary", "changed": false, "machines": n, "ok": true})
+                    .to_string(),
+            );
+        } else {
+            p.note(format!(
+                "nothing to do: {n} machine{} up to date",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        return Ok(0);
+    }
+    run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
+}
+
+/// Runs a plan with progress and Ctrl-C handling; prints the summary; the exit code.
+/// `snapshot` names the snapshot that `Save` and `Restore` steps act on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_plan(
+    p: &Printer,
+    o: &Opened,
+    backends: &Backends,
+    plan: &Plan,
+    rec: &Recorder,
+    parallel: Option<usize>,
+    images: &apply::Images,
+    cancel: watch::Receiver<bool>,
+    snapshot: Option<&str>,
+) -> Code {
+    let env = &o.project.env;
+    if p.json {
+        p.line(serde_json::json!({"event": "plan", "plan": plan}).to_string());
+    } else {
+        for l in plan::render(plan) {
+            if !l.starts_with("= ") {
+                p.note(l);
+            }
+        }
+    }
+    let names: Vec<String> = plan
+        .machines
+        .iter()
+        .filter(|m| m.change != Change::Keep || !m.steps.is_empty())
+        .map(|m| m.name.clone())
+        .collect();
+    let progress = Progress::new(p, &names);
+    let parallel = parallel.unwrap_or(env.settings.parallel as usize);
+    let a = apply::ApplyCtx {
+        env,
+        ctx: &o.ctx,
+        backends,
+        rec,
+        progress: &progress,
+        parallel,
+        images,
+        snapshot,
+    };
+    let report = apply::apply(&a, plan, cancel).await;
+    progress.close();
+    let report = report?;
+    if report.ok() {
+        rec.set_env_hash(Some(o.env_hash.0.clone()))?;
+    }
+    let failed: Vec<_> = report
+        .machines
+        .iter()
+        .filter(|m| m.error.is_some())
+        .collect();
+    if p.json {
+        p.line(
+            serde_json::json!({"event": "summary", "changed": true, "ok": report.ok(), "report": report})
+                .to_string(),
+        );
+    } else {
+        for m in &failed {
+            if let Some(e) = &m.error {
+                eprintln!("{} {e}", p.red("error:"));
+            }
+        }
+        let done = report
+            .machines
+            .iter()
+            .filter(|m| m.outcome == apply::Outcome::Done)
+            .count();
+        p.note(format!(
+            "{done} machine{} changed, {} failed or skipped{}",
+            if done == 1 { "" } else { "s" },
+            failed.len(),
+            if report.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(if report.interrupted {
+        130
+    } else if report.ok() {
+        0
+    } else {
+        1
+    })
+}
+
+/// `hdev provision [MACHINE]`: runs provisioning again on running machines.
+pub async fn provision(p: &Printer, o: &Opened, machine: Option<&str>) -> Code {
+    let lock = o.project.state.lock()?;
+    let state = load_state(&o.project)?;
+    let env = &o.project.env;
+    if let Some(m) = machine {
+        check_machine(env, m)?;
+    }
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let plan = plan::provision_plan(env, &o.hashes, &observed, &backends.available(), machine)?;
+    run_steps(p, o, &backends, &plan, lock, state, None).await
+}
+
+/// Runs a plan of steps on machines that exist (no images to resolve, default
+/// parallelism), recording into the state and stopping cleanly on Ctrl-C.
+pub(crate) async fn run_steps(
+    p: &Printer,
+    o: &Opened,
+    backends: &Backends,
+    plan: &Plan,
+    lock: crate::state::EnvLock,
+    state: crate::state::State,
+    snapshot: Option<&str>,
+) -> Code {
+    let rec = Recorder::new(o.project.state.clone(), lock, state);
+    let cancel = ctrl_c(p);
+    run_plan(
+        p,
+        o,
+        backends,
+        plan,
+        &rec,
+        None,
+        &apply::Images::new(),
+        cancel,
+        snapshot,
+    )
+    .await
+}
+
