@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::{errored, judge, TestResult};
-use crate::backend::{Engine, Backends, Observation, RunState};
+use crate::backend::{Backends, Engine, Observation, RunState};
 use crate::envfile::{Env, TestCheck};
 
 /// How much output of one check is kept for judging.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::{Engine, AnyBackend, BackendError, Observation};
+use crate::backend::{AnyBackend, BackendError, Engine, Observation};
 use crate::envfile::{Env, Machine};
 
 const BEGIN: &str = "# hdev: machines of this environment (rewritten at every start)";

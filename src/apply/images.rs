@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::{BaseRequest, BaseSource, Backends, Engine, Resolved};
+use crate::backend::{Backends, BaseRequest, BaseSource, Engine, Resolved};
 use crate::boxes::{ensure, Store};
 use crate::envfile::{Backend, Base, Env, Machine};
 
@@ -92,8 +92,5 @@ async fn prepare_one(
         place,
         source,
     };
-    engine
-        .prepare(store, &req)
-        .await
-        .map_err(|e| e.to_string())
+    engine.prepare(store, &req).await.map_err(|e| e.to_string())
 }

@@ -78,25 +78,54 @@ impl Engine for Vms {
     async fn remove(&self, _: &str) -> Result<(), BackendError> {
         match *self {}
     }
-    async fn exec(&self, _: &str, _: &[String], _: LineSink<'_>) -> Result<ExecOutcome, BackendError> {
+    async fn exec(
+        &self,
+        _: &str,
+        _: &[String],
+        _: LineSink<'_>,
+    ) -> Result<ExecOutcome, BackendError> {
         match *self {}
     }
     async fn copy_in(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), BackendError> {
         match *self {}
     }
-    async fn interactive(&self, _: &str, _: &[String], _: bool, _: Option<(u16, u16)>) -> Result<i64, BackendError> {
+    async fn interactive(
+        &self,
+        _: &str,
+        _: &[String],
+        _: bool,
+        _: Option<(u16, u16)>,
+    ) -> Result<i64, BackendError> {
         match *self {}
     }
     async fn ansible_vars(&self, _: &str) -> Result<BTreeMap<String, String>, BackendError> {
         match *self {}
     }
-    async fn logs(&self, _: &str, _: bool, _: Option<u32>, _: LogSink<'_>) -> Result<(), BackendError> {
+    async fn logs(
+        &self,
+        _: &str,
+        _: bool,
+        _: Option<u32>,
+        _: LogSink<'_>,
+    ) -> Result<(), BackendError> {
         match *self {}
     }
-    async fn capture(&self, _: &EnvCtx, _: &MachineSpec, _: &str, _: &str) -> Result<Captured, BackendError> {
+    async fn capture(
+        &self,
+        _: &EnvCtx,
+        _: &MachineSpec,
+        _: &str,
+        _: &str,
+    ) -> Result<Captured, BackendError> {
         match *self {}
     }
-    async fn restore(&self, _: &EnvCtx, _: &MachineSpec, _: &str, _: &str) -> Result<String, BackendError> {
+    async fn restore(
+        &self,
+        _: &EnvCtx,
+        _: &MachineSpec,
+        _: &str,
+        _: &str,
+    ) -> Result<String, BackendError> {
         match *self {}
     }
     async fn drift(&self, _: &str, _: &str) -> Result<Drift, BackendError> {
@@ -105,7 +134,13 @@ impl Engine for Vms {
     async fn states(&self, _: &EnvCtx, _: &Observation) -> Result<Vec<StatePart>, BackendError> {
         match *self {}
     }
-    async fn delete_state(&self, _: &EnvCtx, _: &str, _: Option<&str>, _: &str) -> Result<bool, BackendError> {
+    async fn delete_state(
+        &self,
+        _: &EnvCtx,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<bool, BackendError> {
         match *self {}
     }
     async fn discover(&self, _: Option<&str>) -> Result<Discovery, BackendError> {

@@ -14,6 +14,8 @@
 
 pub mod addresses;
 mod any;
+#[cfg(test)]
+pub(crate) mod contract;
 pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ops::copy::{self as copyrun, CopyOptions};
-use crate::ops::session::{open, runtime, Opened};
 use super::CmdResult;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::Summary;
 use crate::backend::{Backends, RunState};
+use crate::ops::copy::{self as copyrun, CopyOptions};
+use crate::ops::session::{open, runtime, Opened};
 use crate::output::Printer;
 use crate::project::{find_envfile, Placement, Project};
 use crate::throwaway::{self, Copy};

@@ -8,3 +8,6 @@ pub mod snapshot;
 pub mod status;
 pub mod teardown;
 pub mod up;
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ pub mod ansible;
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Engine, AnyBackend, BackendError, LineSink};
+use crate::backend::{AnyBackend, BackendError, Engine, LineSink};
 use crate::envfile::{Env, Machine, ProvisionStep};
 
 /// Folder in the machine where script steps are copied.

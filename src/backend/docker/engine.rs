@@ -192,15 +192,15 @@ pub async fn probe() -> Probe {
             v.api_version.unwrap_or_default()
         ))
     };
-    let (ok, detail) =
-        match tokio::time::timeout(std::time::Duration::from_secs(10), result).await {
-            Ok(Ok(detail)) => (true, detail),
-            Ok(Err(e)) => (
-                false,
-                format!("cannot reach the Docker engine: {e}; start dockerd (`bash .ci/setup`)"),
-            ),
-            Err(_) => (false, "the Docker engine did not answer within 10s".into()),
-        };
+    let (ok, detail) = match tokio::time::timeout(std::time::Duration::from_secs(10), result).await
+    {
+        Ok(Ok(detail)) => (true, detail),
+        Ok(Err(e)) => (
+            false,
+            format!("cannot reach the Docker engine: {e}; start dockerd (`bash .ci/setup`)"),
+        ),
+        Err(_) => (false, "the Docker engine did not answer within 10s".into()),
+    };
     Probe {
         name: "docker",
         ok,

@@ -428,12 +428,7 @@ impl DockerBackend {
     }
 
     pub async fn remove_labelled(&self, found: &[Found]) -> Result<Counts, BackendError> {
-        let of = |kind: ObjectKind| {
-            found
-                .iter()
-                .filter(move |f| f.kind == kind)
-                .map(|f| &f.id)
-        };
+        let of = |kind: ObjectKind| found.iter().filter(move |f| f.kind == kind).map(|f| &f.id);
         // A few at a time: removing many containers of one network at once can leave the
         // engine (20.10) with a stale endpoint that blocks removing the network for good.
         use futures_util::stream::StreamExt;

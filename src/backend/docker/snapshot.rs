@@ -109,9 +109,8 @@ pub async fn capture(
     // A container that changed nothing on its image (no provisioning, say) already has
     // the change list of its baseline: it need not be recreated, which halves what `up`
     // costs for such machines. `drift` accepts that container on its box image.
-    let unchanged = name == BASELINE
-        && !on_snapshot_image(d, id).await
-        && changes(d, id).await?.is_empty();
+    let unchanged =
+        name == BASELINE && !on_snapshot_image(d, id).await && changes(d, id).await?.is_empty();
     let new_id = if name == BASELINE && !unchanged {
         recreate(d, ctx, m, id, &image).await?
     } else {

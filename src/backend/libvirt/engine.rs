@@ -50,8 +50,7 @@ impl Engine for Vms {
             return Err(BackendError::Box {
                 machine: req.machine.clone(),
                 name: format!("{:?}", req.source),
-                message: "a VM boots from a box or a disk image file, not an engine image"
-                    .into(),
+                message: "a VM boots from a box or a disk image file, not an engine image".into(),
             });
         };
         let uri = machine_uri_or_default(req.place.as_deref());

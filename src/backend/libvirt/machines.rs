@@ -206,11 +206,7 @@ impl Vms {
     }
 
     /// Defines the VM on an overlay of its box (not started); returns the domain name.
-    pub async fn create(
-        &self,
-        ctx: &EnvCtx,
-        spec: &MachineSpec,
-    ) -> Result<String, BackendError> {
+    pub async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError> {
         let env = self.env()?;
         let m = env
             .machines
@@ -241,13 +237,12 @@ impl Vms {
         let remote = remote::remote_networks(env);
         for a in &m.networks {
             if remote.contains_key(&a.network) {
-                let xml =
-                    remote::network_xml(&ctx.instance, env, &a.network).ok_or_else(|| {
-                        BackendError::NotFound {
-                            what: "network",
-                            name: a.network.clone(),
-                        }
-                    })?;
+                let xml = remote::network_xml(&ctx.instance, env, &a.network).ok_or_else(|| {
+                    BackendError::NotFound {
+                        what: "network",
+                        name: a.network.clone(),
+                    }
+                })?;
                 self.lv_of(env, m)
                     .ensure_network(&remote::network_name(&ctx.instance, &a.network), xml)
                     .await

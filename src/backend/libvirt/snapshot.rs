@@ -65,11 +65,7 @@ pub async fn capture(
         }
         .into());
     }
-    let layer = vms
-        .lv_for(id)
-        .capture_layer(id, name)
-        .await
-        .map_err(lv)?;
+    let layer = vms.lv_for(id).capture_layer(id, name).await.map_err(lv)?;
     Ok(layer.volume)
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::seed;
+use super::volumes::BaseVolumes;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
 use crate::backend::ssh::{SshKey, SshTarget};
-use super::volumes::BaseVolumes;
 use crate::boxes::manifest::Boot as BoxBoot;
 use crate::envfile::{Env, Machine};
 use crate::host::DomainType;

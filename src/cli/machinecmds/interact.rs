@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::backend::{BackendError, Backends, Engine, LogLine, ObservedMachine, RunState};
-use crate::ops::session::{check_machine, open, runtime, Opened};
 use crate::cli::CmdResult;
+use crate::ops::session::{check_machine, open, runtime, Opened};
 use crate::output::Printer;
 
 /// Puts the terminal on stdin in raw mode until dropped.
@@ -45,11 +45,7 @@ impl Drop for RawMode {
 }
 
 /// Finds a running machine of the environment in the engine.
-async fn running(
-    backends: &Backends,
-    o: &Opened,
-    name: &str,
-) -> anyhow::Result<ObservedMachine> {
+async fn running(backends: &Backends, o: &Opened, name: &str) -> anyhow::Result<ObservedMachine> {
     check_machine(&o.project.env, name)?;
     if let Some(m) = o.project.env.machines.get(name) {
         backends.get(m)?;

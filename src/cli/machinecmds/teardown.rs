@@ -16,7 +16,10 @@ pub fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
     let _lock = o.project.state.lock()?;
     let stopped = runtime()?.block_on(async {
         let backends = o.connect().await?;
-        teardown::halt(&backends, &o.ctx, &|name| p.note(format!("{name}: stopped"))).await
+        teardown::halt(&backends, &o.ctx, &|name| {
+            p.note(format!("{name}: stopped"))
+        })
+        .await
     })?;
     if p.json {
         p.json(&serde_json::json!({ "halted": stopped }));
