@@ -120,46 +120,6 @@ box = "busybox"
 }
 
 #[test]
-fn a_vm_that_cannot_be_built_fails_clearly_and_docker_machines_still_come_up() {
-    require_docker();
-    let env = TestEnv::new(
-        "mixed",
-        r#"
-[machine.vm]
-backend = "libvirt"
-box = "busybox"
-
-[machine.needs-vm]
-backend = "docker"
-box = "busybox"
-depends_on = ["vm"]
-
-[machine.ct]
-backend = "docker"
-box = "busybox"
-"#,
-    );
-    // The busybox box has a root file system for Docker and nothing a VM boots from.
-    let up = env.run(&["up"]);
-    assert_eq!(up.code, 1, "{up}");
-    assert!(
-        up.stderr.contains(
-            "machine `vm`: resolve its image: box `busybox` has no `libvirt-disk` artifact"
-        ),
-        "{up}"
-    );
-    assert!(
-        up.stderr
-            .contains("machine `needs-vm` skipped: it depends on `vm`, which did not come up"),
-        "{up}"
-    );
-    let st = env.status();
-    assert_eq!(machine(&st, "ct")["state"], "running");
-    assert_eq!(machine(&st, "vm")["state"], "not created");
-    assert_eq!(machine(&st, "needs-vm")["state"], "not created");
-}
-
-#[test]
 fn ctrl_c_during_up_leaves_a_true_state_that_the_next_up_finishes() {
     require_docker();
     let env = TestEnv::new(

@@ -1,11 +1,12 @@
 //! A mixed environment on the real engines: a container and a VM (the debian-bookworm box
 //! under libvirt) on one network, provisioned (the VM over SSH), talking to each other
-//! both ways, and destroyed without leftovers in Docker or libvirt.
+//! both ways, and destroyed without leftovers in Docker or libvirt; a VM that cannot be
+//! built, or that forces KVM where KVM cannot run, fails by name.
 
 use std::path::Path;
 
 use crate::support::engines::{labelled_counts, libvirt_domains};
-use crate::support::{repo, require_docker, require_libvirt, subnet, TestEnv};
+use crate::support::{machine, repo, require_docker, require_libvirt, subnet, TestEnv};
 
 /// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
 /// gets a bound of its own and `up` is measured on its own.
@@ -203,4 +204,46 @@ networks = ["lan"]
         "{up}"
     );
     assert!(up.stderr.contains(probe.explain()), "{up}");
+}
+
+#[test]
+fn a_vm_that_cannot_be_built_fails_clearly_and_docker_machines_still_come_up() {
+    require_docker();
+    // `up` and `status` connect to libvirtd for an environment with a VM.
+    require_libvirt();
+    let env = TestEnv::new(
+        "mixed",
+        r#"
+[machine.vm]
+backend = "libvirt"
+box = "busybox"
+
+[machine.needs-vm]
+backend = "docker"
+box = "busybox"
+depends_on = ["vm"]
+
+[machine.ct]
+backend = "docker"
+box = "busybox"
+"#,
+    );
+    // The busybox box has a root file system for Docker and nothing a VM boots from.
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 1, "{up}");
+    assert!(
+        up.stderr.contains(
+            "machine `vm`: resolve its image: box `busybox` has no `libvirt-disk` artifact"
+        ),
+        "{up}"
+    );
+    assert!(
+        up.stderr
+            .contains("machine `needs-vm` skipped: it depends on `vm`, which did not come up"),
+        "{up}"
+    );
+    let st = env.status();
+    assert_eq!(machine(&st, "ct")["state"], "running");
+    assert_eq!(machine(&st, "vm")["state"], "not created");
+    assert_eq!(machine(&st, "needs-vm")["state"], "not created");
 }
