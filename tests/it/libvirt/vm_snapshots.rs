@@ -6,7 +6,7 @@
 //! test takes a few minutes.
 
 use crate::support::engines::libvirt_volumes;
-use crate::support::{repo, require_libvirt, Run, TestEnv};
+use crate::support::{repo, require_docker, require_libvirt, Run, TestEnv};
 
 fn sh(env: &TestEnv, script: &str) -> Run {
     env.run(&["exec", "vm", "--", "sh", "-c", script])
@@ -55,6 +55,8 @@ fn assert_resumed(env: &TestEnv) {
 
 #[test]
 fn a_vm_drifts_resets_without_provisioning_and_restores_a_snapshot() {
+    // hdev connects to Docker for any environment, VMs only or not.
+    require_docker();
     require_libvirt();
     let subnet = format!("10.233.{}.0/24", std::process::id() % 200 + 20);
     let env = TestEnv::build()
