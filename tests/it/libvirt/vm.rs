@@ -5,7 +5,7 @@
 //! The box is built once into a store under the target folder and reused by later runs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdev::backend::libvirt::vm::{self, VmInputs};
 use hdev::backend::libvirt::LibvirtBackend;
@@ -14,16 +14,11 @@ use hdev::boxes::Store;
 use hdev::envfile::Env;
 use hdev::host::{self, KvmProbe};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+use crate::support::engines::LIBVIRT_URI;
+use crate::support::{hdev_home, repo, require_libvirt};
 
 fn shared_store() -> Store {
-    Store::at(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hdev-home"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Store::at(hdev_home().to_path_buf())
 }
 
 /// An environment with one VM on one network, using the repository's debian recipe.
@@ -86,15 +81,11 @@ impl Drop for Bridge {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
-    let uri = "qemu:///system";
-    let lv = match LibvirtBackend::connect(uri).await {
-        Ok(lv) => lv,
-        Err(e) => {
-            assert!(!in_ci(), "under CI=true libvirtd must be reachable: {e}");
-            eprintln!("note: skipping outside CI, libvirt unreachable: {e}");
-            return;
-        }
-    };
+    require_libvirt();
+    let uri = LIBVIRT_URI;
+    let lv = LibvirtBackend::connect(uri)
+        .await
+        .unwrap_or_else(|e| panic!("libvirtd must be reachable: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let env = vm_env(dir.path(), "10.231.7.0/24", "vmtest");
     let instance = format!("vmtest-{}", std::process::id());

@@ -13,9 +13,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-mod common;
-
-use common::live::{daemons_or_skip, libvirt_leftovers, machine, repo, Env};
+use crate::support::engines::libvirt_leftovers;
+use crate::support::{machine, repo, require_docker, require_libvirt, TestEnv};
 
 /// The cloud image, built when this version of the script has not built it yet.
 fn cloud_image() -> PathBuf {
@@ -49,13 +48,13 @@ fn cloud_image() -> PathBuf {
 
 #[test]
 fn a_cloud_image_is_configured_by_the_nocloud_seed() {
-    if !daemons_or_skip(true) {
-        return;
-    }
+    require_docker();
+    require_libvirt();
     let image = cloud_image();
     let subnet_third = std::process::id() % 200 + 20;
-    let env = Env::new(&format!(
-        r#"
+    let env = TestEnv::build()
+        .envfile(&format!(
+            r#"
 [env]
 name = "cloudimg"
 
@@ -79,9 +78,11 @@ networks = ["lan"]
 depends_on = ["cloud"]
 command = "sh -c 'mkdir -p /www; echo hello > /www/index.html; exec httpd -f -p 80 -h /www'"
 "#,
-        busybox = repo().join("boxes/busybox").display(),
-        image = image.display(),
-    ));
+            busybox = repo().join("boxes/busybox").display(),
+            image = image.display(),
+        ))
+        .no_timeout()
+        .create();
     env.ok(&["up"]);
 
     let st = env.status();

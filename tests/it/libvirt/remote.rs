@@ -7,14 +7,13 @@
 //! its line; destroy removes the VM, its volumes and the libvirt network, and so does
 //! `gc` once the environment's folder is gone.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::live::{daemons_or_skip, libvirt_leftovers, repo, Env};
+use crate::support::engines::libvirt_leftovers;
+use crate::support::{machine, repo, require_docker, require_libvirt, TestEnv};
 
 /// An sshd on 127.0.0.1 that lets in one key as root; killed on drop.
 struct Sshd {
@@ -108,9 +107,8 @@ fn start_sshd() -> Sshd {
 
 #[test]
 fn a_vm_on_a_remote_libvirt_host_gets_its_network_there_and_is_reached_through_it() {
-    if !daemons_or_skip(true) {
-        return;
-    }
+    require_docker();
+    require_libvirt();
     let sshd = start_sshd();
     let uri = format!(
         "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&no_verify=1&no_tty=1",
@@ -154,8 +152,15 @@ networks = {web_networks}
         )
     };
 
+    let live_env = |web_networks: &str| {
+        TestEnv::build()
+            .envfile(&envfile(web_networks))
+            .no_timeout()
+            .create()
+    };
+
     // A network cannot join the remote VM and a container here.
-    let spanning = Env::new(&envfile(r#"["near", "far"]"#));
+    let spanning = live_env(r#"["near", "far"]"#);
     let v = spanning.run(&["validate"]);
     assert_ne!(v.code, 0, "{v}");
     assert!(v.stderr.contains("network `far` would span hosts"), "{v}");
@@ -164,7 +169,7 @@ networks = {web_networks}
         "points at [network.far]: {v}"
     );
 
-    let env = Env::new(&envfile(r#"["near"]"#));
+    let env = live_env(r#"["near"]"#);
     env.ok(&["up"]);
     let st = env.status();
     let instance = st["instance"].as_str().unwrap().to_string();
@@ -175,7 +180,7 @@ networks = {web_networks}
     );
 
     // Commands reached the VM through the remote host (ssh -W there).
-    let address = common::live::machine(&st, "vm")["addresses"]["far"]
+    let address = machine(&st, "vm")["addresses"]["far"]
         .as_str()
         .unwrap_or_else(|| panic!("no address on far: {st}"))
         .to_string();
@@ -209,14 +214,14 @@ networks = {web_networks}
 
     // When the folder of an environment with a remote VM is gone, `gc` finds its VM and
     // network on the remote host (it remembers the hosts environments used).
-    let lost = Env::new(&envfile(r#"["near"]"#));
+    let lost = live_env(r#"["near"]"#);
     lost.ok(&["up"]);
     let lost_instance = lost.status()["instance"].as_str().unwrap().to_string();
     std::fs::remove_dir_all(lost.dir.path()).unwrap();
-    let gc = Command::new(env!("CARGO_BIN_EXE_hdev"))
+    let gc = lost
+        .cmd()
         .args(["gc", "--json"])
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .env("HDEV_HOME", common::live::shared_home())
         .output()
         .expect("hdev gc");
     let out = String::from_utf8_lossy(&gc.stdout);

@@ -1,13 +1,12 @@
 //! Day-to-day commands on a running environment: local images, logs, provision again,
 //! halt and up.
 
-use crate::support::{busybox_image, docker_or_skip, machine, TestEnv};
+use crate::support::engines::busybox_image;
+use crate::support::{machine, require_docker, TestEnv};
 
 #[test]
 fn local_images_logs_provision_halt_and_up_again() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     // Bring one box machine up, so the box is imported and its image can be named.
     let env = TestEnv::new(
         "ops",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{docker_or_skip, TestEnv};
+use crate::support::{require_docker, TestEnv};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
@@ -56,9 +56,7 @@ fn hash_of(env: &TestEnv, tag: &str) -> String {
 
 #[test]
 fn update_recreates_only_the_changed_machine_and_verify_tells() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = two_machines("update");
     let d = env.path();
     git(d, &["init", "-q"]);
@@ -108,9 +106,7 @@ fn update_recreates_only_the_changed_machine_and_verify_tells() {
 
 #[test]
 fn release_tags_only_when_every_check_passes() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = two_machines("release");
     let d = env.path();
     env.set_envfile(

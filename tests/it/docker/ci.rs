@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{docker_or_skip, labelled_counts, subnet, Run, TestEnv};
+use crate::support::engines::labelled_counts;
+use crate::support::{require_docker, subnet, Run, TestEnv};
 
 /// An environment with a fixed subnet, a fixed address and a fixed host port: everything
 /// that would collide between two copies on one engine.
@@ -66,9 +67,7 @@ fn copies(dir: &Path) -> Vec<String> {
 
 #[test]
 fn two_parallel_ci_runs_on_one_engine_both_pass_and_leave_nothing() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("ci-par", "true");
     // The developer's own environment is up on the Envfile's subnet and port meanwhile.
     let up = env.run(&["up"]);
@@ -118,9 +117,7 @@ fn two_parallel_ci_runs_on_one_engine_both_pass_and_leave_nothing() {
 
 #[test]
 fn a_failing_check_fails_ci_and_keep_on_failure_keeps_the_copy() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("ci-fail", "true");
     let text = env
         .envfile()
@@ -192,9 +189,7 @@ fn ci_until_its_copy_runs(
 
 #[test]
 fn a_ci_run_killed_with_sigterm_tears_its_copy_down() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("ci-kill", "echo long step; sleep 60");
     let (mut child, inst) = ci_until_its_copy_runs(&env, std::process::Stdio::piped());
     std::thread::sleep(Duration::from_secs(2));
@@ -224,9 +219,7 @@ fn a_ci_run_killed_with_sigterm_tears_its_copy_down() {
 
 #[test]
 fn up_locked_refuses_when_the_inputs_moved() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("locked", "echo v1");
     let r = env.run(&["up", "--locked"]);
     assert_eq!(r.code, 1, "{r}");
@@ -244,9 +237,7 @@ fn up_locked_refuses_when_the_inputs_moved() {
 
 #[test]
 fn a_check_that_times_out_is_killed_in_the_machine_with_what_it_started() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("ci-timeout", "true");
     let text = format!(
         "{}\n[[test]]\nname = \"hangs\"\nmachine = \"client\"\nrun = \"echo started; sleep 311 & sleep 312\"\ntimeout = \"2s\"\n",
@@ -281,9 +272,7 @@ fn a_check_that_times_out_is_killed_in_the_machine_with_what_it_started() {
 
 #[test]
 fn gc_collects_the_copy_of_a_ci_run_killed_outright() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = web_env("ci-gc", "echo long step; sleep 60");
     let (mut child, inst) = ci_until_its_copy_runs(&env, std::process::Stdio::null());
     // SIGKILL: no teardown can run, the copy is left behind.

@@ -2,13 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{docker_or_skip, labelled_counts, machine, machines, subnet, TestEnv};
+use crate::support::engines::labelled_counts;
+use crate::support::{machine, machines, require_docker, subnet, TestEnv};
 
 #[test]
 fn destroy_leaves_nothing_labelled_for_the_environment() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "destroy",
         &format!(
@@ -62,9 +61,7 @@ box = "busybox"
 
 #[test]
 fn a_failing_provision_step_names_machine_and_step_and_keeps_the_machine() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "fail",
         r#"
@@ -123,52 +120,8 @@ box = "busybox"
 }
 
 #[test]
-fn a_vm_that_cannot_be_built_fails_clearly_and_docker_machines_still_come_up() {
-    if !docker_or_skip() {
-        return;
-    }
-    let env = TestEnv::new(
-        "mixed",
-        r#"
-[machine.vm]
-backend = "libvirt"
-box = "busybox"
-
-[machine.needs-vm]
-backend = "docker"
-box = "busybox"
-depends_on = ["vm"]
-
-[machine.ct]
-backend = "docker"
-box = "busybox"
-"#,
-    );
-    // The busybox box has a root file system for Docker and nothing a VM boots from.
-    let up = env.run(&["up"]);
-    assert_eq!(up.code, 1, "{up}");
-    assert!(
-        up.stderr.contains(
-            "machine `vm`: resolve its image: box `busybox` has no `libvirt-disk` artifact"
-        ),
-        "{up}"
-    );
-    assert!(
-        up.stderr
-            .contains("machine `needs-vm` skipped: it depends on `vm`, which did not come up"),
-        "{up}"
-    );
-    let st = env.status();
-    assert_eq!(machine(&st, "ct")["state"], "running");
-    assert_eq!(machine(&st, "vm")["state"], "not created");
-    assert_eq!(machine(&st, "needs-vm")["state"], "not created");
-}
-
-#[test]
 fn ctrl_c_during_up_leaves_a_true_state_that_the_next_up_finishes() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "sigint",
         r#"
@@ -231,9 +184,7 @@ shell = "if [ ! -f /tmp/once ]; then touch /tmp/once; sleep 60; fi; echo finishe
 
 #[test]
 fn gc_removes_what_an_environment_with_a_deleted_folder_left_behind() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new("gc", "");
     // The environment lives in a subfolder that the test deletes after `up`.
     let sub = env.path().join("project");
@@ -272,9 +223,7 @@ fn gc_removes_what_an_environment_with_a_deleted_folder_left_behind() {
 
 #[test]
 fn an_unhealthy_machine_holds_back_its_dependants_until_it_passes() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "health",
         r#"

@@ -2,20 +2,17 @@
 //! column (and its full rendering is snapshotted), templates validate, and the environment
 //! hash ignores form but follows meaning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use assert_cmd::Command;
+use crate::support::{repo, EnvBuilder, TestEnv};
 
-fn hdev(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("hdev").expect("the hdev binary is built");
-    c.current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HDEV_ENVFILE");
-    c
+/// A folder for these tests: hdev with a store of its own, without colours.
+fn env() -> EnvBuilder {
+    TestEnv::build().own_home().var("NO_COLOR", "1")
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let dir = repo().join("tests/fixtures/invalid");
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures folder")
         .map(|e| e.expect("entry").path())
@@ -53,9 +50,8 @@ fn every_invalid_fixture_is_reported_at_its_line_and_column() {
             "{} has no `# expect:` line",
             fixture.display()
         );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Envfile"), &text).unwrap();
-        let out = hdev(dir.path()).arg("validate").output().unwrap();
+        let dir = env().envfile(&text).create();
+        let out = dir.cmd().arg("validate").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let name = fixture.file_stem().unwrap().to_string_lossy().to_string();
         if out.status.code() != Some(1) {
@@ -91,12 +87,10 @@ fn json_diagnostics_carry_file_line_and_column() {
         .into_iter()
         .find(|p| p.to_string_lossy().contains("07-unknown-box"))
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(&fixture, dir.path().join("Envfile")).unwrap();
-    let out = hdev(dir.path())
-        .args(["validate", "--json"])
-        .output()
-        .unwrap();
+    let dir = env()
+        .envfile(&std::fs::read_to_string(&fixture).unwrap())
+        .create();
+    let out = dir.cmd().args(["validate", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &v["problems"][0];
@@ -111,25 +105,27 @@ fn json_diagnostics_carry_file_line_and_column() {
 #[test]
 fn templates_and_the_example_validate() {
     for template in ["minimal", "harness"] {
-        let dir = tempfile::tempdir().unwrap();
-        hdev(dir.path())
+        let dir = env().create();
+        dir.cmd()
             .args(["init", "--template", template])
             .assert()
             .success();
-        let out = hdev(dir.path()).arg("validate").output().unwrap();
+        let out = dir.cmd().arg("validate").output().unwrap();
         assert!(
             out.status.success(),
             "{template}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         // A second init refuses to overwrite.
-        hdev(dir.path())
+        dir.cmd()
             .args(["init", "--template", template])
             .assert()
             .code(1);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    hdev(root)
+    env()
+        .create()
+        .cmd()
+        .current_dir(repo())
         .args(["-f", "Envfile.example", "validate"])
         .assert()
         .success();
@@ -137,22 +133,19 @@ fn templates_and_the_example_validate() {
 
 #[test]
 fn lock_records_the_hash_and_check_notices_a_change() {
-    let dir = tempfile::tempdir().unwrap();
-    hdev(dir.path())
+    let dir = env().create();
+    dir.cmd()
         .args(["init", "--template", "minimal"])
         .assert()
         .success();
-    hdev(dir.path()).arg("lock").assert().success();
+    dir.cmd().arg("lock").assert().success();
     let lock = std::fs::read_to_string(dir.path().join("Envfile.lock")).unwrap();
-    let hash = String::from_utf8(hdev(dir.path()).arg("hash").output().unwrap().stdout).unwrap();
+    let hash = String::from_utf8(dir.cmd().arg("hash").output().unwrap().stdout).unwrap();
     assert!(lock.contains(hash.trim()), "lock {lock} lacks hash {hash}");
-    hdev(dir.path())
-        .args(["lock", "--check"])
-        .assert()
-        .success();
+    dir.cmd().args(["lock", "--check"]).assert().success();
 
     let envfile = dir.path().join("Envfile");
     let text = std::fs::read_to_string(&envfile).unwrap();
     std::fs::write(&envfile, text.replace("hello from hdev", "hello again")).unwrap();
-    hdev(dir.path()).args(["lock", "--check"]).assert().code(1);
+    dir.cmd().args(["lock", "--check"]).assert().code(1);
 }

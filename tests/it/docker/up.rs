@@ -2,13 +2,11 @@
 
 use std::time::Instant;
 
-use crate::support::{docker_or_skip, machine, machines, subnet, TestEnv};
+use crate::support::{machine, machines, require_docker, subnet, TestEnv};
 
 #[test]
 fn a_dependency_chain_with_a_health_check_comes_up_in_order() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let net = subnet();
     let db_ip = net.replace(".0/24", ".10");
     let env = TestEnv::new(
@@ -121,9 +119,7 @@ shell = "ping -c 1 -W 2 api > /dev/null && echo web sees api"
 
 #[test]
 fn twenty_replicas_come_up_in_parallel() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "replicas",
         r#"
@@ -195,9 +191,7 @@ shell = "hostname > /tmp/me"
 
 #[test]
 fn a_second_up_changes_nothing_and_a_changed_machine_alone_is_recreated() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "idem",
         &format!(

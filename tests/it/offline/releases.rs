@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+use crate::support::TestEnv;
 
 fn git(dir: &Path, args: &[&str]) {
     let ok = std::process::Command::new("git")
@@ -16,31 +16,28 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
-fn hdev(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("hdev")
-        .unwrap()
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
+fn hdev(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    env.cmd().args(args).output().unwrap()
 }
 
 #[test]
 fn releases_hash_each_tagged_tree() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let env = TestEnv::build().own_home().create();
+    let d = env.path();
     git(d, &["init", "-q"]);
-    assert!(hdev(d, &["init", "--template", "minimal"]).status.success());
+    assert!(hdev(&env, &["init", "--template", "minimal"])
+        .status
+        .success());
     git(d, &["add", "-A"]);
     git(d, &["commit", "-qm", "first"]);
     git(d, &["tag", "v1.0"]);
-    let h1 = String::from_utf8(hdev(d, &["hash"]).stdout).unwrap();
+    let h1 = String::from_utf8(hdev(&env, &["hash"]).stdout).unwrap();
 
     let envfile = d.join("Envfile");
     let text = std::fs::read_to_string(&envfile).unwrap();
     std::fs::write(&envfile, text.replace("hello from hdev", "hello, v1.1")).unwrap();
     git(d, &["commit", "-qam", "second"]);
-    let h2 = String::from_utf8(hdev(d, &["hash"]).stdout).unwrap();
+    let h2 = String::from_utf8(hdev(&env, &["hash"]).stdout).unwrap();
     assert_ne!(h1, h2);
     let message = format!("release v1.1\n\nenvironment-hash: {}", h2.trim());
     git(d, &["tag", "-a", "v1.1", "-m", &message]);
@@ -48,7 +45,7 @@ fn releases_hash_each_tagged_tree() {
     // The working tree moves on; releases still report what the tags hold.
     std::fs::write(&envfile, text.replace("hello from hdev", "unreleased")).unwrap();
 
-    let out = hdev(d, &["releases", "--json"]);
+    let out = hdev(&env, &["releases", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -67,11 +64,11 @@ fn releases_hash_each_tagged_tree() {
 
 #[test]
 fn releases_outside_a_repository_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(hdev(dir.path(), &["init", "--template", "minimal"])
+    let env = TestEnv::build().own_home().create();
+    assert!(hdev(&env, &["init", "--template", "minimal"])
         .status
         .success());
-    let out = hdev(dir.path(), &["releases"]);
+    let out = hdev(&env, &["releases"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not inside a git repository"), "{err}");

@@ -1,24 +1,12 @@
 //! A mixed environment on the real engines: a container and a VM (the debian-bookworm box
 //! under libvirt) on one network, provisioned (the VM over SSH), talking to each other
-//! both ways, and destroyed without leftovers in Docker or libvirt.
+//! both ways, and destroyed without leftovers in Docker or libvirt; a VM that cannot be
+//! built, or that forces KVM where KVM cannot run, fails by name.
 
 use std::path::Path;
 
-use crate::support::{labelled_counts, TestEnv};
-
-fn libvirt_or_skip() -> bool {
-    let ok = std::process::Command::new("virsh")
-        .args(["-c", "qemu:///system", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("libvirtd is not reachable, and CI=true forbids skipping");
-        }
-        eprintln!("note: libvirtd is not reachable; skipping");
-    }
-    ok
-}
+use crate::support::engines::{labelled_counts, libvirt_domains};
+use crate::support::{machine, repo, require_docker, require_libvirt, subnet, TestEnv};
 
 /// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
 /// gets a bound of its own and `up` is measured on its own.
@@ -37,26 +25,13 @@ fn build_debian_box(env: &TestEnv, recipe: &Path) {
     );
 }
 
-fn domains_of(instance: &str) -> Vec<String> {
-    let out = std::process::Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("hdev-{instance}-")))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn a_container_and_a_vm_share_a_network_and_provisioning_reaches_the_vm() {
-    if !crate::support::docker_or_skip() || !libvirt_or_skip() {
-        return;
-    }
-    let sub = crate::support::subnet();
+    require_docker();
+    require_libvirt();
+    let sub = subnet();
     let net = sub.trim_end_matches(".0/24");
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/debian-bookworm");
+    let recipe = repo().join("boxes/debian-bookworm");
     let env = TestEnv::new(
         "mixed",
         &format!(
@@ -165,7 +140,7 @@ extra_vars = {{ greeting = "hello from ansible" }}
         .clone();
     assert_eq!(vm["backend"], "libvirt", "{status}");
     assert_eq!(vm["state"], "running", "{status}");
-    assert_eq!(domains_of(&instance).len(), 1);
+    assert_eq!(libvirt_domains(&instance).len(), 1);
 
     // A second up changes nothing.
     let again = env.run(&["up"]);
@@ -179,7 +154,7 @@ extra_vars = {{ greeting = "hello from ansible" }}
     let destroy = env.run(&["destroy", "-y"]);
     assert_eq!(destroy.code, 0, "{destroy}");
     assert!(destroy.stdout.contains("1 VM(s)"), "{destroy}");
-    assert!(domains_of(&instance).is_empty(), "no domain is left");
+    assert!(libvirt_domains(&instance).is_empty(), "no domain is left");
     let pool = std::fs::read_dir("/var/lib/libvirt/images/hdev")
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -193,16 +168,15 @@ extra_vars = {{ greeting = "hello from ansible" }}
 
 #[test]
 fn a_machine_that_forces_kvm_where_kvm_cannot_run_guests_is_refused_by_name() {
-    if !crate::support::docker_or_skip() || !libvirt_or_skip() {
-        return;
-    }
+    require_docker();
+    require_libvirt();
     let probe = hdev::host::KvmProbe::read();
     if probe.usable() {
         eprintln!("note: this host can run KVM guests; the refusal cannot happen here");
         return;
     }
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/debian-bookworm");
-    let sub = crate::support::subnet();
+    let recipe = repo().join("boxes/debian-bookworm");
+    let sub = subnet();
     let env = TestEnv::new(
         "kvm",
         &format!(
@@ -230,4 +204,46 @@ networks = ["lan"]
         "{up}"
     );
     assert!(up.stderr.contains(probe.explain()), "{up}");
+}
+
+#[test]
+fn a_vm_that_cannot_be_built_fails_clearly_and_docker_machines_still_come_up() {
+    require_docker();
+    // `up` and `status` connect to libvirtd for an environment with a VM.
+    require_libvirt();
+    let env = TestEnv::new(
+        "mixed",
+        r#"
+[machine.vm]
+backend = "libvirt"
+box = "busybox"
+
+[machine.needs-vm]
+backend = "docker"
+box = "busybox"
+depends_on = ["vm"]
+
+[machine.ct]
+backend = "docker"
+box = "busybox"
+"#,
+    );
+    // The busybox box has a root file system for Docker and nothing a VM boots from.
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 1, "{up}");
+    assert!(
+        up.stderr.contains(
+            "machine `vm`: resolve its image: box `busybox` has no `libvirt-disk` artifact"
+        ),
+        "{up}"
+    );
+    assert!(
+        up.stderr
+            .contains("machine `needs-vm` skipped: it depends on `vm`, which did not come up"),
+        "{up}"
+    );
+    let st = env.status();
+    assert_eq!(machine(&st, "ct")["state"], "running");
+    assert_eq!(machine(&st, "vm")["state"], "not created");
+    assert_eq!(machine(&st, "needs-vm")["state"], "not created");
 }

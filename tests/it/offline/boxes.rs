@@ -1,18 +1,37 @@
 //! Box store tests: the built binary with `HDEV_HOME` in a temp folder, and real archives
 //! (built from the busybox recipe, or crafted to be hostile).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{busybox_env, find, qcow2, repo, World};
 use predicates::str::contains;
 use serde_json::Value;
 
+use crate::support::{repo, TestEnv};
+
+/// A temp box-store world: an empty folder, hdev with a store of its own.
+fn world() -> TestEnv {
+    TestEnv::build().own_home().create()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn qcow2(path: &Path) {
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg("8M")
+        .status()
+        .expect("qemu-img")
+        .success();
+    assert!(ok, "qemu-img create");
+}
+
 #[test]
 fn busybox_builds_once_and_lists() {
-    let w = World::new();
-    let (archive, digest) = w.busybox();
+    let w = world();
+    let (archive, digest) = w.build_busybox();
     assert!(archive.is_file());
     assert_eq!(digest.len(), "sha256:".len() + 64);
     // Unchanged recipe: found in the store, not built again.
@@ -30,15 +49,15 @@ fn busybox_builds_once_and_lists() {
 
 #[test]
 fn add_verify_remove_round_trip() {
-    let w = World::new();
-    let (archive, digest) = w.busybox();
-    w.hdev()
+    let w = world();
+    let (archive, digest) = w.build_busybox();
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
     assert!(w.stored().is_empty());
 
-    w.hdev()
+    w.cmd()
         .args([
             "box",
             "add",
@@ -59,7 +78,7 @@ fn add_verify_remove_round_trip() {
     let mut bytes = std::fs::read(&rootfs).expect("read");
     bytes[1000] ^= 0x01;
     std::fs::write(&rootfs, &bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args(["box", "verify"])
         .assert()
         .code(1)
@@ -67,9 +86,9 @@ fn add_verify_remove_round_trip() {
         .stdout(contains("expected sha256:"));
 
     let short = &digest["sha256:".len().."sha256:".len() + 12];
-    w.hdev().args(["box", "remove", short]).assert().success();
+    w.cmd().args(["box", "remove", short]).assert().success();
     assert!(w.stored().is_empty());
-    w.hdev()
+    w.cmd()
         .args(["box", "remove", short])
         .assert()
         .code(1)
@@ -78,19 +97,19 @@ fn add_verify_remove_round_trip() {
 
 #[test]
 fn tampered_boxes_are_refused_and_leave_nothing() {
-    let w = World::new();
-    let (archive, digest) = w.busybox();
-    w.hdev()
+    let w = world();
+    let (archive, digest) = w.build_busybox();
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
 
     // One byte of the root file system (past the manifest's 1 KiB of headers).
     let mut bytes = std::fs::read(&archive).expect("read");
-    let bad = w.work.path().join("bad.box");
+    let bad = w.path().join("bad.box");
     bytes[200_000] ^= 0x20;
     std::fs::write(&bad, &bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", bad.to_str().expect("utf-8")])
         .assert()
         .code(1)
@@ -103,7 +122,7 @@ fn tampered_boxes_are_refused_and_leave_nothing() {
     let pos = find(&bytes, b"\"busybox\"").expect("name in manifest");
     bytes[pos + 1] = b'B';
     std::fs::write(&bad, &bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args([
             "box",
             "add",
@@ -117,7 +136,7 @@ fn tampered_boxes_are_refused_and_leave_nothing() {
 
     // A wrong --sha256 for an intact box.
     let other = format!("sha256:{}", "ab".repeat(32));
-    w.hdev()
+    w.cmd()
         .args([
             "box",
             "add",
@@ -172,7 +191,7 @@ fn hostile(dir: &Path, file: &str, entries: &[(&str, tar::EntryType, &str)]) -> 
 
 #[test]
 fn unsafe_archives_are_refused() {
-    let w = World::new();
+    let w = world();
     use tar::EntryType as T;
     type Entries<'a> = &'a [(&'a str, T, &'a str)];
     let cases: [(&str, Entries, &str); 5] = [
@@ -195,26 +214,20 @@ fn unsafe_archives_are_refused() {
         ("dev.box", &[("null", T::Char, "")], "device"),
     ];
     for (file, entries, why) in cases {
-        let p = hostile(w.work.path(), file, entries);
-        w.hdev()
+        let p = hostile(w.path(), file, entries);
+        w.cmd()
             .args(["box", "add", p.to_str().expect("utf-8")])
             .assert()
             .code(1)
             .stderr(contains("unsafe"))
             .stderr(contains(why));
     }
-    assert!(!w
-        .work
-        .path()
-        .parent()
-        .expect("parent")
-        .join("escaped")
-        .exists());
+    assert!(!w.path().parent().expect("parent").join("escaped").exists());
     assert!(!Path::new("/tmp/hdev-escaped").exists());
 
     // The same inside an hdev box archive: an entry after the manifest.
-    let (archive, _) = w.busybox();
-    w.hdev()
+    let (archive, _) = w.build_busybox();
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
@@ -226,9 +239,9 @@ fn unsafe_archives_are_refused() {
     b.as_mut_bytes().copy_from_slice(&bytes[pos..pos + 512]);
     b.set_cksum();
     bytes[pos..pos + 512].copy_from_slice(b.as_bytes());
-    let bad = w.work.path().join("traversal.box");
+    let bad = w.path().join("traversal.box");
     std::fs::write(&bad, &bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", bad.to_str().expect("utf-8")])
         .assert()
         .code(1)
@@ -239,13 +252,13 @@ fn unsafe_archives_are_refused() {
 
 #[test]
 fn archives_past_the_size_limit_are_refused() {
-    let w = World::new();
-    let (archive, _) = w.busybox();
-    w.hdev()
+    let w = world();
+    let (archive, _) = w.build_busybox();
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
-    w.hdev()
+    w.cmd()
         .env("HDEV_BOX_MAX_BYTES", "1000000")
         .args(["box", "add", archive.to_str().expect("utf-8")])
         .assert()
@@ -257,8 +270,7 @@ fn archives_past_the_size_limit_are_refused() {
 
 #[test]
 fn hash_counts_the_built_box_once_it_is_in_the_store() {
-    let w = World::new();
-    busybox_env(w.work.path());
+    let w = TestEnv::build().own_home().busybox_copy().create();
     let before = w.json(&["hash", "--explain"]);
     let item = |v: &Value| -> (String, String) {
         let it = v["inputs"]
@@ -289,22 +301,22 @@ fn hash_counts_the_built_box_once_it_is_in_the_store() {
 
 #[test]
 fn file_box_digest_is_cached_by_file_identity() {
-    let w = World::new();
-    let (archive, digest) = w.busybox();
+    let w = world();
+    let (archive, digest) = w.build_busybox();
     std::fs::write(
-        w.work.path().join("Envfile"),
+        w.path().join("Envfile"),
         "[env]\nname = \"filebox\"\n\n[box.bb]\nfile = \"busybox.box\"\n",
     )
     .expect("write");
     let first = w.json(&["hash", "--explain"]);
     assert!(first.to_string().contains(&digest), "{first}");
-    let cache = std::fs::read_to_string(w.home.path().join("cache/digests.json")).expect("cache");
+    let cache = std::fs::read_to_string(w.home().join("cache/digests.json")).expect("cache");
     assert!(cache.contains("busybox.box") && cache.contains(&digest[7..]));
     // Damage the file: its identity changes, so the cache is not trusted and the damage found.
     let mut bytes = std::fs::read(&archive).expect("read");
     bytes[200_000] ^= 1;
     std::fs::write(&archive, &bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args(["hash"])
         .assert()
         .code(1)
@@ -313,8 +325,8 @@ fn file_box_digest_is_cached_by_file_identity() {
 
 #[test]
 fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
-    let w = World::new();
-    let img = w.work.path().join("cloud.qcow2");
+    let w = world();
+    let img = w.path().join("cloud.qcow2");
     qcow2(&img);
     let a = w.json(&["box", "add", img.to_str().expect("utf-8")]);
     assert_eq!(a["name"], "cloud");
@@ -331,7 +343,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
     );
 
     // A vagrant-libvirt box: gzip'd tar with metadata.json, box.img and a Vagrantfile.
-    let disk = w.work.path().join("box.img");
+    let disk = w.path().join("box.img");
     qcow2(&disk);
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut t = tar::Builder::new(gz);
@@ -351,7 +363,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
     t.append_data(&mut h, "Vagrantfile", &vf[..])
         .expect("vagrantfile");
     let bytes = t.into_inner().expect("tar").finish().expect("gzip");
-    let vbox = w.work.path().join("generic-debian.box");
+    let vbox = w.path().join("generic-debian.box");
     std::fs::write(&vbox, bytes).expect("write");
     let v = w.json(&[
         "box",
@@ -362,7 +374,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
     ]);
     assert_eq!(v["name"], "vdeb");
     assert_eq!(v["providers"][0], "libvirt-disk");
-    w.hdev().args(["box", "verify", "vdeb"]).assert().success();
+    w.cmd().args(["box", "verify", "vdeb"]).assert().success();
 
     // A vagrant box for another provider is refused with the reason.
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -376,7 +388,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
         .expect("meta");
     let bytes = t.into_inner().expect("tar").finish().expect("gzip");
     std::fs::write(&vbox, bytes).expect("write");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", vbox.to_str().expect("utf-8")])
         .assert()
         .code(1)
@@ -386,12 +398,11 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
 
 #[test]
 fn parallel_builds_in_separate_processes_build_once() {
-    let w = World::new();
+    let w = world();
     let recipe = repo().join("boxes/busybox");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("hdev"))
-                .env("HDEV_HOME", w.home.path())
+            w.std_cmd()
                 .args(["--json", "box", "build"])
                 .arg(&recipe)
                 .stdout(std::process::Stdio::piped())
@@ -436,21 +447,21 @@ fn serve_once(body: Vec<u8>, status: &'static str) -> String {
 
 #[test]
 fn boxes_are_added_from_a_url_with_a_checksum() {
-    let w = World::new();
-    let (archive, digest) = w.busybox();
-    w.hdev()
+    let w = world();
+    let (archive, digest) = w.build_busybox();
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
     let bytes = std::fs::read(&archive).expect("read");
 
     let url = serve_once(bytes.clone(), "200 OK");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", &url, "--sha256", &digest])
         .assert()
         .success()
         .stdout(contains(&digest));
-    w.hdev()
+    w.cmd()
         .args(["box", "remove", "busybox"])
         .assert()
         .success();
@@ -458,14 +469,14 @@ fn boxes_are_added_from_a_url_with_a_checksum() {
     let mut bad = bytes;
     bad[200_000] ^= 4;
     let url = serve_once(bad, "200 OK");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", &url, "--sha256", &digest])
         .assert()
         .code(1)
         .stderr(contains("tampered"));
 
     let url = serve_once(b"gone".to_vec(), "404 Not Found");
-    w.hdev()
+    w.cmd()
         .args(["box", "add", &url])
         .assert()
         .code(1)
@@ -477,7 +488,7 @@ fn boxes_are_added_from_a_url_with_a_checksum() {
 
 #[test]
 fn prune_keeps_the_newest_versions_and_clears_leftovers() {
-    let w = World::new();
+    let w = world();
     let recipe = repo().join("boxes/busybox");
     let r = recipe.to_str().expect("utf-8");
     let first = w.json(&["box", "build", r]);
@@ -487,7 +498,7 @@ fn prune_keeps_the_newest_versions_and_clears_leftovers() {
     assert_ne!(first["digest"], second["digest"]);
     assert_eq!(w.stored().len(), 2);
     // What an interrupted add would leave.
-    let leftover = w.home.path().join("tmp/add-XXXX.partial");
+    let leftover = w.home().join("tmp/add-XXXX.partial");
     std::fs::create_dir_all(&leftover).expect("mkdir");
     std::fs::write(leftover.join("rootfs.tar"), b"half").expect("write");
 

@@ -4,60 +4,25 @@
 //! change, reset, the checks again, the same hash across two fresh ups, and destroy
 //! leaving nothing in Docker or libvirt.
 
-use crate::support::{hdev_home, labelled_counts, Run};
+use std::time::Duration;
 
-fn libvirt_domains(instance: &str) -> usize {
-    let out = std::process::Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("hdev-{instance}-")))
-        .count()
-}
-
-struct Harness {
-    dir: tempfile::TempDir,
-}
-
-impl Harness {
-    fn run(&self, args: &[&str]) -> Run {
-        let out = assert_cmd::Command::cargo_bin("hdev")
-            .expect("hdev")
-            .current_dir(self.dir.path())
-            .env("HDEV_HOME", hdev_home())
-            .env_remove("HDEV_INSTANCE")
-            .env_remove("HDEV_ENVFILE")
-            .timeout(std::time::Duration::from_secs(1500))
-            .args(args)
-            .output()
-            .expect("run hdev");
-        Run::from(out)
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = self.run(&["destroy", "-y"]);
-    }
-}
+use crate::support::engines::{labelled_counts, libvirt_domains};
+use crate::support::{require_docker, require_libvirt, TestEnv};
 
 #[test]
 fn the_harness_demonstrator_from_init_to_destroy() {
-    if !crate::support::docker_or_skip() {
-        return;
-    }
-    let h = Harness {
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
+    require_docker();
+    require_libvirt();
+    // A folder of its own, where the test runs `init` itself; each hdev command bounded
+    // to 25 minutes (the first up builds the debian box).
+    let h = TestEnv::build().timeout(Duration::from_secs(1500)).create();
     let init = h.run(&["init", "--template", "harness"]);
     assert_eq!(init.code, 0, "{init}");
     // A subnet and host ports of this run's own, so that a developer's HARNESS on the same
     // machine (or a parallel run) is left alone.
     let pid = std::process::id();
     let prefix = format!("10.{}.{}", 60 + pid % 60, (pid / 60) % 250);
-    let envfile = h.dir.path().join("Envfile");
+    let envfile = h.path().join("Envfile");
     let text = std::fs::read_to_string(&envfile)
         .expect("Envfile")
         .replace("10.42.1.", &format!("{prefix}."))
@@ -111,7 +76,7 @@ fn the_harness_demonstrator_from_init_to_destroy() {
     let destroy = h.run(&["destroy", "-y"]);
     assert_eq!(destroy.code, 0, "{destroy}");
     assert_eq!(labelled_counts(&instance), (0, 0, 0));
-    assert_eq!(libvirt_domains(&instance), 0);
+    assert_eq!(libvirt_domains(&instance).len(), 0);
     let up2 = h.run(&["up"]);
     assert_eq!(up2.code, 0, "{up2}");
     assert_eq!(
@@ -129,5 +94,9 @@ fn the_harness_demonstrator_from_init_to_destroy() {
         (0, 0, 0),
         "nothing left in Docker"
     );
-    assert_eq!(libvirt_domains(&instance), 0, "nothing left in libvirt");
+    assert_eq!(
+        libvirt_domains(&instance).len(),
+        0,
+        "nothing left in libvirt"
+    );
 }

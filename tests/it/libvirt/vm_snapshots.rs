@@ -5,15 +5,14 @@
 //! and destroy removes every layer and memory file. One VM under software emulation: the
 //! test takes a few minutes.
 
-mod common;
+use crate::support::engines::libvirt_volumes;
+use crate::support::{repo, require_docker, require_libvirt, Run, TestEnv};
 
-use common::live::{daemons_or_skip, libvirt_leftovers, repo, Env, Out};
-
-fn sh(env: &Env, script: &str) -> Out {
+fn sh(env: &TestEnv, script: &str) -> Run {
     env.run(&["exec", "vm", "--", "sh", "-c", script])
 }
 
-fn drift(env: &Env) -> (i32, serde_json::Value) {
+fn drift(env: &TestEnv) -> (i32, serde_json::Value) {
     let o = env.run(&["drift", "--json"]);
     let v: serde_json::Value =
         serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o}"));
@@ -29,17 +28,9 @@ fn list(v: &serde_json::Value, kind: &str) -> Vec<String> {
         .collect()
 }
 
-/// The environment's volumes in the `hdev` pool.
-fn volumes_of(instance: &str) -> Vec<String> {
-    libvirt_leftovers(instance)
-        .into_iter()
-        .filter(|v| !v.contains(' '))
-        .collect()
-}
-
 /// The guest runs the boot it was provisioned in (reset resumed it rather than booting),
 /// and its clock is current again.
-fn assert_resumed(env: &Env) {
+fn assert_resumed(env: &TestEnv) {
     let c = sh(
         env,
         "cat /root/boot /proc/sys/kernel/random/boot_id; date +%s",
@@ -64,11 +55,12 @@ fn assert_resumed(env: &Env) {
 
 #[test]
 fn a_vm_drifts_resets_without_provisioning_and_restores_a_snapshot() {
-    if !daemons_or_skip(false) {
-        return;
-    }
+    // hdev connects to Docker for any environment, VMs only or not.
+    require_docker();
+    require_libvirt();
     let subnet = format!("10.233.{}.0/24", std::process::id() % 200 + 20);
-    let env = Env::new(&format!(
+    let env = TestEnv::build()
+        .envfile(&format!(
         r#"
 [env]
 name = "vmsnap"
@@ -86,8 +78,10 @@ memory = "384M"
 networks = ["lan"]
 provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo d > /etc/doomed; cat /proc/sys/kernel/random/boot_id > /root/boot" }}]
 "#,
-        repo().join("boxes/debian-bookworm").display()
-    ));
+            repo().join("boxes/debian-bookworm").display()
+        ))
+        .no_timeout()
+        .create();
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     let st = env.run(&["status", "--json"]);
@@ -150,7 +144,7 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
         "a snapshot's chain includes the baseline under it: {l}"
     );
     let memory_files = |i: &str| {
-        volumes_of(i)
+        libvirt_volumes(i)
             .into_iter()
             .filter(|v| v.ends_with(".mem"))
             .count()
@@ -159,7 +153,7 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
     let del = env.run(&["snapshot", "delete", "s1"]);
     assert_eq!(del.code, 0, "{del}");
     assert!(
-        volumes_of(&instance).len() >= 3,
+        libvirt_volumes(&instance).len() >= 3,
         "baseline layer, its memory and the top stay"
     );
     assert_eq!(memory_files(&instance), 1, "s1's memory is deleted with it");
@@ -174,7 +168,7 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
     let gone = env.run(&["destroy", "-y"]);
     assert_eq!(gone.code, 0, "{gone}");
     assert_eq!(
-        volumes_of(&instance),
+        libvirt_volumes(&instance),
         Vec::<String>::new(),
         "destroy removes every layer"
     );

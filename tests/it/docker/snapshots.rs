@@ -3,9 +3,8 @@
 //! counter on the host, in a synced folder that no snapshot holds, proves it); a named
 //! snapshot comes back after further changes; destroy removes every snapshot image.
 
-use std::collections::HashMap;
-
-use crate::support::{docker_or_skip, machine, rt, TestEnv};
+use crate::support::engines::snapshot_images;
+use crate::support::{machine, require_docker, TestEnv};
 
 fn drift(env: &TestEnv, args: &[&str]) -> (i32, serde_json::Value) {
     let mut a = vec!["drift", "--json"];
@@ -29,34 +28,9 @@ fn paths(v: &serde_json::Value, machine: &str, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn snapshot_images(instance: &str) -> usize {
-    rt().block_on(async {
-        let d = bollard::Docker::connect_with_local_defaults()
-            .unwrap()
-            .negotiate_version()
-            .await
-            .unwrap();
-        let filters = HashMap::from([(
-            "label",
-            vec![format!("hdev.env={instance}"), "hdev.snapshot".to_string()],
-        )]);
-        d.list_images(Some(
-            bollard::query_parameters::ListImagesOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .len()
-    })
-}
-
 #[test]
 fn drift_reset_and_named_snapshots_of_containers() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     let env = TestEnv::new(
         "snap",
         r#"
@@ -207,9 +181,7 @@ provision = [{ shell = "echo 1 >> /counter/web; echo web > /etc/role; echo d > /
 
 #[test]
 fn a_machine_without_provisioning_drifts_and_resets_like_any_other() {
-    if !docker_or_skip() {
-        return;
-    }
+    require_docker();
     // Nothing changes such a container before its baseline, so `up` keeps the container
     // on its box image instead of recreating it; drift and reset must not notice.
     let env = TestEnv::new(

@@ -1,0 +1,7 @@
+//! Tests that need no daemon: the Envfile's diagnostics, the environment hash, the box
+//! store and its archives, releases from git tags.
+
+mod boxes;
+mod envfile;
+mod hash_props;
+mod releases;
