@@ -13,7 +13,7 @@ async fn docker_image_builds_and_imports_once_for_parallel_callers() {
     let env = hdev::envfile::load(&w.path().join("Envfile")).expect("valid Envfile");
     let store = hdev::boxes::Store::at(w.home().to_path_buf());
 
-    let calls = (0..20).map(|_| hdev::boxes::docker_image_in(&store, &docker, &env, "busybox"));
+    let calls = (0..20).map(|_| hdev::backend::docker::image::docker_image_in(&store, &docker, &env, "busybox"));
     let refs = futures_util::future::join_all(calls).await;
     let refs: Vec<String> = refs.into_iter().map(|r| r.expect("image")).collect();
     assert!(refs.iter().all(|r| r == &refs[0]), "{refs:?}");
@@ -28,7 +28,7 @@ async fn docker_image_builds_and_imports_once_for_parallel_callers() {
     let created = img.created.clone();
 
     // Again: reused, not imported again.
-    let again = hdev::boxes::docker_image_in(&store, &docker, &env, "busybox")
+    let again = hdev::backend::docker::image::docker_image_in(&store, &docker, &env, "busybox")
         .await
         .expect("image");
     assert_eq!(again, refs[0]);
@@ -36,7 +36,7 @@ async fn docker_image_builds_and_imports_once_for_parallel_callers() {
     assert_eq!(img.created, created);
 
     // A box that is not declared is named in the error.
-    let err = hdev::boxes::docker_image_in(&store, &docker, &env, "nope")
+    let err = hdev::backend::docker::image::docker_image_in(&store, &docker, &env, "nope")
         .await
         .expect_err("unknown box");
     assert!(err.to_string().contains("no box `nope`"), "{err}");

@@ -36,7 +36,7 @@ async fn libvirt_base_volumes_are_uploaded_once() {
     let env = hdev::envfile::load(&w.path().join("Envfile")).expect("valid Envfile");
     let store = hdev::boxes::Store::at(w.home().to_path_buf());
 
-    let calls = (0..5).map(|_| hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny"));
+    let calls = (0..5).map(|_| hdev::backend::libvirt::volumes::libvirt_base_in(&store, URI, &env, "tiny"));
     let all: Vec<_> = futures_util::future::join_all(calls)
         .await
         .into_iter()
@@ -66,12 +66,12 @@ async fn libvirt_base_volumes_are_uploaded_once() {
         std::fs::remove_file(m).expect("remove marker");
     }
     std::fs::write(&v.disk, b"half").expect("damage");
-    let again = hdev::boxes::libvirt::libvirt_base_in(&store, URI, &env, "tiny")
+    let again = hdev::backend::libvirt::volumes::libvirt_base_in(&store, URI, &env, "tiny")
         .await
         .expect("again");
     same(&again.disk, "libvirt-disk");
 
-    let removed = hdev::boxes::libvirt::remove_volumes(&store, URI, &b).expect("remove");
+    let removed = hdev::backend::libvirt::volumes::remove_volumes(&store, URI, &b).expect("remove");
     assert_eq!(removed, 3);
     assert!(!v.disk.exists());
 }

@@ -90,7 +90,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     let env = vm_env(dir.path(), "10.231.7.0/24", "vmtest");
     let instance = format!("vmtest-{}", std::process::id());
     let store = shared_store();
-    let base = hdev::boxes::libvirt::libvirt_base_in(&store, uri, &env, "debian")
+    let base = hdev::backend::libvirt::volumes::libvirt_base_in(&store, uri, &env, "debian")
         .await
         .expect("the debian box builds and uploads");
     let bridge = Bridge::new(
