@@ -137,7 +137,7 @@ pub fn spec_for<'a>(env: &'a Env, m: &'a Machine, hash: &str, image: String) -> 
             .iter()
             .map(|s| (env.resolve(&s.host), s.guest.clone(), s.readonly))
             .collect(),
-        extra_hosts: crate::backend::addresses::vm_host_entries(env),
+        extra_hosts: crate::envfile::addresses::vm_host_entries(env),
         #[cfg(feature = "libvirt")]
         volumes: None,
     }

@@ -6,11 +6,9 @@
 //! what is running. A machine whose backend is not part of this build (libvirt, for now)
 //! gets [`BackendError::Unavailable`] naming the machine; the others go ahead.
 
-pub mod addresses;
 pub mod docker;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
-pub mod placement;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::remote::{self, remote_host};
+use super::remote;
 use super::vm::{self, VmInputs};
 use super::{LibvirtBackend, LibvirtError, ObservedVm};
 use crate::backend::ssh::{SshKey, SshTarget};
@@ -16,6 +16,7 @@ use crate::backend::{
     BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, RunState, TAIL_LINES,
 };
 use crate::boxes::libvirt::BaseVolumes;
+use crate::envfile::topology::{remote_host, remote_networks};
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
 
@@ -53,8 +54,8 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
-pub use crate::backend::placement::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 pub use crate::backend::ssh::shell_quote;
+pub use crate::envfile::topology::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 
 impl Vms {
     /// Connects for an environment; fails when libvirtd cannot be reached or the
@@ -167,7 +168,7 @@ impl Vms {
             .collect();
         let layout = vm::layout(&self.env, &ctx.instance, m, &bridges).map_err(err)?;
         // On a remote host, the machine's networks are libvirt networks there.
-        let remote = remote::remote_networks(&self.env);
+        let remote = remote_networks(&self.env);
         for a in &m.networks {
             if remote.contains_key(&a.network) {
                 let xml =

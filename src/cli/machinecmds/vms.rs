@@ -108,7 +108,7 @@ pub fn remember_uris(env: &Env) {
         .map(str::to_string)
         .collect();
     let before = known.len();
-    known.extend(crate::backend::placement::uris_of(env));
+    known.extend(crate::envfile::topology::uris_of(env));
     if known.len() != before {
         let text: String = known.iter().map(|u| format!("{u}\n")).collect();
         let _ = crate::state::write_atomic(&path, text.as_bytes());
@@ -132,7 +132,7 @@ pub fn gc_uris() -> std::collections::BTreeSet<String> {
 /// The libvirt URI `gc` must reach (the others it may skip when unreachable).
 pub fn gc_default_uri() -> String {
     std::env::var("HDEV_LIBVIRT_URI")
-        .unwrap_or_else(|_| crate::backend::placement::DEFAULT_URI.into())
+        .unwrap_or_else(|_| crate::envfile::topology::DEFAULT_URI.into())
 }
 
 /// Removes the libvirt networks hdev made for instance `instance` on `uri` (those of VMs
@@ -153,7 +153,7 @@ pub async fn remove_networks_at(_uri: &str, _instance: &str) -> anyhow::Result<u
 /// many. Run after the VMs are gone.
 #[cfg(feature = "libvirt")]
 pub async fn remove_remote_networks(env: &Env, instance: &str) -> anyhow::Result<usize> {
-    use crate::backend::placement::{network_name, remote_networks};
+    use crate::{backend::libvirt::remote::network_name, envfile::topology::remote_networks};
     let mut by_uri: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         std::collections::BTreeMap::new();
     for (net, uri) in remote_networks(env) {
