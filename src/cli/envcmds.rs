@@ -96,7 +96,7 @@ pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> Cmd
 
 pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
     let project = Project::open(file)?;
-    let new = lockfile::current(&project)?;
+    let new = project.current_lock()?;
     let report_hash = new.hash.clone();
     let path = project.lock_path();
     let old = lockfile::read(&path)?;

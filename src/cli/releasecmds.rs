@@ -113,10 +113,7 @@ fn check_locked(project: &crate::project::Project) -> anyhow::Result<()> {
             crate::envfile::display_name(&path)
         );
     };
-    let diffs = crate::lockfile::differences(
-        &locked,
-        &crate::lockfile::current_against(project, &locked)?,
-    );
+    let diffs = crate::lockfile::differences(&locked, &project.current_lock_against(&locked)?);
     if diffs.is_empty() {
         return Ok(());
     }
