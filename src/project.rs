@@ -1,7 +1,8 @@
 //! A project: the loaded Envfile, its `.hdev/` folder and its unique instance name.
 //!
-//! Most commands open the project of a folder as it is. Throwaway copies (`hdev ci`,
-//! `hdev release`) and tagged releases (`hdev up --at`, `hdev update`) open the same or a
+//! Most commands open the project of a folder as it is (through `throwaway::open_project`,
+//! which also finds the copy `HDEV_INSTANCE` names). Throwaway copies (`hdev ci`, `hdev
+//! release`) and tagged releases (`hdev up --at`, `hdev update`) open the same or a
 //! checked-out Envfile under another instance name, state folder or home: [`Placement`]
 //! says where, so no command has to smuggle that through environment variables.
 
@@ -80,29 +81,6 @@ pub fn instance_name(env: &Env) -> String {
 }
 
 impl Project {
-    /// Opens the environment of the Envfile (found as [`find_envfile`] does). When
-    /// `HDEV_INSTANCE` names a throwaway copy of this folder (a kept `hdev ci` run, or the
-    /// copy a `hdev ci -- CMD` command runs against), that copy is opened.
-    pub fn open(file: Option<&Path>) -> Result<Project, ProjectError> {
-        let path = find_envfile(file)?;
-        let instance = std::env::var("HDEV_INSTANCE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        if let Some(i) = &instance {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            if let Some(copy) = crate::throwaway::find(dir, i) {
-                return copy.open();
-            }
-        }
-        Project::open_placed(
-            &path,
-            Placement {
-                instance,
-                ..Placement::default()
-            },
-        )
-    }
-
     /// Opens the Envfile at `path` placed as given.
     pub fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
         let env = envfile::load(path)?;
