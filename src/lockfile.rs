@@ -107,8 +107,8 @@ impl Lockfile {
     }
 
     /// The pins that still stand for their box in `env` as it is now (see
-    /// [`crate::boxes::current_digests`]), so that building a recipe box is not mistaken for
-    /// a change of it.
+    /// [`crate::boxes::current_digests`]), so that building a recipe box is not mistaken
+    /// for a change of it.
     pub fn standing_pins(&self, env: &Env) -> Pins {
         let mut pins = self.pins();
         pins.retain(|name, digest| {
