@@ -8,6 +8,8 @@ pub mod boxes;
 pub mod cli;
 pub mod envfile;
 pub mod host;
+#[cfg(test)]
+mod layering;
 pub mod lockfile;
 pub mod ops;
 pub mod output;

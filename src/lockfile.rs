@@ -2,11 +2,19 @@
 //!
 //! Written by `hdev lock`, read by `hdev hash` (so that a pinned box counts by its pinned
 //! digest) and by `hdev up --locked`.
+//!
+//! The lock file is given what it records (the environment, its hash, the box pins) rather
+//! than a project, so that a project can read its lock without the two importing each
+//! other; `Project::current_lock` puts them together.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::boxes::Pins;
+use crate::envfile::hash::HashReport;
+use crate::envfile::Env;
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -89,28 +97,27 @@ pub fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
     Ok(())
 }
 
-/// The lock file the project's inputs call for now (what `hdev lock` would write).
-pub fn current(
-    project: &crate::project::Project,
-) -> Result<Lockfile, crate::project::ProjectError> {
-    // The lock pins what the boxes are now, not what an older lock said.
-    lock_with(project, None)
-}
+impl Lockfile {
+    /// The digest each box is pinned to.
+    pub fn pins(&self) -> Pins {
+        self.boxes
+            .iter()
+            .map(|(name, b)| (name.clone(), b.digest.clone()))
+            .collect()
+    }
 
-/// The lock file the inputs call for now, with each box counted by its pin in `locked`
-/// where the pin still stands for the box (see [`crate::boxes::current_digests`]), so
-/// that building a recipe box is not mistaken for a change of it.
-pub fn current_against(
-    project: &crate::project::Project,
-    locked: &Lockfile,
-) -> Result<Lockfile, crate::project::ProjectError> {
-    let mut pins = locked.clone();
-    pins.boxes.retain(|name, b| {
-        crate::boxes::current_digests(&project.env, name)
-            .map(|d| d.contains(&b.digest))
-            .unwrap_or(false)
-    });
-    lock_with(project, Some(&pins))
+    /// The pins that still stand for their box in `env` as it is now (see
+    /// [`crate::boxes::current_digests`]), so that building a recipe box is not mistaken
+    /// for a change of it.
+    pub fn standing_pins(&self, env: &Env) -> Pins {
+        let mut pins = self.pins();
+        pins.retain(|name, digest| {
+            crate::boxes::current_digests(env, name)
+                .map(|d| d.contains(digest))
+                .unwrap_or(false)
+        });
+        pins
+    }
 }
 
 /// Every way `now` differs from the `locked` inputs, one sentence each (empty when they
@@ -169,14 +176,11 @@ pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
     out
 }
 
-/// The lock file of the inputs as they are, with boxes counted as `pins` pins them.
-fn lock_with(
-    project: &crate::project::Project,
-    pins: Option<&Lockfile>,
-) -> Result<Lockfile, crate::project::ProjectError> {
-    let report = project.hash_with(pins)?;
-    let boxes = crate::boxes::resolve_digests(&project.env, pins)
-        .map_err(crate::project::ProjectError::Input)?;
+/// The lock file of `env`'s inputs as they are, with boxes counted as `pins` pins them:
+/// `report` is the environment hash taken that way (the caller takes it, from the Envfile
+/// as written), and each box is resolved that way here.
+pub fn of_inputs(env: &Env, report: &HashReport, pins: &Pins) -> std::io::Result<Lockfile> {
+    let boxes = crate::boxes::resolve_digests(env, pins)?;
     Ok(Lockfile {
         version: LOCK_VERSION,
         hash: report.hash.to_string(),

@@ -1,7 +1,8 @@
 //! A project: the loaded Envfile, its `.hdev/` folder and its unique instance name.
 //!
-//! Most commands open the project of a folder as it is. Throwaway copies (`hdev ci`,
-//! `hdev release`) and tagged releases (`hdev up --at`, `hdev update`) open the same or a
+//! Most commands open the project of a folder as it is (through `throwaway::open_project`,
+//! which also finds the copy `HDEV_INSTANCE` names). Throwaway copies (`hdev ci`, `hdev
+//! release`) and tagged releases (`hdev up --at`, `hdev update`) open the same or a
 //! checked-out Envfile under another instance name, state folder or home: [`Placement`]
 //! says where, so no command has to smuggle that through environment variables.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::boxes::Pins;
 use crate::envfile::hash::{self, HashReport};
 use crate::envfile::{self, Env, LoadError};
 use crate::lockfile::{self, LockError, Lockfile};
@@ -79,29 +81,6 @@ pub fn instance_name(env: &Env) -> String {
 }
 
 impl Project {
-    /// Opens the environment of the Envfile (found as [`find_envfile`] does). When
-    /// `HDEV_INSTANCE` names a throwaway copy of this folder (a kept `hdev ci` run, or the
-    /// copy a `hdev ci -- CMD` command runs against), that copy is opened.
-    pub fn open(file: Option<&Path>) -> Result<Project, ProjectError> {
-        let path = find_envfile(file)?;
-        let instance = std::env::var("HDEV_INSTANCE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        if let Some(i) = &instance {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            if let Some(copy) = crate::throwaway::find(dir, i) {
-                return copy.open();
-            }
-        }
-        Project::open_placed(
-            &path,
-            Placement {
-                instance,
-                ..Placement::default()
-            },
-        )
-    }
-
     /// Opens the Envfile at `path` placed as given.
     pub fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
         let env = envfile::load(path)?;
@@ -141,14 +120,33 @@ impl Project {
 
     /// The environment hash, with boxes counted as `Envfile.lock` pins them.
     pub fn hash(&self) -> Result<HashReport, ProjectError> {
-        let lock = self.lockfile()?;
-        self.hash_with(lock.as_ref())
+        let pins = self.lockfile()?.map(|l| l.pins()).unwrap_or_default();
+        self.hash_with(&pins)
     }
 
-    pub fn hash_with(&self, lock: Option<&Lockfile>) -> Result<HashReport, ProjectError> {
+    pub fn hash_with(&self, pins: &Pins) -> Result<HashReport, ProjectError> {
         let env = self.original.as_deref().unwrap_or(&self.env);
-        let boxes = crate::boxes::resolve_digests(env, lock).map_err(ProjectError::Input)?;
+        let boxes = crate::boxes::resolve_digests(env, pins).map_err(ProjectError::Input)?;
         let inputs = hash::read_inputs(env, boxes).map_err(ProjectError::Input)?;
         Ok(hash::compute(env, &inputs))
+    }
+
+    /// The lock file the project's inputs call for now (what `hdev lock` would write).
+    pub fn current_lock(&self) -> Result<Lockfile, ProjectError> {
+        // The lock pins what the boxes are now, not what an older lock said.
+        self.lock_with(&Pins::new())
+    }
+
+    /// The lock file the inputs call for now, with each box counted by its pin in `locked`
+    /// where the pin still stands for the box ([`Lockfile::standing_pins`]), so that
+    /// building a recipe box is not mistaken for a change of it.
+    pub fn current_lock_against(&self, locked: &Lockfile) -> Result<Lockfile, ProjectError> {
+        self.lock_with(&locked.standing_pins(&self.env))
+    }
+
+    /// The lock file of the inputs as they are, with boxes counted as `pins` pins them.
+    fn lock_with(&self, pins: &Pins) -> Result<Lockfile, ProjectError> {
+        let report = self.hash_with(pins)?;
+        lockfile::of_inputs(&self.env, &report, pins).map_err(ProjectError::Input)
     }
 }

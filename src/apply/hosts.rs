@@ -21,7 +21,7 @@ pub fn entries(env: &Env, vm: &Machine, observed: &Observation) -> Vec<String> {
         .values()
         .map(|o| (o.name.clone(), o.addresses.clone()))
         .collect();
-    for ((machine, network), ip) in crate::backend::addresses::vm_addresses(env) {
+    for ((machine, network), ip) in crate::envfile::addresses::vm_addresses(env) {
         known
             .entry(machine)
             .or_default()

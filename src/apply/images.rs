@@ -30,7 +30,7 @@ impl BaseKey {
             backend: m.backend,
             // Base volumes live in the pool of the machine's own libvirt connection.
             place: (m.backend == Backend::Libvirt)
-                .then(|| crate::backend::placement::machine_uri(env, m)),
+                .then(|| crate::envfile::topology::machine_uri(env, m)),
             base: match &m.base {
                 Base::Box(n) => BaseName::Box(n.clone()),
                 Base::Image(i) => BaseName::Image(i.clone()),

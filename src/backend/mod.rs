@@ -12,7 +12,6 @@
 //! [`Engine`], one arm in `any.rs`'s enum and dispatch macro, and one variant of
 //! `envfile::Backend` so an Envfile can name it.
 
-pub mod addresses;
 mod any;
 #[cfg(test)]
 pub(crate) mod contract;
@@ -23,7 +22,6 @@ pub(crate) mod fake;
 // engine type has no values, so every match on `AnyBackend` stays the same.
 #[cfg_attr(not(feature = "libvirt"), path = "libvirt_absent.rs")]
 pub mod libvirt;
-pub mod placement;
 mod spec;
 pub mod ssh;
 

@@ -109,6 +109,6 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
             .collect(),
         env: m.env.clone(),
         command: m.command.clone(),
-        extra_hosts: crate::backend::addresses::vm_host_entries(env),
+        extra_hosts: crate::envfile::addresses::vm_host_entries(env),
     }
 }

@@ -13,17 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-/// Quotes one argument for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
+// Quoting is pure and shared with the `ProxyCommand` the Envfile's remote hosts call for.
+pub use crate::envfile::topology::shell_quote;
 
 /// The readiness command: true once SSH works and cloud-init (if any) is done, whatever
 /// cloud-init's own verdict (a failed module is the image's business, not a hang).
@@ -279,15 +270,6 @@ impl SshTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_for_the_remote_shell() {
-        assert_eq!(shell_quote("ls"), "ls");
-        assert_eq!(shell_quote("/tmp/a.sh"), "/tmp/a.sh");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn a_key_pair_is_made_once_per_environment() {

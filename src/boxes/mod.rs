@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use crate::envfile::hash::BoxInput;
 use crate::envfile::{BoxSource, Env};
-use crate::lockfile::Lockfile;
 
 pub use digest::BoxDigest;
 pub use ensure::{
@@ -117,14 +116,16 @@ impl BoxError {
     }
 }
 
+/// Box name -> the digest `Envfile.lock` pins it to. Plain data, so that boxes know
+/// nothing of the lock file, which is written from what they resolve.
+pub type Pins = BTreeMap<String, String>;
+
 /// The digest each box of the environment counts with in the hash, and where it came
-/// from: the Envfile's own `sha256`, then `Envfile.lock`, then the box in the store (for a
-/// recipe: built from the recipe as it is now; for a file: the file's verified digest,
-/// cached by file identity), then the recipe's content when it was never built.
-pub fn resolve_digests(
-    env: &Env,
-    lock: Option<&Lockfile>,
-) -> std::io::Result<BTreeMap<String, BoxInput>> {
+/// from: the Envfile's own `sha256`, then its pin in `Envfile.lock` (`pins`), then the box
+/// in the store (for a recipe: built from the recipe as it is now; for a file: the file's
+/// verified digest, cached by file identity), then the recipe's content when it was never
+/// built.
+pub fn resolve_digests(env: &Env, pins: &Pins) -> std::io::Result<BTreeMap<String, BoxInput>> {
     let store = Store::open_default().ok();
     let mut out = BTreeMap::new();
     for (name, b) in &env.boxes {
@@ -133,9 +134,9 @@ pub fn resolve_digests(
                 digest: format!("sha256:{d}"),
                 from: "Envfile".into(),
             }
-        } else if let Some(l) = lock.and_then(|l| l.boxes.get(name)) {
+        } else if let Some(digest) = pins.get(name) {
             BoxInput {
-                digest: l.digest.clone(),
+                digest: digest.clone(),
                 from: "Envfile.lock".into(),
             }
         } else {
@@ -177,7 +178,11 @@ pub fn current_digests(env: &Env, name: &str) -> std::io::Result<Vec<String>> {
         _ => {
             let mut one = env.clone();
             one.boxes.retain(|n, _| n == name);
-            out.extend(resolve_digests(&one, None)?.into_values().map(|b| b.digest));
+            out.extend(
+                resolve_digests(&one, &Pins::new())?
+                    .into_values()
+                    .map(|b| b.digest),
+            );
         }
     }
     Ok(out)

@@ -7,7 +7,6 @@ use anyhow::Context;
 use super::CmdResult;
 use crate::lockfile;
 use crate::output::Printer;
-use crate::project::Project;
 use crate::templates;
 
 pub fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdResult {
@@ -35,7 +34,7 @@ pub fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdResult {
 }
 
 pub fn validate(p: &Printer, file: Option<&Path>) -> CmdResult {
-    let project = Project::open(file)?;
+    let project = crate::throwaway::open_project(file)?;
     let env = &project.env;
     if p.json {
         p.json(&serde_json::json!({
@@ -75,7 +74,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> CmdResult {
-    let project = Project::open(file)?;
+    let project = crate::throwaway::open_project(file)?;
     let report = project.hash()?;
     if p.json {
         p.json(&report);
@@ -95,8 +94,8 @@ pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> Cmd
 }
 
 pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
-    let project = Project::open(file)?;
-    let new = lockfile::current(&project)?;
+    let project = crate::throwaway::open_project(file)?;
+    let new = project.current_lock()?;
     let report_hash = new.hash.clone();
     let path = project.lock_path();
     let old = lockfile::read(&path)?;

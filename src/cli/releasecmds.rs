@@ -91,7 +91,7 @@ pub fn up(
 ) -> CmdResult {
     let Some(tag) = at else {
         if locked {
-            check_locked(&crate::project::Project::open(file)?)?;
+            check_locked(&crate::throwaway::open_project(file)?)?;
         }
         return machinecmds::up(p, file, parallel);
     };
@@ -113,10 +113,7 @@ fn check_locked(project: &crate::project::Project) -> anyhow::Result<()> {
             crate::envfile::display_name(&path)
         );
     };
-    let diffs = crate::lockfile::differences(
-        &locked,
-        &crate::lockfile::current_against(project, &locked)?,
-    );
+    let diffs = crate::lockfile::differences(&locked, &project.current_lock_against(&locked)?);
     if diffs.is_empty() {
         return Ok(());
     }
@@ -139,7 +136,7 @@ fn to_release(
     let envfile = find_envfile(file)?;
     let home = crate::ops::copy::home_of(&envfile);
     // The instance of this folder, as `up` would name it.
-    let here = crate::project::Project::open(Some(&envfile))?;
+    let here = crate::throwaway::open_project(Some(&envfile))?;
     let release = update::open_release(&envfile, &home, &here.instance, tag)?;
     if locked {
         check_locked(&release.project)?;
@@ -199,7 +196,7 @@ pub fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64) -> Cmd
     let envfile = find_envfile(file)?;
     let home = copyrun::home_of(&envfile);
     let cand = gatekeeper::preflight(&home, tag)?;
-    let env_name = crate::project::Project::open(Some(&envfile))?
+    let env_name = crate::throwaway::open_project(Some(&envfile))?
         .env
         .settings
         .name;

@@ -4,11 +4,13 @@
 //! validation do no I/O beyond reading the Envfile and checking that the host files it
 //! names exist, so they are tested without daemons.
 
+pub mod addresses;
 pub mod diag;
 pub mod hash;
 pub mod model;
 mod parse;
 mod read;
+pub mod topology;
 pub mod units;
 mod validate;
 

@@ -285,7 +285,7 @@ pub fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env
     };
     // A network lives on one host: VMs on a remote libvirt host cannot share it with
     // machines on this one.
-    if let Err(e) = crate::backend::placement::check_spans(&env) {
+    if let Err(e) = super::topology::check_spans(&env) {
         let span = spans.get(&e.network).cloned().unwrap_or(0..0);
         ctx.push(
             Diagnostic::new(span, e.to_string())

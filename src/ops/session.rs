@@ -23,7 +23,7 @@ pub struct Opened {
 }
 
 pub(crate) fn open(file: Option<&Path>) -> anyhow::Result<Opened> {
-    opened(Project::open(file)?)
+    opened(crate::throwaway::open_project(file)?)
 }
 
 /// An opened project with its hashes.
@@ -44,7 +44,7 @@ pub(crate) async fn open_with_images(
     file: Option<&Path>,
     p: &Printer,
 ) -> anyhow::Result<(Opened, Backends, apply::Images)> {
-    with_images(Project::open(file)?, p).await
+    with_images(crate::throwaway::open_project(file)?, p).await
 }
 
 /// [`open_with_images`] for a project already opened (a release, a throwaway copy).

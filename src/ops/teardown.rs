@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::backend::placement::{uris_of, DEFAULT_URI};
 use crate::backend::{Backends, Counts, Engine, Found, RunState};
+use crate::envfile::topology::{uris_of, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
 /// Stops every running machine of the instance; returns their names.

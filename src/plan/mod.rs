@@ -142,7 +142,7 @@ impl Plan {
 /// default one when a docker machine names none.
 fn wanted_networks(env: &Env) -> Vec<(String, Option<String>)> {
     // Networks of VMs on a remote libvirt host are made there, with the VMs.
-    let remote = crate::backend::placement::remote_networks(env);
+    let remote = crate::envfile::topology::remote_networks(env);
     let mut out: Vec<(String, Option<String>)> = env
         .networks
         .values()

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::envfile::hash::HashReport;
 use crate::project::{Project, ProjectError};
+use crate::throwaway::open_project;
 
 /// Why a release operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +221,7 @@ pub fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseError> {
             path: rel.join(file_name).display().to_string(),
         });
     }
-    let project = Project::open(Some(&path)).map_err(|e| ReleaseError::Project {
+    let project = open_project(Some(&path)).map_err(|e| ReleaseError::Project {
         tag: tag.name.clone(),
         source: Box::new(e),
     })?;

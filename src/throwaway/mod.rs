@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::docker::DockerBackend;
 use crate::backend::BackendError;
 use crate::envfile::Ipv4Net;
-use crate::project::{Placement, Project, ProjectError};
+use crate::project::{find_envfile, Placement, Project, ProjectError};
 use crate::state::{StateDir, StateError};
 
 /// Held by the process that runs a copy, from creation to teardown (a file lock, so it
@@ -250,6 +250,31 @@ impl Copy {
     pub fn remove_dir(&self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Opens the project a command addresses: the environment of the Envfile (found as
+/// [`find_envfile`] does), or, when `HDEV_INSTANCE` names a throwaway copy of its folder
+/// (a kept `hdev ci` run, or the copy a `hdev ci -- CMD` command runs against), that copy.
+/// It is here rather than in `project` because only this module knows copies, and copies
+/// are opened as projects: so `project` never imports `throwaway`.
+pub fn open_project(file: Option<&Path>) -> Result<Project, ProjectError> {
+    let path = find_envfile(file)?;
+    let instance = std::env::var("HDEV_INSTANCE")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(i) = &instance {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(copy) = find(dir, i) {
+            return copy.open();
+        }
+    }
+    Project::open_placed(
+        &path,
+        Placement {
+            instance,
+            ..Placement::default()
+        },
+    )
 }
 
 /// The copy named `instance` of the environment in `env_dir`, if there is one.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::remote::{self, remote_host};
+use super::remote;
 use super::vm::{self, VmInputs};
 use super::{LibvirtBackend, LibvirtError, ObservedVm};
 use crate::backend::ssh::{SshKey, SshTarget};
@@ -16,6 +16,7 @@ use crate::backend::{
     BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, Resolved, RunState,
     TAIL_LINES,
 };
+use crate::envfile::topology::{remote_host, remote_networks};
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
 
@@ -58,13 +59,12 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
-pub use crate::backend::placement::{machine_uri, uri_of, uris_of, DEFAULT_URI};
-
 /// The libvirt URI a base is prepared on: the one given, else the default.
 pub(super) fn machine_uri_or_default(uri: Option<&str>) -> String {
     uri.unwrap_or(DEFAULT_URI).to_string()
 }
 pub use crate::backend::ssh::shell_quote;
+pub use crate::envfile::topology::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 
 impl Vms {
     /// Connects for an environment; fails when libvirtd cannot be reached or the
@@ -124,7 +124,7 @@ impl Vms {
         self.env
             .as_ref()
             .map(|env| {
-                remote::remote_networks(env)
+                remote_networks(env)
                     .into_iter()
                     .map(|(net, uri)| (remote::network_name(instance, &net), uri))
                     .collect()
@@ -234,7 +234,7 @@ impl Vms {
             .collect();
         let layout = vm::layout(env, &ctx.instance, m, &bridges).map_err(err)?;
         // On a remote host, the machine's networks are libvirt networks there.
-        let remote = remote::remote_networks(env);
+        let remote = remote_networks(env);
         for a in &m.networks {
             if remote.contains_key(&a.network) {
                 let xml = remote::network_xml(&ctx.instance, env, &a.network).ok_or_else(|| {

@@ -1,9 +1,31 @@
-//! Libvirt networks on a remote host, for the VMs there (see `backend::placement`).
+//! Libvirt networks on a remote host, for the VMs there. Which networks those are is the
+//! Envfile's business (`envfile::topology`); their libvirt names and XML are this engine's.
 
 use std::collections::BTreeSet;
 
+use super::xml::esc;
 use super::{call, LibvirtBackend, LibvirtError};
-pub use crate::backend::placement::*;
+use crate::envfile::Env;
+
+/// Name of the libvirt network standing for an environment network on a remote host.
+pub fn network_name(instance: &str, network: &str) -> String {
+    format!("hdev-{instance}-{network}")
+}
+
+/// The libvirt network XML: the bridge name VMs plug into, the gateway on it, NAT out.
+pub fn network_xml(instance: &str, env: &Env, network: &str) -> Option<String> {
+    let n = env.networks.get(network)?;
+    Some(format!(
+        "<network><name>{}</name><metadata><hdev:network xmlns:hdev='{}' env='{}' network='{}'/></metadata><forward mode='nat'/><bridge name='{}' stp='off'/><ip address='{}' prefix='{}'/></network>",
+        esc(&network_name(instance, network)),
+        "https://hdev.dev/xmlns/network/1",
+        esc(instance),
+        esc(network),
+        crate::backend::docker::bridge_name(instance, network),
+        n.subnet.gateway(),
+        n.subnet.prefix
+    ))
+}
 
 impl LibvirtBackend {
     /// Defines and starts the libvirt network (kept across host restarts); an existing

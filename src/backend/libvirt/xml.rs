@@ -27,7 +27,7 @@ pub fn mac_for(instance: &str, machine: &str, network: &str) -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
 }
 
-pub use crate::backend::addresses::{vm_addresses, vm_pool_start};
+pub use crate::envfile::addresses::{vm_addresses, vm_pool_start};
 
 /// One network card of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]

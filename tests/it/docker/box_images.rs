@@ -13,7 +13,8 @@ async fn docker_image_builds_and_imports_once_for_parallel_callers() {
     let env = hdev::envfile::load(&w.path().join("Envfile")).expect("valid Envfile");
     let store = hdev::boxes::Store::at(w.home().to_path_buf());
 
-    let calls = (0..20).map(|_| hdev::backend::docker::image::docker_image_in(&store, &docker, &env, "busybox"));
+    let calls = (0..20)
+        .map(|_| hdev::backend::docker::image::docker_image_in(&store, &docker, &env, "busybox"));
     let refs = futures_util::future::join_all(calls).await;
     let refs: Vec<String> = refs.into_iter().map(|r| r.expect("image")).collect();
     assert!(refs.iter().all(|r| r == &refs[0]), "{refs:?}");

@@ -36,7 +36,8 @@ async fn libvirt_base_volumes_are_uploaded_once() {
     let env = hdev::envfile::load(&w.path().join("Envfile")).expect("valid Envfile");
     let store = hdev::boxes::Store::at(w.home().to_path_buf());
 
-    let calls = (0..5).map(|_| hdev::backend::libvirt::volumes::libvirt_base_in(&store, URI, &env, "tiny"));
+    let calls =
+        (0..5).map(|_| hdev::backend::libvirt::volumes::libvirt_base_in(&store, URI, &env, "tiny"));
     let all: Vec<_> = futures_util::future::join_all(calls)
         .await
         .into_iter()

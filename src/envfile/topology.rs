@@ -1,6 +1,10 @@
 //! Which host each machine and network lives on. VMs may live on another host's libvirtd
 //! (`libvirt_uri = "qemu+ssh://user@host/system"`).
 //!
+//! Pure rules over the Envfile, so validation can refuse a network that spans hosts
+//! without reaching into the engines; the libvirt network that stands for a remote network
+//! is made by `backend::libvirt::remote`.
+//!
 //! Disks reach such a host through libvirt streams like any other. Its VMs cannot plug
 //! into this host's bridges, so each network that only remote VMs of one host use
 //! becomes a libvirt network there (the same bridge name, gateway and subnet, NAT to the
@@ -10,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::envfile::{Backend, Env, Machine};
+use super::model::{Backend, Env, Machine};
 
 /// Default libvirt connection.
 pub const DEFAULT_URI: &str = "qemu:///system";
@@ -40,12 +44,18 @@ pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
+/// Quotes one argument for a POSIX shell. It lives here, at the bottom, because the
+/// `ProxyCommand` below is quoted with it; `backend::ssh` re-exports it for everything else
+/// that talks to a shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// The SSH side of a remote libvirt URI.
@@ -102,10 +112,7 @@ impl RemoteHost {
     pub fn proxy_command(&self) -> String {
         let mut c = String::from("ssh -o BatchMode=yes -o LogLevel=ERROR");
         if let Some(k) = &self.keyfile {
-            c.push_str(&format!(
-                " -i {} -o IdentitiesOnly=yes",
-                crate::backend::ssh::shell_quote(k)
-            ));
+            c.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(k)));
         }
         if self.no_verify {
             c.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
@@ -114,12 +121,9 @@ impl RemoteHost {
             c.push_str(&format!(" -p {p}"));
         }
         if let Some(u) = &self.user {
-            c.push_str(&format!(" -l {}", crate::backend::ssh::shell_quote(u)));
+            c.push_str(&format!(" -l {}", shell_quote(u)));
         }
-        c.push_str(&format!(
-            " -W %h:%p {}",
-            crate::backend::ssh::shell_quote(&self.host)
-        ));
+        c.push_str(&format!(" -W %h:%p {}", shell_quote(&self.host)));
         c
     }
 }
@@ -199,29 +203,18 @@ pub fn check_spans(env: &Env) -> Result<(), SpanError> {
     Ok(())
 }
 
-/// Name of the libvirt network standing for an environment network on a remote host.
-pub fn network_name(instance: &str, network: &str) -> String {
-    format!("hdev-{instance}-{network}")
-}
-
-/// The libvirt network XML: the bridge name VMs plug into, the gateway on it, NAT out.
-pub fn network_xml(instance: &str, env: &Env, network: &str) -> Option<String> {
-    let n = env.networks.get(network)?;
-    Some(format!(
-        "<network><name>{}</name><metadata><hdev:network xmlns:hdev='{}' env='{}' network='{}'/></metadata><forward mode='nat'/><bridge name='{}' stp='off'/><ip address='{}' prefix='{}'/></network>",
-        esc(&network_name(instance, network)),
-        "https://hdev.dev/xmlns/network/1",
-        esc(instance),
-        esc(network),
-        crate::backend::docker::bridge_name(instance, network),
-        n.subnet.gateway(),
-        n.subnet.prefix
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_for_the_remote_shell() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("/tmp/a.sh"), "/tmp/a.sh");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn local_uris_name_no_host() {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::envfile::{Backend, Env, Ipv4Net};
+use super::model::{Backend, Env, Ipv4Net};
 
 /// The first address VMs may be given without a fixed address: the last quarter of the
 /// subnet (Docker hands out the third quarter, fixed addresses live in the lower half).
