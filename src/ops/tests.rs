@@ -229,6 +229,19 @@ async fn reset_restores_in_dependency_order_and_checks_dependants_again() {
         Some(vec![Step::Health])
     );
     assert!(plan.machine("db").is_some_and(|m| m.steps.is_empty()));
+    // A machine that depends on none of the reset ones is left alone.
+    let only_db = plan::targeted_plan(
+        &w.o.project.env,
+        &observed,
+        &["db".to_string()],
+        &[Step::Reset],
+        false,
+    )
+    .expect("reset plan");
+    assert_eq!(
+        only_db.machine("web").map(|m| m.steps.clone()),
+        Some(vec![])
+    );
     w.fake().clear_calls();
     assert!(w.apply(&plan, None).await.ok());
     let calls = w.fake().calls();
