@@ -42,7 +42,7 @@ fn main() {
         walk(root, &root.join(top), &mut files);
         println!("cargo:rerun-if-changed={top}");
     }
-    let mut code = String::from("/// (path from the repository root, content, executable)\npub static EMBEDDED: &[(&str, &str, bool)] = &[\n");
+    let mut code = String::from("/// (path from the repository root, content, executable)\npub(crate) static EMBEDDED: &[(&str, &str, bool)] = &[\n");
     for (rel, abs, exec) in &files {
         let _ = writeln!(code, "    ({rel:?}, include_str!({abs:?}), {exec}),");
     }

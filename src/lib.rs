@@ -1,27 +1,27 @@
 //! hdev: developer environments (VMs through libvirt, containers through Docker) described
 //! by one Envfile, brought up, provisioned, baselined and reset.
 
-pub mod acceptance;
-pub mod apply;
+pub(crate) mod acceptance;
+pub(crate) mod apply;
 pub mod backend;
 pub mod boxes;
-pub mod cli;
+pub(crate) mod cli;
 pub mod envfile;
 pub mod host;
 #[cfg(test)]
 mod layering;
-pub mod lockfile;
-pub mod ops;
-pub mod output;
-pub mod plan;
-pub mod progress;
-pub mod project;
-pub mod provision;
-pub mod release;
-pub mod snapshot;
-pub mod state;
-pub mod templates;
-pub mod throwaway;
+pub(crate) mod lockfile;
+pub(crate) mod ops;
+pub(crate) mod output;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod project;
+pub(crate) mod provision;
+pub(crate) mod release;
+pub(crate) mod snapshot;
+pub(crate) mod state;
+pub(crate) mod templates;
+pub(crate) mod throwaway;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

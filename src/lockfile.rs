@@ -16,10 +16,10 @@ use crate::boxes::Pins;
 use crate::envfile::hash::HashReport;
 use crate::envfile::Env;
 
-pub const LOCK_VERSION: u32 = 1;
+pub(crate) const LOCK_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     /// The lock file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
     Io {
@@ -38,13 +38,13 @@ pub enum LockError {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LockedBox {
+pub(crate) struct LockedBox {
     pub digest: String,
     pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Lockfile {
+pub(crate) struct Lockfile {
     pub version: u32,
     /// Environment hash when the lock was written.
     pub hash: String,
@@ -54,7 +54,7 @@ pub struct Lockfile {
     pub machines: BTreeMap<String, String>,
 }
 
-pub fn path_for(envfile: &Path) -> PathBuf {
+pub(crate) fn path_for(envfile: &Path) -> PathBuf {
     let mut name = envfile
         .file_name()
         .map(|n| n.to_os_string())
@@ -63,7 +63,7 @@ pub fn path_for(envfile: &Path) -> PathBuf {
     envfile.with_file_name(name)
 }
 
-pub fn read(path: &Path) -> Result<Option<Lockfile>, LockError> {
+pub(crate) fn read(path: &Path) -> Result<Option<Lockfile>, LockError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -87,7 +87,7 @@ pub fn read(path: &Path) -> Result<Option<Lockfile>, LockError> {
     Ok(Some(lock))
 }
 
-pub fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
+pub(crate) fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
     let body = toml::to_string_pretty(lock).map_err(|e| LockError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -99,7 +99,7 @@ pub fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
 
 impl Lockfile {
     /// The digest each box is pinned to.
-    pub fn pins(&self) -> Pins {
+    pub(crate) fn pins(&self) -> Pins {
         self.boxes
             .iter()
             .map(|(name, b)| (name.clone(), b.digest.clone()))
@@ -109,7 +109,7 @@ impl Lockfile {
     /// The pins that still stand for their box in `env` as it is now (see
     /// [`crate::boxes::current_digests`]), so that building a recipe box is not mistaken
     /// for a change of it.
-    pub fn standing_pins(&self, env: &Env) -> Pins {
+    pub(crate) fn standing_pins(&self, env: &Env) -> Pins {
         let mut pins = self.pins();
         pins.retain(|name, digest| {
             crate::boxes::current_digests(env, name)
@@ -122,7 +122,7 @@ impl Lockfile {
 
 /// Every way `now` differs from the `locked` inputs, one sentence each (empty when they
 /// match). Where a box came from does not count, only its digest.
-pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
+pub(crate) fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
     let mut out = Vec::new();
     let short = |h: &str| {
         let hex = h.split_once(':').map(|(_, x)| x).unwrap_or(h);
@@ -179,7 +179,7 @@ pub fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
 /// The lock file of `env`'s inputs as they are, with boxes counted as `pins` pins them:
 /// `report` is the environment hash taken that way (the caller takes it, from the Envfile
 /// as written), and each box is resolved that way here.
-pub fn of_inputs(env: &Env, report: &HashReport, pins: &Pins) -> std::io::Result<Lockfile> {
+pub(crate) fn of_inputs(env: &Env, report: &HashReport, pins: &Pins) -> std::io::Result<Lockfile> {
     let boxes = crate::boxes::resolve_digests(env, pins)?;
     Ok(Lockfile {
         version: LOCK_VERSION,

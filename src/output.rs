@@ -5,34 +5,34 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Printer {
+pub(crate) struct Printer {
     pub json: bool,
     pub color: bool,
     pub tty: bool,
 }
 
 impl Printer {
-    pub fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let color = tty && std::env::var_os("NO_COLOR").is_none();
         Printer { json, color, tty }
     }
 
     /// A result line on stdout.
-    pub fn line(&self, s: impl AsRef<str>) {
+    pub(crate) fn line(&self, s: impl AsRef<str>) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", s.as_ref());
     }
 
     /// A JSON document on stdout.
-    pub fn json<T: Serialize>(&self, v: &T) {
+    pub(crate) fn json<T: Serialize>(&self, v: &T) {
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut out, v);
         let _ = writeln!(out);
     }
 
     /// A progress or status note on stderr, with a timestamp when not on a terminal.
-    pub fn note(&self, s: impl AsRef<str>) {
+    pub(crate) fn note(&self, s: impl AsRef<str>) {
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = writeln!(err, "{}", s.as_ref());
@@ -41,7 +41,7 @@ impl Printer {
         }
     }
 
-    pub fn bold(&self, s: &str) -> String {
+    pub(crate) fn bold(&self, s: &str) -> String {
         if self.color {
             console::style(s).bold().to_string()
         } else {
@@ -49,7 +49,7 @@ impl Printer {
         }
     }
 
-    pub fn green(&self, s: &str) -> String {
+    pub(crate) fn green(&self, s: &str) -> String {
         if self.color {
             console::style(s).green().to_string()
         } else {
@@ -57,17 +57,9 @@ impl Printer {
         }
     }
 
-    pub fn red(&self, s: &str) -> String {
+    pub(crate) fn red(&self, s: &str) -> String {
         if self.color {
             console::style(s).red().to_string()
-        } else {
-            s.to_string()
-        }
-    }
-
-    pub fn dim(&self, s: &str) -> String {
-        if self.color {
-            console::style(s).dim().to_string()
         } else {
             s.to_string()
         }
@@ -75,7 +67,7 @@ impl Printer {
 }
 
 /// `HH:MM:SS.mmm` in UTC, for plain progress lines.
-pub fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -23,7 +23,7 @@ enum Mode {
 }
 
 /// Progress of one command over a set of machines.
-pub struct Progress {
+pub(crate) struct Progress {
     mode: Mutex<Mode>,
     color: bool,
     width: usize,
@@ -32,7 +32,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress for `machines` (the lines appear in this order on a terminal).
-    pub fn new(p: &Printer, machines: &[String]) -> Progress {
+    pub(crate) fn new(p: &Printer, machines: &[String]) -> Progress {
         let width = machines.iter().map(String::len).max().unwrap_or(0);
         let mode = if p.json {
             Mode::Json
@@ -89,7 +89,7 @@ impl Progress {
     }
 
     /// What a machine is doing now.
-    pub fn status(&self, machine: &str, message: &str) {
+    pub(crate) fn status(&self, machine: &str, message: &str) {
         let Ok(mode) = self.mode.lock() else { return };
         match &*mode {
             Mode::Tty { bars, .. } => {
@@ -103,7 +103,7 @@ impl Progress {
     }
 
     /// A line of output from a machine (provisioning, health checks).
-    pub fn output(&self, machine: &str, line: &str) {
+    pub(crate) fn output(&self, machine: &str, line: &str) {
         let Ok(mode) = self.mode.lock() else { return };
         match &*mode {
             Mode::Tty { multi, .. } => {
@@ -121,7 +121,7 @@ impl Progress {
     }
 
     /// A machine finished: `ok` or failed, with a closing message.
-    pub fn finish(&self, machine: &str, ok: bool, message: &str) {
+    pub(crate) fn finish(&self, machine: &str, ok: bool, message: &str) {
         let Ok(mode) = self.mode.lock() else { return };
         match &*mode {
             Mode::Tty { bars, .. } => {
@@ -148,7 +148,7 @@ impl Progress {
     }
 
     /// Stops drawing (bars stay on screen as they last were).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Ok(mut mode) = self.mode.lock() {
             if let Mode::Tty { bars, .. } = &mut *mode {
                 for b in bars.values() {

@@ -16,7 +16,7 @@ use crate::envfile::{self, Env, LoadError};
 use crate::lockfile::{self, LockError, Lockfile};
 use crate::state::StateDir;
 
-pub struct Project {
+pub(crate) struct Project {
     pub env: Env,
     pub state: StateDir,
     /// Name of this copy of the environment in Docker and libvirt: the env name and a
@@ -33,7 +33,7 @@ pub struct Project {
 
 /// Where a project lives when it is not simply its folder's environment.
 #[derive(Debug, Clone, Default)]
-pub struct Placement {
+pub(crate) struct Placement {
     /// Instance name (default: [`instance_name`], or `HDEV_INSTANCE`).
     pub instance: Option<String>,
     /// State folder (default: `.hdev/` beside the Envfile).
@@ -44,7 +44,7 @@ pub struct Placement {
 
 /// Why a project could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
+pub(crate) enum ProjectError {
     /// No Envfile where one was looked for.
     #[error("no `Envfile` in `{}` or any folder above it; create one with `hdev init`", .0.display())]
     NotFound(PathBuf),
@@ -58,7 +58,7 @@ pub enum ProjectError {
 }
 
 /// Finds the Envfile: the given path, or `Envfile` in the current folder or above.
-pub fn find_envfile(given: Option<&Path>) -> Result<PathBuf, ProjectError> {
+pub(crate) fn find_envfile(given: Option<&Path>) -> Result<PathBuf, ProjectError> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
@@ -75,14 +75,14 @@ pub fn find_envfile(given: Option<&Path>) -> Result<PathBuf, ProjectError> {
 }
 
 /// The default instance name of an environment in a folder.
-pub fn instance_name(env: &Env) -> String {
+pub(crate) fn instance_name(env: &Env) -> String {
     let digest = Sha256::digest(env.dir.to_string_lossy().as_bytes());
     format!("{}-{}", env.settings.name, &hex::encode(digest)[..6])
 }
 
 impl Project {
     /// Opens the Envfile at `path` placed as given.
-    pub fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
+    pub(crate) fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
         let env = envfile::load(path)?;
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
@@ -95,7 +95,7 @@ impl Project {
 
     /// Adjusts the environment for where this copy runs (other subnets, ephemeral host
     /// ports) without changing its hashes.
-    pub fn adjust(&mut self, f: impl FnOnce(&mut Env)) {
+    pub(crate) fn adjust(&mut self, f: impl FnOnce(&mut Env)) {
         if self.original.is_none() {
             self.original = Some(Box::new(self.env.clone()));
         }
@@ -103,28 +103,28 @@ impl Project {
     }
 
     /// Names and labels of what this project creates in the engines.
-    pub fn ctx(&self) -> crate::backend::EnvCtx {
+    pub(crate) fn ctx(&self) -> crate::backend::EnvCtx {
         crate::backend::EnvCtx {
             instance: self.instance.clone(),
             dir: self.home.clone(),
         }
     }
 
-    pub fn lock_path(&self) -> PathBuf {
+    pub(crate) fn lock_path(&self) -> PathBuf {
         lockfile::path_for(&self.env.file)
     }
 
-    pub fn lockfile(&self) -> Result<Option<Lockfile>, ProjectError> {
+    pub(crate) fn lockfile(&self) -> Result<Option<Lockfile>, ProjectError> {
         Ok(lockfile::read(&self.lock_path())?)
     }
 
     /// The environment hash, with boxes counted as `Envfile.lock` pins them.
-    pub fn hash(&self) -> Result<HashReport, ProjectError> {
+    pub(crate) fn hash(&self) -> Result<HashReport, ProjectError> {
         let pins = self.lockfile()?.map(|l| l.pins()).unwrap_or_default();
         self.hash_with(&pins)
     }
 
-    pub fn hash_with(&self, pins: &Pins) -> Result<HashReport, ProjectError> {
+    pub(crate) fn hash_with(&self, pins: &Pins) -> Result<HashReport, ProjectError> {
         let env = self.original.as_deref().unwrap_or(&self.env);
         let boxes = crate::boxes::resolve_digests(env, pins).map_err(ProjectError::Input)?;
         let inputs = hash::read_inputs(env, boxes).map_err(ProjectError::Input)?;
@@ -132,7 +132,7 @@ impl Project {
     }
 
     /// The lock file the project's inputs call for now (what `hdev lock` would write).
-    pub fn current_lock(&self) -> Result<Lockfile, ProjectError> {
+    pub(crate) fn current_lock(&self) -> Result<Lockfile, ProjectError> {
         // The lock pins what the boxes are now, not what an older lock said.
         self.lock_with(&Pins::new())
     }
@@ -140,7 +140,7 @@ impl Project {
     /// The lock file the inputs call for now, with each box counted by its pin in `locked`
     /// where the pin still stands for the box ([`Lockfile::standing_pins`]), so that
     /// building a recipe box is not mistaken for a change of it.
-    pub fn current_lock_against(&self, locked: &Lockfile) -> Result<Lockfile, ProjectError> {
+    pub(crate) fn current_lock_against(&self, locked: &Lockfile) -> Result<Lockfile, ProjectError> {
         self.lock_with(&locked.standing_pins(&self.env))
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
-pub struct Template {
+pub(crate) struct Template {
     pub name: &'static str,
     pub about: &'static str,
     pub envfile: &'static str,
@@ -16,7 +16,7 @@ pub struct Template {
     pub folders: &'static [(&'static str, &'static str)],
 }
 
-pub const TEMPLATES: &[Template] = &[
+pub(crate) const TEMPLATES: &[Template] = &[
     Template {
         name: "minimal",
         about: "one container from the busybox box",
@@ -34,12 +34,12 @@ pub const TEMPLATES: &[Template] = &[
     },
 ];
 
-pub fn find(name: &str) -> Option<&'static Template> {
+pub(crate) fn find(name: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.name == name)
 }
 
 /// The files a template writes: (path in the project, content, executable).
-pub fn files(t: &Template) -> Vec<(String, String, bool)> {
+pub(crate) fn files(t: &Template) -> Vec<(String, String, bool)> {
     let envfile = if t.strip.is_empty() {
         t.envfile.to_string()
     } else {
@@ -57,7 +57,7 @@ pub fn files(t: &Template) -> Vec<(String, String, bool)> {
 }
 
 /// Writes a template into `dir`; refuses to overwrite unless `force`.
-pub fn write(t: &Template, dir: &Path, force: bool) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn write(t: &Template, dir: &Path, force: bool) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
     let files = files(t);
     if !force {

@@ -2,7 +2,7 @@
 //! lines, JSON or JUnit XML. Judging and reporting are pure, so they are tested without
 //! daemons; [`run`] runs the commands through the backends.
 
-pub mod run;
+pub(crate) mod run;
 
 use std::fmt::Write as _;
 
@@ -12,7 +12,7 @@ use crate::envfile::TestCheck;
 
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct TestResult {
+pub(crate) struct TestResult {
     pub name: String,
     pub machine: String,
     pub passed: bool,
@@ -25,7 +25,12 @@ pub struct TestResult {
 }
 
 /// Judges a finished command against its check.
-pub fn judge(check: &TestCheck, exit_code: i64, output: &str, duration_ms: u64) -> TestResult {
+pub(crate) fn judge(
+    check: &TestCheck,
+    exit_code: i64,
+    output: &str,
+    duration_ms: u64,
+) -> TestResult {
     let mut failure = None;
     if exit_code != i64::from(check.expect_exit) {
         failure = Some(format!(
@@ -49,7 +54,7 @@ pub fn judge(check: &TestCheck, exit_code: i64, output: &str, duration_ms: u64) 
 }
 
 /// A result for a check that could not be run at all (machine missing, engine error).
-pub fn errored(check: &TestCheck, message: String) -> TestResult {
+pub(crate) fn errored(check: &TestCheck, message: String) -> TestResult {
     TestResult {
         name: check.name.clone(),
         machine: check.machine.clone(),
@@ -63,7 +68,7 @@ pub fn errored(check: &TestCheck, message: String) -> TestResult {
 
 /// Totals over a run.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub total: usize,
     pub passed: usize,
     pub failed: usize,
@@ -71,7 +76,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(results: &[TestResult]) -> Summary {
+    pub(crate) fn of(results: &[TestResult]) -> Summary {
         let passed = results.iter().filter(|r| r.passed).count();
         Summary {
             total: results.len(),
@@ -81,7 +86,7 @@ impl Summary {
         }
     }
 
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.failed == 0
     }
 }
@@ -114,7 +119,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// The results as a JUnit XML report, one test case per check, classed by machine.
-pub fn junit(suite: &str, results: &[TestResult]) -> String {
+pub(crate) fn junit(suite: &str, results: &[TestResult]) -> String {
     let s = Summary::of(results);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(

@@ -19,7 +19,7 @@ const REPORT_LINES: usize = 100;
 
 /// How checks are run.
 #[derive(Debug, Clone, Copy)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Timeout of a check that sets none in the Envfile.
     pub timeout: Duration,
     /// Checks at once.
@@ -28,7 +28,7 @@ pub struct RunOptions {
 
 /// Runs the checks (all when `only` is empty, else those named) and returns their results
 /// in Envfile order.
-pub async fn run_checks(
+pub(crate) async fn run_checks(
     env: &Env,
     backends: &Backends,
     observed: &Observation,
@@ -123,7 +123,7 @@ const KILLED: i64 = 137;
 /// session (so everything it started is one process group), and at `limit` the whole
 /// group is killed. Without this, a check that timed out would keep running in the
 /// machine. Needs only a POSIX shell; without `setsid` only the check's shell is killed.
-pub fn watched(run: &str, limit: Duration) -> [String; 5] {
+pub(crate) fn watched(run: &str, limit: Duration) -> [String; 5] {
     let secs = limit.as_millis().div_ceil(1000).max(1);
     let wrapper = format!(
         r#"S=; command -v setsid >/dev/null 2>&1 && S=setsid
@@ -154,7 +154,7 @@ fn human(d: Duration) -> String {
 }
 
 /// The last `n` lines of `s`.
-pub fn last_lines(s: &str, n: usize) -> String {
+pub(crate) fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     let from = lines.len().saturating_sub(n);
     let mut out = lines[from..].join("\n");

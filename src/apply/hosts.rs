@@ -14,7 +14,7 @@ const END: &str = "# hdev: end";
 
 /// `address name` lines for `vm`: each other machine at its address on the first
 /// network they share; machines it shares no network with are left out.
-pub fn entries(env: &Env, vm: &Machine, observed: &Observation) -> Vec<String> {
+pub(super) fn entries(env: &Env, vm: &Machine, observed: &Observation) -> Vec<String> {
     let mine: Vec<&str> = vm.networks.iter().map(|a| a.network.as_str()).collect();
     let mut known: BTreeMap<String, BTreeMap<String, String>> = observed
         .machines
@@ -39,7 +39,7 @@ pub fn entries(env: &Env, vm: &Machine, observed: &Observation) -> Vec<String> {
 }
 
 /// The shell script that replaces hdev's block of `/etc/hosts` with `lines`.
-pub fn script(lines: &[String]) -> String {
+pub(super) fn script(lines: &[String]) -> String {
     let mut block = format!("{BEGIN}\n");
     for l in lines {
         block.push_str(l);
@@ -53,7 +53,11 @@ pub fn script(lines: &[String]) -> String {
 }
 
 /// Writes the block into the running VM `id`.
-pub async fn write(backend: &AnyBackend, id: &str, lines: &[String]) -> Result<(), BackendError> {
+pub(super) async fn write(
+    backend: &AnyBackend,
+    id: &str,
+    lines: &[String],
+) -> Result<(), BackendError> {
     let cmd = ["sh".to_string(), "-c".to_string(), script(lines)];
     let out = backend.exec(id, &cmd, &|_| {}).await?;
     if out.exit_code != 0 {

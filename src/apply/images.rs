@@ -11,7 +11,7 @@ use crate::envfile::{Backend, Base, Env, Machine};
 /// Which prepared base a machine uses: its engine, the engine connection (a libvirt URI),
 /// and the box or image.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BaseKey {
+pub(crate) struct BaseKey {
     backend: Backend,
     place: Option<String>,
     base: BaseName,
@@ -25,7 +25,7 @@ enum BaseName {
 
 impl BaseKey {
     /// The key of a machine's base.
-    pub fn of(env: &Env, m: &Machine) -> BaseKey {
+    pub(crate) fn of(env: &Env, m: &Machine) -> BaseKey {
         BaseKey {
             backend: m.backend,
             // Base volumes live in the pool of the machine's own libvirt connection.
@@ -40,10 +40,10 @@ impl BaseKey {
 }
 
 /// What each machine base resolves to, or why it does not.
-pub type Images = BTreeMap<BaseKey, Result<Resolved, String>>;
+pub(crate) type Images = BTreeMap<BaseKey, Result<Resolved, String>>;
 
 /// Prepares the base of every machine whose engine is connected, once per [`BaseKey`].
-pub async fn resolve_images(env: &Env, backends: &Backends) -> Images {
+pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     let mut out = Images::new();
     let store = match Store::open_default() {
         Ok(s) => s,

@@ -19,8 +19,8 @@ mod record;
 mod snap;
 mod steps;
 
-pub use images::{resolve_images, BaseKey, Images};
-pub use record::Recorder;
+pub(crate) use images::{resolve_images, BaseKey, Images};
+pub(crate) use record::Recorder;
 use snap::snapshot_step;
 use steps::{provision_one, wait_healthy};
 
@@ -33,7 +33,7 @@ use crate::state::{MachineRecord, Phase, StateError};
 
 /// Why one machine did not come up.
 #[derive(Debug, thiserror::Error)]
-pub enum MachineError {
+pub(crate) enum MachineError {
     /// The backend failed an operation on the machine.
     #[error("machine `{machine}`: {source}")]
     Backend {
@@ -71,7 +71,7 @@ pub enum MachineError {
 
 impl MachineError {
     /// An engine error of machine `machine`; a missing baseline or snapshot says so itself.
-    pub fn of(machine: &str, source: BackendError) -> MachineError {
+    pub(crate) fn of(machine: &str, source: BackendError) -> MachineError {
         match source {
             BackendError::Snapshot(s) => MachineError::Snapshot(s),
             source => MachineError::Backend {
@@ -88,7 +88,7 @@ fn tail(lines: &[String]) -> String {
 
 /// Why a plan could not be run at all.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// An environment network exists with a different subnet.
     #[error("network `{name}` exists with subnet {observed}, but the Envfile says {wanted}; run `hdev destroy` and `hdev up` to move it")]
     NetworkConflict {
@@ -104,7 +104,7 @@ pub enum ApplyError {
 /// How one machine ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done,
     Unchanged,
     Failed,
@@ -113,7 +113,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Serialize)]
-pub struct MachineResult {
+pub(crate) struct MachineResult {
     pub name: String,
     pub change: Change,
     pub outcome: Outcome,
@@ -122,13 +122,13 @@ pub struct MachineResult {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ApplyReport {
+pub(crate) struct ApplyReport {
     pub machines: Vec<MachineResult>,
     pub interrupted: bool,
 }
 
 impl ApplyReport {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         !self.interrupted
             && self
                 .machines
@@ -161,7 +161,7 @@ pub(super) async fn cancelled(mut rx: watch::Receiver<bool>) {
 }
 
 /// What a run of a plan works with.
-pub struct ApplyCtx<'a> {
+pub(crate) struct ApplyCtx<'a> {
     pub env: &'a Env,
     pub ctx: &'a EnvCtx,
     pub backends: &'a Backends,
@@ -176,7 +176,7 @@ pub struct ApplyCtx<'a> {
 }
 
 /// Runs `plan`; Ctrl-C arrives through `cancel`.
-pub async fn apply(
+pub(crate) async fn apply(
     a: &ApplyCtx<'_>,
     plan: &Plan,
     cancel: watch::Receiver<bool>,

@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use crate::state::{EnvLock, MachineRecord, State, StateDir, StateError};
 
 /// The state file, written after every finished step.
-pub struct Recorder {
+pub(crate) struct Recorder {
     dir: StateDir,
     lock: EnvLock,
     state: Mutex<State>,
 }
 
 impl Recorder {
-    pub fn new(dir: StateDir, lock: EnvLock, state: State) -> Self {
+    pub(crate) fn new(dir: StateDir, lock: EnvLock, state: State) -> Self {
         Recorder {
             dir,
             lock,
@@ -22,7 +22,7 @@ impl Recorder {
     }
 
     /// Changes one machine's record (None removes it) and saves.
-    pub fn update(
+    pub(crate) fn update(
         &self,
         machine: &str,
         f: impl FnOnce(Option<MachineRecord>) -> Option<MachineRecord>,
@@ -35,13 +35,13 @@ impl Recorder {
         self.dir.save(&self.lock, &st)
     }
 
-    pub fn set_env_hash(&self, hash: Option<String>) -> Result<(), StateError> {
+    pub(crate) fn set_env_hash(&self, hash: Option<String>) -> Result<(), StateError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.env_hash = hash;
         self.dir.save(&self.lock, &st)
     }
 
-    pub fn snapshot(&self) -> State {
+    pub(crate) fn snapshot(&self) -> State {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

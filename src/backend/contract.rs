@@ -33,7 +33,7 @@ async fn sh<E: Engine>(e: &E, id: &str, script: &str) -> i64 {
 }
 
 /// Runs every case on `e`, with machines made from `image`; leaves nothing behind.
-pub async fn run<E: Engine>(e: &E, image: &str) {
+pub(crate) async fn run<E: Engine>(e: &E, image: &str) {
     let dir = tempfile::tempdir().expect("temp folder");
     let ctx = EnvCtx {
         instance: format!("contract-{}-{}", std::process::id(), e.kind()),

@@ -12,7 +12,7 @@ use crate::boxes::{BoxDigest, Recipe, Store, StoredBox};
 use crate::output::Printer;
 
 #[derive(Debug, Subcommand)]
-pub enum BoxCmd {
+pub(crate) enum BoxCmd {
     /// Build a box from a recipe folder (box.toml + script) into the store.
     Build {
         /// Recipe folder, e.g. `boxes/busybox`.
@@ -55,7 +55,7 @@ pub enum BoxCmd {
     },
 }
 
-pub fn run(p: &Printer, cmd: &BoxCmd) -> CmdResult {
+pub(super) fn run(p: &Printer, cmd: &BoxCmd) -> CmdResult {
     let store = Store::open_default()?;
     match cmd {
         BoxCmd::Build {
@@ -352,7 +352,7 @@ fn prune(p: &Printer, store: &Store, keep: usize, dry_run: bool) -> CmdResult {
 }
 
 /// Bytes in binary units, one decimal.
-pub fn human(n: u64) -> String {
+pub(super) fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;

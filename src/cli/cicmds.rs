@@ -18,7 +18,7 @@ use crate::project::{find_envfile, Placement, Project};
 use crate::throwaway::{self, Copy};
 
 /// `hdev test [NAME...]`: runs the `[[test]]` checks against the running environment.
-pub fn test(
+pub(super) fn test(
     p: &Printer,
     file: Option<&Path>,
     junit: Option<&Path>,
@@ -57,7 +57,7 @@ pub fn test(
 }
 
 /// Options of `hdev ci`.
-pub struct CiArgs<'a> {
+pub(super) struct CiArgs<'a> {
     pub junit: Option<&'a Path>,
     pub keep_on_failure: bool,
     pub clean: bool,
@@ -66,7 +66,7 @@ pub struct CiArgs<'a> {
 }
 
 /// `hdev ci`: a throwaway copy of this folder's environment, tested, always torn down.
-pub fn ci(p: &Printer, file: Option<&Path>, a: &CiArgs<'_>) -> CmdResult {
+pub(super) fn ci(p: &Printer, file: Option<&Path>, a: &CiArgs<'_>) -> CmdResult {
     let envfile = find_envfile(file)?;
     // Refuse a broken Envfile before anything is created.
     let project = Project::open_placed(&envfile, Placement::default())?;
@@ -133,7 +133,7 @@ struct Difference {
 }
 
 /// `hdev verify [HASH]`: whether every machine runs what the environment hash stands for.
-pub fn verify(p: &Printer, file: Option<&Path>, hash: Option<&str>) -> CmdResult {
+pub(super) fn verify(p: &Printer, file: Option<&Path>, hash: Option<&str>) -> CmdResult {
     let o = open(file)?;
     let want = hash.unwrap_or(&o.env_hash.0).to_string();
     let (source, machines) = expected_machines(&o, &want)?;

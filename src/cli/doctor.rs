@@ -6,7 +6,7 @@ use crate::backend::Probe;
 use crate::host::{self, KvmProbe};
 use crate::output::Printer;
 
-pub fn doctor(p: &Printer, uri: &str) -> CmdResult {
+pub(super) fn doctor(p: &Printer, uri: &str) -> CmdResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -9,7 +9,7 @@ use crate::lockfile;
 use crate::output::Printer;
 use crate::templates;
 
-pub fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdResult {
+pub(super) fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdResult {
     if list {
         for t in templates::TEMPLATES {
             p.line(format!("{:<10} {}", t.name, t.about));
@@ -33,7 +33,7 @@ pub fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdResult {
     Ok(0)
 }
 
-pub fn validate(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(super) fn validate(p: &Printer, file: Option<&Path>) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
     let env = &project.env;
     if p.json {
@@ -73,7 +73,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> CmdResult {
+pub(super) fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
     let report = project.hash()?;
     if p.json {
@@ -93,7 +93,7 @@ pub fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> Cmd
     Ok(0)
 }
 
-pub fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
+pub(super) fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
     let new = project.current_lock()?;
     let report_hash = new.hash.clone();

@@ -21,7 +21,7 @@ use crate::output::Printer;
     about = "Developer environments from one Envfile: VMs (libvirt) and containers (Docker)",
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Envfile to use (default: `Envfile` in this folder or the nearest one above).
     #[arg(short = 'f', long = "file", global = true, env = "HDEV_ENVFILE")]
     pub file: Option<PathBuf>,
@@ -35,7 +35,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Write an Envfile (and the files it uses) from a template into this folder.
     Init {
         /// Template to start from.
@@ -185,13 +185,9 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
-/// An exit code with a message already printed (or nothing to print).
-#[derive(Debug)]
-pub struct Exit(pub i32);
+pub(crate) type CmdResult = anyhow::Result<i32>;
 
-pub type CmdResult = anyhow::Result<i32>;
-
-pub fn main() -> i32 {
+pub(crate) fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -283,7 +279,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
 }
 
 /// Prints an error: Envfile problems with their places, anything else as a cause chain.
-pub fn report_error(p: &Printer, e: &anyhow::Error) -> i32 {
+pub(crate) fn report_error(p: &Printer, e: &anyhow::Error) -> i32 {
     if let Some(crate::project::ProjectError::Load(crate::envfile::LoadError::Invalid(d))) =
         e.downcast_ref::<crate::project::ProjectError>()
     {

@@ -24,7 +24,7 @@ struct Row {
     error: Option<String>,
 }
 
-pub fn releases(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(super) fn releases(p: &Printer, file: Option<&Path>) -> CmdResult {
     let envfile = find_envfile(file)?;
     let dir = envfile.parent().unwrap_or(Path::new("."));
     let dir = if dir.as_os_str().is_empty() {
@@ -81,7 +81,7 @@ pub fn releases(p: &Printer, file: Option<&Path>) -> CmdResult {
 }
 
 /// `hdev up [--locked] [--at TAG [--expect-hash HASH]]`.
-pub fn up(
+pub(super) fn up(
     p: &Printer,
     file: Option<&Path>,
     parallel: Option<usize>,
@@ -100,7 +100,7 @@ pub fn up(
 
 /// `hdev update [TAG]`: moves the environment to a release (the latest when none is
 /// named), recreating only the machines whose hash changed; shows the plan first.
-pub fn update(p: &Printer, file: Option<&Path>, tag: Option<&str>) -> CmdResult {
+pub(super) fn update(p: &Printer, file: Option<&Path>, tag: Option<&str>) -> CmdResult {
     to_release(p, file, tag, None, false, None, true)
 }
 
@@ -191,7 +191,7 @@ fn to_release(
 
 /// `hdev release TAG`: tests a throwaway copy of HEAD and tags it only when every check
 /// passes.
-pub fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64) -> CmdResult {
+pub(super) fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64) -> CmdResult {
     use crate::ops::copy::{self as copyrun, CopyOptions};
     let envfile = find_envfile(file)?;
     let home = copyrun::home_of(&envfile);

@@ -13,7 +13,7 @@ use crate::plan::Step;
 use crate::snapshot::{self, Drift};
 
 #[derive(Debug, Subcommand)]
-pub enum SnapshotCmd {
+pub(crate) enum SnapshotCmd {
     /// Capture every machine's current state as snapshot NAME.
     Save { name: String },
     /// Return every machine to snapshot NAME (no provisioning).
@@ -38,18 +38,18 @@ fn act(
 }
 
 /// `hdev baseline [MACHINE]`: captures the machines' current state as their baseline.
-pub fn baseline(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
+pub(crate) fn baseline(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
     let targets: Vec<String> = machine.into_iter().map(str::to_string).collect();
     act(p, file, &targets, &[Step::Baseline], true, None)
 }
 
 /// `hdev reset [MACHINE...]`: returns machines to their baseline without provisioning.
-pub fn reset(p: &Printer, file: Option<&Path>, machines: &[String]) -> CmdResult {
+pub(crate) fn reset(p: &Printer, file: Option<&Path>, machines: &[String]) -> CmdResult {
     act(p, file, machines, &[Step::Reset], false, None)
 }
 
 /// `hdev drift [MACHINE]`: exit 0 without drift, 1 with drift, 2 when it cannot tell.
-pub fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
+pub(crate) fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
     let o = open(file)?;
     if let Some(m) = machine {
         check_machine(&o.project.env, m)?;
@@ -146,7 +146,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// `hdev snapshot ...`.
-pub fn snapshot(p: &Printer, file: Option<&Path>, cmd: &SnapshotCmd) -> CmdResult {
+pub(crate) fn snapshot(p: &Printer, file: Option<&Path>, cmd: &SnapshotCmd) -> CmdResult {
     match cmd {
         SnapshotCmd::Save { name } => {
             snapshot::check_name(name)?;

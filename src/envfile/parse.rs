@@ -13,7 +13,7 @@ use super::model::{
 use super::read::{entries_in_order, get, Ctx, Sp, Value};
 use super::units;
 
-pub struct Draft {
+pub(super) struct Draft {
     pub env: Option<EnvDraft>,
     pub boxes: Vec<BoxDraft>,
     pub networks: Vec<NetworkDraft>,
@@ -21,7 +21,7 @@ pub struct Draft {
     pub tests: Vec<TestDraft>,
 }
 
-pub struct EnvDraft {
+pub(super) struct EnvDraft {
     pub name: Option<Sp<String>>,
     pub description: Option<String>,
     pub libvirt_uri: Option<String>,
@@ -29,30 +29,30 @@ pub struct EnvDraft {
     pub accel: Option<Accel>,
 }
 
-pub struct BoxDraft {
+pub(super) struct BoxDraft {
     pub name: Sp<String>,
     pub source: Option<BoxSource>,
     pub sha256: Option<String>,
     pub version: Option<String>,
 }
 
-pub struct NetworkDraft {
+pub(super) struct NetworkDraft {
     pub name: Sp<String>,
     pub subnet: Option<Sp<Ipv4Net>>,
 }
 
-pub struct NetAttachDraft {
+pub(super) struct NetAttachDraft {
     pub network: Sp<String>,
     pub address: Option<Sp<Ipv4Addr>>,
 }
 
-pub struct StepDraft {
+pub(super) struct StepDraft {
     pub step: ProvisionStep,
     /// Span of each host path the step reads, for "file not found" errors.
     pub input_spans: Vec<Sp<String>>,
 }
 
-pub struct MachineDraft {
+pub(super) struct MachineDraft {
     pub name: Sp<String>,
     pub backend: Option<Sp<Backend>>,
     pub box_name: Option<Sp<String>>,
@@ -73,7 +73,7 @@ pub struct MachineDraft {
     pub accel: Option<Accel>,
 }
 
-pub struct TestDraft {
+pub(super) struct TestDraft {
     pub span: std::ops::Range<usize>,
     pub name: Option<String>,
     pub machine: Option<Sp<String>>,
@@ -131,7 +131,7 @@ const TEST_KEYS: &[&str] = &[
 
 /// Names of environments, machines, networks and boxes: they end up in container, bridge
 /// and domain names, so they are kept to what every backend accepts.
-pub fn check_name(ctx: &mut Ctx, name: &Sp<String>, what: &str) -> bool {
+pub(super) fn check_name(ctx: &mut Ctx, name: &Sp<String>, what: &str) -> bool {
     let n = &name.value;
     let ok = !n.is_empty()
         && n.len() <= 40
@@ -157,7 +157,7 @@ pub fn check_name(ctx: &mut Ctx, name: &Sp<String>, what: &str) -> bool {
     ok
 }
 
-pub fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
+pub(super) fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
     ctx.check_keys(root, TOP_KEYS, "the Envfile");
     let mut draft = Draft {
         env: None,

@@ -13,27 +13,27 @@ use super::diag::{did_you_mean, Diagnostic};
 
 /// A value with the byte span it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sp<T> {
+pub(super) struct Sp<T> {
     pub value: T,
     pub span: Range<usize>,
 }
 
 impl<T> Sp<T> {
-    pub fn new(value: T, span: Range<usize>) -> Self {
+    pub(super) fn new(value: T, span: Range<usize>) -> Self {
         Sp { value, span }
     }
 }
 
 /// Collects diagnostics while an Envfile is read.
 #[derive(Debug, Default)]
-pub struct Ctx {
+pub(super) struct Ctx {
     pub diags: Vec<Diagnostic>,
 }
 
-pub type Value<'i> = Spanned<DeValue<'i>>;
+pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// What a TOML value is, in the words of an error message.
-pub fn kind_of(v: &DeValue<'_>) -> &'static str {
+pub(super) fn kind_of(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
@@ -46,11 +46,17 @@ pub fn kind_of(v: &DeValue<'_>) -> &'static str {
 }
 
 impl Ctx {
-    pub fn push(&mut self, d: Diagnostic) {
+    pub(super) fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
 
-    pub fn wrong_type(&mut self, v: &Value<'_>, what: &str, expected: &str, help: Option<&str>) {
+    pub(super) fn wrong_type(
+        &mut self,
+        v: &Value<'_>,
+        what: &str,
+        expected: &str,
+        help: Option<&str>,
+    ) {
         let d = Diagnostic::new(
             v.span(),
             format!(
@@ -63,7 +69,7 @@ impl Ctx {
         self.push(d);
     }
 
-    pub fn string(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<String>> {
+    pub(super) fn string(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<String>> {
         match v.get_ref() {
             DeValue::String(s) => Some(Sp::new(s.to_string(), v.span())),
             _ => {
@@ -73,7 +79,7 @@ impl Ctx {
         }
     }
 
-    pub fn integer(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<i64>> {
+    pub(super) fn integer(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<i64>> {
         match v.get_ref() {
             DeValue::Integer(i) => {
                 match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
@@ -94,7 +100,7 @@ impl Ctx {
         }
     }
 
-    pub fn boolean(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<bool>> {
+    pub(super) fn boolean(&mut self, v: &Value<'_>, what: &str) -> Option<Sp<bool>> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(Sp::new(*b, v.span())),
             _ => {
@@ -104,7 +110,11 @@ impl Ctx {
         }
     }
 
-    pub fn array<'a, 'i>(&mut self, v: &'a Value<'i>, what: &str) -> Option<&'a [Value<'i>]> {
+    pub(super) fn array<'a, 'i>(
+        &mut self,
+        v: &'a Value<'i>,
+        what: &str,
+    ) -> Option<&'a [Value<'i>]> {
         match v.get_ref() {
             DeValue::Array(a) => Some(a),
             _ => {
@@ -114,7 +124,11 @@ impl Ctx {
         }
     }
 
-    pub fn table<'a, 'i>(&mut self, v: &'a Value<'i>, what: &str) -> Option<&'a DeTable<'i>> {
+    pub(super) fn table<'a, 'i>(
+        &mut self,
+        v: &'a Value<'i>,
+        what: &str,
+    ) -> Option<&'a DeTable<'i>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
             _ => {
@@ -126,7 +140,7 @@ impl Ctx {
 
     /// A list of strings; a single string is not accepted, so that a forgotten bracket is
     /// reported rather than guessed at.
-    pub fn string_list(&mut self, v: &Value<'_>, what: &str) -> Vec<Sp<String>> {
+    pub(super) fn string_list(&mut self, v: &Value<'_>, what: &str) -> Vec<Sp<String>> {
         let Some(items) = self.array(v, what) else {
             return Vec::new();
         };
@@ -137,7 +151,7 @@ impl Ctx {
     }
 
     /// Reports every key of `table` that is not in `allowed`, with a suggestion.
-    pub fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], what: &str) {
+    pub(super) fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], what: &str) {
         for key in table.keys() {
             if allowed.contains(&key.get_ref().as_ref()) {
                 continue;
@@ -158,7 +172,10 @@ impl Ctx {
 }
 
 /// Looks a key up, returning the key's span along with the value.
-pub fn get<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<(Range<usize>, &'a Value<'i>)> {
+pub(super) fn get<'a, 'i>(
+    table: &'a DeTable<'i>,
+    key: &str,
+) -> Option<(Range<usize>, &'a Value<'i>)> {
     table
         .iter()
         .find(|(k, _)| k.get_ref().as_ref() == key)
@@ -166,7 +183,7 @@ pub fn get<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<(Range<usize>, &
 }
 
 /// The entries of a table in the order they appear in the file.
-pub fn entries_in_order<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(Sp<String>, &'a Value<'i>)> {
+pub(super) fn entries_in_order<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(Sp<String>, &'a Value<'i>)> {
     let mut out: Vec<_> = table
         .iter()
         .map(|(k, v)| (Sp::new(k.get_ref().to_string(), k.span()), v))

@@ -27,7 +27,7 @@ fn unknown_ref(ctx: &mut Ctx, r: &Sp<String>, what: &str, known: &[&str], declar
     );
 }
 
-pub fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env> {
+pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env> {
     let settings = match draft.env {
         Some(e) => match e.name {
             Some(name) => Some(EnvSettings {

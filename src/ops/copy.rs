@@ -20,7 +20,7 @@ use crate::output::Printer;
 use crate::throwaway::{self, Copy};
 
 /// How a copy is run.
-pub struct CopyOptions<'a> {
+pub(crate) struct CopyOptions<'a> {
     /// Home folder of the copies (the developer's Envfile folder).
     pub home: &'a Path,
     /// Timeout of a check that sets none.
@@ -32,7 +32,7 @@ pub struct CopyOptions<'a> {
 
 /// How a copy's run went.
 #[derive(Debug, Default, Serialize)]
-pub struct CopyOutcome {
+pub(crate) struct CopyOutcome {
     pub instance: String,
     pub hash: Option<String>,
     /// Whether every machine came up.
@@ -53,7 +53,7 @@ pub struct CopyOutcome {
 
 impl CopyOutcome {
     /// The verdict: everything up, every check passed, the command (if any) exited 0.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.up_ok
             && self.error.is_none()
             && self.signal.is_none()
@@ -62,7 +62,7 @@ impl CopyOutcome {
     }
 
     /// The process exit code for the verdict.
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         match self.signal {
             Some(s) => 128 + s,
             None if self.ok() => 0,
@@ -73,7 +73,7 @@ impl CopyOutcome {
 
 /// A watch that turns to the signal number on the first SIGINT or SIGTERM; later signals
 /// only say that teardown is under way.
-pub fn signals(p: &Printer) -> anyhow::Result<watch::Receiver<i32>> {
+pub(crate) fn signals(p: &Printer) -> anyhow::Result<watch::Receiver<i32>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -111,7 +111,7 @@ fn as_cancel(sig: &watch::Receiver<i32>) -> watch::Receiver<bool> {
 }
 
 /// Removes copies of `home` that no process runs and that were not kept on purpose.
-pub async fn sweep(p: &Printer, home: &Path, include_kept: bool) -> Vec<String> {
+pub(crate) async fn sweep(p: &Printer, home: &Path, include_kept: bool) -> Vec<String> {
     let mut removed = Vec::new();
     for (copy, lock) in throwaway::idle(home, include_kept) {
         let inst = copy.record.instance.clone();
@@ -131,7 +131,7 @@ pub async fn sweep(p: &Printer, home: &Path, include_kept: bool) -> Vec<String> 
 }
 
 /// Removes everything the copy created in the engines.
-pub async fn teardown(copy: &Copy) -> anyhow::Result<()> {
+pub(crate) async fn teardown(copy: &Copy) -> anyhow::Result<()> {
     let project = copy.open().ok();
     super::teardown::remove_instance(project.as_ref().map(|p| &p.env), &copy.record.instance)
         .await?;
@@ -140,7 +140,7 @@ pub async fn teardown(copy: &Copy) -> anyhow::Result<()> {
 
 /// Runs a copy of the Envfile at `envfile` (already created as `copy`) to its verdict,
 /// and tears it down unless it is kept.
-pub async fn run(
+pub(crate) async fn run(
     p: &Printer,
     mut copy: Copy,
     sig: &watch::Receiver<i32>,
@@ -281,7 +281,7 @@ async fn host_command(
 }
 
 /// Prints check results as lines, and writes JUnit when asked.
-pub fn report(
+pub(crate) fn report(
     p: &Printer,
     suite: &str,
     results: &[TestResult],
@@ -326,7 +326,7 @@ pub fn report(
 }
 
 /// The Envfile's folder.
-pub fn home_of(envfile: &Path) -> PathBuf {
+pub(crate) fn home_of(envfile: &Path) -> PathBuf {
     let d = envfile.parent().unwrap_or(Path::new("."));
     let d = if d.as_os_str().is_empty() {
         Path::new(".")

@@ -2,12 +2,12 @@
 //! line (and any other front end) to call. An operation works in a [`session::Opened`]
 //! environment and returns what happened; it never parses arguments or renders a table.
 
-pub mod copy;
-pub mod session;
-pub mod snapshot;
-pub mod status;
-pub mod teardown;
-pub mod up;
+pub(crate) mod copy;
+pub(crate) mod session;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod teardown;
+pub(crate) mod up;
 
 #[cfg(test)]
 mod tests;

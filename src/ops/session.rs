@@ -15,7 +15,7 @@ use crate::project::Project;
 use crate::state::State;
 
 /// An opened environment with its per-machine hashes.
-pub struct Opened {
+pub(crate) struct Opened {
     pub project: Project,
     pub hashes: BTreeMap<String, EnvHash>,
     pub env_hash: EnvHash,

@@ -16,7 +16,7 @@ use crate::plan::{self, Step};
 use crate::snapshot::Drift;
 
 /// Runs `steps` on `targets` (every machine when empty) as a plan, under the lock.
-pub async fn act(
+pub(crate) async fn act(
     p: &Printer,
     o: &Opened,
     targets: &[String],
@@ -34,7 +34,7 @@ pub async fn act(
 
 /// One machine's drift, or why it could not be told.
 #[derive(Debug, Serialize)]
-pub struct MachineDrift {
+pub(crate) struct MachineDrift {
     pub machine: String,
     #[serde(flatten)]
     pub drift: Option<Drift>,
@@ -42,7 +42,7 @@ pub struct MachineDrift {
 }
 
 /// Drift of the machines (or of one), computed in parallel.
-pub async fn drifts(
+pub(crate) async fn drifts(
     backends: &Backends,
     env: &Env,
     observed: &Observation,
@@ -77,7 +77,7 @@ pub async fn drifts(
 }
 
 /// Drift per machine, for `status`: `true` when it drifted (absent when it cannot tell).
-pub async fn drifted(
+pub(crate) async fn drifted(
     backends: &Backends,
     env: &Env,
     observed: &Observation,
@@ -91,7 +91,7 @@ pub async fn drifted(
 
 /// Every snapshot of the environment (the baseline included), by name, parts sorted by
 /// machine.
-pub async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
+pub(crate) async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
     let mut out: BTreeMap<String, Vec<StatePart>> = BTreeMap::new();
@@ -107,7 +107,7 @@ pub async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>
 }
 
 /// Deletes snapshot `name` from every machine; on how many machines it existed.
-pub async fn delete(o: &Opened, name: &str) -> anyhow::Result<usize> {
+pub(crate) async fn delete(o: &Opened, name: &str) -> anyhow::Result<usize> {
     let _lock = o.project.state.lock()?;
     let env = &o.project.env;
     let backends = o.connect().await?;

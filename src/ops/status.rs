@@ -12,7 +12,7 @@ use crate::state::State;
 
 /// One machine in `status`.
 #[derive(Debug, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub name: String,
     pub backend: String,
     /// running, stopped, paused, busy, not created, unavailable.
@@ -33,7 +33,7 @@ pub struct Row {
 
 /// The whole of `status`.
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     pub env: String,
     pub instance: String,
     pub env_hash: String,
@@ -43,7 +43,7 @@ pub struct StatusReport {
 }
 
 /// Reads the engines and the state.
-pub async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
+pub(crate) async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
     let state = load_state(&o.project)?;
     let env = &o.project.env;
     let backends = o.connect().await?;
@@ -53,7 +53,7 @@ pub async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
 }
 
 /// The report from what was read: pure.
-pub fn report(
+pub(crate) fn report(
     o: &Opened,
     state: &State,
     backends: &Backends,

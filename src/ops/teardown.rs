@@ -12,7 +12,7 @@ use crate::envfile::topology::{uris_of, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
 /// Stops every running machine of the instance; returns their names.
-pub async fn halt(
+pub(crate) async fn halt(
     backends: &Backends,
     ctx: &crate::backend::EnvCtx,
     on_stopped: &(dyn Fn(&str) + Sync),
@@ -38,7 +38,7 @@ pub async fn halt(
 
 /// The engines that may hold objects of `env` (or, without one, of any environment):
 /// Docker, and libvirt on every URI the environment (or any environment) used.
-pub async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> {
+pub(crate) async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> {
     let uris = match env {
         Some(env) => uris_of(env),
         None => gc_uris(),
@@ -56,7 +56,10 @@ pub async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> 
 
 /// Everything the engines hold for one instance, VM engines first (their NICs sit on the
 /// network host's bridges).
-pub async fn find_instance(backends: &Backends, instance: &str) -> anyhow::Result<Vec<Found>> {
+pub(crate) async fn find_instance(
+    backends: &Backends,
+    instance: &str,
+) -> anyhow::Result<Vec<Found>> {
     let mut found = Vec::new();
     for b in removal_order(backends) {
         let d = b.discover(Some(instance)).await?;
@@ -77,7 +80,7 @@ fn removal_order(backends: &Backends) -> Vec<&crate::backend::AnyBackend> {
 }
 
 /// Removes found objects engine by engine, in [`removal_order`].
-pub async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Result<Counts> {
+pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Result<Counts> {
     let mut total = Counts::default();
     for b in removal_order(backends) {
         let mine: Vec<Found> = found
@@ -103,7 +106,7 @@ fn owner(f: &Found) -> Backend {
 }
 
 /// Removes everything an instance created; how much went.
-pub async fn remove_instance(env: Option<&Env>, instance: &str) -> anyhow::Result<Counts> {
+pub(crate) async fn remove_instance(env: Option<&Env>, instance: &str) -> anyhow::Result<Counts> {
     let backends = connect_for_removal(env).await?;
     let found = find_instance(&backends, instance).await?;
     remove(&backends, &found).await
@@ -111,7 +114,7 @@ pub async fn remove_instance(env: Option<&Env>, instance: &str) -> anyhow::Resul
 
 /// One environment `gc` collects.
 #[derive(Debug, Clone, Serialize)]
-pub struct Collected {
+pub(crate) struct Collected {
     pub instance: String,
     pub dir: String,
     /// Its folder still exists: a ci copy whose run ended.
@@ -121,7 +124,7 @@ pub struct Collected {
 
 /// What `gc` did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct GcReport {
+pub(crate) struct GcReport {
     pub dry_run: bool,
     pub environments: Vec<Collected>,
     /// Environments that could not be removed, with why.
@@ -133,7 +136,7 @@ pub struct GcReport {
 /// Groups found objects by instance and keeps the instances that are dead: `alive(dir)`
 /// decides for each folder (asked once per folder). Pure, so the rule is tested without
 /// engines.
-pub fn dead_instances(
+pub(crate) fn dead_instances(
     found: Vec<Found>,
     mut alive: impl FnMut(&str) -> bool,
 ) -> BTreeMap<String, (String, Vec<Found>)> {
@@ -159,7 +162,7 @@ pub fn dead_instances(
 
 /// `gc`: removes what hdev created for environments whose folder is gone, and for ci
 /// copies no run holds any more (their folder goes too).
-pub async fn gc(dry_run: bool) -> anyhow::Result<GcReport> {
+pub(crate) async fn gc(dry_run: bool) -> anyhow::Result<GcReport> {
     let backends = connect_for_removal(None).await?;
     let mut report = GcReport {
         dry_run,
@@ -224,7 +227,7 @@ fn uris_file() -> Option<std::path::PathBuf> {
 
 /// Adds the environment's libvirt URIs to the list `gc` reads (best effort: the list
 /// only widens where gc looks).
-pub fn remember_uris(env: &Env) {
+pub(crate) fn remember_uris(env: &Env) {
     if !env.machines.values().any(|m| m.backend == Backend::Libvirt) {
         return;
     }
@@ -244,7 +247,7 @@ pub fn remember_uris(env: &Env) {
 
 /// The libvirt URIs `gc` looks at: `HDEV_LIBVIRT_URI` (or the default) and every URI an
 /// environment used.
-pub fn gc_uris() -> BTreeSet<String> {
+pub(crate) fn gc_uris() -> BTreeSet<String> {
     let mut out: BTreeSet<String> = uris_file()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default()

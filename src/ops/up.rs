@@ -12,7 +12,7 @@ use crate::plan::{self, Change, Plan};
 use crate::progress::Progress;
 
 /// What running a plan ended with: the process exit code.
-pub type Code = anyhow::Result<i32>;
+pub(crate) type Code = anyhow::Result<i32>;
 
 /// Plans an opened environment against the engines and runs the plan: the body of `up`,
 /// shared by `up --at`, `update`, `ci` and `release`. The caller holds the state lock.
@@ -143,7 +143,7 @@ pub(crate) async fn run_plan(
 }
 
 /// `hdev provision [MACHINE]`: runs provisioning again on running machines.
-pub async fn provision(p: &Printer, o: &Opened, machine: Option<&str>) -> Code {
+pub(crate) async fn provision(p: &Printer, o: &Opened, machine: Option<&str>) -> Code {
     let lock = o.project.state.lock()?;
     let state = load_state(&o.project)?;
     let env = &o.project.env;

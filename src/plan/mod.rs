@@ -17,13 +17,13 @@ use crate::envfile::hash::EnvHash;
 use crate::envfile::{Backend, Env, Machine};
 use crate::state::{Phase, State};
 
-pub use render::render;
-pub use targeted::{check_machine, provision_plan, targeted_plan, TargetError};
+pub(crate) use render::render;
+pub(crate) use targeted::{check_machine, provision_plan, targeted_plan};
 
 /// What happens to a machine, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Change {
+pub(crate) enum Change {
     /// Does not exist: create, start, provision.
     Create,
     /// Exists from an older definition: remove, then create anew.
@@ -43,7 +43,7 @@ pub enum Change {
 /// One step of a machine's plan, run in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Step {
+pub(crate) enum Step {
     Remove,
     Create,
     Start,
@@ -61,7 +61,7 @@ pub enum Step {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MachinePlan {
+pub(crate) struct MachinePlan {
     pub name: String,
     pub backend: Backend,
     pub change: Change,
@@ -78,7 +78,7 @@ pub struct MachinePlan {
 impl MachinePlan {
     /// A machine left as it is ("not asked for"), for plans that act on some machines
     /// only; the caller adds the steps of those it acts on.
-    pub fn untouched(m: &Machine, existing: Option<String>, hash: String) -> MachinePlan {
+    pub(crate) fn untouched(m: &Machine, existing: Option<String>, hash: String) -> MachinePlan {
         MachinePlan {
             name: m.name.clone(),
             backend: m.backend,
@@ -94,7 +94,7 @@ impl MachinePlan {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum NetChange {
+pub(crate) enum NetChange {
     Create,
     Keep,
     /// Exists with another subnet; hdev will not move machines off it by itself.
@@ -102,7 +102,7 @@ pub enum NetChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetworkPlan {
+pub(crate) struct NetworkPlan {
     /// Envfile network name (`_default` for machines that name none).
     pub name: String,
     pub change: NetChange,
@@ -112,24 +112,26 @@ pub struct NetworkPlan {
 
 /// Everything `up` would do, machines in dependency order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub networks: Vec<NetworkPlan>,
     pub machines: Vec<MachinePlan>,
 }
 
 impl Plan {
     /// Whether `up` has nothing to do.
-    pub fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.networks.iter().all(|n| n.change == NetChange::Keep)
             && self.machines.iter().all(|m| m.change == Change::Keep)
     }
 
-    pub fn machine(&self, name: &str) -> Option<&MachinePlan> {
+    /// The plan of one machine (tests read plans by name).
+    #[cfg(test)]
+    pub(crate) fn machine(&self, name: &str) -> Option<&MachinePlan> {
         self.machines.iter().find(|m| m.name == name)
     }
 
     /// Counts per change, for summaries.
-    pub fn counts(&self) -> BTreeMap<Change, usize> {
+    pub(crate) fn counts(&self) -> BTreeMap<Change, usize> {
         let mut c = BTreeMap::new();
         for m in &self.machines {
             *c.entry(m.change).or_default() += 1;
@@ -173,7 +175,7 @@ fn steps_for(m: &Machine, base: &[Step]) -> Vec<Step> {
 }
 
 /// Diffs desired against observed and recorded.
-pub fn plan(
+pub(crate) fn plan(
     env: &Env,
     hashes: &BTreeMap<String, EnvHash>,
     observed: &Observation,

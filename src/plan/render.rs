@@ -4,7 +4,7 @@
 use super::{Change, NetChange, Plan};
 
 /// Lines describing the plan, in plan order.
-pub fn render(plan: &Plan) -> Vec<String> {
+pub(crate) fn render(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     let width = plan
         .machines

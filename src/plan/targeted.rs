@@ -11,7 +11,7 @@ use crate::envfile::{Backend, Env};
 
 /// Why a targeted plan cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error("no machine `{name}` in the Envfile{near}\nhelp: machines are: {known}")]
     Unknown {
         name: String,
@@ -27,7 +27,7 @@ pub enum TargetError {
 }
 
 /// Fails with the known names when `name` is not a machine of the environment.
-pub fn check_machine(env: &Env, name: &str) -> Result<(), TargetError> {
+pub(crate) fn check_machine(env: &Env, name: &str) -> Result<(), TargetError> {
     if env.machines.contains_key(name) {
         return Ok(());
     }
@@ -47,7 +47,7 @@ pub fn check_machine(env: &Env, name: &str) -> Result<(), TargetError> {
 /// Runs `steps` on `targets` (every machine when empty), in dependency order, and runs the
 /// health check again on the running machines that depend on one that was reset or
 /// restored.
-pub fn targeted_plan(
+pub(crate) fn targeted_plan(
     env: &Env,
     observed: &Observation,
     targets: &[String],
@@ -108,7 +108,7 @@ pub fn targeted_plan(
 /// `provision [MACHINE]`: provisioning again, then a new baseline, on running machines
 /// (one named machine must be running; without a name, machines that are not running
 /// are left alone).
-pub fn provision_plan(
+pub(crate) fn provision_plan(
     env: &Env,
     hashes: &BTreeMap<String, EnvHash>,
     observed: &Observation,

@@ -12,7 +12,7 @@ use crate::backend::{LineSink, TAIL_LINES};
 
 /// Why an ansible step could not be run.
 #[derive(Debug, thiserror::Error)]
-pub enum AnsibleError {
+pub(crate) enum AnsibleError {
     /// `ansible-playbook` is not installed or could not be started.
     #[error(
         "cannot run `ansible-playbook`: {0}; install ansible (Debian: `apt-get install ansible`)"
@@ -24,7 +24,7 @@ pub enum AnsibleError {
 }
 
 /// The inventory of one machine: `[group]` then the host line with its variables.
-pub fn inventory(host: &str, group: &str, vars: &BTreeMap<String, String>) -> String {
+pub(crate) fn inventory(host: &str, group: &str, vars: &BTreeMap<String, String>) -> String {
     let mut line = host.to_string();
     for (k, v) in vars {
         line.push_str(&format!(" {k}={}", quote(v)));
@@ -44,7 +44,7 @@ fn quote(v: &str) -> String {
 }
 
 /// Runs `playbook` against the machine; returns the exit code and the last output lines.
-pub async fn run(
+pub(crate) async fn run(
     playbook: &Path,
     host: &str,
     group: &str,

@@ -6,7 +6,7 @@
 //! stops the machine's provisioning with an error that names the machine, the step and its
 //! last output lines; the machine itself is left as it is, for inspection.
 
-pub mod ansible;
+pub(crate) mod ansible;
 
 use std::path::{Path, PathBuf};
 
@@ -14,11 +14,11 @@ use crate::backend::{AnyBackend, BackendError, Engine, LineSink};
 use crate::envfile::{Env, Machine, ProvisionStep};
 
 /// Folder in the machine where script steps are copied.
-pub const SCRIPT_DIR: &str = "/tmp/hdev-provision";
+pub(crate) const SCRIPT_DIR: &str = "/tmp/hdev-provision";
 
 /// Why a provisioning step failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProvisionError {
+pub(crate) enum ProvisionError {
     /// The step ran and exited non-zero.
     #[error("machine `{machine}`: provisioning step {index} {step} failed with exit code {code}{}", tail_text(.tail))]
     Failed {
@@ -69,7 +69,7 @@ fn tail_text(tail: &[String]) -> String {
 
 /// Runs every provisioning step of `machine` in order; `on_step` hears each step's
 /// 1-based index and description before it runs, `sink` every output line.
-pub async fn run(
+pub(crate) async fn run(
     env: &Env,
     backend: &AnyBackend,
     id: &str,
@@ -208,7 +208,7 @@ fn pack_bytes(inside: &str, bytes: &[u8], mode: u32) -> std::io::Result<Vec<u8>>
 
 /// A tar that, unpacked at `/`, puts host file or folder `host` at `destination` (inside a
 /// folder destination ending in `/` for a file). Owners are root, modes kept.
-pub fn pack_path(host: &Path, destination: &str) -> std::io::Result<Vec<u8>> {
+pub(crate) fn pack_path(host: &Path, destination: &str) -> std::io::Result<Vec<u8>> {
     let meta = std::fs::metadata(host)?;
     let mut dest = destination.trim_start_matches('/').to_string();
     if destination.ends_with('/') && meta.is_file() {

@@ -12,7 +12,7 @@ use crate::acceptance::{Summary, TestResult};
 
 /// What a release is made from, checked before anything runs.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub repo: PathBuf,
     /// The Envfile's folder inside the repository.
     pub rel: PathBuf,
@@ -22,7 +22,7 @@ pub struct Candidate {
 }
 
 /// Refuses a dirty tree, an existing tag or an invalid tag name; returns what to test.
-pub fn preflight(env_dir: &Path, tag: &str) -> Result<Candidate, ReleaseError> {
+pub(crate) fn preflight(env_dir: &Path, tag: &str) -> Result<Candidate, ReleaseError> {
     let (repo, rel) = repo_of(env_dir)?;
     git(&repo, &["check-ref-format", &format!("refs/tags/{tag}")]).map_err(|_| {
         ReleaseError::BadTagName {
@@ -57,7 +57,12 @@ pub fn preflight(env_dir: &Path, tag: &str) -> Result<Candidate, ReleaseError> {
 }
 
 /// The tag message: what was released, its hash, and how its checks went.
-pub fn message(c: &Candidate, hash: &str, summary: &Summary, results: &[TestResult]) -> String {
+pub(crate) fn message(
+    c: &Candidate,
+    hash: &str,
+    summary: &Summary,
+    results: &[TestResult],
+) -> String {
     let mut m = format!(
         "release {}\n\nenvironment-hash: {hash}\ntests: {summary}\n",
         c.tag
@@ -75,7 +80,7 @@ pub fn message(c: &Candidate, hash: &str, summary: &Summary, results: &[TestResu
 }
 
 /// Makes the annotated tag on the tested commit.
-pub fn tag(c: &Candidate, message: &str) -> Result<(), ReleaseError> {
+pub(crate) fn tag(c: &Candidate, message: &str) -> Result<(), ReleaseError> {
     git(
         &c.repo,
         &["tag", "--annotate", &c.tag, "--message", message, &c.commit],

@@ -5,8 +5,8 @@
 //! through its command line: the libgit2 and gitoxide crates would pull in a libc that
 //! the virt crate cannot share.
 
-pub mod gatekeeper;
-pub mod update;
+pub(crate) mod gatekeeper;
+pub(crate) mod update;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +19,7 @@ use crate::throwaway::open_project;
 
 /// Why a release operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
+pub(crate) enum ReleaseError {
     /// git could not be run at all.
     #[error("cannot run git: {0}; install git")]
     NoGit(std::io::Error),
@@ -75,7 +75,7 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, ReleaseError> {
 }
 
 /// The repository holding `dir`, and `dir`'s path inside it.
-pub fn repo_of(dir: &Path) -> Result<(PathBuf, PathBuf), ReleaseError> {
+pub(crate) fn repo_of(dir: &Path) -> Result<(PathBuf, PathBuf), ReleaseError> {
     let top = git(dir, &["rev-parse", "--show-toplevel"])
         .map_err(|_| ReleaseError::NotARepo(dir.to_path_buf()))?;
     let top = PathBuf::from(top.trim());
@@ -90,7 +90,7 @@ pub fn repo_of(dir: &Path) -> Result<(PathBuf, PathBuf), ReleaseError> {
 
 /// One tag, newest version first in lists.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Tag {
+pub(crate) struct Tag {
     pub name: String,
     pub commit: String,
     /// Committer date of the tagged commit, ISO 8601.
@@ -100,7 +100,7 @@ pub struct Tag {
 }
 
 /// Tags, highest version first.
-pub fn tags(repo: &Path) -> Result<Vec<Tag>, ReleaseError> {
+pub(crate) fn tags(repo: &Path) -> Result<Vec<Tag>, ReleaseError> {
     let out = git(
         repo,
         &[
@@ -136,7 +136,7 @@ pub fn tags(repo: &Path) -> Result<Vec<Tag>, ReleaseError> {
 }
 
 /// The hash line `hdev release` writes into a tag message.
-pub fn recorded_hash(message: &str) -> Option<String> {
+pub(crate) fn recorded_hash(message: &str) -> Option<String> {
     message
         .lines()
         .find_map(|l| l.strip_prefix("environment-hash: "))
@@ -144,11 +144,11 @@ pub fn recorded_hash(message: &str) -> Option<String> {
 }
 
 /// The tag `update` moves to when none is named: the highest version.
-pub fn latest(repo: &Path) -> Result<Tag, ReleaseError> {
+pub(crate) fn latest(repo: &Path) -> Result<Tag, ReleaseError> {
     tags(repo)?.into_iter().next().ok_or(ReleaseError::NoTags)
 }
 
-pub fn find(repo: &Path, tag: &str) -> Result<Tag, ReleaseError> {
+pub(crate) fn find(repo: &Path, tag: &str) -> Result<Tag, ReleaseError> {
     tags(repo)?
         .into_iter()
         .find(|t| t.name == tag)
@@ -158,12 +158,12 @@ pub fn find(repo: &Path, tag: &str) -> Result<Tag, ReleaseError> {
 }
 
 /// Whether the working tree has uncommitted changes (untracked files included).
-pub fn is_dirty(repo: &Path) -> Result<bool, ReleaseError> {
+pub(crate) fn is_dirty(repo: &Path) -> Result<bool, ReleaseError> {
     Ok(!git(repo, &["status", "--porcelain"])?.trim().is_empty())
 }
 
 /// Unpacks the tree of `rev` into `dest`.
-pub fn materialize(repo: &Path, rev: &str, dest: &Path) -> Result<(), ReleaseError> {
+pub(crate) fn materialize(repo: &Path, rev: &str, dest: &Path) -> Result<(), ReleaseError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -189,14 +189,16 @@ pub fn materialize(repo: &Path, rev: &str, dest: &Path) -> Result<(), ReleaseErr
 }
 
 /// A tagged release unpacked into a temporary folder, with its project opened.
-pub struct Checkout {
+pub(crate) struct Checkout {
     pub tag: Tag,
+    /// Holds the unpacked tree: it is removed when the checkout is dropped.
+    #[allow(dead_code)]
     pub dir: tempfile::TempDir,
     pub project: Project,
 }
 
 /// Unpacks `tag` and opens the Envfile at the same place in the tree as `envfile`.
-pub fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseError> {
+pub(crate) fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseError> {
     let env_dir = envfile.parent().unwrap_or(Path::new("."));
     let env_dir = if env_dir.as_os_str().is_empty() {
         Path::new(".")
@@ -229,20 +231,11 @@ pub fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseError> {
 }
 
 /// The environment hash of a tagged release.
-pub fn hash_at(envfile: &Path, tag: &str) -> Result<(Tag, HashReport), ReleaseError> {
+pub(crate) fn hash_at(envfile: &Path, tag: &str) -> Result<(Tag, HashReport), ReleaseError> {
     let c = checkout(envfile, tag)?;
     let report = c.project.hash().map_err(|e| ReleaseError::Project {
         tag: c.tag.name.clone(),
         source: Box::new(e),
     })?;
     Ok((c.tag, report))
-}
-
-/// Creates an annotated tag on HEAD.
-pub fn create_tag(repo: &Path, tag: &str, message: &str) -> Result<(), ReleaseError> {
-    git(
-        repo,
-        &["tag", "--annotate", tag, "--message", message, "HEAD"],
-    )
-    .map(|_| ())
 }

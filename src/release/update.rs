@@ -16,11 +16,11 @@ use crate::project::{Placement, Project};
 use crate::state::StateDir;
 
 /// Version of `release.json`.
-pub const RECORD_VERSION: u32 = 1;
+pub(crate) const RECORD_VERSION: u32 = 1;
 
 /// What `.hdev/release.json` says: the release the environment was last moved to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReleaseRecord {
+pub(crate) struct ReleaseRecord {
     pub version: u32,
     pub tag: String,
     pub commit: String,
@@ -31,7 +31,7 @@ pub struct ReleaseRecord {
 }
 
 /// A release unpacked for good, with its project opened as the home folder's environment.
-pub struct Release {
+pub(crate) struct Release {
     pub tag: Tag,
     pub dir: PathBuf,
     pub project: Project,
@@ -51,7 +51,7 @@ fn safe_name(tag: &str) -> String {
 
 /// Unpacks `tag` (once) under `home/.hdev/releases/` and opens its Envfile (at the same
 /// place in the tree as `envfile`) under `instance`, with `home`'s state folder.
-pub fn open_release(
+pub(crate) fn open_release(
     envfile: &Path,
     home: &Path,
     instance: &str,
@@ -105,7 +105,7 @@ fn record_path(state: &StateDir) -> PathBuf {
 }
 
 /// Records the release the environment now runs.
-pub fn record(state: &StateDir, r: &ReleaseRecord) -> Result<(), crate::state::StateError> {
+pub(crate) fn record(state: &StateDir, r: &ReleaseRecord) -> Result<(), crate::state::StateError> {
     let mut bytes =
         serde_json::to_vec_pretty(r).map_err(|source| crate::state::StateError::Corrupt {
             path: record_path(state),
@@ -113,9 +113,4 @@ pub fn record(state: &StateDir, r: &ReleaseRecord) -> Result<(), crate::state::S
         })?;
     bytes.push(b'\n');
     crate::state::write_atomic(&record_path(state), &bytes)
-}
-
-/// The release the environment was last moved to, if any.
-pub fn recorded(state: &StateDir) -> Result<Option<ReleaseRecord>, crate::state::StateError> {
-    crate::state::read_json(&record_path(state))
 }

@@ -111,7 +111,7 @@ struct Entry {
 /// Paths that change by themselves on every boot of a guest (logs, caches, runtime
 /// state, the files hdev's guest init writes from the kernel command line) and that are
 /// therefore not drift.
-pub const VOLATILE: &[&str] = &[
+pub(crate) const VOLATILE: &[&str] = &[
     "/proc",
     "/sys",
     "/dev",
@@ -131,10 +131,10 @@ pub const VOLATILE: &[&str] = &[
 
 /// Where a VM keeps the file list of its baseline, inside the guest (so it travels with
 /// the disk layer: a reset or a restore brings the matching list back).
-pub const GUEST_BASELINE_LIST: &str = "/var/lib/hdev/baseline.list";
+pub(crate) const GUEST_BASELINE_LIST: &str = "/var/lib/hdev/baseline.list";
 
 /// The shell command that prints a guest's file list, one entry per line.
-pub fn list_command() -> String {
+pub(crate) fn list_command() -> String {
     let prune: Vec<String> = VOLATILE.iter().map(|p| format!("-path {p}")).collect();
     format!(
         "find / -xdev \\( {} \\) -prune -o -printf '%y %m %s %T@ %p\\n'",
@@ -166,7 +166,7 @@ fn parse_list(text: &str) -> BTreeMap<String, Entry> {
 
 /// Drift between two guest file lists. A folder counts as changed only when its type or
 /// mode changed (its time moves whenever anything inside it does).
-pub fn diff_lists(baseline: &str, now: &str) -> Drift {
+pub(crate) fn diff_lists(baseline: &str, now: &str) -> Drift {
     let (a, b) = (parse_list(baseline), parse_list(now));
     let mut changes = Vec::new();
     for (path, old) in &a {

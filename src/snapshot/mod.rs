@@ -9,12 +9,12 @@
 //! behind `Engine::capture`/`restore`/`drift`); this module holds names, errors and drift
 //! as data ([`changes`]), and imports no engine.
 
-pub mod changes;
+pub(crate) mod changes;
 
-pub use changes::Drift;
+pub(crate) use changes::Drift;
 
 /// Name of the state every machine gets after provisioning.
-pub const BASELINE: &str = "baseline";
+pub(crate) const BASELINE: &str = "baseline";
 
 /// Why a snapshot operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum SnapshotError {
 }
 
 /// Checks a user-given snapshot name (it becomes a Docker tag and part of a volume name).
-pub fn check_name(name: &str) -> Result<(), SnapshotError> {
+pub(crate) fn check_name(name: &str) -> Result<(), SnapshotError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name != BASELINE
@@ -57,7 +57,7 @@ pub fn check_name(name: &str) -> Result<(), SnapshotError> {
     }
 }
 
-pub fn missing(machine: &str, name: &str) -> SnapshotError {
+pub(crate) fn missing(machine: &str, name: &str) -> SnapshotError {
     if name == BASELINE {
         SnapshotError::NoBaseline {
             machine: machine.to_string(),

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Version of `state.json`; a newer one is refused rather than misread.
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// Why state could not be read, written or locked.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// A file in `.hdev/` could not be read or written.
     #[error("cannot access `{}`: {source}", path.display())]
     Io {
@@ -43,7 +43,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:
 /// a temporary file in the same folder, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
@@ -62,7 +62,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 /// Where a machine is in its life, as hdev last recorded it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Creation started but was not seen to finish.
     Creating,
     /// Created and started; provisioning not finished.
@@ -75,7 +75,7 @@ pub enum Phase {
 
 /// What hdev recorded about one machine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MachineRecord {
+pub(crate) struct MachineRecord {
     pub backend: crate::envfile::Backend,
     /// Backend id: container id or domain name.
     pub id: Option<String>,
@@ -94,7 +94,7 @@ impl MachineRecord {
     /// Whether this record says that the machine the engine holds (`id`, created from
     /// per-machine hash `hash`) finished its provisioning. The one rule for "provisioned":
     /// `plan` and `status` both ask it.
-    pub fn provisioned(&self, id: &str, hash: Option<&str>) -> bool {
+    pub(crate) fn provisioned(&self, id: &str, hash: Option<&str>) -> bool {
         self.phase >= Phase::Provisioned
             && Some(self.hash.as_str()) == hash
             && self.id.as_deref().is_none_or(|own| own == id)
@@ -103,7 +103,7 @@ impl MachineRecord {
 
 /// The whole of `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct State {
+pub(crate) struct State {
     pub version: u32,
     /// Unique name of this environment in the backends.
     pub instance: String,
@@ -115,7 +115,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(instance: &str) -> Self {
+    pub(crate) fn new(instance: &str) -> Self {
         State {
             version: STATE_VERSION,
             instance: instance.to_string(),
@@ -126,7 +126,7 @@ impl State {
 }
 
 /// Reads a versioned JSON file; `None` when it does not exist.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -156,29 +156,25 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
 
 /// The `.hdev/` folder of one environment.
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     pub root: PathBuf,
 }
 
 /// Held while a command acts on the environment; released on drop.
 #[derive(Debug)]
-pub struct EnvLock {
+pub(crate) struct EnvLock {
     _file: File,
 }
 
 impl StateDir {
-    pub fn new(env_dir: &Path) -> Self {
+    pub(crate) fn new(env_dir: &Path) -> Self {
         StateDir {
             root: env_dir.join(".hdev"),
         }
     }
 
-    pub fn state_path(&self) -> PathBuf {
+    pub(crate) fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
-    }
-
-    pub fn logs(&self) -> PathBuf {
-        self.root.join("logs")
     }
 
     fn ensure(&self) -> Result<(), StateError> {
@@ -194,7 +190,7 @@ impl StateDir {
     }
 
     /// Takes the environment's lock without waiting.
-    pub fn lock(&self) -> Result<EnvLock, StateError> {
+    pub(crate) fn lock(&self) -> Result<EnvLock, StateError> {
         self.ensure()?;
         let path = self.root.join("lock");
         let file = std::fs::OpenOptions::new()
@@ -213,12 +209,12 @@ impl StateDir {
         }
     }
 
-    pub fn load(&self) -> Result<Option<State>, StateError> {
+    pub(crate) fn load(&self) -> Result<Option<State>, StateError> {
         read_json(&self.state_path())
     }
 
     /// Saves state; the caller holds the lock.
-    pub fn save(&self, _lock: &EnvLock, state: &State) -> Result<(), StateError> {
+    pub(crate) fn save(&self, _lock: &EnvLock, state: &State) -> Result<(), StateError> {
         self.ensure()?;
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
             path: self.state_path(),

@@ -12,7 +12,7 @@
 //! creates is labelled with the copy's folder as `hdev.dir`, so `hdev gc` also collects it
 //! once the folder is gone.
 
-pub mod net;
+pub(crate) mod net;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -30,7 +30,7 @@ use crate::state::{StateDir, StateError};
 /// Held by the process that runs a copy, from creation to teardown (a file lock, so it
 /// goes away with the process however it ends).
 #[derive(Debug)]
-pub struct RunLock {
+pub(crate) struct RunLock {
     _file: std::fs::File,
 }
 
@@ -58,11 +58,11 @@ fn run_lock(root: &Path) -> Result<Option<RunLock>, StateError> {
 }
 
 /// Version of `copy.json`.
-pub const COPY_VERSION: u32 = 1;
+pub(crate) const COPY_VERSION: u32 = 1;
 
 /// Why a throwaway copy could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ThrowawayError {
+pub(crate) enum ThrowawayError {
     /// The copy's folder or record could not be written or read.
     #[error(transparent)]
     State(#[from] StateError),
@@ -82,7 +82,7 @@ pub enum ThrowawayError {
 
 /// What `copy.json` records about a copy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CopyRecord {
+pub(crate) struct CopyRecord {
     pub version: u32,
     pub instance: String,
     /// The Envfile the copy was brought up from.
@@ -99,18 +99,18 @@ pub struct CopyRecord {
 
 /// A throwaway copy's folder and record.
 #[derive(Debug, Clone)]
-pub struct Copy {
+pub(crate) struct Copy {
     pub root: PathBuf,
     pub record: CopyRecord,
 }
 
 /// Where a folder's copies live.
-pub fn copies_root(env_dir: &Path) -> PathBuf {
+pub(crate) fn copies_root(env_dir: &Path) -> PathBuf {
     env_dir.join(".hdev").join("ci")
 }
 
 /// A fresh instance name: `<env>-ci-` and 8 random hex digits.
-pub fn new_instance(env_name: &str) -> String {
+pub(crate) fn new_instance(env_name: &str) -> String {
     format!("{env_name}-ci-{}", hex::encode(random_bytes::<4>()))
 }
 
@@ -141,7 +141,7 @@ fn seed_of(instance: &str) -> u64 {
 impl Copy {
     /// Creates the folder of a new copy of `envfile` under `home_dir` and takes its lock;
     /// nothing exists in the engines yet.
-    pub fn create(
+    pub(crate) fn create(
         home_dir: &Path,
         instance: &str,
         envfile: &Path,
@@ -178,13 +178,13 @@ impl Copy {
         Ok((copy, lock))
     }
 
-    pub fn state(&self) -> StateDir {
+    pub(crate) fn state(&self) -> StateDir {
         StateDir {
             root: self.root.clone(),
         }
     }
 
-    pub fn save(&self) -> Result<(), StateError> {
+    pub(crate) fn save(&self) -> Result<(), StateError> {
         let mut bytes =
             serde_json::to_vec_pretty(&self.record).map_err(|source| StateError::Corrupt {
                 path: self.root.join("copy.json"),
@@ -196,7 +196,7 @@ impl Copy {
 
     /// Opens the copy's project: its Envfile under its instance, state folder and home,
     /// with its networks moved as recorded.
-    pub fn open(&self) -> Result<Project, ProjectError> {
+    pub(crate) fn open(&self) -> Result<Project, ProjectError> {
         let mut project = Project::open_placed(
             &self.record.envfile,
             Placement {
@@ -213,7 +213,7 @@ impl Copy {
     /// Chooses free subnets for the copy's networks and creates them, under a host-wide
     /// lock so that two copies starting at once never pick the same block; records the
     /// choice and moves `project`'s networks to it.
-    pub async fn place_networks(
+    pub(crate) async fn place_networks(
         &mut self,
         project: &mut Project,
         docker: &DockerBackend,
@@ -247,7 +247,7 @@ impl Copy {
     }
 
     /// Removes the copy's folder (after its objects are gone).
-    pub fn remove_dir(&self) {
+    pub(crate) fn remove_dir(&self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -257,7 +257,7 @@ impl Copy {
 /// (a kept `hdev ci` run, or the copy a `hdev ci -- CMD` command runs against), that copy.
 /// It is here rather than in `project` because only this module knows copies, and copies
 /// are opened as projects: so `project` never imports `throwaway`.
-pub fn open_project(file: Option<&Path>) -> Result<Project, ProjectError> {
+pub(crate) fn open_project(file: Option<&Path>) -> Result<Project, ProjectError> {
     let path = find_envfile(file)?;
     let instance = std::env::var("HDEV_INSTANCE")
         .ok()
@@ -278,14 +278,14 @@ pub fn open_project(file: Option<&Path>) -> Result<Project, ProjectError> {
 }
 
 /// The copy named `instance` of the environment in `env_dir`, if there is one.
-pub fn find(env_dir: &Path, instance: &str) -> Option<Copy> {
+pub(crate) fn find(env_dir: &Path, instance: &str) -> Option<Copy> {
     let root = copies_root(env_dir).join(instance);
     let record: CopyRecord = crate::state::read_json(&root.join("copy.json")).ok()??;
     Some(Copy { root, record })
 }
 
 /// Every copy of the environment in `env_dir`, by instance name.
-pub fn list(env_dir: &Path) -> Vec<Copy> {
+pub(crate) fn list(env_dir: &Path) -> Vec<Copy> {
     let Ok(entries) = std::fs::read_dir(copies_root(env_dir)) else {
         return Vec::new();
     };
@@ -300,7 +300,7 @@ pub fn list(env_dir: &Path) -> Vec<Copy> {
 
 /// Copies no process runs: left by a killed run, or kept (with `include_kept`), each with
 /// its run lock taken so that nothing starts on it while it is removed.
-pub fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, RunLock)> {
+pub(crate) fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, RunLock)> {
     list(env_dir)
         .into_iter()
         .filter(|c| include_kept || !c.record.kept)
@@ -310,7 +310,7 @@ pub fn idle(env_dir: &Path, include_kept: bool) -> Vec<(Copy, RunLock)> {
 
 /// The copy whose folder is `root`, when no process runs it and it was not kept: left by
 /// a killed run. Its run lock is taken, so nothing starts on it while it is removed.
-pub fn idle_at(root: &Path) -> Option<(Copy, RunLock)> {
+pub(crate) fn idle_at(root: &Path) -> Option<(Copy, RunLock)> {
     let record: CopyRecord = crate::state::read_json(&root.join("copy.json")).ok()??;
     if record.kept {
         return None;

@@ -25,13 +25,13 @@ const POOLS: &[(Ipv4Addr, u8)] = &[
 const MAX_TRIES: u64 = 1 << 16;
 
 /// Whether two subnets share any address.
-pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+pub(crate) fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(b.network()) || b.contains(a.network())
 }
 
 /// A free block for every network, none overlapping `taken` or each other. `seed` spreads
 /// copies over the pool so that parallel runs rarely even try the same block.
-pub fn choose(
+pub(crate) fn choose(
     networks: &BTreeMap<String, Network>,
     taken: &[Ipv4Net],
     seed: u64,
@@ -71,14 +71,14 @@ pub fn choose(
 }
 
 /// The address at the same offset in `to` as `a` has in `from`.
-pub fn moved(a: Ipv4Addr, from: &Ipv4Net, to: &Ipv4Net) -> Ipv4Addr {
+pub(crate) fn moved(a: Ipv4Addr, from: &Ipv4Net, to: &Ipv4Net) -> Ipv4Addr {
     let offset = u32::from(a).wrapping_sub(u32::from(from.network())) & !to.mask();
     Ipv4Addr::from(u32::from(to.network()) | offset)
 }
 
 /// Moves the environment's networks (and fixed addresses on them) to `subnets`, and
 /// leaves every published port's host side to the engine.
-pub fn relocate(env: &mut Env, subnets: &BTreeMap<String, Ipv4Net>) {
+pub(crate) fn relocate(env: &mut Env, subnets: &BTreeMap<String, Ipv4Net>) {
     let old: BTreeMap<String, Ipv4Net> = env
         .networks
         .iter()
@@ -105,14 +105,14 @@ pub fn relocate(env: &mut Env, subnets: &BTreeMap<String, Ipv4Net>) {
 
 /// Destinations of the host's routes (the default route left out): a copy must not take
 /// a range the host already reaches some other way.
-pub fn host_routes() -> Vec<Ipv4Net> {
+pub(crate) fn host_routes() -> Vec<Ipv4Net> {
     std::fs::read_to_string("/proc/net/route")
         .map(|t| parse_routes(&t))
         .unwrap_or_default()
 }
 
 /// Parses `/proc/net/route`: hex fields in the kernel's (little-endian) byte order.
-pub fn parse_routes(text: &str) -> Vec<Ipv4Net> {
+pub(crate) fn parse_routes(text: &str) -> Vec<Ipv4Net> {
     text.lines()
         .skip(1)
         .filter_map(|l| {

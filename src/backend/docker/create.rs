@@ -21,7 +21,7 @@ use crate::backend::{
 
 /// Main process of a container without `command`: sleeps, and ends at once on SIGTERM so
 /// that `halt` is quick.
-pub const KEEP_ALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done";
+pub(super) const KEEP_ALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done";
 
 fn env_labels(ctx: &EnvCtx) -> HashMap<String, String> {
     HashMap::from([

@@ -42,7 +42,7 @@ async fn run(
 
 /// Captures the VM's disk as state `name`; for the baseline, the guest's file list is
 /// written first. Returns the layer's volume.
-pub async fn capture(
+pub(super) async fn capture(
     vms: &Vms,
     machine: &str,
     id: &str,
@@ -72,7 +72,12 @@ pub async fn capture(
 /// Puts the VM back on state `name`: resumed from the state's memory when it has one
 /// (then its clock is set to now, since it stood still while saved), booted otherwise;
 /// either way it answers SSH when this returns.
-pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(), BackendError> {
+pub(super) async fn restore(
+    vms: &Vms,
+    machine: &str,
+    id: &str,
+    name: &str,
+) -> Result<(), BackendError> {
     let resumed = match vms.lv_for(id).reset_to_layer(id, name).await {
         Err(LibvirtError::NotFound {
             what: "snapshot layer",
@@ -96,7 +101,7 @@ pub async fn restore(vms: &Vms, machine: &str, id: &str, name: &str) -> Result<(
 }
 
 /// Files added, changed and deleted in the guest since its baseline.
-pub async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, BackendError> {
+pub(super) async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, BackendError> {
     let (code, base) = run(vms, machine, id, &format!("cat {GUEST_BASELINE_LIST}")).await?;
     if code != 0 {
         return Err(missing(machine, BASELINE).into());

@@ -84,7 +84,7 @@ fn interactive(o: &Opened, machine: &str, cmd: &[String]) -> CmdResult {
 }
 
 /// `hdev exec MACHINE -- CMD...`: the command's exit code is hdev's.
-pub fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[String]) -> CmdResult {
+pub(crate) fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[String]) -> CmdResult {
     let o = open(file)?;
     if cmd.is_empty() {
         anyhow::bail!("no command given\nhelp: hdev exec {machine} -- COMMAND [ARGS...]");
@@ -94,14 +94,14 @@ pub fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[String]) ->
 
 /// `hdev ssh MACHINE`: an interactive shell in the machine (for a VM, the system's
 /// OpenSSH client; for a container, an exec of a shell).
-pub fn ssh(_p: &Printer, file: Option<&Path>, machine: &str) -> CmdResult {
+pub(crate) fn ssh(_p: &Printer, file: Option<&Path>, machine: &str) -> CmdResult {
     let o = open(file)?;
     interactive(&o, machine, &[])
 }
 
 /// `hdev logs [MACHINE] [-f]`: a machine's main-process output, or every machine's with
 /// its name before each line.
-pub fn logs(
+pub(crate) fn logs(
     p: &Printer,
     file: Option<&Path>,
     machine: Option<&str>,

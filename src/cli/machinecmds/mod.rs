@@ -14,12 +14,12 @@ use crate::ops::up;
 use crate::output::Printer;
 use crate::plan;
 
-pub use interact::{exec, logs, ssh};
-pub use status::status;
-pub use teardown::{destroy, gc, halt};
+pub(super) use interact::{exec, logs, ssh};
+pub(super) use status::status;
+pub(super) use teardown::{destroy, gc, halt};
 
 /// `hdev plan`: what `up` would do.
-pub fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(super) fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
     let o = open(file)?;
     let state = load_state(&o.project)?;
     runtime()?.block_on(async {
@@ -44,7 +44,7 @@ pub fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
 }
 
 /// `hdev up`.
-pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResult {
+pub(super) fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResult {
     runtime()?.block_on(async {
         let (o, backends, images) = open_with_images(file, p).await?;
         let lock = o.project.state.lock()?;
@@ -53,7 +53,7 @@ pub fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResul
 }
 
 /// `hdev provision [MACHINE]`: runs provisioning again on running machines.
-pub fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
+pub(super) fn provision(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
     let o = open(file)?;
     runtime()?.block_on(up::provision(p, &o, machine))
 }

@@ -7,7 +7,7 @@ use crate::ops::session::{open, runtime};
 use crate::ops::status::status as read_status;
 use crate::output::Printer;
 
-pub fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(crate) fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
     let o = open(file)?;
     let report = runtime()?.block_on(read_status(&o))?;
     if p.json {

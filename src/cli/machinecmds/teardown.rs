@@ -11,7 +11,7 @@ use crate::output::Printer;
 use crate::state::State;
 
 /// `hdev halt`: stops every running machine; they keep their state for the next `up`.
-pub fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(crate) fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
     let o = open(file)?;
     let _lock = o.project.state.lock()?;
     let stopped = runtime()?.block_on(async {
@@ -45,7 +45,7 @@ fn counts_text(c: &Counts) -> String {
 }
 
 /// `hdev destroy [-y]`: removes every object this environment's instance created.
-pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
+pub(crate) fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
     let o = open(file)?;
     let lock = o.project.state.lock()?;
     let instance = o.ctx.instance.clone();
@@ -81,7 +81,7 @@ pub fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
 }
 
 /// `hdev gc [--dry-run]`: removes objects of environments whose folder no longer exists.
-pub fn gc(p: &Printer, dry_run: bool) -> CmdResult {
+pub(crate) fn gc(p: &Printer, dry_run: bool) -> CmdResult {
     let report = runtime()?.block_on(teardown::gc(dry_run))?;
     let code = i32::from(!report.failed.is_empty());
     if p.json {

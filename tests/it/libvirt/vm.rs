@@ -149,7 +149,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     assert_eq!(out.exit_code, 7, "exit codes pass through: {:?}", out.tail);
     assert_eq!(out.tail.first().map(String::as_str), Some("vm"));
     // The guest uses the host's upstream name servers (when the host has any).
-    let dns: Vec<String> = hdev::host::upstream_resolvers()
+    let dns: Vec<String> = host::upstream_resolvers()
         .iter()
         .map(|a| a.to_string())
         .collect();

@@ -13,14 +13,14 @@ use bollard::query_parameters::{
 };
 
 /// The libvirt connection every test uses.
-pub const LIBVIRT_URI: &str = "qemu:///system";
+pub(crate) const LIBVIRT_URI: &str = "qemu:///system";
 
 const FAST_TIER: &str =
     "or run only the fast tier: cargo test --lib (and the tests that need no daemon: \
      cargo test --test it offline::)";
 
 /// Fails the test, saying what to do, when the Docker engine is not reachable.
-pub fn require_docker() {
+pub(crate) fn require_docker() {
     static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
     let r = REACHABLE.get_or_init(|| {
         if !Path::new("/var/run/docker.sock").exists() {
@@ -44,7 +44,7 @@ pub fn require_docker() {
 }
 
 /// Fails the test, saying what to do, when libvirtd is not reachable at [`LIBVIRT_URI`].
-pub fn require_libvirt() {
+pub(crate) fn require_libvirt() {
     static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
     let r = REACHABLE.get_or_init(|| {
         if !Path::new("/var/run/libvirt/libvirt-sock").exists() {
@@ -67,7 +67,7 @@ pub fn require_libvirt() {
     }
 }
 
-pub fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +75,7 @@ pub fn rt() -> tokio::runtime::Runtime {
 }
 
 /// The Docker engine, connected (call [`require_docker`] first).
-pub async fn docker() -> bollard::Docker {
+pub(crate) async fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults()
         .expect("docker")
         .negotiate_version()
@@ -84,7 +84,7 @@ pub async fn docker() -> bollard::Docker {
 }
 
 /// Counts of containers, networks and volumes in Docker labelled for `instance`.
-pub fn labelled_counts(instance: &str) -> (usize, usize, usize) {
+pub(crate) fn labelled_counts(instance: &str) -> (usize, usize, usize) {
     rt().block_on(async {
         let d = docker().await;
         let filters = HashMap::from([("label", vec![format!("hdev.env={instance}")])]);
@@ -123,7 +123,7 @@ pub fn labelled_counts(instance: &str) -> (usize, usize, usize) {
 }
 
 /// The Docker image the busybox box was imported as (after some `up` built it).
-pub fn busybox_image() -> String {
+pub(crate) fn busybox_image() -> String {
     rt().block_on(async {
         let d = docker().await;
         let filters = HashMap::from([("label", vec!["hdev.box=busybox"])]);
@@ -144,7 +144,7 @@ pub fn busybox_image() -> String {
 }
 
 /// Snapshot images in Docker of an environment instance.
-pub fn snapshot_images(instance: &str) -> usize {
+pub(crate) fn snapshot_images(instance: &str) -> usize {
     rt().block_on(async {
         let d = docker().await;
         let filters = HashMap::from([(
@@ -164,12 +164,12 @@ pub fn snapshot_images(instance: &str) -> usize {
 }
 
 /// The libvirt domains (any state) of an environment instance.
-pub fn libvirt_domains(instance: &str) -> Vec<String> {
+pub(crate) fn libvirt_domains(instance: &str) -> Vec<String> {
     virsh_names(instance, &["list", "--all", "--name"])
 }
 
 /// The volumes of an environment instance in the `hdev` pool.
-pub fn libvirt_volumes(instance: &str) -> Vec<String> {
+pub(crate) fn libvirt_volumes(instance: &str) -> Vec<String> {
     let prefix = format!("hdev-{instance}-");
     let mut out: Vec<String> = std::fs::read_dir("/var/lib/libvirt/images/hdev")
         .map(|rd| {
@@ -185,7 +185,7 @@ pub fn libvirt_volumes(instance: &str) -> Vec<String> {
 
 /// Volumes, domains (`domain NAME`) and networks (`network NAME`) in libvirt named
 /// after an environment instance.
-pub fn libvirt_leftovers(instance: &str) -> Vec<String> {
+pub(crate) fn libvirt_leftovers(instance: &str) -> Vec<String> {
     let mut out = libvirt_volumes(instance);
     out.extend(
         libvirt_domains(instance)

@@ -15,7 +15,7 @@
 //! What needs a daemon is in [`engines`]: `require_docker()` and `require_libvirt()`, and
 //! what the tests read back from Docker and libvirt.
 
-pub mod engines;
+pub(crate) mod engines;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,23 +24,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use engines::{require_docker, require_libvirt};
+pub(crate) use engines::{require_docker, require_libvirt};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The repository (the crate's folder): box recipes, fixtures, templates.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The built `hdev` binary.
-pub fn hdev_bin() -> &'static Path {
+pub(crate) fn hdev_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hdev"))
 }
 
 /// HDEV_HOME shared by every test (and kept between runs under the target folder), so
 /// boxes, the debian one above all, are built once.
-pub fn hdev_home() -> &'static Path {
+pub(crate) fn hdev_home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
         let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hdev-home");
@@ -50,14 +50,14 @@ pub fn hdev_home() -> &'static Path {
 }
 
 /// A subnet no other test of this run (or, most likely, of a parallel run) uses.
-pub fn subnet() -> String {
+pub(crate) fn subnet() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
     format!("10.{}.{}.0/24", 150 + (pid % 90), (n * 7 + pid / 90) % 250)
 }
 
 /// How a [`TestEnv`] is made: start with [`TestEnv::build`], end with [`EnvBuilder::create`].
-pub struct EnvBuilder {
+pub(crate) struct EnvBuilder {
     envfile: Option<String>,
     files: Vec<(String, String)>,
     recipes: Vec<String>,
@@ -69,7 +69,7 @@ pub struct EnvBuilder {
 impl EnvBuilder {
     /// The Envfile: a unique `[env]` name made from `prefix` (with `parallel = 8`), the
     /// repository's busybox box, then `body` (machines, networks, checks).
-    pub fn machines(self, prefix: &str, body: &str) -> EnvBuilder {
+    pub(crate) fn machines(self, prefix: &str, body: &str) -> EnvBuilder {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("it-{prefix}-{}-{n}", std::process::id());
         let recipe = repo().join("boxes/busybox");
@@ -80,26 +80,26 @@ impl EnvBuilder {
     }
 
     /// The Envfile, exactly this text.
-    pub fn envfile(mut self, text: &str) -> EnvBuilder {
+    pub(crate) fn envfile(mut self, text: &str) -> EnvBuilder {
         self.envfile = Some(text.to_string());
         self
     }
 
     /// A file of the environment folder (folders made as needed).
-    pub fn file(mut self, rel: &str, content: &str) -> EnvBuilder {
+    pub(crate) fn file(mut self, rel: &str, content: &str) -> EnvBuilder {
         self.files.push((rel.to_string(), content.to_string()));
         self
     }
 
     /// A copy of the repository's box recipe `boxes/NAME` at `boxes/NAME` in the folder
     /// (the copy has the same recipe digest).
-    pub fn recipe_copy(mut self, name: &str) -> EnvBuilder {
+    pub(crate) fn recipe_copy(mut self, name: &str) -> EnvBuilder {
         self.recipes.push(name.to_string());
         self
     }
 
     /// The environment `boxtest` with one box, busybox, from a copy of its recipe.
-    pub fn busybox_copy(self) -> EnvBuilder {
+    pub(crate) fn busybox_copy(self) -> EnvBuilder {
         self.recipe_copy("busybox")
             .envfile("[env]\nname = \"boxtest\"\n\n[box.busybox]\nrecipe = \"boxes/busybox\"\n")
     }
@@ -107,30 +107,30 @@ impl EnvBuilder {
     /// An HDEV_HOME of this environment's own in a temp folder instead of the shared one:
     /// a box store nothing else touches. Such an environment is never brought up, so
     /// nothing is destroyed on drop.
-    pub fn own_home(mut self) -> EnvBuilder {
+    pub(crate) fn own_home(mut self) -> EnvBuilder {
         self.own_home = true;
         self
     }
 
     /// The bound on each `hdev` command (180 s unless told).
-    pub fn timeout(mut self, t: Duration) -> EnvBuilder {
+    pub(crate) fn timeout(mut self, t: Duration) -> EnvBuilder {
         self.timeout = Some(t);
         self
     }
 
     /// No bound on `hdev` commands (VMs under software emulation take their time).
-    pub fn no_timeout(mut self) -> EnvBuilder {
+    pub(crate) fn no_timeout(mut self) -> EnvBuilder {
         self.timeout = None;
         self
     }
 
     /// An environment variable for every `hdev` command.
-    pub fn var(mut self, key: &str, value: &str) -> EnvBuilder {
+    pub(crate) fn var(mut self, key: &str, value: &str) -> EnvBuilder {
         self.vars.push((key.to_string(), value.to_string()));
         self
     }
 
-    pub fn create(self) -> TestEnv {
+    pub(crate) fn create(self) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp env dir");
         let home = self
             .own_home
@@ -161,7 +161,7 @@ impl EnvBuilder {
 }
 
 /// An environment folder and where its `hdev` keeps boxes; see [`EnvBuilder`].
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub dir: tempfile::TempDir,
     home: Option<tempfile::TempDir>,
     timeout: Option<Duration>,
@@ -170,7 +170,7 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// An empty folder on the shared store, commands bounded to 180 s: add to it.
-    pub fn build() -> EnvBuilder {
+    pub(crate) fn build() -> EnvBuilder {
         EnvBuilder {
             envfile: None,
             files: vec![],
@@ -183,23 +183,23 @@ impl TestEnv {
 
     /// `TestEnv::build().machines(prefix, body).create()`: `body` is the Envfile after
     /// `[env]` and `[box.busybox]`.
-    pub fn new(prefix: &str, body: &str) -> TestEnv {
+    pub(crate) fn new(prefix: &str, body: &str) -> TestEnv {
         TestEnv::build().machines(prefix, body).create()
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// This environment's HDEV_HOME.
-    pub fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         match &self.home {
             Some(h) => h.path(),
             None => hdev_home(),
         }
     }
 
-    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, content: &str) -> PathBuf {
         let p = self.path().join(rel);
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d).expect("mkdir");
@@ -208,16 +208,16 @@ impl TestEnv {
         p
     }
 
-    pub fn envfile(&self) -> String {
+    pub(crate) fn envfile(&self) -> String {
         std::fs::read_to_string(self.path().join("Envfile")).expect("read Envfile")
     }
 
-    pub fn set_envfile(&self, text: &str) {
+    pub(crate) fn set_envfile(&self, text: &str) {
         std::fs::write(self.path().join("Envfile"), text).expect("write Envfile");
     }
 
     /// `hdev` in the folder, with this environment's home and bound.
-    pub fn cmd(&self) -> assert_cmd::Command {
+    pub(crate) fn cmd(&self) -> assert_cmd::Command {
         let mut c = assert_cmd::Command::new(hdev_bin());
         c.current_dir(self.path())
             .env("HDEV_HOME", self.home())
@@ -232,7 +232,7 @@ impl TestEnv {
     }
 
     /// A plain process command, for tests that signal the process or run several at once.
-    pub fn std_cmd(&self) -> std::process::Command {
+    pub(crate) fn std_cmd(&self) -> std::process::Command {
         let mut c = std::process::Command::new(hdev_bin());
         c.current_dir(self.path())
             .env("HDEV_HOME", self.home())
@@ -244,31 +244,31 @@ impl TestEnv {
     }
 
     /// Runs hdev with `args`; returns the output with stderr and stdout as text.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let out = self.cmd().args(args).output().expect("run hdev");
         Run::from(out)
     }
 
     /// Runs hdev and insists on success; its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
         assert_eq!(r.code, 0, "hdev {args:?}: {r}");
         r.stdout
     }
 
     /// `hdev --json ARGS`, which must succeed; its output.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cmd().arg("--json").args(args).assert().success();
         serde_json::from_slice(&out.get_output().stdout).expect("json output")
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let r = self.run(&["status", "--json"]);
         assert_eq!(r.code, 0, "status failed: {}", r.stderr);
         serde_json::from_str(&r.stdout).expect("status json")
     }
 
-    pub fn instance(&self) -> String {
+    pub(crate) fn instance(&self) -> String {
         self.status()["instance"]
             .as_str()
             .expect("instance")
@@ -276,7 +276,7 @@ impl TestEnv {
     }
 
     /// Container ids by machine, from `status --json`.
-    pub fn ids(&self) -> HashMap<String, String> {
+    pub(crate) fn ids(&self) -> HashMap<String, String> {
         let s = self.status();
         s["machines"]
             .as_array()
@@ -293,7 +293,7 @@ impl TestEnv {
 
     /// Builds the repository's busybox box into this environment's store and writes its
     /// archive to `busybox.box` in the folder; returns (archive, digest).
-    pub fn build_busybox(&self) -> (PathBuf, String) {
+    pub(crate) fn build_busybox(&self) -> (PathBuf, String) {
         let archive = self.path().join("busybox.box");
         let recipe = repo().join("boxes/busybox");
         let v = self.json(&[
@@ -307,12 +307,12 @@ impl TestEnv {
     }
 
     /// The boxes in this environment's store.
-    pub fn stored(&self) -> Vec<PathBuf> {
+    pub(crate) fn stored(&self) -> Vec<PathBuf> {
         entries(&self.home().join("boxes"))
     }
 
     /// What an add or a build left half done in this environment's store.
-    pub fn leftovers(&self) -> Vec<PathBuf> {
+    pub(crate) fn leftovers(&self) -> Vec<PathBuf> {
         entries(&self.home().join("tmp"))
     }
 }
@@ -336,7 +336,7 @@ impl Drop for TestEnv {
 }
 
 /// What an `hdev` command did.
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -363,12 +363,12 @@ impl std::fmt::Display for Run {
 }
 
 /// Machines of `status --json`.
-pub fn machines(status: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn machines(status: &serde_json::Value) -> Vec<serde_json::Value> {
     status["machines"].as_array().cloned().unwrap_or_default()
 }
 
 /// One machine of `status --json`.
-pub fn machine<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn machine<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["machines"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == name))
