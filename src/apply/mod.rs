@@ -207,6 +207,7 @@ pub(crate) async fn apply(
                         name: net.name.clone(),
                         subnet: net.subnet,
                         address: None,
+                        remote: None,
                     });
                     host.ensure_network(ctx, spec.as_ref()).await?;
                 }

@@ -169,12 +169,16 @@ impl Backends {
         Ok(out)
     }
 
-    /// Connects for `gc`: Docker, and libvirt on every URI in `uris` (the first must be
-    /// reachable; the others are reported as unreachable by discovery).
-    pub async fn connect_all(uris: &BTreeSet<String>) -> Result<Backends, BackendError> {
+    /// Connects to find and remove objects: Docker, and libvirt on every URI in `uris`
+    /// (those that cannot be reached are reported by discovery); `env` when the objects
+    /// are one environment's.
+    pub async fn connect_all(
+        uris: &BTreeSet<String>,
+        env: Option<&Env>,
+    ) -> Result<Backends, BackendError> {
         let mut out = Backends::default();
         out.insert(AnyBackend::Docker(docker::DockerBackend::connect().await?));
-        match libvirt::machines::Vms::at_uris(uris).await {
+        match libvirt::machines::Vms::at_uris(uris, env).await {
             Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
             Err(e) => {
                 out.errors.insert(Backend::Libvirt, e.to_string());

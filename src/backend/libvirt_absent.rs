@@ -29,7 +29,10 @@ impl Vms {
         Err(unavailable())
     }
 
-    pub async fn at_uris(_uris: &std::collections::BTreeSet<String>) -> Result<Vms, BackendError> {
+    pub async fn at_uris(
+        _uris: &std::collections::BTreeSet<String>,
+        _env: Option<&Env>,
+    ) -> Result<Vms, BackendError> {
         Err(unavailable())
     }
 

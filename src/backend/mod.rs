@@ -84,6 +84,9 @@ pub enum BackendError {
     /// The machine is not running, so it cannot run commands.
     #[error("machine `{machine}` is not running (it is {state}); run `hdev up` first")]
     NotRunning { machine: String, state: String },
+    /// A box could not be imported into the engine.
+    #[error(transparent)]
+    Boxes(#[from] crate::boxes::BoxError),
     /// A baseline or snapshot is missing, or the guest could not prepare one.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),

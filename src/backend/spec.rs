@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::envfile::{Backend, Env, Ipv4Net, Machine, PortMap};
+use crate::envfile::addresses::vm_addresses;
+use crate::envfile::topology::{machine_uri, remote_networks};
+use crate::envfile::{Accel, Backend, Env, Ipv4Net, Machine, PortMap};
 
 /// What a machine is created from, once an engine prepared it.
 #[derive(Debug, Clone)]
@@ -23,8 +25,12 @@ pub struct NetSpec {
     /// Envfile network name.
     pub name: String,
     pub subnet: Ipv4Net,
-    /// The machine's fixed address on it, if the Envfile gives one.
+    /// The machine's address on it: a container's fixed address if the Envfile gives one
+    /// (else the engine assigns one); a VM's always (given, or from the upper half).
     pub address: Option<Ipv4Addr>,
+    /// The engine connection (a libvirt URI) on whose host the network is a network of
+    /// that engine, when it is not on this host's bridges (VMs on a remote libvirt).
+    pub remote: Option<String>,
 }
 
 /// A host folder shared with a machine.
@@ -47,6 +53,12 @@ pub struct MachineSpec {
     pub cpus: u32,
     /// Memory limit in bytes.
     pub memory: Option<u64>,
+    /// Disk size in bytes (VMs).
+    pub disk: Option<u64>,
+    /// Acceleration a VM asks for (its own, else the environment's).
+    pub accel: Accel,
+    /// The engine connection the machine lives on (a VM's libvirt URI).
+    pub place: Option<String>,
     /// Networks in the Envfile's order.
     pub networks: Vec<NetSpec>,
     pub ports: Vec<PortMap>,
@@ -79,6 +91,12 @@ impl MachineSpec {
 
 /// Resolves machine `m` of `env` into the spec its engine creates it from.
 pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSpec {
+    let vm = m.backend == Backend::Libvirt;
+    let (vm_ips, remote) = if vm {
+        (vm_addresses(env), remote_networks(env))
+    } else {
+        Default::default()
+    };
     MachineSpec {
         name: m.name.clone(),
         backend: m.backend,
@@ -86,6 +104,9 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
         base,
         cpus: m.cpus,
         memory: m.memory,
+        disk: m.disk,
+        accel: m.accel.unwrap_or(env.settings.accel),
+        place: vm.then(|| machine_uri(env, m)),
         networks: m
             .networks
             .iter()
@@ -93,7 +114,11 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
                 env.networks.get(&a.network).map(|n| NetSpec {
                     name: n.name.clone(),
                     subnet: n.subnet,
-                    address: a.address,
+                    address: match vm {
+                        true => vm_ips.get(&(m.name.clone(), n.name.clone())).copied(),
+                        false => a.address,
+                    },
+                    remote: remote.get(&n.name).cloned(),
                 })
             })
             .collect(),

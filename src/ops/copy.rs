@@ -138,6 +138,25 @@ pub(crate) async fn teardown(copy: &Copy) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What becomes of a copy once its run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disposal {
+    /// Kept for debugging (`--keep-on-failure`, and it failed by itself).
+    Keep,
+    /// Torn down: the engines' objects, then its folder.
+    TearDown,
+}
+
+/// The rule: a copy is always torn down (success, failure, error, SIGINT, SIGTERM),
+/// except a failed one asked to be kept; a signal wins over keeping.
+pub(crate) fn disposal(out: &CopyOutcome, keep_on_failure: bool) -> Disposal {
+    if keep_on_failure && !out.ok() && out.signal.is_none() {
+        Disposal::Keep
+    } else {
+        Disposal::TearDown
+    }
+}
+
 /// Runs a copy of the Envfile at `envfile` (already created as `copy`) to its verdict,
 /// and tears it down unless it is kept.
 pub(crate) async fn run(
@@ -168,7 +187,7 @@ pub(crate) async fn run(
     if *sig.borrow() != 0 {
         out.signal = Some(*sig.borrow());
     }
-    if opts.keep_on_failure && !out.ok() && out.signal.is_none() {
+    if disposal(&out, opts.keep_on_failure) == Disposal::Keep {
         copy.record.kept = true;
         if copy.save().is_ok() {
             out.kept = true;
@@ -334,4 +353,64 @@ pub(crate) fn home_of(envfile: &Path) -> PathBuf {
         d
     };
     std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acceptance::Summary;
+
+    fn passed() -> CopyOutcome {
+        let results = vec![TestResult {
+            name: "t".into(),
+            machine: "m".into(),
+            passed: true,
+            exit_code: 0,
+            duration_ms: 1,
+            failure: None,
+            output: String::new(),
+        }];
+        CopyOutcome {
+            up_ok: true,
+            summary: Some(Summary::of(&results)),
+            results,
+            ..CopyOutcome::default()
+        }
+    }
+
+    #[test]
+    fn a_copy_is_torn_down_on_success_error_and_signal_and_kept_only_when_failed_and_asked() {
+        let ok = passed();
+        assert_eq!((ok.ok(), ok.code()), (true, 0));
+        assert_eq!(disposal(&ok, true), Disposal::TearDown, "a green copy goes");
+
+        let errored = CopyOutcome {
+            error: Some("the environment did not come up".into()),
+            ..passed()
+        };
+        assert_eq!(errored.code(), 1);
+        assert_eq!(disposal(&errored, false), Disposal::TearDown);
+        assert_eq!(disposal(&errored, true), Disposal::Keep);
+
+        for (sig, code) in [(2, 130), (15, 143)] {
+            let stopped = CopyOutcome {
+                signal: Some(sig),
+                ..passed()
+            };
+            assert_eq!(stopped.code(), code, "killed by signal {sig}");
+            assert!(!stopped.ok());
+            assert_eq!(
+                disposal(&stopped, true),
+                Disposal::TearDown,
+                "a signal tears down even a copy asked to be kept"
+            );
+        }
+
+        let failing_command = CopyOutcome {
+            command_code: Some(3),
+            ..passed()
+        };
+        assert_eq!(failing_command.code(), 1);
+        assert_eq!(disposal(&failing_command, true), Disposal::Keep);
+    }
 }

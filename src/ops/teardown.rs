@@ -43,7 +43,7 @@ pub(crate) async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Bac
         Some(env) => uris_of(env),
         None => gc_uris(),
     };
-    let backends = Backends::connect_all(&uris).await?;
+    let backends = Backends::connect_all(&uris, env).await?;
     let needs_libvirt =
         env.is_some_and(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt));
     if needs_libvirt {

@@ -240,6 +240,7 @@ impl Copy {
                 name: n.name.clone(),
                 subnet: n.subnet,
                 address: None,
+                remote: None,
             };
             docker.ensure_network(&ctx, Some(&spec)).await?;
         }

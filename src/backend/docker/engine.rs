@@ -35,14 +35,10 @@ impl Engine for DockerBackend {
 
     async fn prepare(&self, store: &Store, req: &BaseRequest) -> Result<Resolved, BackendError> {
         match &req.source {
-            BaseSource::Stored(b) => image::import_box(store, self.client(), b)
-                .await
-                .map(Resolved::Image)
-                .map_err(|e| BackendError::Box {
-                    machine: req.machine.clone(),
-                    name: b.manifest.name.clone(),
-                    message: e.to_string(),
-                }),
+            // The box's own words: it names the box and what it lacks.
+            BaseSource::Stored(b) => Ok(Resolved::Image(
+                image::import_box(store, self.client(), b).await?,
+            )),
             BaseSource::Reference(i) => match self.image_exists(i).await? {
                 true => Ok(Resolved::Image(i.clone())),
                 false => Err(BackendError::ImageMissing {

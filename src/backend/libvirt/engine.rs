@@ -54,14 +54,10 @@ impl Engine for Vms {
             });
         };
         let uri = machine_uri_or_default(req.place.as_deref());
-        volumes::import_box(store, &uri, b)
-            .await
-            .map(Resolved::Volumes)
-            .map_err(|e| BackendError::Box {
-                machine: req.machine.clone(),
-                name: b.manifest.name.clone(),
-                message: e.to_string(),
-            })
+        // The box's own words: it names the box and what it lacks.
+        Ok(Resolved::Volumes(
+            volumes::import_box(store, &uri, b).await?,
+        ))
     }
 
     async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError> {

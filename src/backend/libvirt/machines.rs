@@ -24,13 +24,19 @@ use crate::host::{self, DomainType, KvmProbe};
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// VMs of one environment, on every libvirt connection its machines name; or, for `gc`,
-/// the VMs of every environment on a set of connections.
+/// the VMs of every environment on a set of connections. What it keeps of the Envfile is
+/// connection settings, read once: machines come as owned [`MachineSpec`]s.
 pub struct Vms {
     /// Connections by URI.
     pub(super) conns: BTreeMap<String, LibvirtBackend>,
-    /// The environment whose machines are created (`None` for `gc`, which only finds and
-    /// removes).
-    env: Option<Env>,
+    /// The connection of VMs that name none.
+    default_uri: String,
+    /// Which connection each VM machine of the environment lives on.
+    machine_uris: BTreeMap<String, String>,
+    /// Exact names and URIs of the environment's libvirt networks on remote hosts.
+    remote_nets: BTreeMap<String, String>,
+    /// The environment's folder, recorded in each domain's metadata (for `gc`).
+    env_dir: PathBuf,
     key: Option<SshKey>,
     state_root: PathBuf,
     probe: KvmProbe,
@@ -67,8 +73,7 @@ pub use crate::backend::ssh::shell_quote;
 pub use crate::envfile::topology::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 
 impl Vms {
-    /// Connects for an environment; fails when libvirtd cannot be reached or the
-    /// acceleration the Envfile forces is not available.
+    /// Connects for an environment; fails when libvirtd cannot be reached.
     pub async fn connect(env: &Env) -> Result<Vms, BackendError> {
         let mut conns = BTreeMap::new();
         for uri in uris_of(env) {
@@ -79,7 +84,15 @@ impl Vms {
         let key = SshKey::ensure(&state_root).map_err(|e| engine("SSH key", e))?;
         Ok(Vms {
             conns,
-            env: Some(env.clone()),
+            default_uri: uri_of(env),
+            machine_uris: env
+                .machines
+                .values()
+                .filter(|m| m.backend == Backend::Libvirt)
+                .map(|m| (m.name.clone(), machine_uri(env, m)))
+                .collect(),
+            remote_nets: remote_networks(env),
+            env_dir: env.dir.clone(),
             key: Some(key),
             state_root,
             probe: KvmProbe::read(),
@@ -87,10 +100,14 @@ impl Vms {
         })
     }
 
-    /// Connects to every URI in `uris` to find and remove what hdev made there; one that
-    /// cannot be reached is remembered (and reported by discovery), unless it is the
-    /// default connection, which a machine without libvirt need not have.
-    pub async fn at_uris(uris: &std::collections::BTreeSet<String>) -> Result<Vms, BackendError> {
+    /// Connects to every URI in `uris` to find and remove what hdev made there (for one
+    /// environment, `env`, whose remote networks are then known by name); one that cannot
+    /// be reached is remembered (and reported by discovery), unless it is the default
+    /// connection, which a machine without libvirt need not have.
+    pub async fn at_uris(
+        uris: &std::collections::BTreeSet<String>,
+        env: Option<&Env>,
+    ) -> Result<Vms, BackendError> {
         let mut conns = BTreeMap::new();
         let mut unreachable = Vec::new();
         for uri in uris {
@@ -104,7 +121,10 @@ impl Vms {
         }
         Ok(Vms {
             conns,
-            env: None,
+            default_uri: DEFAULT_URI.to_string(),
+            machine_uris: BTreeMap::new(),
+            remote_nets: env.map(remote_networks).unwrap_or_default(),
+            env_dir: PathBuf::new(),
             key: None,
             state_root: PathBuf::new(),
             probe: KvmProbe::read(),
@@ -112,64 +132,38 @@ impl Vms {
         })
     }
 
-    /// The environment, for operations that create.
-    fn env(&self) -> Result<&Env, BackendError> {
-        self.env
-            .as_ref()
-            .ok_or_else(|| engine("libvirt", "this connection serves gc only"))
-    }
-
     /// The environment's libvirt networks on remote hosts, by exact name and URI.
     pub(super) fn remote_network_names(&self, instance: &str) -> Vec<(String, String)> {
-        self.env
-            .as_ref()
-            .map(|env| {
-                remote_networks(env)
-                    .into_iter()
-                    .map(|(net, uri)| (remote::network_name(instance, &net), uri))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.remote_nets
+            .iter()
+            .map(|(net, uri)| (remote::network_name(instance, net), uri.clone()))
+            .collect()
     }
 
-    /// The connection a machine's VM lives on.
-    fn lv_of(&self, env: &Env, m: &crate::envfile::Machine) -> &LibvirtBackend {
-        let uri = machine_uri(env, m);
+    /// The connection at `uri` (the default one when `None`), else any.
+    fn lv_at(&self, uri: Option<&str>) -> &LibvirtBackend {
         self.conns
-            .get(&uri)
+            .get(uri.unwrap_or(&self.default_uri))
             .or_else(|| self.conns.values().next())
-            .expect("Vms holds at least the environment's connection")
+            .expect("Vms holds at least one connection")
     }
 
     /// The connection holding domain `id` (`hdev-INSTANCE-MACHINE`): the machine whose
     /// name ends the id, longest name first.
     pub fn lv_for(&self, id: &str) -> &LibvirtBackend {
-        let Some(env) = &self.env else {
-            return self
-                .conns
-                .values()
-                .next()
-                .expect("Vms holds at least one connection");
-        };
-        let m = env
-            .machines
-            .values()
-            .filter(|m| m.backend == Backend::Libvirt && id.ends_with(&format!("-{}", m.name)))
-            .max_by_key(|m| m.name.len());
-        match m {
-            Some(m) => self.lv_of(env, m),
-            None => self
-                .conns
-                .get(&uri_of(env))
-                .or_else(|| self.conns.values().next())
-                .expect("Vms holds at least the environment's connection"),
-        }
+        let uri = self
+            .machine_uris
+            .iter()
+            .filter(|(name, _)| id.ends_with(&format!("-{name}")))
+            .max_by_key(|(name, _)| name.len())
+            .map(|(_, uri)| uri.as_str());
+        self.lv_at(uri)
     }
 
-    /// The libvirt domain type a machine gets: its own `accel`, else the environment's.
-    pub fn domain_type(&self, m: &crate::envfile::Machine) -> Result<DomainType, BackendError> {
-        host::choose(m.accel.unwrap_or(self.env()?.settings.accel), &self.probe)
-            .map_err(|e| engine(&format!("machine `{}`", m.name), e))
+    /// The libvirt domain type a machine gets from the acceleration it asks for.
+    fn domain_type(&self, spec: &MachineSpec) -> Result<DomainType, BackendError> {
+        host::choose(spec.accel, &self.probe)
+            .map_err(|e| engine(&format!("machine `{}`", spec.name), e))
     }
 
     fn observed(v: ObservedVm) -> ObservedMachine {
@@ -207,64 +201,48 @@ impl Vms {
 
     /// Defines the VM on an overlay of its box (not started); returns the domain name.
     pub async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError> {
-        let env = self.env()?;
-        let m = env
-            .machines
-            .get(&spec.name)
-            .ok_or_else(|| BackendError::NotFound {
-                what: "machine",
-                name: spec.name.clone(),
-            })?;
         let Resolved::Volumes(base) = &spec.base else {
             return Err(BackendError::Box {
-                machine: m.name.clone(),
-                name: format!("{:?}", m.base),
+                machine: spec.name.clone(),
+                name: String::new(),
                 message: "no libvirt base volume was resolved".into(),
             });
         };
-        let bridges: BTreeMap<String, String> = m
+        let lv = self.lv_at(spec.place.as_deref());
+        // VMs plug into the network host's bridges, named for the instance.
+        let bridges: BTreeMap<String, String> = spec
             .networks
             .iter()
-            .map(|a| {
-                (
-                    a.network.clone(),
-                    crate::backend::docker::bridge_name(&ctx.instance, &a.network),
-                )
+            .map(|n| {
+                let bridge = crate::backend::docker::bridge_name(&ctx.instance, &n.name);
+                (n.name.clone(), bridge)
             })
             .collect();
-        let layout = vm::layout(env, &ctx.instance, m, &bridges).map_err(err)?;
+        let layout = vm::layout(&ctx.instance, spec, &bridges).map_err(err)?;
         // On a remote host, the machine's networks are libvirt networks there.
-        let remote = remote_networks(env);
-        for a in &m.networks {
-            if remote.contains_key(&a.network) {
-                let xml = remote::network_xml(&ctx.instance, env, &a.network).ok_or_else(|| {
-                    BackendError::NotFound {
-                        what: "network",
-                        name: a.network.clone(),
-                    }
-                })?;
-                self.lv_of(env, m)
-                    .ensure_network(&remote::network_name(&ctx.instance, &a.network), xml)
-                    .await
-                    .map_err(err)?;
-            }
+        for n in spec.networks.iter().filter(|n| n.remote.is_some()) {
+            lv.ensure_network(
+                &remote::network_name(&ctx.instance, &n.name),
+                remote::network_xml(&ctx.instance, n),
+            )
+            .await
+            .map_err(err)?;
         }
         vm::define(
-            self.lv_of(env, m),
+            lv,
             VmInputs {
-                env,
+                spec,
                 instance: &ctx.instance,
-                machine: m,
-                hash: &spec.hash,
+                env_dir: &self.env_dir,
                 base,
                 layout: &layout,
                 key: self.key()?,
-                domain_type: self.domain_type(m)?,
+                domain_type: self.domain_type(spec)?,
                 console_log: vm::console_log(&self.state_root, &layout.domain),
             },
         )
         .await
-        .map_err(|e| engine(&format!("define VM `{}`", m.name), e))?;
+        .map_err(|e| engine(&format!("define VM `{}`", spec.name), e))?;
         Ok(layout.domain)
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::xml::esc;
 use super::{call, LibvirtBackend, LibvirtError};
-use crate::envfile::Env;
+use crate::backend::NetSpec;
 
 /// Name of the libvirt network standing for an environment network on a remote host.
 pub fn network_name(instance: &str, network: &str) -> String {
@@ -13,18 +13,17 @@ pub fn network_name(instance: &str, network: &str) -> String {
 }
 
 /// The libvirt network XML: the bridge name VMs plug into, the gateway on it, NAT out.
-pub fn network_xml(instance: &str, env: &Env, network: &str) -> Option<String> {
-    let n = env.networks.get(network)?;
-    Some(format!(
+pub fn network_xml(instance: &str, n: &NetSpec) -> String {
+    format!(
         "<network><name>{}</name><metadata><hdev:network xmlns:hdev='{}' env='{}' network='{}'/></metadata><forward mode='nat'/><bridge name='{}' stp='off'/><ip address='{}' prefix='{}'/></network>",
-        esc(&network_name(instance, network)),
+        esc(&network_name(instance, &n.name)),
         "https://hdev.dev/xmlns/network/1",
         esc(instance),
-        esc(network),
-        crate::backend::docker::bridge_name(instance, network),
+        esc(&n.name),
+        crate::backend::docker::bridge_name(instance, &n.name),
         n.subnet.gateway(),
         n.subnet.prefix
-    ))
+    )
 }
 
 impl LibvirtBackend {

@@ -12,8 +12,8 @@ use super::volumes::BaseVolumes;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
 use crate::backend::ssh::{SshKey, SshTarget};
+use crate::backend::MachineSpec;
 use crate::boxes::manifest::Boot as BoxBoot;
-use crate::envfile::{Env, Machine};
 use crate::host::DomainType;
 
 /// How long a VM may take from start to accepting SSH. Under software emulation a Debian
@@ -32,45 +32,31 @@ pub struct VmLayout {
 
 /// Works out a VM's NICs: its networks' bridges, MACs and addresses.
 pub fn layout(
-    env: &Env,
     instance: &str,
-    m: &Machine,
+    spec: &MachineSpec,
     bridges: &BTreeMap<String, String>,
 ) -> Result<VmLayout, LibvirtError> {
-    let addresses = xml::vm_addresses(env);
     let mut nics = Vec::new();
-    for a in &m.networks {
-        let net = env
-            .networks
-            .get(&a.network)
-            .ok_or_else(|| LibvirtError::NotFound {
-                what: "network",
-                name: a.network.clone(),
-            })?;
-        let bridge = bridges
-            .get(&a.network)
-            .ok_or_else(|| LibvirtError::NotFound {
-                what: "bridge of network",
-                name: a.network.clone(),
-            })?;
-        let address = addresses
-            .get(&(m.name.clone(), a.network.clone()))
-            .copied()
-            .ok_or_else(|| LibvirtError::NotFound {
-                what: "address on network",
-                name: a.network.clone(),
-            })?;
+    for n in &spec.networks {
+        let bridge = bridges.get(&n.name).ok_or_else(|| LibvirtError::NotFound {
+            what: "bridge of network",
+            name: n.name.clone(),
+        })?;
+        let address = n.address.ok_or_else(|| LibvirtError::NotFound {
+            what: "address on network",
+            name: n.name.clone(),
+        })?;
         nics.push(Nic {
-            network: a.network.clone(),
+            network: n.name.clone(),
             bridge: bridge.clone(),
-            mac: xml::mac_for(instance, &m.name, &a.network),
+            mac: xml::mac_for(instance, &spec.name, &n.name),
             address,
-            prefix: net.subnet.prefix,
-            gateway: net.subnet.gateway(),
+            prefix: n.subnet.prefix,
+            gateway: n.subnet.gateway(),
         });
     }
     Ok(VmLayout {
-        domain: xml::domain_name(instance, &m.name),
+        domain: xml::domain_name(instance, &spec.name),
         nics,
     })
 }
@@ -87,10 +73,10 @@ pub fn ssh_target(key: &SshKey, layout: &VmLayout) -> Option<SshTarget> {
 
 /// Inputs of [`bring_up`] that come from outside the libvirt backend.
 pub struct VmInputs<'a> {
-    pub env: &'a Env,
+    pub spec: &'a MachineSpec,
     pub instance: &'a str,
-    pub machine: &'a Machine,
-    pub hash: &'a str,
+    /// The environment's folder, recorded in the domain's metadata.
+    pub env_dir: &'a Path,
     pub base: &'a BaseVolumes,
     pub layout: &'a VmLayout,
     pub key: &'a SshKey,
@@ -101,12 +87,8 @@ pub struct VmInputs<'a> {
 /// Defines and starts the VM (or starts it when it is defined and stopped), then waits
 /// until it accepts SSH.
 pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
-    let (key, layout, machine, console) = (
-        v.key,
-        v.layout,
-        v.machine.name.clone(),
-        v.console_log.clone(),
-    );
+    let (key, layout, machine, console) =
+        (v.key, v.layout, v.spec.name.clone(), v.console_log.clone());
     define(lv, v).await?;
     lv.start(&layout.domain).await?;
     let target = ssh_target(key, layout).ok_or_else(|| VmError::NoNetwork {
@@ -126,7 +108,7 @@ pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmErro
 pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
     if v.layout.nics.is_empty() {
         return Err(VmError::NoNetwork {
-            machine: v.machine.name.clone(),
+            machine: v.spec.name.clone(),
         });
     }
     let a = v.base;
@@ -138,7 +120,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         },
         (BoxBoot::Kernel, _, _) => {
             return Err(VmError::NoKernel {
-                machine: v.machine.name.clone(),
+                machine: v.spec.name.clone(),
                 box_name: a.name.clone(),
             })
         }
@@ -152,7 +134,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         }
     };
     let disk = lv
-        .ensure_overlay(&v.layout.domain, &a.disk, v.machine.disk)
+        .ensure_overlay(&v.layout.domain, &a.disk, v.spec.disk)
         .await?;
     if let Some(dir) = v.console_log.parent() {
         std::fs::create_dir_all(dir).map_err(|source| LibvirtError::Io {
@@ -162,12 +144,12 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
     }
     let spec = DomainSpec {
         instance: v.instance.to_string(),
-        machine: v.machine.name.clone(),
-        hash: v.hash.to_string(),
-        env_dir: v.env.dir.display().to_string(),
+        machine: v.spec.name.clone(),
+        hash: v.spec.hash.clone(),
+        env_dir: v.env_dir.display().to_string(),
         domain_type: v.domain_type,
-        cpus: v.machine.cpus,
-        memory_bytes: v.machine.memory.unwrap_or(DEFAULT_MEMORY),
+        cpus: v.spec.cpus,
+        memory_bytes: v.spec.memory.unwrap_or(DEFAULT_MEMORY),
         disk,
         boot,
         nics: v.layout.nics.clone(),
@@ -183,7 +165,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
 /// changed seed is applied again.
 fn seed_iso_for(v: &VmInputs<'_>, dns: &[std::net::Ipv4Addr]) -> Vec<u8> {
     let spec = seed::SeedSpec {
-        hostname: &v.machine.name,
+        hostname: &v.spec.name,
         instance_id: "",
         ssh_public_key: &v.key.public,
         nics: &v.layout.nics,

@@ -98,8 +98,13 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
         "10.231.7.1/24",
     );
     let bridges = BTreeMap::from([("lan".to_string(), bridge.0.clone())]);
-    let m = &env.machines["vm"];
-    let layout = vm::layout(&env, &instance, m, &bridges).unwrap();
+    let spec = hdev::backend::spec_for(
+        &env,
+        &env.machines["vm"],
+        "sha256:test",
+        hdev::backend::Resolved::Volumes(base.clone()),
+    );
+    let layout = vm::layout(&instance, &spec, &bridges).unwrap();
     assert_eq!(layout.nics[0].address.to_string(), "10.231.7.192");
     let key = SshKey::ensure(&dir.path().join(".hdev")).unwrap();
     let domain_type = host::choose(env.settings.accel, &KvmProbe::read()).unwrap();
@@ -108,10 +113,9 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     let result = vm::bring_up(
         &lv,
         VmInputs {
-            env: &env,
+            spec: &spec,
             instance: &instance,
-            machine: m,
-            hash: "sha256:test",
+            env_dir: dir.path(),
             base: &base,
             layout: &layout,
             key: &key,
