@@ -13,7 +13,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::support::engines::libvirt_leftovers;
+use crate::support::engines::{libvirt_leftovers, one_vm_test_at_a_time};
 use crate::support::{machine, repo, require_docker, require_libvirt, TestEnv};
 
 /// The cloud image, built when this version of the script has not built it yet.
@@ -50,6 +50,7 @@ fn cloud_image() -> PathBuf {
 fn a_cloud_image_is_configured_by_the_nocloud_seed() {
     require_docker();
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     let image = cloud_image();
     let subnet_third = std::process::id() % 200 + 20;
     let env = TestEnv::build()

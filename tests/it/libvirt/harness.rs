@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use crate::support::engines::{labelled_counts, libvirt_domains};
+use crate::support::engines::{labelled_counts, libvirt_domains, one_vm_test_at_a_time};
 use crate::support::{require_docker, require_libvirt, TestEnv};
 
 #[test]
 fn the_harness_demonstrator_from_init_to_destroy() {
     require_docker();
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     // A folder of its own, where the test runs `init` itself; each hdev command bounded
     // to 25 minutes (the first up builds the debian box).
     let h = TestEnv::build().timeout(Duration::from_secs(1500)).create();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::engines::{labelled_counts, libvirt_domains};
+use crate::support::engines::{labelled_counts, libvirt_domains, one_vm_test_at_a_time};
 use crate::support::{machine, repo, require_docker, require_libvirt, subnet, TestEnv};
 
 /// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
@@ -29,6 +29,7 @@ fn build_debian_box(env: &TestEnv, recipe: &Path) {
 fn a_container_and_a_vm_share_a_network_and_provisioning_reaches_the_vm() {
     require_docker();
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     let sub = subnet();
     let net = sub.trim_end_matches(".0/24");
     let recipe = repo().join("boxes/debian-bookworm");

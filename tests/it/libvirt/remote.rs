@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::engines::libvirt_leftovers;
+use crate::support::engines::{libvirt_leftovers, one_vm_test_at_a_time};
 use crate::support::{machine, repo, require_docker, require_libvirt, TestEnv};
 
 /// An sshd on 127.0.0.1 that lets in one key as root; killed on drop.
@@ -109,6 +109,7 @@ fn start_sshd() -> Sshd {
 fn a_vm_on_a_remote_libvirt_host_gets_its_network_there_and_is_reached_through_it() {
     require_docker();
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     let sshd = start_sshd();
     let uri = format!(
         "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&no_verify=1&no_tty=1",

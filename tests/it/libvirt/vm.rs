@@ -14,7 +14,7 @@ use hdev::boxes::Store;
 use hdev::envfile::Env;
 use hdev::host::{self, KvmProbe};
 
-use crate::support::engines::LIBVIRT_URI;
+use crate::support::engines::{one_vm_test_at_a_time, LIBVIRT_URI};
 use crate::support::{hdev_home, repo, require_libvirt};
 
 fn shared_store() -> Store {
@@ -82,6 +82,7 @@ impl Drop for Bridge {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     let uri = LIBVIRT_URI;
     let lv = LibvirtBackend::connect(uri)
         .await

@@ -5,7 +5,7 @@
 //! and destroy removes every layer and memory file. One VM under software emulation: the
 //! test takes a few minutes.
 
-use crate::support::engines::libvirt_volumes;
+use crate::support::engines::{libvirt_volumes, one_vm_test_at_a_time};
 use crate::support::{repo, require_docker, require_libvirt, Run, TestEnv};
 
 fn sh(env: &TestEnv, script: &str) -> Run {
@@ -58,6 +58,7 @@ fn a_vm_drifts_resets_without_provisioning_and_restores_a_snapshot() {
     // hdev connects to Docker for any environment, VMs only or not.
     require_docker();
     require_libvirt();
+    let _vm = one_vm_test_at_a_time();
     let subnet = format!("10.233.{}.0/24", std::process::id() % 200 + 20);
     let env = TestEnv::build()
         .envfile(&format!(

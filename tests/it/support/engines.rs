@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
@@ -64,6 +64,32 @@ pub(crate) fn require_libvirt() {
             "libvirtd is not reachable at {LIBVIRT_URI} ({why}): start it (bash .ci/setup) \
              {FAST_TIER}"
         );
+    }
+}
+
+/// Held by a test while it boots VMs: one such test at a time. VMs run under software
+/// emulation on few cores; two VM tests at once (each test binary used to run alone)
+/// starve each other's guests past hdev's SSH deadline.
+pub(crate) struct VmSlot(());
+
+static VM_SLOT: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// Waits until no other test of this run boots VMs; the slot is free again on drop.
+pub(crate) fn one_vm_test_at_a_time() -> VmSlot {
+    let (busy, freed) = &VM_SLOT;
+    let mut b = busy.lock().unwrap_or_else(|e| e.into_inner());
+    while *b {
+        b = freed.wait(b).unwrap_or_else(|e| e.into_inner());
+    }
+    *b = true;
+    VmSlot(())
+}
+
+impl Drop for VmSlot {
+    fn drop(&mut self) {
+        let (busy, freed) = &VM_SLOT;
+        *busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        freed.notify_one();
     }
 }
 
