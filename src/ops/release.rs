@@ -115,14 +115,7 @@ pub(crate) async fn prepare(
     file: Option<&Path>,
     t: &Target<'_>,
 ) -> anyhow::Result<Move> {
-    let envfile = find_envfile(file)?;
-    let home = copyrun::home_of(&envfile);
-    // The instance of this folder, as `up` would name it.
-    let here = throwaway::open_project(Some(&envfile))?;
-    let release = update::open_release(&envfile, &home, &here.instance, t.tag)?;
-    if t.locked {
-        check_locked(&release.project)?;
-    }
+    let release = open(file, t)?;
     let (tag, dir) = (release.tag, release.dir);
     let (o, backends, images) = with_images(release.project, p).await?;
     if let Some(want) = t.expect_hash {
@@ -148,6 +141,19 @@ pub(crate) async fn prepare(
         images,
         lock,
     })
+}
+
+/// Unpacks the release under this folder's instance, and checks its lock when asked.
+fn open(file: Option<&Path>, t: &Target<'_>) -> anyhow::Result<update::Release> {
+    let envfile = find_envfile(file)?;
+    let home = copyrun::home_of(&envfile);
+    // The instance of this folder, as `up` would name it.
+    let here = throwaway::open_project(Some(&envfile))?;
+    let release = update::open_release(&envfile, &home, &here.instance, t.tag)?;
+    if t.locked {
+        check_locked(&release.project)?;
+    }
+    Ok(release)
 }
 
 async fn plan(o: &Opened, backends: &Backends) -> anyhow::Result<Plan> {
