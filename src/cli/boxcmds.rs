@@ -3,13 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use clap::Subcommand;
-use serde_json::json;
-
-use super::CmdResult;
+use super::{render, CmdResult};
 use crate::boxes::{BoxDigest, Recipe, Store, StoredBox};
 use crate::output::Printer;
+use anyhow::Context;
+use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BoxCmd {
@@ -75,66 +73,41 @@ pub(super) fn run(p: &Printer, cmd: &BoxCmd) -> CmdResult {
     }
 }
 
-fn box_json(b: &StoredBox) -> serde_json::Value {
-    json!({
-        "name": b.manifest.name,
-        "version": b.manifest.version,
-        "digest": b.digest.to_string(),
-        "created": b.manifest.created,
-        "size": b.manifest.size(),
-        "providers": b.manifest.providers(),
-        "recipe": b.manifest.recipe,
-        "path": b.dir,
-    })
-}
-
+/// `box build`: the store's box for the recipe, built when there is none (or `--force`).
 fn build(p: &Printer, store: &Store, dir: &Path, output: Option<&Path>, force: bool) -> CmdResult {
     let shown = dir.display().to_string();
     let recipe = Recipe::load(dir, &shown)?;
     let started = std::time::Instant::now();
-    let digest = recipe.digest()?;
-    let found = if force {
-        None
-    } else {
-        store.by_recipe(&digest)?
-    };
-    let (b, built) = match found {
-        Some(b) => (b, false),
-        None => {
-            // Another process may be building it: wait for it, then look again.
-            let _lock = store.lock(&recipe.name)?;
-            match store.by_recipe(&digest)?.filter(|_| !force) {
-                Some(b) => (b, false),
-                None => {
-                    p.note(building(store, &recipe, &shown)?);
-                    (store.build(&recipe)?, true)
-                }
-            }
-        }
-    };
+    let (b, built) = find_or_build(p, store, &recipe, &shown, force)?;
     if let Some(out) = output {
         crate::boxes::archive::write_archive(&b.manifest, &b.dir, out)
             .with_context(|| format!("cannot write the box archive `{}`", out.display()))?;
     }
-    if p.json {
-        let mut v = box_json(&b);
-        v["built"] = json!(built);
-        v["seconds"] = json!(started.elapsed().as_secs_f64());
-        v["archive"] = json!(output);
-        p.json(&v);
-    } else {
-        p.line(format!(
-            "{} {} {} ({}){}",
-            if built { "built" } else { "up to date:" },
-            b.manifest.name,
-            b.digest,
-            human(b.manifest.size()),
-            output
-                .map(|o| format!(", archive `{}`", o.display()))
-                .unwrap_or_default()
-        ));
-    }
+    render::boxes::built(p, &b, built, started.elapsed(), output);
     Ok(0)
+}
+
+/// The store's box for `recipe`, or a new build of it; whether it was built.
+fn find_or_build(
+    p: &Printer,
+    store: &Store,
+    recipe: &Recipe,
+    shown: &str,
+    force: bool,
+) -> anyhow::Result<(StoredBox, bool)> {
+    let digest = recipe.digest()?;
+    if !force {
+        if let Some(b) = store.by_recipe(&digest)? {
+            return Ok((b, false));
+        }
+    }
+    // Another process may be building it: wait for it, then look again.
+    let _lock = store.lock(&recipe.name)?;
+    if let Some(b) = store.by_recipe(&digest)?.filter(|_| !force) {
+        return Ok((b, false));
+    }
+    p.note(building(store, recipe, shown)?);
+    Ok((store.build(recipe)?, true))
 }
 
 fn building(store: &Store, recipe: &Recipe, shown: &str) -> anyhow::Result<String> {
@@ -145,6 +118,7 @@ fn building(store: &Store, recipe: &Recipe, shown: &str) -> anyhow::Result<Strin
     ))
 }
 
+/// `box add SOURCE`: a box archive, qcow2 or vagrant box, from a file or a URL.
 fn add(
     p: &Printer,
     store: &Store,
@@ -152,76 +126,52 @@ fn add(
     sha: Option<&str>,
     name: Option<&str>,
 ) -> CmdResult {
-    let expected = match sha {
-        Some(s) => Some(BoxDigest::parse(s).with_context(|| {
-            format!(
-                "`--sha256 {s}` is not a sha256 digest (64 hex digits, optionally `sha256:` first)"
-            )
-        })?),
-        None => None,
-    };
+    let expected = sha.map(expected_digest).transpose()?;
     let b = if source.starts_with("http://") || source.starts_with("https://") {
         p.note(format!("downloading `{source}`"));
         crate::boxes::ensure::download(store, source, expected.as_ref())?
     } else {
-        let path = Path::new(source);
-        if !path.is_file() {
-            anyhow::bail!("no box file `{source}`");
-        }
-        if crate::boxes::ensure::is_box_archive(path)? {
-            store.add_file(path, expected.as_ref())?
-        } else {
-            let stem = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.split('.').next())
-                .filter(|n| !n.is_empty())
-                .unwrap_or("box");
-            let name = name.unwrap_or(stem);
-            crate::boxes::import::import_file(store, path, name, expected.as_ref())?
-        }
+        add_file(store, source, name, expected.as_ref())?
     };
-    if p.json {
-        p.json(&box_json(&b));
-    } else {
-        p.line(format!(
-            "added {} {} ({})",
-            b.manifest.name,
-            b.digest,
-            human(b.manifest.size())
-        ));
-    }
+    render::boxes::added(p, &b);
     Ok(0)
 }
 
+fn expected_digest(s: &str) -> anyhow::Result<BoxDigest> {
+    BoxDigest::parse(s).with_context(|| {
+        format!("`--sha256 {s}` is not a sha256 digest (64 hex digits, optionally `sha256:` first)")
+    })
+}
+
+/// A box archive as it is; any other file (qcow2, vagrant box) imported under `name`, by
+/// default its file name without extension.
+fn add_file(
+    store: &Store,
+    source: &str,
+    name: Option<&str>,
+    expected: Option<&BoxDigest>,
+) -> anyhow::Result<StoredBox> {
+    let path = Path::new(source);
+    if !path.is_file() {
+        anyhow::bail!("no box file `{source}`");
+    }
+    if crate::boxes::ensure::is_box_archive(path)? {
+        return Ok(store.add_file(path, expected)?);
+    }
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("box");
+    let name = name.unwrap_or(stem);
+    Ok(crate::boxes::import::import_file(
+        store, path, name, expected,
+    )?)
+}
+
 fn list(p: &Printer, store: &Store) -> CmdResult {
-    let boxes = store.list()?;
-    if p.json {
-        p.json(&boxes.iter().map(box_json).collect::<Vec<_>>());
-        return Ok(0);
-    }
-    if boxes.is_empty() {
-        p.note(format!(
-            "no boxes in `{}`; build one with `hdev box build boxes/busybox`",
-            store.root().display()
-        ));
-        return Ok(0);
-    }
-    p.line(format!(
-        "{:<20} {:<10} {:<14} {:<22} {:>9}  {}",
-        "NAME", "VERSION", "DIGEST", "CREATED", "SIZE", "PROVIDERS"
-    ));
-    for b in &boxes {
-        p.line(format!(
-            "{:<20} {:<10} {:<14} {:<22} {:>9}  {}",
-            b.manifest.name,
-            b.manifest.version,
-            b.digest.short(),
-            b.manifest.created,
-            human(b.manifest.size()),
-            b.manifest.providers().join(",")
-        ));
-    }
+    render::boxes::list(p, &store.list()?, store.root());
     Ok(0)
 }
 
@@ -252,64 +202,33 @@ fn remove(p: &Printer, store: &Store, queries: &[String]) -> CmdResult {
     let boxes = select(store, queries)?;
     for b in &boxes {
         store.remove(b)?;
-        if !p.json {
-            p.line(format!("removed {} {}", b.manifest.name, b.digest));
-        }
+        render::boxes::removed(p, b);
     }
-    if p.json {
-        p.json(&json!({ "removed": boxes.iter().map(box_json).collect::<Vec<_>>() }));
-    }
+    render::boxes::removed_all(p, &boxes);
     Ok(0)
 }
 
+/// `box verify [BOX...]`: reads every box again and checks its digests.
 fn verify(p: &Printer, store: &Store, queries: &[String]) -> CmdResult {
     let boxes = if queries.is_empty() {
         store.list()?
     } else {
         select(store, queries)?
     };
-    let mut results = Vec::new();
-    let mut failed = 0;
+    let mut checked = Vec::new();
     for b in &boxes {
-        let r = store.verify(b);
-        if !p.json {
-            match &r {
-                Ok(()) => p.line(format!("{} {} {}", p.green("ok"), b.label(), b.digest)),
-                Err(e) => p.line(format!("{} {}: {e}", p.red("corrupt"), b.label())),
-            }
-        }
-        failed += usize::from(r.is_err());
-        results.push(json!({
-            "name": b.manifest.name,
-            "digest": b.digest.to_string(),
-            "ok": r.is_ok(),
-            "error": r.err().map(|e| e.to_string()),
-        }));
+        let r = store.verify(b).map_err(|e| e.to_string());
+        render::boxes::verified(p, b, &r);
+        checked.push((b, r));
     }
-    if p.json {
-        p.json(&json!({ "ok": failed == 0, "boxes": results }));
-    } else if boxes.is_empty() {
-        p.note("no boxes to verify");
-    } else if failed > 0 {
-        p.note(format!(
-            "{failed} of {} boxes failed verification; remove them with `hdev box remove DIGEST` and add or build them again",
-            boxes.len()
-        ));
-    }
-    Ok(if failed == 0 { 0 } else { 1 })
+    render::boxes::verify_summary(p, &checked);
+    Ok(i32::from(checked.iter().any(|(_, r)| r.is_err())))
 }
 
+/// `box prune`: all but the newest `keep` versions of each box, and leftovers of
+/// interrupted commands.
 fn prune(p: &Printer, store: &Store, keep: usize, dry_run: bool) -> CmdResult {
-    // Newest first within each name (the store lists them so).
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut old = Vec::new();
-    for b in store.list()? {
-        let n = seen.entry(b.manifest.name.clone()).or_default();
-        *n += 1;
-        if *n > keep {
-            old.push(b);
-        }
-    }
+    let old = old_versions(store, keep)?;
     if !dry_run {
         for b in &old {
             store.remove(b)?;
@@ -320,49 +239,21 @@ fn prune(p: &Printer, store: &Store, keep: usize, dry_run: bool) -> CmdResult {
     } else {
         store.prune_leftovers()?
     };
-    if p.json {
-        p.json(&json!({
-            "dry_run": dry_run,
-            "removed": old.iter().map(box_json).collect::<Vec<_>>(),
-            "leftovers": leftovers,
-        }));
-        return Ok(0);
-    }
-    for b in &old {
-        p.line(format!(
-            "{} {} {} ({})",
-            if dry_run { "would remove" } else { "removed" },
-            b.manifest.name,
-            b.digest,
-            b.manifest.created
-        ));
-    }
-    match leftovers {
-        Some(l) => {
-            for path in &l {
-                p.line(format!("removed leftover `{}`", path.display()));
-            }
-        }
-        None => p.note("another hdev command is working in the store; its work files were kept"),
-    }
-    if old.is_empty() && !dry_run {
-        p.note("no old box versions to remove");
-    }
+    render::boxes::pruned(p, &old, leftovers.as_deref(), dry_run);
     Ok(0)
 }
 
-/// Bytes in binary units, one decimal.
-pub(super) fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
+/// The versions of each box name beyond the newest `keep`.
+fn old_versions(store: &Store, keep: usize) -> anyhow::Result<Vec<StoredBox>> {
+    // Newest first within each name (the store lists them so).
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut old = Vec::new();
+    for b in store.list()? {
+        let n = seen.entry(b.manifest.name.clone()).or_default();
+        *n += 1;
+        if *n > keep {
+            old.push(b);
+        }
     }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
+    Ok(old)
 }

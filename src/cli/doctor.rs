@@ -1,7 +1,7 @@
 //! `hdev doctor`: can hdev reach Docker and libvirt, and will VMs run under KVM or software
 //! emulation.
 
-use super::CmdResult;
+use super::{render, CmdResult};
 use crate::backend::Probe;
 use crate::host::{self, KvmProbe};
 use crate::output::Printer;
@@ -25,15 +25,6 @@ pub(super) fn doctor(p: &Printer, uri: &str) -> CmdResult {
         },
     });
     let ok = checks.iter().all(|c| c.ok);
-    if p.json {
-        p.json(
-            &serde_json::json!({ "ok": ok, "checks": checks, "kvm": probe, "domain_type": domain }),
-        );
-    } else {
-        for c in &checks {
-            let mark = if c.ok { p.green("ok  ") } else { p.red("FAIL") };
-            p.line(format!("{mark} {:<13} {}", c.name, c.detail));
-        }
-    }
+    render::envfile::doctor(p, &checks, &probe, domain);
     Ok(if ok { 0 } else { 1 })
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::CmdResult;
+use super::{render, CmdResult};
 use crate::lockfile;
 use crate::output::Printer;
 use crate::templates;
@@ -33,44 +33,11 @@ pub(super) fn init(p: &Printer, template: &str, list: bool, force: bool) -> CmdR
     Ok(0)
 }
 
+/// `hdev validate`: the Envfile loads (or every problem is reported with its place).
 pub(super) fn validate(p: &Printer, file: Option<&Path>) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
-    let env = &project.env;
-    if p.json {
-        p.json(&serde_json::json!({
-            "ok": true,
-            "file": crate::envfile::display_name(&env.file),
-            "env": env.settings.name,
-            "machines": env.machines.keys().collect::<Vec<_>>(),
-            "networks": env.networks.keys().collect::<Vec<_>>(),
-            "boxes": env.boxes.keys().collect::<Vec<_>>(),
-            "tests": env.tests.len(),
-        }));
-    } else {
-        p.line(format!(
-            "{} `{}` is valid: environment `{}`, {} machine{}, {} network{}, {} box{}, {} test{}",
-            p.green("ok:"),
-            crate::envfile::display_name(&env.file),
-            env.settings.name,
-            env.machines.len(),
-            plural(env.machines.len()),
-            env.networks.len(),
-            plural(env.networks.len()),
-            env.boxes.len(),
-            if env.boxes.len() == 1 { "" } else { "es" },
-            env.tests.len(),
-            plural(env.tests.len()),
-        ));
-    }
+    render::envfile::valid(p, &project.env);
     Ok(0)
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
 }
 
 pub(super) fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> CmdResult {
@@ -93,40 +60,18 @@ pub(super) fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool)
     Ok(0)
 }
 
+/// `hdev lock [--check]`: writes `Envfile.lock`, or checks that it is up to date.
 pub(super) fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
     let new = project.current_lock()?;
-    let report_hash = new.hash.clone();
     let path = project.lock_path();
-    let old = lockfile::read(&path)?;
-    let changed = old.as_ref() != Some(&new);
+    let changed = lockfile::read(&path)?.as_ref() != Some(&new);
     if check {
-        if changed {
-            p.note(format!(
-                "`{}` is out of date (environment hash now {}); run `hdev lock`",
-                crate::envfile::display_name(&path),
-                report_hash
-            ));
-            return Ok(1);
-        }
-        p.note(format!(
-            "`{}` is up to date",
-            crate::envfile::display_name(&path)
-        ));
-        return Ok(0);
+        return Ok(render::envfile::lock_checked(p, &path, changed, &new.hash));
     }
     if changed {
         lockfile::write(&path, &new)?;
     }
-    if p.json {
-        p.json(&serde_json::json!({ "file": path, "changed": changed, "lock": new }));
-    } else {
-        p.line(format!(
-            "{} {} ({})",
-            if changed { "wrote" } else { "unchanged:" },
-            crate::envfile::display_name(&path),
-            report_hash
-        ));
-    }
+    render::envfile::locked(p, &path, changed, &new);
     Ok(0)
 }

@@ -6,9 +6,10 @@ mod doctor;
 mod envcmds;
 mod machinecmds;
 mod releasecmds;
+mod render;
 pub(crate) mod snapcmds;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -202,9 +203,42 @@ pub(crate) fn main() -> i32 {
     }
 }
 
+/// Sends each command to the function of its group; the match is exhaustive, so that a
+/// new command cannot go unrouted.
 fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
-    let file = cli.file.as_deref();
-    match &cli.command {
+    use Command as C;
+    let (file, cmd) = (cli.file.as_deref(), &cli.command);
+    match cmd {
+        C::Init { .. } | C::Validate | C::Hash { .. } | C::Lock { .. } | C::Doctor { .. } => {
+            envfile_command(p, file, cmd)
+        }
+        C::Releases | C::Up { .. } | C::Update { .. } | C::Release { .. } => {
+            release_command(p, file, cmd)
+        }
+        C::Test { .. } | C::Ci { .. } | C::Verify { .. } => check_command(p, file, cmd),
+        C::Plan
+        | C::Status
+        | C::Exec { .. }
+        | C::Ssh { .. }
+        | C::Logs { .. }
+        | C::Provision { .. }
+        | C::Halt
+        | C::Destroy { .. }
+        | C::Gc { .. } => machine_command(p, file, cmd),
+        C::Baseline { .. } | C::Reset { .. } | C::Drift { .. } | C::Snapshot(_) => {
+            snapshot_command(p, file, cmd)
+        }
+        C::Box(cmd) => boxcmds::run(p, cmd),
+        C::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// `init`, `validate`, `hash`, `lock`, `doctor`.
+fn envfile_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
+    match cmd {
         Command::Init {
             template,
             list,
@@ -213,24 +247,33 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
         Command::Lock { check } => envcmds::lock(p, file, *check),
-        Command::Releases => releasecmds::releases(p, file),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
-        Command::Plan => machinecmds::plan_cmd(p, file),
+        _ => unreachable!("`dispatch` routes only Envfile commands here"),
+    }
+}
+
+/// `releases`, `up`, `update`, `release`.
+fn release_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
+    match cmd {
+        Command::Releases => releasecmds::releases(p, file),
         Command::Up {
             parallel,
             locked,
             at,
             expect_hash,
-        } => releasecmds::up(
-            p,
-            file,
-            *parallel,
-            *locked,
-            at.as_deref(),
-            expect_hash.as_deref(),
-        ),
+        } => {
+            let (at, expect) = (at.as_deref(), expect_hash.as_deref());
+            releasecmds::up(p, file, *parallel, *locked, at, expect)
+        }
         Command::Update { tag } => releasecmds::update(p, file, tag.as_deref()),
         Command::Release { tag, timeout } => releasecmds::release(p, file, tag, *timeout),
+        _ => unreachable!("`dispatch` routes only release commands here"),
+    }
+}
+
+/// `test`, `ci`, `verify`.
+fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
+    match cmd {
         Command::Test {
             names,
             junit,
@@ -242,18 +285,25 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
             clean,
             timeout,
             command,
-        } => cicmds::ci(
-            p,
-            file,
-            &cicmds::CiArgs {
+        } => {
+            let args = cicmds::CiArgs {
                 junit: junit.as_deref(),
                 keep_on_failure: *keep_on_failure,
                 clean: *clean,
                 timeout: *timeout,
                 command,
-            },
-        ),
+            };
+            cicmds::ci(p, file, &args)
+        }
         Command::Verify { hash } => cicmds::verify(p, file, hash.as_deref()),
+        _ => unreachable!("`dispatch` routes only check commands here"),
+    }
+}
+
+/// `plan`, `status`, `exec`, `ssh`, `logs`, `provision`, `halt`, `destroy`, `gc`.
+fn machine_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
+    match cmd {
+        Command::Plan => machinecmds::plan_cmd(p, file),
         Command::Status => machinecmds::status(p, file),
         Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
         Command::Ssh { machine } => machinecmds::ssh(p, file, machine),
@@ -266,15 +316,18 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         Command::Halt => machinecmds::halt(p, file),
         Command::Destroy { force } => machinecmds::destroy(p, file, *force),
         Command::Gc { dry_run } => machinecmds::gc(p, *dry_run),
+        _ => unreachable!("`dispatch` routes only machine commands here"),
+    }
+}
+
+/// `baseline`, `reset`, `drift`, `snapshot`.
+fn snapshot_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
+    match cmd {
         Command::Baseline { machine } => snapcmds::baseline(p, file, machine.as_deref()),
         Command::Reset { machines } => snapcmds::reset(p, file, machines),
         Command::Drift { machine } => snapcmds::drift(p, file, machine.as_deref()),
         Command::Snapshot(cmd) => snapcmds::snapshot(p, file, cmd),
-        Command::Box(cmd) => boxcmds::run(p, cmd),
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
-            Ok(0)
-        }
+        _ => unreachable!("`dispatch` routes only snapshot commands here"),
     }
 }
 

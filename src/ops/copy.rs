@@ -299,51 +299,6 @@ async fn host_command(
     }
 }
 
-/// Prints check results as lines, and writes JUnit when asked.
-pub(crate) fn report(
-    p: &Printer,
-    suite: &str,
-    results: &[TestResult],
-    junit: Option<&Path>,
-) -> anyhow::Result<()> {
-    if let Some(path) = junit {
-        crate::state::write_atomic(path, crate::acceptance::junit(suite, results).as_bytes())
-            .map_err(|e| anyhow::anyhow!("cannot write the JUnit report: {e}"))?;
-    }
-    if p.json {
-        return Ok(());
-    }
-    for r in results {
-        let mark = if r.passed {
-            p.green("pass")
-        } else {
-            p.red("FAIL")
-        };
-        p.line(format!(
-            "{mark} {} ({}, {:.1}s)",
-            r.name,
-            r.machine,
-            r.duration_ms as f64 / 1000.0
-        ));
-        if let Some(f) = &r.failure {
-            p.line(format!("     {f}"));
-            for l in r
-                .output
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                p.line(format!("     | {l}"));
-            }
-        }
-    }
-    p.line(format!("{}", Summary::of(results)));
-    Ok(())
-}
-
 /// The Envfile's folder.
 pub(crate) fn home_of(envfile: &Path) -> PathBuf {
     let d = envfile.parent().unwrap_or(Path::new("."));

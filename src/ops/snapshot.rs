@@ -76,6 +76,64 @@ pub(crate) async fn drifts(
     futures_util::future::join_all(jobs).await
 }
 
+/// Totals of `drift` over the machines.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct DriftSummary {
+    /// Machines with any file added, changed or deleted.
+    pub drifted: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub deleted: usize,
+    /// Machines whose drift could not be told.
+    pub errors: usize,
+}
+
+/// The whole of `drift`.
+#[derive(Debug, Serialize)]
+pub(crate) struct DriftReport {
+    pub machines: Vec<MachineDrift>,
+    pub summary: DriftSummary,
+}
+
+impl DriftReport {
+    /// The process exit code: 0 without drift, 1 with drift, 2 when it cannot tell.
+    pub(crate) fn code(&self) -> i32 {
+        if self.summary.errors > 0 {
+            2
+        } else if self.summary.drifted > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// `drift [MACHINE]`: the files added, changed and deleted since the baseline.
+pub(crate) async fn drift(o: &Opened, machine: Option<&str>) -> anyhow::Result<DriftReport> {
+    if let Some(m) = machine {
+        super::session::check_machine(&o.project.env, m)?;
+    }
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let machines = drifts(&backends, &o.project.env, &observed, machine).await;
+    let summary = summarize(&machines);
+    Ok(DriftReport { machines, summary })
+}
+
+fn summarize(rows: &[MachineDrift]) -> DriftSummary {
+    let sum = |f: fn(&Drift) -> usize| rows.iter().filter_map(|r| r.drift.as_ref()).map(f).sum();
+    DriftSummary {
+        drifted: rows
+            .iter()
+            .filter(|r| r.drift.as_ref().is_some_and(|d| !d.is_empty()))
+            .count(),
+        added: sum(|d| d.added.len()),
+        changed: sum(|d| d.changed.len()),
+        deleted: sum(|d| d.deleted.len()),
+        errors: rows.iter().filter(|r| r.error.is_some()).count(),
+    }
+}
+
 /// Drift per machine, for `status`: `true` when it drifted (absent when it cannot tell).
 pub(crate) async fn drifted(
     backends: &Backends,

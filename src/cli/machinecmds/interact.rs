@@ -1,12 +1,13 @@
 //! Commands that reach into running machines: exec, ssh (a shell, for containers an exec),
-//! logs.
+//! logs; the work is in `crate::ops::interact`, the terminal (raw mode) is here.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
-use crate::backend::{BackendError, Backends, Engine, LogLine, ObservedMachine, RunState};
-use crate::cli::CmdResult;
-use crate::ops::session::{check_machine, open, runtime, Opened};
+use crate::backend::Engine;
+use crate::cli::{render, CmdResult};
+use crate::ops::interact::{self, LogsOptions};
+use crate::ops::session::{open, runtime, Opened};
 use crate::output::Printer;
 
 /// Puts the terminal on stdin in raw mode until dropped.
@@ -44,33 +45,12 @@ impl Drop for RawMode {
     }
 }
 
-/// Finds a running machine of the environment in the engine.
-async fn running(backends: &Backends, o: &Opened, name: &str) -> anyhow::Result<ObservedMachine> {
-    check_machine(&o.project.env, name)?;
-    if let Some(m) = o.project.env.machines.get(name) {
-        backends.get(m)?;
-    }
-    let obs = backends.observe(&o.ctx).await?;
-    let m =
-        obs.machines.get(name).cloned().ok_or_else(|| {
-            anyhow::anyhow!("machine `{name}` is not created; run `hdev up` first")
-        })?;
-    if m.state != RunState::Running {
-        return Err(BackendError::NotRunning {
-            machine: name.to_string(),
-            state: m.state.to_string(),
-        }
-        .into());
-    }
-    Ok(m)
-}
-
 fn interactive(o: &Opened, machine: &str, cmd: &[String]) -> CmdResult {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let rt = runtime()?;
     let code = rt.block_on(async {
         let backends = o.connect().await?;
-        let m = running(&backends, o, machine).await?;
+        let m = interact::running(&backends, o, machine).await?;
         let b = backends.get_named(&m.name, m.backend)?;
         let size = console::Term::stdout().size_checked();
         // A VM's shell is the system's ssh client, which sets up the terminal itself.
@@ -109,48 +89,13 @@ pub(crate) fn logs(
     tail: Option<u32>,
 ) -> CmdResult {
     let o = open(file)?;
-    if let Some(m) = machine {
-        check_machine(&o.project.env, m)?;
-    }
-    let json = p.json;
-    runtime()?.block_on(async {
-        let backends = o.connect().await?;
-        let obs = backends.observe(&o.ctx).await?;
-        let targets: Vec<&ObservedMachine> = obs
-            .machines
-            .values()
-            .filter(|m| machine.is_none_or(|t| t == m.name))
-            .collect();
-        if targets.is_empty() {
-            anyhow::bail!(
-                "{} not created; run `hdev up` first",
-                machine.map_or("no machine is".to_string(), |m| format!("machine `{m}` is"))
-            );
-        }
-        let w = targets.iter().map(|m| m.name.len()).max().unwrap_or(0);
-        let prefixed = machine.is_none();
-        let streams = targets.iter().map(|m| {
-            let name = m.name.clone();
-            let sink = move |l: LogLine| {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"machine": name, "stream": if l.stderr {"stderr"} else {"stdout"}, "line": l.text})
-                    );
-                } else if prefixed {
-                    println!("{name:<w$} | {}", l.text);
-                } else if l.stderr {
-                    eprintln!("{}", l.text);
-                } else {
-                    println!("{}", l.text);
-                }
-            };
-            let (id, b) = (m.id.clone(), backends.get_named(&m.name, m.backend));
-            async move { anyhow::Ok(b?.logs(&id, follow, tail, &sink).await?) }
-        });
-        for r in futures_util::future::join_all(streams).await {
-            r?;
-        }
-        Ok(0)
-    })
+    let (json, prefixed) = (p.json, machine.is_none());
+    let opts = LogsOptions {
+        machine,
+        follow,
+        tail,
+    };
+    let sink_for = |name: &str, w| render::machines::log_sink(json, prefixed, w, name.to_string());
+    runtime()?.block_on(interact::logs(&o, opts, sink_for))?;
+    Ok(0)
 }

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use crate::backend::Counts;
-use crate::cli::CmdResult;
-use crate::ops::session::{load_state, open, runtime};
+use crate::cli::{render, CmdResult};
+use crate::ops::session::{load_state, open, runtime, Opened};
 use crate::ops::teardown;
 use crate::output::Printer;
 use crate::state::State;
@@ -21,11 +21,7 @@ pub(crate) fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
         })
         .await
     })?;
-    if p.json {
-        p.json(&serde_json::json!({ "halted": stopped }));
-    } else {
-        p.line(format!("halted {} machine(s)", stopped.len()));
-    }
+    render::machines::halted(p, &stopped);
     Ok(0)
 }
 
@@ -37,31 +33,14 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
-fn counts_text(c: &Counts) -> String {
-    format!(
-        "{} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)",
-        c.vms, c.containers, c.networks, c.volumes, c.images
-    )
-}
-
 /// `hdev destroy [-y]`: removes every object this environment's instance created.
 pub(crate) fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResult {
     let o = open(file)?;
     let lock = o.project.state.lock()?;
     let instance = o.ctx.instance.clone();
-    let removed = runtime()?.block_on(async {
-        let backends = teardown::connect_for_removal(Some(&o.project.env)).await?;
-        let found = teardown::find_instance(&backends, &instance).await?;
-        let total = Counts::of(&found);
-        if total.total() > 0 && !force && std::io::stdin().is_terminal() && !p.json {
-            let q = format!("destroy environment `{instance}`: {}?", counts_text(&total));
-            if !confirm(&q) {
-                return anyhow::Ok(None);
-            }
-        }
-        Ok(Some(teardown::remove(&backends, &found).await?))
-    })?;
-    let Some(removed) = removed else {
+    // Ask only a person: on a terminal, without `-y`, and not under `--json`.
+    let ask = !force && std::io::stdin().is_terminal() && !p.json;
+    let Some(removed) = runtime()?.block_on(remove(&o, ask))? else {
         p.note("nothing destroyed");
         return Ok(1);
     };
@@ -69,46 +48,32 @@ pub(crate) fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResul
     if !st.machines.is_empty() || st.env_hash.is_some() {
         o.project.state.save(&lock, &State::new(&instance))?;
     }
-    if p.json {
-        p.json(&serde_json::json!({ "instance": instance, "removed": removed }));
-    } else {
-        p.line(format!(
-            "destroyed `{instance}`: {} removed",
-            counts_text(&removed)
-        ));
-    }
+    render::machines::destroyed(p, &instance, &removed);
     Ok(0)
+}
+
+/// Finds what the instance holds and removes it, after asking when `ask`; `None` when
+/// the answer was no.
+async fn remove(o: &Opened, ask: bool) -> anyhow::Result<Option<Counts>> {
+    let instance = &o.ctx.instance;
+    let backends = teardown::connect_for_removal(Some(&o.project.env)).await?;
+    let found = teardown::find_instance(&backends, instance).await?;
+    let total = Counts::of(&found);
+    if total.total() > 0 && ask {
+        let q = format!(
+            "destroy environment `{instance}`: {}?",
+            render::machines::counts(&total)
+        );
+        if !confirm(&q) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(teardown::remove(&backends, &found).await?))
 }
 
 /// `hdev gc [--dry-run]`: removes objects of environments whose folder no longer exists.
 pub(crate) fn gc(p: &Printer, dry_run: bool) -> CmdResult {
     let report = runtime()?.block_on(teardown::gc(dry_run))?;
-    let code = i32::from(!report.failed.is_empty());
-    if p.json {
-        p.json(&report);
-        return Ok(code);
-    }
-    if report.environments.is_empty() && report.failed.is_empty() {
-        p.line("nothing to collect: every labelled environment still has its folder");
-    }
-    for e in &report.environments {
-        p.line(format!(
-            "{} `{}` ({}): {}",
-            if dry_run { "would remove" } else { "removed" },
-            e.instance,
-            if e.idle_copy {
-                format!("ci copy `{}` left by a run that ended", e.dir)
-            } else {
-                format!("folder `{}` is gone", e.dir)
-            },
-            counts_text(&e.removed)
-        ));
-    }
-    for s in &report.skipped {
-        p.note(format!("not looked at, unreachable: {s}"));
-    }
-    for f in &report.failed {
-        eprintln!("{} cannot remove {f}", p.red("error:"));
-    }
-    Ok(code)
+    render::machines::gc(p, &report, dry_run);
+    Ok(i32::from(!report.failed.is_empty()))
 }

@@ -1,0 +1,156 @@
+//! Machines: the `status` table, what `halt`, `destroy` and `gc` stopped or removed, and
+//! the lines of `logs`.
+
+use crate::backend::{Counts, LogLine};
+use crate::envfile::hash::EnvHash;
+use crate::ops::status::{Row, StatusReport};
+use crate::ops::teardown::GcReport;
+use crate::output::Printer;
+
+/// `status`: the environment, then one row per machine.
+pub(crate) fn status(p: &Printer, report: &StatusReport) {
+    if p.json {
+        p.json(report);
+        return;
+    }
+    let rows = &report.machines;
+    p.line(format!(
+        "environment `{}` (instance `{}`, hash {})",
+        report.env,
+        report.instance,
+        EnvHash(report.env_hash.clone()).short()
+    ));
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
+    p.line(p.bold(&format!(
+        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  PORTS",
+        "MACHINE",
+        "BACKEND",
+        "STATE",
+        "DEFINITION",
+        "PROVISIONED",
+        "BASELINE",
+        "DRIFTED",
+        "ADDRESS"
+    )));
+    for r in rows {
+        p.line(status_row(r, w));
+    }
+}
+
+fn status_row(r: &Row, w: usize) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let def = match (r.orphan, r.definition) {
+        (true, _) => "orphan",
+        (false, Some(d)) => d,
+        (false, None) => "-",
+    };
+    let addr: Vec<String> = r
+        .addresses
+        .iter()
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
+    format!(
+        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  {}",
+        r.name,
+        r.backend,
+        r.state,
+        def,
+        yes(r.provisioned),
+        yes(r.baseline),
+        r.drifted.map_or("-", yes),
+        dash_or_join(&addr),
+        dash_or_join(&r.ports),
+    )
+}
+
+fn dash_or_join(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+/// What a teardown counted, by kind of object.
+pub(crate) fn counts(c: &Counts) -> String {
+    format!(
+        "{} VM(s), {} container(s), {} network(s), {} volume(s), {} image(s)",
+        c.vms, c.containers, c.networks, c.volumes, c.images
+    )
+}
+
+/// `halt`.
+pub(crate) fn halted(p: &Printer, stopped: &[String]) {
+    if p.json {
+        p.json(&serde_json::json!({ "halted": stopped }));
+    } else {
+        p.line(format!("halted {} machine(s)", stopped.len()));
+    }
+}
+
+/// `destroy`, when it removed (it may have found nothing).
+pub(crate) fn destroyed(p: &Printer, instance: &str, removed: &Counts) {
+    if p.json {
+        p.json(&serde_json::json!({ "instance": instance, "removed": removed }));
+    } else {
+        p.line(format!(
+            "destroyed `{instance}`: {} removed",
+            counts(removed)
+        ));
+    }
+}
+
+/// `gc`: what was (or would be) removed, what could not be looked at or removed.
+pub(crate) fn gc(p: &Printer, report: &GcReport, dry_run: bool) {
+    if p.json {
+        p.json(report);
+        return;
+    }
+    if report.environments.is_empty() && report.failed.is_empty() {
+        p.line("nothing to collect: every labelled environment still has its folder");
+    }
+    for e in &report.environments {
+        let why = if e.idle_copy {
+            format!("ci copy `{}` left by a run that ended", e.dir)
+        } else {
+            format!("folder `{}` is gone", e.dir)
+        };
+        let verb = if dry_run { "would remove" } else { "removed" };
+        p.line(format!(
+            "{verb} `{}` ({why}): {}",
+            e.instance,
+            counts(&e.removed)
+        ));
+    }
+    for s in &report.skipped {
+        p.note(format!("not looked at, unreachable: {s}"));
+    }
+    for f in &report.failed {
+        eprintln!("{} cannot remove {f}", p.red("error:"));
+    }
+}
+
+/// How `logs` prints the lines of one machine: as JSON objects, after the machine's name
+/// padded to `width` (when several machines are shown), or as they came (stderr to
+/// stderr).
+pub(crate) fn log_sink(
+    json: bool,
+    prefixed: bool,
+    width: usize,
+    name: String,
+) -> impl Fn(LogLine) + Send + Sync {
+    move |l: LogLine| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"machine": name, "stream": if l.stderr {"stderr"} else {"stdout"}, "line": l.text})
+            );
+        } else if prefixed {
+            println!("{name:<width$} | {}", l.text);
+        } else if l.stderr {
+            eprintln!("{}", l.text);
+        } else {
+            println!("{}", l.text);
+        }
+    }
+}
