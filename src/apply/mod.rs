@@ -278,139 +278,212 @@ pub(crate) async fn apply(
 }
 
 async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(), MachineError> {
-    let name = mp.name.clone();
-    let p = sh.progress;
-    // Wait for dependencies to be up (and healthy, where they have a check).
-    for dep in &mp.depends_on {
-        if let Some(tx) = sh.done.get(dep) {
-            let mut rx = tx.subscribe();
-            p.status(&name, &format!("waiting for `{dep}`"));
-            let ok = loop {
-                if let Some(ok) = *rx.borrow_and_update() {
-                    break ok;
-                }
-                tokio::select! {
-                    r = rx.changed() => if r.is_err() { break false },
-                    _ = cancelled(sh.cancel.clone()) => {
-                        return Err(MachineError::Interrupted { machine: name });
-                    }
-                }
-            };
-            if !ok {
-                return Err(MachineError::DependencyFailed {
-                    machine: name,
-                    dependency: dep.clone(),
-                });
-            }
-        }
-    }
-    let be = |source| MachineError::of(&name, source);
-    let st = |source| MachineError::State {
-        machine: name.clone(),
-        source,
-    };
-    let machine = sh.env.machines.get(&name);
+    let name = mp.name.as_str();
+    wait_for_dependencies(sh, mp).await?;
+    let machine = sh.env.machines.get(name);
     let backend: &AnyBackend = match machine {
         Some(m) => sh.backends.get(m).map_err(MachineError::Unavailable)?,
-        None => sh.backends.get_kind(mp.backend).ok_or_else(|| {
-            be(BackendError::Unavailable {
-                machine: name.clone(),
-                backend: mp.backend,
-            })
-        })?,
+        None => sh
+            .backends
+            .get_named(name, mp.backend)
+            .map_err(|e| MachineError::of(name, e))?,
     };
     let permit = tokio::select! {
         p = sh.sem.acquire() => p.ok(),
         _ = cancelled(sh.cancel.clone()) => None,
     };
     let Some(permit) = permit else {
-        return Err(MachineError::Interrupted { machine: name });
+        return Err(interrupted(name));
     };
     let mut id = mp.existing.clone();
+    let m = Machine {
+        plan: mp,
+        machine,
+        backend,
+    };
     for step in &mp.steps {
         if *sh.cancel.borrow() {
-            return Err(MachineError::Interrupted { machine: name });
+            return Err(interrupted(name));
         }
-        match step {
-            Step::Remove => {
-                p.status(&name, "removing");
-                if let Some(old) = id.take() {
-                    backend.remove(&old).await.map_err(be)?;
-                }
-                sh.rec.update(&name, |_| None).map_err(st)?;
-            }
-            Step::Create => {
-                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
-                p.status(&name, "creating");
-                let resolved = match sh.images.get(&BaseKey::of(sh.env, m)) {
-                    Some(Ok(i)) => i.clone(),
-                    Some(Err(e)) => {
-                        return Err(be(BackendError::Engine {
-                            action: "resolve its image".into(),
-                            message: e.clone(),
-                        }))
-                    }
-                    None => return Err(be(not_in_envfile(&name))),
-                };
-                let spec = spec_for(sh.env, m, &mp.hash, resolved);
-                let hash = mp.hash.clone();
-                sh.rec
-                    .update(&name, |_| {
-                        Some(MachineRecord {
-                            backend: m.backend,
-                            id: None,
-                            hash,
-                            phase: Phase::Creating,
-                            baseline: None,
-                            provision_runs: 0,
-                        })
-                    })
-                    .map_err(st)?;
-                let new_id = backend.create(sh.ctx, &spec).await.map_err(be)?;
-                let rid = new_id.clone();
-                sh.rec
-                    .update(&name, |r| {
-                        r.map(|mut r| {
-                            r.id = Some(rid);
-                            r.phase = Phase::Created;
-                            r
-                        })
-                    })
-                    .map_err(st)?;
-                id = Some(new_id);
-            }
-            Step::Start => {
-                p.status(&name, "starting");
-                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
-                backend.start(&cid).await.map_err(be)?;
-                if mp.backend == crate::envfile::Backend::Libvirt {
-                    if let Some(m) = machine {
-                        let observed = sh.backends.observe(sh.ctx).await.map_err(be)?;
-                        let lines = hosts::entries(sh.env, m, &observed);
-                        hosts::write(backend, &cid, &lines).await.map_err(be)?;
-                    }
-                }
-            }
-            Step::Provision => {
-                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
-                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
-                provision_one(sh, backend, m, &cid, &mp.hash).await?;
-            }
-            Step::Baseline | Step::Reset | Step::Save | Step::Restore => {
-                let m = machine.ok_or_else(|| be(not_in_envfile(&name)))?;
-                let cid = id.clone().ok_or_else(|| be(not_in_envfile(&name)))?;
-                id = Some(snapshot_step(sh, backend, m, &cid, &mp.hash, *step).await?);
-            }
-            Step::Health => {}
-        }
+        id = run_step(sh, &m, *step, id).await?;
     }
     drop(permit);
     if mp.steps.contains(&Step::Health) {
-        if let (Some(m), Some(cid)) = (machine, id.as_deref()) {
-            wait_healthy(sh, backend, m, cid).await?;
+        if let (Some(def), Some(cid)) = (machine, id.as_deref()) {
+            wait_healthy(sh, backend, def, cid).await?;
         }
     }
     Ok(())
+}
+
+fn interrupted(name: &str) -> MachineError {
+    MachineError::Interrupted {
+        machine: name.to_string(),
+    }
+}
+
+/// Waits until every machine `mp` depends on is up (and healthy, where it has a check).
+async fn wait_for_dependencies(
+    sh: &Shared<'_>,
+    mp: &crate::plan::MachinePlan,
+) -> Result<(), MachineError> {
+    for dep in &mp.depends_on {
+        let Some(tx) = sh.done.get(dep) else { continue };
+        let mut rx = tx.subscribe();
+        sh.progress
+            .status(&mp.name, &format!("waiting for `{dep}`"));
+        let ok = loop {
+            if let Some(ok) = *rx.borrow_and_update() {
+                break ok;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break false },
+                _ = cancelled(sh.cancel.clone()) => return Err(interrupted(&mp.name)),
+            }
+        };
+        if !ok {
+            return Err(MachineError::DependencyFailed {
+                machine: mp.name.clone(),
+                dependency: dep.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One machine of a running plan: its plan, its Envfile definition (absent for a machine
+/// being removed) and its engine.
+struct Machine<'a> {
+    plan: &'a crate::plan::MachinePlan,
+    machine: Option<&'a crate::envfile::Machine>,
+    backend: &'a AnyBackend,
+}
+
+impl Machine<'_> {
+    fn err(&self, source: BackendError) -> MachineError {
+        MachineError::of(&self.plan.name, source)
+    }
+
+    /// The error of a step that needs what the machine lacks (a definition, an id).
+    fn missing(&self) -> MachineError {
+        self.err(not_in_envfile(&self.plan.name))
+    }
+
+    fn state_err(&self, source: StateError) -> MachineError {
+        MachineError::State {
+            machine: self.plan.name.clone(),
+            source,
+        }
+    }
+}
+
+/// Runs one step; returns the machine's id afterwards.
+async fn run_step(
+    sh: &Shared<'_>,
+    m: &Machine<'_>,
+    step: Step,
+    id: Option<String>,
+) -> Result<Option<String>, MachineError> {
+    let name = &m.plan.name;
+    match step {
+        Step::Remove => {
+            sh.progress.status(name, "removing");
+            if let Some(old) = &id {
+                m.backend.remove(old).await.map_err(|e| m.err(e))?;
+            }
+            sh.rec.update(name, |_| None).map_err(|e| m.state_err(e))?;
+            Ok(None)
+        }
+        Step::Create => create(sh, m).await.map(Some),
+        Step::Start => {
+            sh.progress.status(name, "starting");
+            let cid = id.clone().ok_or_else(|| m.missing())?;
+            m.backend.start(&cid).await.map_err(|e| m.err(e))?;
+            if m.plan.backend == crate::envfile::Backend::Libvirt {
+                if let Some(def) = m.machine {
+                    // VMs are not in Docker's DNS: they get the others' names in /etc/hosts.
+                    let observed = sh.backends.observe(sh.ctx).await.map_err(|e| m.err(e))?;
+                    let lines = hosts::entries(sh.env, def, &observed);
+                    hosts::write(m.backend, &cid, &lines)
+                        .await
+                        .map_err(|e| m.err(e))?;
+                }
+            }
+            Ok(Some(cid))
+        }
+        Step::Provision => {
+            let cid = id.clone().ok_or_else(|| m.missing())?;
+            provision_one(
+                sh,
+                m.backend,
+                m.machine.ok_or_else(|| m.missing())?,
+                &cid,
+                &m.plan.hash,
+            )
+            .await?;
+            Ok(Some(cid))
+        }
+        Step::Baseline | Step::Reset | Step::Save | Step::Restore => {
+            let cid = id.clone().ok_or_else(|| m.missing())?;
+            let new = snapshot_step(
+                sh,
+                m.backend,
+                m.machine.ok_or_else(|| m.missing())?,
+                &cid,
+                &m.plan.hash,
+                step,
+            )
+            .await?;
+            Ok(Some(new))
+        }
+        Step::Health => Ok(id),
+    }
+}
+
+/// Creates a machine from its prepared base, recorded as creating, then created.
+async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError> {
+    let (name, def) = (&m.plan.name, m.machine.ok_or_else(|| m.missing())?);
+    sh.progress.status(name, "creating");
+    let resolved = match sh.images.get(&BaseKey::of(sh.env, def)) {
+        Some(Ok(i)) => i.clone(),
+        Some(Err(e)) => {
+            return Err(m.err(BackendError::Engine {
+                action: "resolve its image".into(),
+                message: e.clone(),
+            }))
+        }
+        None => return Err(m.err(not_in_envfile(name))),
+    };
+    let spec = spec_for(sh.env, def, &m.plan.hash, resolved);
+    let hash = m.plan.hash.clone();
+    sh.rec
+        .update(name, |_| {
+            Some(MachineRecord {
+                backend: def.backend,
+                id: None,
+                hash,
+                phase: Phase::Creating,
+                baseline: None,
+                provision_runs: 0,
+            })
+        })
+        .map_err(|e| m.state_err(e))?;
+    let new_id = m
+        .backend
+        .create(sh.ctx, &spec)
+        .await
+        .map_err(|e| m.err(e))?;
+    let rid = new_id.clone();
+    sh.rec
+        .update(name, |r| {
+            r.map(|mut r| {
+                r.id = Some(rid);
+                r.phase = Phase::Created;
+                r
+            })
+        })
+        .map_err(|e| m.state_err(e))?;
+    Ok(new_id)
 }
 
 fn not_in_envfile(name: &str) -> BackendError {

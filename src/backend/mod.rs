@@ -86,10 +86,16 @@ pub enum BackendError {
     NotRunning { machine: String, state: String },
     /// A box could not be imported into the engine.
     #[error(transparent)]
-    Boxes(#[from] crate::boxes::BoxError),
+    Boxes(Box<crate::boxes::BoxError>),
     /// A baseline or snapshot is missing, or the guest could not prepare one.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+}
+
+impl From<crate::boxes::BoxError> for BackendError {
+    fn from(e: crate::boxes::BoxError) -> Self {
+        BackendError::Boxes(Box::new(e))
+    }
 }
 
 /// Where a machine is, as the engine sees it.
