@@ -182,7 +182,54 @@ pub(crate) fn plan(
     recorded: &State,
     available: &BTreeSet<Backend>,
 ) -> Plan {
-    let networks = wanted_networks(env)
+    let networks = plan_networks(env, observed);
+    let mut machines = Vec::new();
+    for m in env.topo_order() {
+        let hash = hashes.get(&m.name).map(|h| h.0.clone()).unwrap_or_default();
+        let obs = observed.machines.get(&m.name);
+        let rec = recorded.machines.get(&m.name);
+        let (change, reason, steps) = if available.contains(&m.backend) {
+            decide(m, &hash, obs, rec)
+        } else {
+            (
+                Change::Unavailable,
+                format!("the {} backend is not available in this build", m.backend),
+                vec![],
+            )
+        };
+        machines.push(MachinePlan {
+            name: m.name.clone(),
+            backend: m.backend,
+            change,
+            reason,
+            steps,
+            depends_on: m.depends_on.clone(),
+            existing: obs.map(|o| o.id.clone()),
+            hash,
+        });
+    }
+    check_before_dependants(env, &mut machines);
+    for (name, o) in &observed.machines {
+        if !env.machines.contains_key(name) {
+            machines.push(MachinePlan {
+                name: name.clone(),
+                backend: o.backend,
+                change: Change::Remove,
+                reason: "no longer in the Envfile".to_string(),
+                steps: vec![Step::Remove],
+                depends_on: vec![],
+                existing: Some(o.id.clone()),
+                hash: o.hash.clone().unwrap_or_default(),
+            });
+        }
+    }
+    Plan { networks, machines }
+}
+
+/// Each wanted network: created when absent, kept when its subnet matches, a conflict
+/// otherwise (hdev does not move machines off a network by itself).
+fn plan_networks(env: &Env, observed: &Observation) -> Vec<NetworkPlan> {
+    wanted_networks(env)
         .into_iter()
         .map(|(name, subnet)| {
             let obs = observed.networks.get(&name);
@@ -202,94 +249,78 @@ pub(crate) fn plan(
                 observed_subnet,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let mut machines = Vec::new();
-    for m in env.topo_order() {
-        let hash = hashes.get(&m.name).map(|h| h.0.clone()).unwrap_or_default();
-        let obs = observed.machines.get(&m.name);
-        let rec = recorded.machines.get(&m.name);
-        let (change, reason, steps) = if !available.contains(&m.backend) {
-            (
-                Change::Unavailable,
-                format!("the {} backend is not available in this build", m.backend),
-                vec![],
-            )
+/// What one machine of the Envfile needs, from what the engine holds (`obs`, the truth
+/// about existence and hash) and what hdev recorded (`rec`, the truth about provisioning).
+fn decide(
+    m: &Machine,
+    hash: &str,
+    obs: Option<&crate::backend::ObservedMachine>,
+    rec: Option<&crate::state::MachineRecord>,
+) -> (Change, String, Vec<Step>) {
+    let Some(o) = obs else {
+        let why = if rec.is_some() {
+            "recorded, but missing from the engine"
         } else {
-            match obs {
-                None => {
-                    let why = if rec.is_some() {
-                        "recorded, but missing from the engine"
-                    } else {
-                        "not created"
-                    };
-                    let s = steps_for(
-                        m,
-                        &[Step::Create, Step::Start, Step::Provision, Step::Baseline],
-                    );
-                    (Change::Create, why.to_string(), s)
-                }
-                Some(o) if o.hash.as_deref() != Some(hash.as_str()) => {
-                    let s = steps_for(
-                        m,
-                        &[
-                            Step::Remove,
-                            Step::Create,
-                            Step::Start,
-                            Step::Provision,
-                            Step::Baseline,
-                        ],
-                    );
-                    (Change::Recreate, "definition changed".to_string(), s)
-                }
-                Some(o) => {
-                    let provisioned = rec.is_some_and(|r| r.provisioned(&o.id, o.hash.as_deref()));
-                    let running = o.state == crate::backend::RunState::Running;
-                    let ready = rec.is_some_and(|r| r.phase >= Phase::Ready);
-                    match (running, provisioned) {
-                        (true, true) if ready => (Change::Keep, "up to date".to_string(), vec![]),
-                        (true, true) => (
-                            Change::Finish,
-                            "baseline not taken".to_string(),
-                            vec![Step::Baseline],
-                        ),
-                        (false, true) => {
-                            let mut base = vec![Step::Start];
-                            if !ready {
-                                base.push(Step::Baseline);
-                            }
-                            (Change::Start, format!("{}", o.state), steps_for(m, &base))
-                        }
-                        (r, false) => {
-                            let mut base = vec![];
-                            if !r {
-                                base.push(Step::Start);
-                            }
-                            base.push(Step::Provision);
-                            base.push(Step::Baseline);
-                            (
-                                Change::Finish,
-                                "provisioning did not finish".to_string(),
-                                steps_for(m, &base),
-                            )
-                        }
-                    }
-                }
-            }
+            "not created"
         };
-        machines.push(MachinePlan {
-            name: m.name.clone(),
-            backend: m.backend,
-            change,
-            reason,
-            steps,
-            depends_on: m.depends_on.clone(),
-            existing: obs.map(|o| o.id.clone()),
-            hash,
-        });
+        let s = steps_for(
+            m,
+            &[Step::Create, Step::Start, Step::Provision, Step::Baseline],
+        );
+        return (Change::Create, why.to_string(), s);
+    };
+    if o.hash.as_deref() != Some(hash) {
+        let s = steps_for(
+            m,
+            &[
+                Step::Remove,
+                Step::Create,
+                Step::Start,
+                Step::Provision,
+                Step::Baseline,
+            ],
+        );
+        return (Change::Recreate, "definition changed".to_string(), s);
     }
-    // A kept machine with a health check is checked again when a dependant is about to
-    // act, so that an unhealthy machine left by an earlier run still gates it.
+    let provisioned = rec.is_some_and(|r| r.provisioned(&o.id, o.hash.as_deref()));
+    let running = o.state == crate::backend::RunState::Running;
+    let ready = rec.is_some_and(|r| r.phase >= Phase::Ready);
+    match (running, provisioned) {
+        (true, true) if ready => (Change::Keep, "up to date".to_string(), vec![]),
+        (true, true) => (
+            Change::Finish,
+            "baseline not taken".to_string(),
+            vec![Step::Baseline],
+        ),
+        (false, true) => {
+            let mut base = vec![Step::Start];
+            if !ready {
+                base.push(Step::Baseline);
+            }
+            (Change::Start, format!("{}", o.state), steps_for(m, &base))
+        }
+        (r, false) => {
+            let mut base = vec![];
+            if !r {
+                base.push(Step::Start);
+            }
+            base.push(Step::Provision);
+            base.push(Step::Baseline);
+            (
+                Change::Finish,
+                "provisioning did not finish".to_string(),
+                steps_for(m, &base),
+            )
+        }
+    }
+}
+
+/// A kept machine with a health check is checked again when a dependant is about to
+/// act, so that an unhealthy machine left by an earlier run still gates it.
+fn check_before_dependants(env: &Env, machines: &mut [MachinePlan]) {
     let acting: BTreeSet<String> = machines
         .iter()
         .filter(|m| {
@@ -310,21 +341,6 @@ pub(crate) fn plan(
             mp.reason = "up to date; health checked for its dependants".into();
         }
     }
-    for (name, o) in &observed.machines {
-        if !env.machines.contains_key(name) {
-            machines.push(MachinePlan {
-                name: name.clone(),
-                backend: o.backend,
-                change: Change::Remove,
-                reason: "no longer in the Envfile".to_string(),
-                steps: vec![Step::Remove],
-                depends_on: vec![],
-                existing: Some(o.id.clone()),
-                hash: o.hash.clone().unwrap_or_default(),
-            });
-        }
-    }
-    Plan { networks, machines }
 }
 
 #[cfg(test)]
