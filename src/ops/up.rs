@@ -68,15 +68,7 @@ pub(crate) async fn run_plan(
     snapshot: Option<&str>,
 ) -> Code {
     let env = &o.project.env;
-    if p.json {
-        p.line(serde_json::json!({"event": "plan", "plan": plan}).to_string());
-    } else {
-        for l in plan::render(plan) {
-            if !l.starts_with("= ") {
-                p.note(l);
-            }
-        }
-    }
+    announce(p, plan);
     let names: Vec<String> = plan
         .machines
         .iter()
@@ -84,14 +76,13 @@ pub(crate) async fn run_plan(
         .map(|m| m.name.clone())
         .collect();
     let progress = Progress::new(p, &names);
-    let parallel = parallel.unwrap_or(env.settings.parallel as usize);
     let a = apply::ApplyCtx {
         env,
         ctx: &o.ctx,
         backends,
         rec,
         progress: &progress,
-        parallel,
+        parallel: parallel.unwrap_or(env.settings.parallel as usize),
         images,
         snapshot,
     };
@@ -101,45 +92,66 @@ pub(crate) async fn run_plan(
     if report.ok() {
         rec.set_env_hash(Some(o.env_hash.0.clone()))?;
     }
-    let failed: Vec<_> = report
-        .machines
-        .iter()
-        .filter(|m| m.error.is_some())
-        .collect();
+    summarize(p, &report);
+    Ok(exit_code(&report))
+}
+
+/// The plan, before it runs: a JSON event, or its lines that change something.
+fn announce(p: &Printer, plan: &Plan) {
+    if p.json {
+        p.line(serde_json::json!({"event": "plan", "plan": plan}).to_string());
+        return;
+    }
+    for l in plan::render(plan) {
+        if !l.starts_with("= ") {
+            p.note(l);
+        }
+    }
+}
+
+/// The run's end: a JSON event, or every error and a count.
+fn summarize(p: &Printer, report: &apply::ApplyReport) {
     if p.json {
         p.line(
             serde_json::json!({"event": "summary", "changed": true, "ok": report.ok(), "report": report})
                 .to_string(),
         );
-    } else {
-        for m in &failed {
-            if let Some(e) = &m.error {
-                eprintln!("{} {e}", p.red("error:"));
-            }
-        }
-        let done = report
-            .machines
-            .iter()
-            .filter(|m| m.outcome == apply::Outcome::Done)
-            .count();
-        p.note(format!(
-            "{done} machine{} changed, {} failed or skipped{}",
-            if done == 1 { "" } else { "s" },
-            failed.len(),
-            if report.interrupted {
-                ", interrupted"
-            } else {
-                ""
-            }
-        ));
+        return;
     }
-    Ok(if report.interrupted {
+    let failed: Vec<&str> = report
+        .machines
+        .iter()
+        .filter_map(|m| m.error.as_deref())
+        .collect();
+    for e in &failed {
+        eprintln!("{} {e}", p.red("error:"));
+    }
+    let done = report
+        .machines
+        .iter()
+        .filter(|m| m.outcome == apply::Outcome::Done)
+        .count();
+    p.note(format!(
+        "{done} machine{} changed, {} failed or skipped{}",
+        if done == 1 { "" } else { "s" },
+        failed.len(),
+        if report.interrupted {
+            ", interrupted"
+        } else {
+            ""
+        }
+    ));
+}
+
+/// 130 when interrupted (as a shell reports Ctrl-C), 0 when every machine came up, else 1.
+pub(crate) fn exit_code(report: &apply::ApplyReport) -> i32 {
+    if report.interrupted {
         130
     } else if report.ok() {
         0
     } else {
         1
-    })
+    }
 }
 
 /// `hdev provision [MACHINE]`: runs provisioning again on running machines.
