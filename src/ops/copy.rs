@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::session::{with_images, Opened};
+use super::session::{with_images, Session};
 use super::up::converge;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::{Summary, TestResult};
@@ -249,7 +249,7 @@ async fn bring_up_and_test(
 
 async fn tests(
     p: &Printer,
-    o: &Opened,
+    o: &Session,
     backends: &Backends,
     timeout: Duration,
     sig: &watch::Receiver<i32>,

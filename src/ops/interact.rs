@@ -1,13 +1,13 @@
 //! Reaching into running machines: finding the one `exec` and `ssh` run in, and streaming
 //! the main processes' output for `logs` (each line to a sink the front end gives).
 
-use super::session::{check_machine, Opened};
+use super::session::{check_machine, Session};
 use crate::backend::{BackendError, Backends, Engine, LogLine, ObservedMachine, RunState};
 
 /// Finds a running machine of the environment in the engine.
 pub(crate) async fn running(
     backends: &Backends,
-    o: &Opened,
+    o: &Session,
     name: &str,
 ) -> anyhow::Result<ObservedMachine> {
     check_machine(&o.project.env, name)?;
@@ -40,7 +40,11 @@ pub(crate) struct LogsOptions<'a> {
 
 /// Streams the logs of the machines into the sinks `sink_for` makes, one per machine
 /// from its name and the width of the longest name; all at once, until every stream ends.
-pub(crate) async fn logs<F, S>(o: &Opened, opts: LogsOptions<'_>, sink_for: F) -> anyhow::Result<()>
+pub(crate) async fn logs<F, S>(
+    o: &Session,
+    opts: LogsOptions<'_>,
+    sink_for: F,
+) -> anyhow::Result<()>
 where
     F: Fn(&str, usize) -> S,
     S: Fn(LogLine) + Send + Sync,

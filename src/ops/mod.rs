@@ -1,5 +1,5 @@
 //! The application: what each command does, over the engine contract, for the command
-//! line (and any other front end) to call. An operation works in a [`session::Opened`]
+//! line (and any other front end) to call. An operation works in a [`session::Session`]
 //! environment and returns what happened; it never parses arguments or renders a table.
 
 pub(crate) mod ci;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::copy::{self as copyrun, CopyOptions, CopyOutcome};
-use super::session::{ctrl_c, load_state, with_images, Opened};
+use super::session::{ctrl_c, load_state, with_images, Session};
 use super::up::{converge, Code};
 use crate::apply::Images;
 use crate::backend::Backends;
@@ -99,7 +99,7 @@ pub(crate) struct Target<'a> {
 /// A release opened as this folder's environment, checked, its images ready and the
 /// state locked: what [`move_to`] runs.
 pub(crate) struct Move {
-    pub opened: Opened,
+    pub opened: Session,
     pub tag: Tag,
     /// The plan, when [`Target::plan`] asked for it.
     pub plan: Option<Plan>,
@@ -156,7 +156,7 @@ fn open(file: Option<&Path>, t: &Target<'_>) -> anyhow::Result<update::Release> 
     Ok(release)
 }
 
-async fn plan(o: &Opened, backends: &Backends) -> anyhow::Result<Plan> {
+async fn plan(o: &Session, backends: &Backends) -> anyhow::Result<Plan> {
     let state = load_state(&o.project)?;
     let observed = backends.observe(&o.ctx).await?;
     Ok(crate::plan::plan(

@@ -14,23 +14,24 @@ use crate::output::Printer;
 use crate::project::Project;
 use crate::state::State;
 
-/// An opened environment with its per-machine hashes.
-pub(crate) struct Opened {
+/// The session an operation works in: the environment opened once, with its per-machine
+/// hashes and the names that place its objects in the engines.
+pub(crate) struct Session {
     pub project: Project,
     pub hashes: BTreeMap<String, EnvHash>,
     pub env_hash: EnvHash,
     pub ctx: EnvCtx,
 }
 
-pub(crate) fn open(file: Option<&Path>) -> anyhow::Result<Opened> {
+pub(crate) fn open(file: Option<&Path>) -> anyhow::Result<Session> {
     opened(crate::throwaway::open_project(file)?)
 }
 
 /// An opened project with its hashes.
-pub(crate) fn opened(project: Project) -> anyhow::Result<Opened> {
+pub(crate) fn opened(project: Project) -> anyhow::Result<Session> {
     let report = project.hash()?;
     let ctx = project.ctx();
-    Ok(Opened {
+    Ok(Session {
         project,
         hashes: report.machines,
         env_hash: report.hash,
@@ -43,7 +44,7 @@ pub(crate) fn opened(project: Project) -> anyhow::Result<Opened> {
 pub(crate) async fn open_with_images(
     file: Option<&Path>,
     p: &Printer,
-) -> anyhow::Result<(Opened, Backends, apply::Images)> {
+) -> anyhow::Result<(Session, Backends, apply::Images)> {
     with_images(crate::throwaway::open_project(file)?, p).await
 }
 
@@ -51,7 +52,7 @@ pub(crate) async fn open_with_images(
 pub(crate) async fn with_images(
     project: Project,
     p: &Printer,
-) -> anyhow::Result<(Opened, Backends, apply::Images)> {
+) -> anyhow::Result<(Session, Backends, apply::Images)> {
     let backends = Backends::connect(&project.env).await?;
     if !p.json && !project.env.boxes.is_empty() {
         p.note("preparing images");
@@ -101,7 +102,7 @@ pub(crate) fn check_machine(env: &crate::envfile::Env, name: &str) -> anyhow::Re
     Ok(crate::plan::check_machine(env, name)?)
 }
 
-impl Opened {
+impl Session {
     /// Connects to the engines the environment needs.
     pub(crate) async fn connect(&self) -> anyhow::Result<Backends> {
         Ok(Backends::connect(&self.project.env).await?)

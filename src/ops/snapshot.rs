@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::session::{load_state, Opened};
+use super::session::{load_state, Session};
 use super::up::{run_steps, Code};
 use crate::backend::{Backends, Engine, Observation, RunState, StatePart};
 use crate::envfile::{Backend, Env};
@@ -18,7 +18,7 @@ use crate::snapshot::Drift;
 /// Runs `steps` on `targets` (every machine when empty) as a plan, under the lock.
 pub(crate) async fn act(
     p: &Printer,
-    o: &Opened,
+    o: &Session,
     targets: &[String],
     steps: &[Step],
     need_running: bool,
@@ -109,7 +109,7 @@ impl DriftReport {
 }
 
 /// `drift [MACHINE]`: the files added, changed and deleted since the baseline.
-pub(crate) async fn drift(o: &Opened, machine: Option<&str>) -> anyhow::Result<DriftReport> {
+pub(crate) async fn drift(o: &Session, machine: Option<&str>) -> anyhow::Result<DriftReport> {
     if let Some(m) = machine {
         super::session::check_machine(&o.project.env, m)?;
     }
@@ -149,7 +149,7 @@ pub(crate) async fn drifted(
 
 /// Every snapshot of the environment (the baseline included), by name, parts sorted by
 /// machine.
-pub(crate) async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
+pub(crate) async fn list(o: &Session) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
     let mut out: BTreeMap<String, Vec<StatePart>> = BTreeMap::new();
@@ -165,7 +165,7 @@ pub(crate) async fn list(o: &Opened) -> anyhow::Result<BTreeMap<String, Vec<Stat
 }
 
 /// Deletes snapshot `name` from every machine; on how many machines it existed.
-pub(crate) async fn delete(o: &Opened, name: &str) -> anyhow::Result<usize> {
+pub(crate) async fn delete(o: &Session, name: &str) -> anyhow::Result<usize> {
     let _lock = o.project.state.lock()?;
     let env = &o.project.env;
     let backends = o.connect().await?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::session::{load_state, Opened};
+use super::session::{load_state, Session};
 use crate::backend::{Backends, Observation, ObservedNetwork};
 use crate::envfile::Env;
 use crate::state::State;
@@ -43,7 +43,7 @@ pub(crate) struct StatusReport {
 }
 
 /// Reads the engines and the state.
-pub(crate) async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
+pub(crate) async fn status(o: &Session) -> anyhow::Result<StatusReport> {
     let state = load_state(&o.project)?;
     let env = &o.project.env;
     let backends = o.connect().await?;
@@ -54,7 +54,7 @@ pub(crate) async fn status(o: &Opened) -> anyhow::Result<StatusReport> {
 
 /// The report from what was read: pure.
 pub(crate) fn report(
-    o: &Opened,
+    o: &Session,
     state: &State,
     backends: &Backends,
     observed: Observation,

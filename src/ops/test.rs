@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::session::Opened;
+use super::session::Session;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::{Summary, TestResult};
 use crate::envfile::Env;
@@ -44,7 +44,7 @@ pub(crate) fn check_names(env: &Env, only: &[String]) -> anyhow::Result<()> {
 /// Runs the checks (those named in `only`, or all) against what runs, with `timeout` for
 /// a check that sets none; writes the JUnit report to `junit` when asked.
 pub(crate) async fn run(
-    o: &Opened,
+    o: &Session,
     timeout: Duration,
     only: &[String],
     junit: Option<&Path>,

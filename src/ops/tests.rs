@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::session::{load_state, open, Opened};
+use super::session::{load_state, open, Session};
 use super::teardown::dead_instances;
 use crate::apply::{self, ApplyReport, BaseKey, Images, Outcome, Recorder};
 use crate::backend::fake::FakeBackend;
@@ -46,7 +46,7 @@ healthcheck = { command = "true", retries = 2, interval = "10ms" }
 
 struct World {
     _dir: tempfile::TempDir,
-    o: Opened,
+    o: Session,
     backends: Backends,
 }
 

@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use super::session::{check_machine, ctrl_c, load_state, Opened};
+use super::session::{check_machine, ctrl_c, load_state, Session};
 use crate::apply::{self, Recorder};
 use crate::backend::Backends;
 use crate::output::Printer;
@@ -18,7 +18,7 @@ pub(crate) type Code = anyhow::Result<i32>;
 /// shared by `up --at`, `update`, `ci` and `release`. The caller holds the state lock.
 pub(crate) async fn converge(
     p: &Printer,
-    o: &Opened,
+    o: &Session,
     backends: &Backends,
     images: &apply::Images,
     lock: crate::state::EnvLock,
@@ -58,7 +58,7 @@ pub(crate) async fn converge(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_plan(
     p: &Printer,
-    o: &Opened,
+    o: &Session,
     backends: &Backends,
     plan: &Plan,
     rec: &Recorder,
@@ -155,7 +155,7 @@ pub(crate) fn exit_code(report: &apply::ApplyReport) -> i32 {
 }
 
 /// `hdev provision [MACHINE]`: runs provisioning again on running machines.
-pub(crate) async fn provision(p: &Printer, o: &Opened, machine: Option<&str>) -> Code {
+pub(crate) async fn provision(p: &Printer, o: &Session, machine: Option<&str>) -> Code {
     let lock = o.project.state.lock()?;
     let state = load_state(&o.project)?;
     let env = &o.project.env;
@@ -172,7 +172,7 @@ pub(crate) async fn provision(p: &Printer, o: &Opened, machine: Option<&str>) ->
 /// parallelism), recording into the state and stopping cleanly on Ctrl-C.
 pub(crate) async fn run_steps(
     p: &Printer,
-    o: &Opened,
+    o: &Session,
     backends: &Backends,
     plan: &Plan,
     lock: crate::state::EnvLock,

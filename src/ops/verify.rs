@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::session::Opened;
+use super::session::Session;
 use crate::backend::{Observation, RunState};
 use crate::envfile::hash::EnvHash;
 
@@ -44,7 +44,7 @@ impl VerifyReport {
 }
 
 /// Checks the running environment against `hash` (the Envfile's when none is given).
-pub(crate) async fn verify(o: &Opened, hash: Option<&str>) -> anyhow::Result<VerifyReport> {
+pub(crate) async fn verify(o: &Session, hash: Option<&str>) -> anyhow::Result<VerifyReport> {
     let want = hash.unwrap_or(&o.env_hash.0).to_string();
     // Before any engine is asked: an unknown hash is the caller's mistake, whatever runs.
     let (source, machines) = expected_machines(o, &want)?;
@@ -125,7 +125,7 @@ fn expected_difference(name: &str, h: &str, observed: &Observation) -> Option<Di
 /// The per-machine hashes an environment hash stands for, and where they came from: the
 /// Envfile as it is, `Envfile.lock`, or a release whose tree has that hash.
 pub(crate) fn expected_machines(
-    o: &Opened,
+    o: &Session,
     want: &str,
 ) -> anyhow::Result<(String, BTreeMap<String, String>)> {
     let to_map =

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::backend::Engine;
 use crate::cli::{render, CmdResult};
 use crate::ops::interact::{self, LogsOptions};
-use crate::ops::session::{open, runtime, Opened};
+use crate::ops::session::{open, runtime, Session};
 use crate::output::Printer;
 
 /// Puts the terminal on stdin in raw mode until dropped.
@@ -45,7 +45,7 @@ impl Drop for RawMode {
     }
 }
 
-fn interactive(o: &Opened, machine: &str, cmd: &[String]) -> CmdResult {
+fn interactive(o: &Session, machine: &str, cmd: &[String]) -> CmdResult {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let rt = runtime()?;
     let code = rt.block_on(async {

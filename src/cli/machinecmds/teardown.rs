@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::backend::Counts;
 use crate::cli::{render, CmdResult};
-use crate::ops::session::{load_state, open, runtime, Opened};
+use crate::ops::session::{load_state, open, runtime, Session};
 use crate::ops::teardown;
 use crate::output::Printer;
 use crate::state::State;
@@ -54,7 +54,7 @@ pub(crate) fn destroy(p: &Printer, file: Option<&Path>, force: bool) -> CmdResul
 
 /// Finds what the instance holds and removes it, after asking when `ask`; `None` when
 /// the answer was no.
-async fn remove(o: &Opened, ask: bool) -> anyhow::Result<Option<Counts>> {
+async fn remove(o: &Session, ask: bool) -> anyhow::Result<Option<Counts>> {
     let instance = &o.ctx.instance;
     let backends = teardown::connect_for_removal(Some(&o.project.env)).await?;
     let found = teardown::find_instance(&backends, instance).await?;
