@@ -335,7 +335,32 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
     let recipe = opt_string(ctx, t, "recipe", &what);
     let file = opt_string(ctx, t, "file", &what);
     let url = opt_string(ctx, t, "url", &what);
-    let sha256 = opt_string(ctx, t, "sha256", &what);
+    let sha256 = read_sha256(ctx, t, &what);
+    let sources: Vec<BoxSource> = [
+        recipe.map(|s| BoxSource::Recipe(s.value)),
+        file.map(|s| BoxSource::File(s.value)),
+        url.map(|s| BoxSource::Url(s.value)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    check_box_sources(ctx, &name, &sources, sha256.is_some());
+    BoxDraft {
+        name,
+        source: sources.into_iter().next(),
+        sha256: sha256.map(|s| {
+            s.value
+                .strip_prefix("sha256:")
+                .unwrap_or(&s.value)
+                .to_ascii_lowercase()
+        }),
+        version: opt_string(ctx, t, "version", &what).map(|s| s.value),
+    }
+}
+
+/// `sha256`, as written; a value that is not a digest is reported.
+fn read_sha256(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Option<Sp<String>> {
+    let sha256 = opt_string(ctx, t, "sha256", what);
     if let Some(s) = &sha256 {
         let hex = s.value.strip_prefix("sha256:").unwrap_or(&s.value);
         if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -349,14 +374,11 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
             );
         }
     }
-    let sources: Vec<BoxSource> = [
-        recipe.map(|s| BoxSource::Recipe(s.value)),
-        file.map(|s| BoxSource::File(s.value)),
-        url.map(|s| BoxSource::Url(s.value)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    sha256
+}
+
+/// A box has exactly one source, and a downloaded one is pinned by a checksum.
+fn check_box_sources(ctx: &mut Ctx, name: &Sp<String>, sources: &[BoxSource], pinned: bool) {
     if sources.len() != 1 {
         ctx.push(
             Diagnostic::new(
@@ -375,7 +397,7 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
         );
     }
     if let Some(BoxSource::Url(_)) = sources.first() {
-        if sha256.is_none() {
+        if !pinned {
             ctx.push(
                 Diagnostic::new(
                     name.span.clone(),
@@ -385,17 +407,6 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
                 .help("add `sha256 = \"...\"` so that a changed or corrupt download is refused"),
             );
         }
-    }
-    BoxDraft {
-        name,
-        source: sources.into_iter().next(),
-        sha256: sha256.map(|s| {
-            s.value
-                .strip_prefix("sha256:")
-                .unwrap_or(&s.value)
-                .to_ascii_lowercase()
-        }),
-        version: opt_string(ctx, t, "version", &what).map(|s| s.value),
     }
 }
 
@@ -482,97 +493,129 @@ fn read_attach(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<NetAttachDraf
 fn read_step(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<StepDraft> {
     let t = ctx.table(v, what)?;
     ctx.check_keys(t, STEP_KEYS, &format!("a step of `{what}`"));
-    let kinds: Vec<&str> = STEP_KINDS
+    let kind = step_kind(ctx, t, v)?;
+    let name = opt_string(ctx, t, "name", what).map(|s| s.value);
+    match kind {
+        "shell" => Some(StepDraft {
+            step: ProvisionStep::Shell {
+                name,
+                inline: opt_string(ctx, t, "shell", what)?.value,
+            },
+            input_spans: Vec::new(),
+        }),
+        "script" => read_script_step(ctx, t, what, name),
+        "file" => read_file_step(ctx, t, v, what, name),
+        _ => read_ansible_step(ctx, t, what, name),
+    }
+}
+
+/// The one key of `STEP_KINDS` a step has; none or several is reported.
+fn step_kind(ctx: &mut Ctx, t: &DeTable<'_>, v: &Value<'_>) -> Option<&'static str> {
+    let kinds: Vec<&'static str> = STEP_KINDS
         .iter()
         .copied()
         .filter(|k| get(t, k).is_some())
         .collect();
-    if kinds.len() != 1 {
+    if kinds.len() == 1 {
+        return Some(kinds[0]);
+    }
+    ctx.push(
+        Diagnostic::new(
+            v.span(),
+            format!(
+                "a provision step needs exactly one of `shell`, `script`, `file` or `ansible`, found {}",
+                if kinds.is_empty() {
+                    "none".to_string()
+                } else {
+                    kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                }
+            ),
+        )
+        .label("ambiguous step")
+        .help("split it into one step per action"),
+    );
+    None
+}
+
+fn read_script_step(
+    ctx: &mut Ctx,
+    t: &DeTable<'_>,
+    what: &str,
+    name: Option<String>,
+) -> Option<StepDraft> {
+    let path = opt_string(ctx, t, "script", what)?;
+    let args = get(t, "args")
+        .map(|(_, a)| ctx.string_list(a, &format!("{what}.args")))
+        .unwrap_or_default();
+    Some(StepDraft {
+        step: ProvisionStep::Script {
+            name,
+            path: path.value.clone(),
+            args: args.into_iter().map(|s| s.value).collect(),
+        },
+        input_spans: vec![path],
+    })
+}
+
+fn read_file_step(
+    ctx: &mut Ctx,
+    t: &DeTable<'_>,
+    v: &Value<'_>,
+    what: &str,
+    name: Option<String>,
+) -> Option<StepDraft> {
+    let source = opt_string(ctx, t, "file", what)?;
+    let Some(dest) = opt_string(ctx, t, "destination", what) else {
         ctx.push(
-            Diagnostic::new(
-                v.span(),
-                format!(
-                    "a provision step needs exactly one of `shell`, `script`, `file` or `ansible`, found {}",
-                    if kinds.is_empty() {
-                        "none".to_string()
-                    } else {
-                        kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
-                    }
-                ),
-            )
-            .label("ambiguous step")
-            .help("split it into one step per action"),
+            Diagnostic::new(v.span(), "a `file` step has no `destination`")
+                .label("missing `destination`")
+                .help("add the path inside the machine, e.g. `destination = \"/etc/app/\"`"),
+        );
+        return None;
+    };
+    if !dest.value.starts_with('/') {
+        ctx.push(
+            Diagnostic::new(dest.span, "`destination` must be an absolute path")
+                .label("relative path")
+                .help("start it with `/`"),
         );
         return None;
     }
-    let name = opt_string(ctx, t, "name", what).map(|s| s.value);
-    let mut input_spans = Vec::new();
-    let step = match kinds[0] {
-        "shell" => ProvisionStep::Shell {
+    Some(StepDraft {
+        step: ProvisionStep::File {
             name,
-            inline: opt_string(ctx, t, "shell", what)?.value,
+            source: source.value.clone(),
+            destination: dest.value,
         },
-        "script" => {
-            let path = opt_string(ctx, t, "script", what)?;
-            input_spans.push(path.clone());
-            let args = get(t, "args")
-                .map(|(_, a)| ctx.string_list(a, &format!("{what}.args")))
-                .unwrap_or_default();
-            ProvisionStep::Script {
-                name,
-                path: path.value,
-                args: args.into_iter().map(|s| s.value).collect(),
-            }
-        }
-        "file" => {
-            let source = opt_string(ctx, t, "file", what)?;
-            input_spans.push(source.clone());
-            let Some(dest) = opt_string(ctx, t, "destination", what) else {
-                ctx.push(
-                    Diagnostic::new(v.span(), "a `file` step has no `destination`")
-                        .label("missing `destination`")
-                        .help(
-                            "add the path inside the machine, e.g. `destination = \"/etc/app/\"`",
-                        ),
-                );
-                return None;
-            };
-            if !dest.value.starts_with('/') {
-                ctx.push(
-                    Diagnostic::new(dest.span, "`destination` must be an absolute path")
-                        .label("relative path")
-                        .help("start it with `/`"),
-                );
-                return None;
-            }
-            ProvisionStep::File {
-                name,
-                source: source.value,
-                destination: dest.value,
-            }
-        }
-        _ => {
-            let playbook = opt_string(ctx, t, "ansible", what)?;
-            input_spans.push(playbook.clone());
-            let mut extra_vars = BTreeMap::new();
-            if let Some((_, ev)) = get(t, "extra_vars") {
-                if let Some(et) = ctx.table(ev, "extra_vars") {
-                    for (k, val) in entries_in_order(et) {
-                        if let Some(s) = scalar_string(ctx, val, &format!("extra_vars.{}", k.value))
-                        {
-                            extra_vars.insert(k.value, s);
-                        }
-                    }
+        input_spans: vec![source],
+    })
+}
+
+fn read_ansible_step(
+    ctx: &mut Ctx,
+    t: &DeTable<'_>,
+    what: &str,
+    name: Option<String>,
+) -> Option<StepDraft> {
+    let playbook = opt_string(ctx, t, "ansible", what)?;
+    let mut extra_vars = BTreeMap::new();
+    if let Some((_, ev)) = get(t, "extra_vars") {
+        if let Some(et) = ctx.table(ev, "extra_vars") {
+            for (k, val) in entries_in_order(et) {
+                if let Some(s) = scalar_string(ctx, val, &format!("extra_vars.{}", k.value)) {
+                    extra_vars.insert(k.value, s);
                 }
             }
-            ProvisionStep::Ansible {
-                name,
-                playbook: playbook.value,
-                extra_vars,
-            }
         }
-    };
-    Some(StepDraft { step, input_spans })
+    }
+    Some(StepDraft {
+        step: ProvisionStep::Ansible {
+            name,
+            playbook: playbook.value.clone(),
+            extra_vars,
+        },
+        input_spans: vec![playbook],
+    })
 }
 
 /// Strings, integers and booleans, as an environment variable would hold them.
@@ -624,7 +667,42 @@ fn read_machine(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> MachineDraf
     let what = format!("machine.{}", name.value);
     ctx.check_keys(t, MACHINE_KEYS, &format!("[{what}]"));
     check_name(ctx, &name, "machine");
-    let backend = opt_string(ctx, t, "backend", &what).and_then(|s| {
+    // Struct fields are evaluated in the order written, which is the order the readers
+    // push their diagnostics in: keep it.
+    MachineDraft {
+        backend: read_backend(ctx, &name, t, &what),
+        box_name: opt_string(ctx, t, "box", &what),
+        image: opt_string(ctx, t, "image", &what),
+        cpus: opt_u32(ctx, t, "cpus", &what, 1)
+            .map(|n| n.value)
+            .unwrap_or(1),
+        memory: opt_size(ctx, t, "memory", &what),
+        disk: opt_size(ctx, t, "disk", &what),
+        count: opt_u32(ctx, t, "count", &what, 1),
+        libvirt_uri: opt_string(ctx, t, "libvirt_uri", &what).map(|s| s.value),
+        accel: read_accel(ctx, t, &what),
+        networks: read_attaches(ctx, t, &what),
+        ports: read_ports(ctx, t, &what),
+        synced_folders: read_synced_folders(ctx, t, &what),
+        env: read_env_vars(ctx, t, &what),
+        command: read_command(ctx, t, &what),
+        provision: read_provision(ctx, t, &what),
+        depends_on: get(t, "depends_on")
+            .map(|(_, v)| ctx.string_list(v, &format!("{what}.depends_on")))
+            .unwrap_or_default(),
+        healthcheck: get(t, "healthcheck").and_then(|(_, v)| read_healthcheck(ctx, v, &what)),
+        name,
+    }
+}
+
+/// `backend`, which every machine needs.
+fn read_backend(
+    ctx: &mut Ctx,
+    name: &Sp<String>,
+    t: &DeTable<'_>,
+    what: &str,
+) -> Option<Sp<Backend>> {
+    let backend = opt_string(ctx, t, "backend", what).and_then(|s| {
         enum_value(
             ctx,
             s,
@@ -642,120 +720,140 @@ fn read_machine(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> MachineDraf
             .help("add `backend = \"docker\"` for a container or `backend = \"libvirt\"` for a VM"),
         );
     }
-    let mut m = MachineDraft {
-        name: name.clone(),
-        backend,
-        box_name: opt_string(ctx, t, "box", &what),
-        image: opt_string(ctx, t, "image", &what),
-        cpus: opt_u32(ctx, t, "cpus", &what, 1)
-            .map(|n| n.value)
-            .unwrap_or(1),
-        memory: opt_size(ctx, t, "memory", &what),
-        disk: opt_size(ctx, t, "disk", &what),
-        networks: Vec::new(),
-        ports: Vec::new(),
-        synced_folders: Vec::new(),
-        env: BTreeMap::new(),
-        command: None,
-        provision: Vec::new(),
-        depends_on: Vec::new(),
-        healthcheck: None,
-        count: opt_u32(ctx, t, "count", &what, 1),
-        libvirt_uri: opt_string(ctx, t, "libvirt_uri", &what).map(|s| s.value),
-        accel: read_accel(ctx, t, &what),
+    backend
+}
+
+fn read_attaches(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Vec<NetAttachDraft> {
+    let what = format!("{what}.networks");
+    let Some((_, v)) = get(t, "networks") else {
+        return Vec::new();
     };
-    if let Some((_, v)) = get(t, "networks") {
-        if let Some(items) = ctx.array(v, &format!("{what}.networks")) {
-            for item in items {
-                if let Some(a) = read_attach(ctx, item, &format!("{what}.networks")) {
-                    m.networks.push(a);
-                }
+    let Some(items) = ctx.array(v, &what) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| read_attach(ctx, item, &what))
+        .collect()
+}
+
+fn read_ports(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Vec<Sp<PortMap>> {
+    let Some((_, v)) = get(t, "ports") else {
+        return Vec::new();
+    };
+    let mut ports = Vec::new();
+    for p in ctx.string_list(v, &format!("{what}.ports")) {
+        match units::parse_port_map(&p.value) {
+            Ok(pm) => ports.push(Sp::new(pm, p.span)),
+            Err(e) => ctx.push(
+                Diagnostic::new(p.span, format!("bad port mapping `{}`: {e}", p.value))
+                    .label("not a port mapping")
+                    .help("write `GUEST`, `HOST:GUEST` or `IP:HOST:GUEST`, optionally ending in `/tcp` or `/udp`, with ports 1-65535"),
+            ),
+        }
+    }
+    ports
+}
+
+fn read_synced_folders(
+    ctx: &mut Ctx,
+    t: &DeTable<'_>,
+    what: &str,
+) -> Vec<(SyncedFolder, Sp<String>)> {
+    let Some((_, v)) = get(t, "synced_folders") else {
+        return Vec::new();
+    };
+    let Some(items) = ctx.array(v, &format!("{what}.synced_folders")) else {
+        return Vec::new();
+    };
+    let what = format!("{what}.synced_folders[]");
+    items
+        .iter()
+        .filter_map(|item| read_synced_folder(ctx, item, &what))
+        .collect()
+}
+
+/// One synced folder, with the span of its host path for "file not found" errors.
+fn read_synced_folder(
+    ctx: &mut Ctx,
+    item: &Value<'_>,
+    what: &str,
+) -> Option<(SyncedFolder, Sp<String>)> {
+    let st = ctx.table(item, what)?;
+    ctx.check_keys(st, SYNCED_KEYS, &format!("`{what}`"));
+    let host = opt_string(ctx, st, "host", what);
+    let guest = opt_string(ctx, st, "guest", what);
+    let readonly = get(st, "readonly")
+        .and_then(|(_, b)| ctx.boolean(b, "readonly"))
+        .map(|b| b.value)
+        .unwrap_or(false);
+    match (host, guest) {
+        (Some(h), Some(g)) if g.value.starts_with('/') => Some((
+            SyncedFolder {
+                host: h.value.clone(),
+                guest: g.value,
+                readonly,
+            },
+            h,
+        )),
+        (Some(_), Some(g)) => {
+            ctx.push(
+                Diagnostic::new(g.span, "`guest` must be an absolute path")
+                    .label("relative path")
+                    .help("start it with `/`"),
+            );
+            None
+        }
+        _ => {
+            ctx.push(
+                Diagnostic::new(item.span(), "a synced folder needs `host` and `guest`")
+                    .label("incomplete")
+                    .help("e.g. `{ host = \"./src\", guest = \"/src\" }`"),
+            );
+            None
+        }
+    }
+}
+
+fn read_env_vars(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let Some((_, v)) = get(t, "env") else {
+        return env;
+    };
+    if let Some(et) = ctx.table(v, &format!("{what}.env")) {
+        for (k, val) in entries_in_order(et) {
+            if let Some(s) = scalar_string(ctx, val, &format!("{what}.env.{}", k.value)) {
+                env.insert(k.value, s);
             }
         }
     }
-    if let Some((_, v)) = get(t, "ports") {
-        for p in ctx.string_list(v, &format!("{what}.ports")) {
-            match units::parse_port_map(&p.value) {
-                Ok(pm) => m.ports.push(Sp::new(pm, p.span)),
-                Err(e) => ctx.push(
-                    Diagnostic::new(p.span, format!("bad port mapping `{}`: {e}", p.value))
-                        .label("not a port mapping")
-                        .help("write `GUEST`, `HOST:GUEST` or `IP:HOST:GUEST`, optionally ending in `/tcp` or `/udp`, with ports 1-65535"),
-                ),
-            }
+    env
+}
+
+/// `command`: a string runs through `/bin/sh -c`, a list is the argument vector.
+fn read_command(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Option<Vec<String>> {
+    let (_, v) = get(t, "command")?;
+    match v.get_ref() {
+        DeValue::String(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.to_string()]),
+        _ => {
+            let parts = ctx.string_list(v, &format!("{what}.command"));
+            Some(parts.into_iter().map(|s| s.value).collect())
         }
     }
-    if let Some((_, v)) = get(t, "synced_folders") {
-        if let Some(items) = ctx.array(v, &format!("{what}.synced_folders")) {
-            for item in items {
-                let sw = format!("{what}.synced_folders[]");
-                let Some(st) = ctx.table(item, &sw) else {
-                    continue;
-                };
-                ctx.check_keys(st, SYNCED_KEYS, &format!("`{sw}`"));
-                let host = opt_string(ctx, st, "host", &sw);
-                let guest = opt_string(ctx, st, "guest", &sw);
-                let readonly = get(st, "readonly")
-                    .and_then(|(_, b)| ctx.boolean(b, "readonly"))
-                    .map(|b| b.value)
-                    .unwrap_or(false);
-                match (host, guest) {
-                    (Some(h), Some(g)) if g.value.starts_with('/') => m.synced_folders.push((
-                        SyncedFolder {
-                            host: h.value.clone(),
-                            guest: g.value,
-                            readonly,
-                        },
-                        h,
-                    )),
-                    (Some(_), Some(g)) => ctx.push(
-                        Diagnostic::new(g.span, "`guest` must be an absolute path")
-                            .label("relative path")
-                            .help("start it with `/`"),
-                    ),
-                    _ => ctx.push(
-                        Diagnostic::new(item.span(), "a synced folder needs `host` and `guest`")
-                            .label("incomplete")
-                            .help("e.g. `{ host = \"./src\", guest = \"/src\" }`"),
-                    ),
-                }
-            }
-        }
-    }
-    if let Some((_, v)) = get(t, "env") {
-        if let Some(et) = ctx.table(v, &format!("{what}.env")) {
-            for (k, val) in entries_in_order(et) {
-                if let Some(s) = scalar_string(ctx, val, &format!("{what}.env.{}", k.value)) {
-                    m.env.insert(k.value, s);
-                }
-            }
-        }
-    }
-    if let Some((_, v)) = get(t, "command") {
-        m.command = match v.get_ref() {
-            DeValue::String(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.to_string()]),
-            _ => {
-                let parts = ctx.string_list(v, &format!("{what}.command"));
-                Some(parts.into_iter().map(|s| s.value).collect())
-            }
-        };
-    }
-    if let Some((_, v)) = get(t, "provision") {
-        if let Some(items) = ctx.array(v, &format!("{what}.provision")) {
-            for item in items {
-                if let Some(s) = read_step(ctx, item, &format!("{what}.provision")) {
-                    m.provision.push(s);
-                }
-            }
-        }
-    }
-    if let Some((_, v)) = get(t, "depends_on") {
-        m.depends_on = ctx.string_list(v, &format!("{what}.depends_on"));
-    }
-    if let Some((_, v)) = get(t, "healthcheck") {
-        m.healthcheck = read_healthcheck(ctx, v, &what);
-    }
-    m
+}
+
+fn read_provision(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Vec<StepDraft> {
+    let what = format!("{what}.provision");
+    let Some((_, v)) = get(t, "provision") else {
+        return Vec::new();
+    };
+    let Some(items) = ctx.array(v, &what) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| read_step(ctx, item, &what))
+        .collect()
 }
 
 fn read_test(ctx: &mut Ctx, t: &DeTable<'_>, span: std::ops::Range<usize>) -> TestDraft {

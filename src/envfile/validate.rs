@@ -2,7 +2,8 @@
 //!
 //! Every check here looks at more than one field: references to boxes, networks and
 //! machines, names after `count` expansion, dependency cycles, addresses against subnets,
-//! and host ports that two machines would both claim.
+//! and host ports that two machines would both claim. Each rule is one `check_` function;
+//! `build` runs them in a fixed order, which is the order their diagnostics are pushed in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -11,8 +12,11 @@ use std::path::Path;
 
 use super::diag::{did_you_mean, Diagnostic};
 use super::model::*;
-use super::parse::{Draft, MachineDraft};
+use super::parse::{Draft, EnvDraft, MachineDraft, TestDraft};
 use super::read::{Ctx, Sp};
+
+/// Networks by name, with the span of each one's subnet.
+type Networks = BTreeMap<String, (Network, Range<usize>)>;
 
 fn unknown_ref(ctx: &mut Ctx, r: &Sp<String>, what: &str, known: &[&str], declare: &str) {
     let help = match did_you_mean(&r.value, known.iter().copied()) {
@@ -28,245 +32,27 @@ fn unknown_ref(ctx: &mut Ctx, r: &Sp<String>, what: &str, known: &[&str], declar
 }
 
 pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env> {
-    let settings = match draft.env {
-        Some(e) => match e.name {
-            Some(name) => Some(EnvSettings {
-                name: name.value,
-                description: e.description,
-                libvirt_uri: e.libvirt_uri,
-                parallel: e.parallel.unwrap_or(8),
-                accel: e.accel.unwrap_or(Accel::Auto),
-            }),
-            None => {
-                ctx.push(
-                    Diagnostic::new(0..0, "`[env]` has no `name`")
-                        .label("missing `name`")
-                        .help("add `name = \"my-env\"` under `[env]`"),
-                );
-                None
-            }
-        },
-        None => {
-            ctx.push(
-                Diagnostic::new(0..0, "the Envfile has no `[env]` table")
-                    .label("expected `[env]`")
-                    .help("start the file with `[env]` and `name = \"my-env\"`"),
-            );
-            None
-        }
-    };
-
-    let boxes: BTreeMap<String, BoxDef> = draft
-        .boxes
-        .into_iter()
-        .filter_map(|b| {
-            Some((
-                b.name.value.clone(),
-                BoxDef {
-                    name: b.name.value,
-                    source: b.source?,
-                    sha256: b.sha256,
-                    version: b.version,
-                },
-            ))
-        })
-        .collect();
-    let networks: BTreeMap<String, (Network, Range<usize>)> = draft
-        .networks
-        .into_iter()
-        .filter_map(|n| {
-            let subnet = n.subnet?;
-            Some((
-                n.name.value.clone(),
-                (
-                    Network {
-                        name: n.name.value,
-                        subnet: subnet.value,
-                    },
-                    subnet.span,
-                ),
-            ))
-        })
-        .collect();
+    let settings = check_settings(ctx, draft.env);
+    let boxes = boxes_of(draft.boxes);
+    let networks = networks_of(draft.networks);
     check_subnet_overlaps(ctx, &networks);
-
-    let box_names: Vec<&str> = boxes.keys().map(String::as_str).collect();
-    let net_names: Vec<&str> = networks.keys().map(String::as_str).collect();
-
-    // Names after expansion, with the definition each came from.
-    let mut instances: BTreeMap<String, (String, Range<usize>)> = BTreeMap::new();
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let names = check_names(ctx, &draft.machines);
+    let mut fleet = Fleet {
+        box_names: boxes.keys().map(String::as_str).collect(),
+        net_names: networks.keys().map(String::as_str).collect(),
+        networks: &networks,
+        names: &names,
+        addresses: BTreeMap::new(),
+        host_ports: BTreeMap::new(),
+        machines: BTreeMap::new(),
+        dep_spans: BTreeMap::new(),
+    };
     for m in &draft.machines {
-        let count = m.count.as_ref().map(|c| c.value).unwrap_or(1);
-        let names: Vec<String> = if count > 1 {
-            (1..=count)
-                .map(|i| format!("{}-{i}", m.name.value))
-                .collect()
-        } else {
-            vec![m.name.value.clone()]
-        };
-        for n in &names {
-            if let Some((other, _)) = instances.get(n) {
-                let span = m
-                    .count
-                    .as_ref()
-                    .filter(|_| count > 1)
-                    .map(|c| c.span.clone())
-                    .unwrap_or(m.name.span.clone());
-                ctx.push(
-                    Diagnostic::new(span, format!("machine name `{n}` is used twice"))
-                        .label(format!("`{n}` also comes from `[machine.{other}]`"))
-                        .help("replicas of `count = N` are named `NAME-1` .. `NAME-N`; rename one of the machines"),
-                );
-            } else {
-                instances.insert(n.clone(), (m.name.value.clone(), m.name.span.clone()));
-            }
-        }
-        groups.insert(m.name.value.clone(), names);
+        check_machine(ctx, &mut fleet, m);
     }
-
-    let mut machines = BTreeMap::new();
-    let mut dep_spans: BTreeMap<String, Range<usize>> = BTreeMap::new();
-    let mut fixed_addrs: BTreeMap<(String, Ipv4Addr), String> = BTreeMap::new();
-    let mut host_ports: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
-    for m in &draft.machines {
-        let base = check_base(ctx, m, &box_names);
-        for a in &m.networks {
-            if !networks.contains_key(&a.network.value) {
-                unknown_ref(ctx, &a.network, "network", &net_names, "[network.NAME]");
-            }
-        }
-        let mut deps = Vec::new();
-        for d in &m.depends_on {
-            if let Some(g) = groups.get(&d.value) {
-                deps.extend(g.iter().cloned());
-            } else if instances.contains_key(&d.value) {
-                deps.push(d.value.clone());
-            } else {
-                let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-                unknown_ref(ctx, d, "machine", &known, "[machine.NAME]");
-            }
-        }
-        let count = m.count.as_ref().map(|c| c.value).unwrap_or(1);
-        let names = &groups[&m.name.value];
-        for (i, inst) in names.iter().enumerate() {
-            if deps.contains(inst) || m.depends_on.iter().any(|d| d.value == m.name.value) {
-                let d = m
-                    .depends_on
-                    .iter()
-                    .find(|d| d.value == m.name.value || d.value == *inst)
-                    .map(|d| d.span.clone())
-                    .unwrap_or(m.name.span.clone());
-                ctx.push(
-                    Diagnostic::new(d, format!("machine `{}` depends on itself", m.name.value))
-                        .label("self-dependency")
-                        .help("remove it from `depends_on`"),
-                );
-                break;
-            }
-            let mut attaches = Vec::new();
-            for a in &m.networks {
-                let Some((net, _)) = networks.get(&a.network.value) else {
-                    continue;
-                };
-                let address = a.address.as_ref().and_then(|addr| {
-                    let ip = Ipv4Net::offset(addr.value, i as u32)?;
-                    check_address(ctx, net, ip, addr, count > 1, inst, &mut fixed_addrs);
-                    Some(ip)
-                });
-                attaches.push(NetAttach {
-                    network: net.name.clone(),
-                    address,
-                });
-            }
-            for p in &m.ports {
-                if let Some(h) = p.value.host {
-                    if let Some(other) = host_ports.insert((h, p.value.protocol), inst.clone()) {
-                        let help = if other.starts_with(&format!("{}-", m.name.value)) && count > 1
-                        {
-                            "replicas of `count = N` cannot share a host port; publish only the guest port (`\"80\"`) or set `count = 1`".to_string()
-                        } else {
-                            "pick another host port for one of them".to_string()
-                        };
-                        ctx.push(
-                            Diagnostic::new(
-                                p.span.clone(),
-                                format!(
-                                    "host port {h}/{} is claimed by `{other}` and `{inst}`",
-                                    p.value.protocol
-                                ),
-                            )
-                            .label("port clash on the host")
-                            .help(help),
-                        );
-                    }
-                }
-            }
-            dep_spans.insert(
-                inst.clone(),
-                m.depends_on
-                    .first()
-                    .map(|d| d.span.clone())
-                    .unwrap_or(m.name.span.clone()),
-            );
-            if let (Some(backend), Some(base)) = (&m.backend, &base) {
-                machines.insert(
-                    inst.clone(),
-                    Machine {
-                        name: inst.clone(),
-                        group: m.name.value.clone(),
-                        replica: (count > 1).then_some(i as u32 + 1),
-                        backend: backend.value,
-                        base: base.clone(),
-                        cpus: m.cpus,
-                        memory: m.memory,
-                        disk: m.disk,
-                        networks: attaches,
-                        ports: m.ports.iter().map(|p| p.value.clone()).collect(),
-                        synced_folders: m.synced_folders.iter().map(|(s, _)| s.clone()).collect(),
-                        env: m.env.clone(),
-                        command: m.command.clone(),
-                        provision: m.provision.iter().map(|s| s.step.clone()).collect(),
-                        depends_on: deps.clone(),
-                        healthcheck: m.healthcheck.clone(),
-                        libvirt_uri: m.libvirt_uri.clone(),
-                        accel: m.accel,
-                    },
-                );
-            }
-        }
-    }
+    let (machines, dep_spans) = (fleet.machines, fleet.dep_spans);
     check_cycles(ctx, &machines, &dep_spans);
-
-    let mut tests = Vec::new();
-    let mut test_names = BTreeSet::new();
-    for t in draft.tests {
-        let (Some(name), Some(machine), Some(run)) = (t.name, t.machine, t.run) else {
-            continue;
-        };
-        if !instances.contains_key(&machine.value) {
-            let known: Vec<&str> = instances.keys().map(String::as_str).collect();
-            unknown_ref(ctx, &machine, "machine", &known, "[machine.NAME]");
-            continue;
-        }
-        if !test_names.insert(name.clone()) {
-            ctx.push(
-                Diagnostic::new(t.span.clone(), format!("two tests are named `{name}`"))
-                    .label("duplicate test name")
-                    .help("test names identify results in JUnit reports; make them unique"),
-            );
-        }
-        tests.push(TestCheck {
-            name,
-            machine: machine.value,
-            run,
-            expect_exit: t.expect_exit,
-            expect_output: t.expect_output,
-            timeout_ms: t.timeout_ms,
-            span: t.span,
-        });
-    }
-
+    let tests = check_tests(ctx, draft.tests, &names);
     if !ctx.diags.is_empty() {
         return None;
     }
@@ -283,18 +69,226 @@ pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Opt
         machines,
         tests,
     };
-    // A network lives on one host: VMs on a remote libvirt host cannot share it with
-    // machines on this one.
-    if let Err(e) = super::topology::check_spans(&env) {
-        let span = spans.get(&e.network).cloned().unwrap_or(0..0);
+    check_topology(ctx, &env, &spans).then_some(env)
+}
+
+/// `[env]` must be there and have a `name`.
+fn check_settings(ctx: &mut Ctx, env: Option<EnvDraft>) -> Option<EnvSettings> {
+    let Some(e) = env else {
         ctx.push(
-            Diagnostic::new(span, e.to_string())
-                .label("used on more than one host")
-                .help("VMs on a remote libvirt host get their own networks there; containers and local VMs share this host's"),
+            Diagnostic::new(0..0, "the Envfile has no `[env]` table")
+                .label("expected `[env]`")
+                .help("start the file with `[env]` and `name = \"my-env\"`"),
         );
         return None;
+    };
+    let Some(name) = e.name else {
+        ctx.push(
+            Diagnostic::new(0..0, "`[env]` has no `name`")
+                .label("missing `name`")
+                .help("add `name = \"my-env\"` under `[env]`"),
+        );
+        return None;
+    };
+    Some(EnvSettings {
+        name: name.value,
+        description: e.description,
+        libvirt_uri: e.libvirt_uri,
+        parallel: e.parallel.unwrap_or(8),
+        accel: e.accel.unwrap_or(Accel::Auto),
+    })
+}
+
+/// Boxes whose source was readable; the others were reported while parsing.
+fn boxes_of(drafts: Vec<super::parse::BoxDraft>) -> BTreeMap<String, BoxDef> {
+    drafts
+        .into_iter()
+        .filter_map(|b| {
+            Some((
+                b.name.value.clone(),
+                BoxDef {
+                    name: b.name.value,
+                    source: b.source?,
+                    sha256: b.sha256,
+                    version: b.version,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Networks whose subnet was readable; the others were reported while parsing.
+fn networks_of(drafts: Vec<super::parse::NetworkDraft>) -> Networks {
+    drafts
+        .into_iter()
+        .filter_map(|n| {
+            let subnet = n.subnet?;
+            let network = Network {
+                name: n.name.value.clone(),
+                subnet: subnet.value,
+            };
+            Some((n.name.value, (network, subnet.span)))
+        })
+        .collect()
+}
+
+fn check_subnet_overlaps(ctx: &mut Ctx, networks: &Networks) {
+    let list: Vec<_> = networks.values().collect();
+    for (i, (a, _)) in list.iter().enumerate() {
+        for (b, span_b) in &list[i + 1..] {
+            if a.subnet.contains(b.subnet.network()) || b.subnet.contains(a.subnet.network()) {
+                ctx.push(
+                    Diagnostic::new(
+                        span_b.clone(),
+                        format!(
+                            "subnet {} of network `{}` overlaps subnet {} of network `{}`",
+                            b.subnet, b.name, a.subnet, a.name
+                        ),
+                    )
+                    .label("overlapping subnet")
+                    .help("give every network its own range"),
+                );
+            }
+        }
     }
-    Some(env)
+}
+
+/// Machine names after `count` expansion.
+struct Names {
+    /// Every instance name, with the definition it came from.
+    instances: BTreeMap<String, String>,
+    /// The instance names of each definition, in replica order.
+    groups: BTreeMap<String, Vec<String>>,
+}
+
+fn count_of(m: &MachineDraft) -> u32 {
+    m.count.as_ref().map(|c| c.value).unwrap_or(1)
+}
+
+/// Expands `count` into instance names; a name may come from only one definition.
+fn check_names(ctx: &mut Ctx, machines: &[MachineDraft]) -> Names {
+    let mut names = Names {
+        instances: BTreeMap::new(),
+        groups: BTreeMap::new(),
+    };
+    for m in machines {
+        let count = count_of(m);
+        let group: Vec<String> = if count > 1 {
+            (1..=count)
+                .map(|i| format!("{}-{i}", m.name.value))
+                .collect()
+        } else {
+            vec![m.name.value.clone()]
+        };
+        for n in &group {
+            if let Some(other) = names.instances.get(n) {
+                // A replica's name comes from `count`, so that is what the caret points at.
+                let span = m
+                    .count
+                    .as_ref()
+                    .filter(|_| count > 1)
+                    .map(|c| c.span.clone())
+                    .unwrap_or(m.name.span.clone());
+                ctx.push(
+                    Diagnostic::new(span, format!("machine name `{n}` is used twice"))
+                        .label(format!("`{n}` also comes from `[machine.{other}]`"))
+                        .help("replicas of `count = N` are named `NAME-1` .. `NAME-N`; rename one of the machines"),
+                );
+            } else {
+                names.instances.insert(n.clone(), m.name.value.clone());
+            }
+        }
+        names.groups.insert(m.name.value.clone(), group);
+    }
+    names
+}
+
+/// What the checks of every machine share: the names they may refer to, and what earlier
+/// machines have built and claimed.
+struct Fleet<'a> {
+    box_names: Vec<&'a str>,
+    net_names: Vec<&'a str>,
+    networks: &'a Networks,
+    names: &'a Names,
+    /// Fixed addresses taken so far, by network, with the instance holding each.
+    addresses: BTreeMap<(String, Ipv4Addr), String>,
+    /// Host ports published so far, with the instance publishing each.
+    host_ports: BTreeMap<(u16, Protocol), String>,
+    machines: BTreeMap<String, Machine>,
+    /// Where a dependency cycle through each instance is reported.
+    dep_spans: BTreeMap<String, Range<usize>>,
+}
+
+/// One instance of a machine definition: the definition itself, or one of its replicas.
+struct Instance<'a> {
+    name: &'a str,
+    /// Zero-based replica index; replica `i` gets the written address plus `i`.
+    index: usize,
+    /// Whether the definition has `count` above 1.
+    replicated: bool,
+}
+
+/// Checks one machine definition and builds each of its instances, in replica order.
+fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
+    let base = check_base(ctx, m, &fleet.box_names);
+    check_networks(ctx, m, fleet);
+    let deps = check_dependencies(ctx, m, fleet.names);
+    let replicated = count_of(m) > 1;
+    let names = fleet.names;
+    for (index, name) in names.groups[&m.name.value].iter().enumerate() {
+        let inst = Instance {
+            name,
+            index,
+            replicated,
+        };
+        // One report per definition: its other replicas would say the same.
+        if check_self_dependency(ctx, m, &deps, &inst) {
+            break;
+        }
+        let attaches = check_addresses(ctx, m, &inst, fleet);
+        check_host_ports(ctx, m, &inst, &mut fleet.host_ports);
+        fleet.dep_spans.insert(
+            name.clone(),
+            m.depends_on
+                .first()
+                .map(|d| d.span.clone())
+                .unwrap_or(m.name.span.clone()),
+        );
+        if let (Some(backend), Some(base)) = (&m.backend, &base) {
+            let machine = instance_of(m, &inst, backend.value, base.clone(), attaches, &deps);
+            fleet.machines.insert(name.clone(), machine);
+        }
+    }
+}
+
+fn instance_of(
+    m: &MachineDraft,
+    inst: &Instance<'_>,
+    backend: Backend,
+    base: Base,
+    networks: Vec<NetAttach>,
+    deps: &[String],
+) -> Machine {
+    Machine {
+        name: inst.name.to_string(),
+        group: m.name.value.clone(),
+        replica: inst.replicated.then_some(inst.index as u32 + 1),
+        backend,
+        base,
+        cpus: m.cpus,
+        memory: m.memory,
+        disk: m.disk,
+        networks,
+        ports: m.ports.iter().map(|p| p.value.clone()).collect(),
+        synced_folders: m.synced_folders.iter().map(|(s, _)| s.clone()).collect(),
+        env: m.env.clone(),
+        command: m.command.clone(),
+        provision: m.provision.iter().map(|s| s.step.clone()).collect(),
+        depends_on: deps.to_vec(),
+        healthcheck: m.healthcheck.clone(),
+        libvirt_uri: m.libvirt_uri.clone(),
+        accel: m.accel,
+    }
 }
 
 fn check_base(ctx: &mut Ctx, m: &MachineDraft, box_names: &[&str]) -> Option<Base> {
@@ -333,85 +327,119 @@ fn check_base(ctx: &mut Ctx, m: &MachineDraft, box_names: &[&str]) -> Option<Bas
     }
 }
 
+/// Every network a machine attaches to is declared.
+fn check_networks(ctx: &mut Ctx, m: &MachineDraft, fleet: &Fleet<'_>) {
+    for a in &m.networks {
+        if !fleet.networks.contains_key(&a.network.value) {
+            unknown_ref(
+                ctx,
+                &a.network,
+                "network",
+                &fleet.net_names,
+                "[network.NAME]",
+            );
+        }
+    }
+}
+
+/// Resolves `depends_on` to instance names: a definition's name stands for all its replicas.
+fn check_dependencies(ctx: &mut Ctx, m: &MachineDraft, names: &Names) -> Vec<String> {
+    let mut deps = Vec::new();
+    for d in &m.depends_on {
+        if let Some(g) = names.groups.get(&d.value) {
+            deps.extend(g.iter().cloned());
+        } else if names.instances.contains_key(&d.value) {
+            deps.push(d.value.clone());
+        } else {
+            let known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
+            unknown_ref(ctx, d, "machine", &known, "[machine.NAME]");
+        }
+    }
+    deps
+}
+
+/// Reports an instance that depends on itself (or its whole definition); true if it does.
+fn check_self_dependency(
+    ctx: &mut Ctx,
+    m: &MachineDraft,
+    deps: &[String],
+    inst: &Instance<'_>,
+) -> bool {
+    let own = &m.name.value;
+    if !deps.iter().any(|d| d == inst.name) && !m.depends_on.iter().any(|d| d.value == *own) {
+        return false;
+    }
+    let span = m
+        .depends_on
+        .iter()
+        .find(|d| d.value == *own || d.value == inst.name)
+        .map(|d| d.span.clone())
+        .unwrap_or(m.name.span.clone());
+    ctx.push(
+        Diagnostic::new(span, format!("machine `{own}` depends on itself"))
+            .label("self-dependency")
+            .help("remove it from `depends_on`"),
+    );
+    true
+}
+
+/// The instance's attachments to declared networks, each fixed address checked.
+fn check_addresses(
+    ctx: &mut Ctx,
+    m: &MachineDraft,
+    inst: &Instance<'_>,
+    fleet: &mut Fleet<'_>,
+) -> Vec<NetAttach> {
+    let networks = fleet.networks;
+    let mut attaches = Vec::new();
+    for a in &m.networks {
+        let Some((net, _)) = networks.get(&a.network.value) else {
+            continue;
+        };
+        let address = a.address.as_ref().and_then(|addr| {
+            let ip = Ipv4Net::offset(addr.value, inst.index as u32)?;
+            check_address(ctx, net, ip, addr, inst, &mut fleet.addresses);
+            Some(ip)
+        });
+        attaches.push(NetAttach {
+            network: net.name.clone(),
+            address,
+        });
+    }
+    attaches
+}
+
+/// A fixed address is inside the subnet, not reserved, below the automatic range, and
+/// not taken by another instance; only the first of these problems is reported.
 fn check_address(
     ctx: &mut Ctx,
     net: &Network,
     ip: Ipv4Addr,
     written: &Sp<Ipv4Addr>,
-    replicated: bool,
-    inst: &str,
+    inst: &Instance<'_>,
     taken: &mut BTreeMap<(String, Ipv4Addr), String>,
 ) {
-    let s = net.subnet;
-    let note = if replicated && ip != written.value {
-        format!(" (replica `{inst}` gets `{ip}`)")
+    // Replicas get the written address plus their index: say which one went wrong.
+    let note = if inst.replicated && ip != written.value {
+        format!(" (replica `{}` gets `{ip}`)", inst.name)
     } else {
         String::new()
     };
-    if !s.contains(ip) {
-        ctx.push(
-            Diagnostic::new(
-                written.span.clone(),
-                format!(
-                    "address `{ip}` is outside network `{}` ({s}){note}",
-                    net.name
-                ),
-            )
-            .label("outside the subnet")
-            .help(format!(
-                "pick an address between {} and {}",
-                Ipv4Net::offset(s.gateway(), 1).unwrap_or(s.gateway()),
-                Ipv4Addr::from(u32::from(s.auto_start()) - 1)
-            )),
-        );
+    let span = || written.span.clone();
+    let misplaced = outside_subnet(span(), net, ip, &note)
+        .or_else(|| reserved_address(span(), net, ip, &note))
+        .or_else(|| in_automatic_range(span(), net, ip, &note));
+    if let Some(d) = misplaced {
+        ctx.push(d);
         return;
     }
-    if ip == s.network() || ip == s.broadcast() || ip == s.gateway() {
-        let what = if ip == s.gateway() {
-            "the gateway"
-        } else if ip == s.network() {
-            "the network address"
-        } else {
-            "the broadcast address"
-        };
+    if let Some(other) = taken.insert((net.name.clone(), ip), inst.name.to_string()) {
         ctx.push(
             Diagnostic::new(
-                written.span.clone(),
-                format!("address `{ip}` is {what} of network `{}`{note}", net.name),
-            )
-            .label("reserved address")
-            .help(format!(
-                "machines may use {} and above",
-                Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip)
-            )),
-        );
-        return;
-    }
-    if ip >= s.auto_start() {
-        ctx.push(
-            Diagnostic::new(
-                written.span.clone(),
+                span(),
                 format!(
-                    "address `{ip}` is in the upper half of network `{}`, which hdev assigns to machines without a fixed address{note}",
-                    net.name
-                ),
-            )
-            .label("automatically assigned range")
-            .help(format!(
-                "fixed addresses go between {} and {}",
-                Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip),
-                Ipv4Addr::from(u32::from(s.auto_start()) - 1)
-            )),
-        );
-        return;
-    }
-    if let Some(other) = taken.insert((net.name.clone(), ip), inst.to_string()) {
-        ctx.push(
-            Diagnostic::new(
-                written.span.clone(),
-                format!(
-                    "address `{ip}` on network `{}` is given to both `{other}` and `{inst}`",
-                    net.name
+                    "address `{ip}` on network `{}` is given to both `{other}` and `{}`",
+                    net.name, inst.name
                 ),
             )
             .label("address clash")
@@ -420,25 +448,129 @@ fn check_address(
     }
 }
 
-fn check_subnet_overlaps(ctx: &mut Ctx, networks: &BTreeMap<String, (Network, Range<usize>)>) {
-    let list: Vec<_> = networks.values().collect();
-    for (i, (a, _)) in list.iter().enumerate() {
-        for (b, span_b) in &list[i + 1..] {
-            if a.subnet.contains(b.subnet.network()) || b.subnet.contains(a.subnet.network()) {
-                ctx.push(
-                    Diagnostic::new(
-                        span_b.clone(),
-                        format!(
-                            "subnet {} of network `{}` overlaps subnet {} of network `{}`",
-                            b.subnet, b.name, a.subnet, a.name
-                        ),
-                    )
-                    .label("overlapping subnet")
-                    .help("give every network its own range"),
-                );
-            }
-        }
+fn outside_subnet(
+    span: Range<usize>,
+    net: &Network,
+    ip: Ipv4Addr,
+    note: &str,
+) -> Option<Diagnostic> {
+    let s = net.subnet;
+    if s.contains(ip) {
+        return None;
     }
+    Some(
+        Diagnostic::new(
+            span,
+            format!(
+                "address `{ip}` is outside network `{}` ({s}){note}",
+                net.name
+            ),
+        )
+        .label("outside the subnet")
+        .help(format!(
+            "pick an address between {} and {}",
+            Ipv4Net::offset(s.gateway(), 1).unwrap_or(s.gateway()),
+            Ipv4Addr::from(u32::from(s.auto_start()) - 1)
+        )),
+    )
+}
+
+fn reserved_address(
+    span: Range<usize>,
+    net: &Network,
+    ip: Ipv4Addr,
+    note: &str,
+) -> Option<Diagnostic> {
+    let s = net.subnet;
+    let what = if ip == s.gateway() {
+        "the gateway"
+    } else if ip == s.network() {
+        "the network address"
+    } else if ip == s.broadcast() {
+        "the broadcast address"
+    } else {
+        return None;
+    };
+    Some(
+        Diagnostic::new(
+            span,
+            format!("address `{ip}` is {what} of network `{}`{note}", net.name),
+        )
+        .label("reserved address")
+        .help(format!(
+            "machines may use {} and above",
+            Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip)
+        )),
+    )
+}
+
+/// The upper half of a subnet is where machines without `address` get theirs.
+fn in_automatic_range(
+    span: Range<usize>,
+    net: &Network,
+    ip: Ipv4Addr,
+    note: &str,
+) -> Option<Diagnostic> {
+    let s = net.subnet;
+    if ip < s.auto_start() {
+        return None;
+    }
+    Some(
+        Diagnostic::new(
+            span,
+            format!(
+                "address `{ip}` is in the upper half of network `{}`, which hdev assigns to machines without a fixed address{note}",
+                net.name
+            ),
+        )
+        .label("automatically assigned range")
+        .help(format!(
+            "fixed addresses go between {} and {}",
+            Ipv4Net::offset(s.gateway(), 1).unwrap_or(ip),
+            Ipv4Addr::from(u32::from(s.auto_start()) - 1)
+        )),
+    )
+}
+
+/// No two instances publish the same host port and protocol.
+fn check_host_ports(
+    ctx: &mut Ctx,
+    m: &MachineDraft,
+    inst: &Instance<'_>,
+    claimed: &mut BTreeMap<(u16, Protocol), String>,
+) {
+    for p in &m.ports {
+        let Some(h) = p.value.host else {
+            continue;
+        };
+        let Some(other) = claimed.insert((h, p.value.protocol), inst.name.to_string()) else {
+            continue;
+        };
+        let help = if other.starts_with(&format!("{}-", m.name.value)) && inst.replicated {
+            "replicas of `count = N` cannot share a host port; publish only the guest port (`\"80\"`) or set `count = 1`"
+        } else {
+            "pick another host port for one of them"
+        };
+        ctx.push(
+            Diagnostic::new(
+                p.span.clone(),
+                format!(
+                    "host port {h}/{} is claimed by `{other}` and `{}`",
+                    p.value.protocol, inst.name
+                ),
+            )
+            .label("port clash on the host")
+            .help(help),
+        );
+    }
+}
+
+/// A machine's state in the cycle search.
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Fresh,
+    Active,
+    Done,
 }
 
 fn check_cycles(
@@ -447,12 +579,6 @@ fn check_cycles(
     spans: &BTreeMap<String, Range<usize>>,
 ) {
     // Depth-first search with colours; each cycle is reported once, at its first member.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Fresh,
-        Active,
-        Done,
-    }
     let mut marks: BTreeMap<&str, Mark> =
         machines.keys().map(|k| (k.as_str(), Mark::Fresh)).collect();
     let mut reported = BTreeSet::new();
@@ -501,4 +627,53 @@ fn check_cycles(
             }
         }
     }
+}
+
+/// Tests run on a known machine instance and have unique names. Tests missing a field
+/// were reported while parsing and are left out.
+fn check_tests(ctx: &mut Ctx, drafts: Vec<TestDraft>, names: &Names) -> Vec<TestCheck> {
+    let mut tests = Vec::new();
+    let mut test_names = BTreeSet::new();
+    for t in drafts {
+        let (Some(name), Some(machine), Some(run)) = (t.name, t.machine, t.run) else {
+            continue;
+        };
+        if !names.instances.contains_key(&machine.value) {
+            let known: Vec<&str> = names.instances.keys().map(String::as_str).collect();
+            unknown_ref(ctx, &machine, "machine", &known, "[machine.NAME]");
+            continue;
+        }
+        if !test_names.insert(name.clone()) {
+            ctx.push(
+                Diagnostic::new(t.span.clone(), format!("two tests are named `{name}`"))
+                    .label("duplicate test name")
+                    .help("test names identify results in JUnit reports; make them unique"),
+            );
+        }
+        tests.push(TestCheck {
+            name,
+            machine: machine.value,
+            run,
+            expect_exit: t.expect_exit,
+            expect_output: t.expect_output,
+            timeout_ms: t.timeout_ms,
+            span: t.span,
+        });
+    }
+    tests
+}
+
+/// A network lives on one host: VMs on a remote libvirt host cannot share it with
+/// machines on this one. Checked on the built `Env`, where each machine's host is known.
+fn check_topology(ctx: &mut Ctx, env: &Env, subnet_spans: &BTreeMap<String, Range<usize>>) -> bool {
+    let Err(e) = super::topology::check_spans(env) else {
+        return true;
+    };
+    let span = subnet_spans.get(&e.network).cloned().unwrap_or(0..0);
+    ctx.push(
+        Diagnostic::new(span, e.to_string())
+            .label("used on more than one host")
+            .help("VMs on a remote libvirt host get their own networks there; containers and local VMs share this host's"),
+    );
+    false
 }
