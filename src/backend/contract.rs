@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 
 use super::{Engine, EnvCtx, MachineSpec, ObjectKind, Resolved, RunState};
+use crate::boxes::Store;
 use crate::envfile::Backend;
 use crate::snapshot::BASELINE;
 
-fn spec(kind: Backend, image: &str) -> MachineSpec {
+/// A machine spec with nothing but a base: what the fake and Docker need.
+pub(crate) fn plain_spec(kind: Backend, image: &str) -> MachineSpec {
     MachineSpec {
         name: "probe".into(),
         backend: kind,
@@ -35,14 +37,26 @@ async fn sh<E: Engine>(e: &E, id: &str, script: &str) -> i64 {
         .exit_code
 }
 
-/// Runs every case on `e`, with machines made from `image`; leaves nothing behind.
-pub(crate) async fn run<E: Engine>(e: &E, image: &str) {
-    let dir = tempfile::tempdir().expect("temp folder");
-    let ctx = EnvCtx {
-        instance: format!("contract-{}-{}", std::process::id(), e.kind()),
-        dir: dir.path().to_path_buf(),
-    };
-    let spec = spec(e.kind(), image);
+/// A context of its own for a contract run on engine `kind`.
+pub(crate) fn context(kind: Backend, dir: &std::path::Path) -> EnvCtx {
+    EnvCtx {
+        instance: format!("contract-{}-{kind}", std::process::id()),
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// The box store the live tests share with the integration tests (boxes built once).
+pub(crate) fn test_store() -> Store {
+    let home = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/hdev-home");
+    std::fs::create_dir_all(&home).expect("test store");
+    Store::at(home)
+}
+
+/// Runs every case on `e` with a machine made from `spec` (named `probe`), in `ctx`;
+/// leaves nothing of the engine's behind.
+pub(crate) async fn run<E: Engine>(e: &E, ctx: &EnvCtx, spec: MachineSpec) {
+    let ctx = ctx.clone();
+    assert_eq!(spec.name, "probe");
     e.ensure_network(&ctx, None).await.expect("default network");
 
     // Created: observed, stopped, carrying its hash.
@@ -145,28 +159,47 @@ mod live {
     //! The contract against the real engines: a missing daemon fails these tests (the
     //! fast tier leaves them out by name: `cargo test --lib -- --skip live::`).
 
+    use super::{context, plain_spec, test_store};
     use crate::backend::docker::DockerBackend;
-    use crate::backend::{BaseRequest, BaseSource, Engine, Resolved};
-    use crate::boxes::{ensure, Store};
+    use crate::backend::libvirt::Vms;
+    use crate::backend::{spec_for, BaseRequest, BaseSource, Engine, NetSpec, Resolved};
+    use crate::boxes::ensure;
+    use crate::envfile::Backend;
+
+    /// An environment whose box `name` is the repository's recipe `recipe`, with `body`.
+    fn env_with_box(
+        dir: &std::path::Path,
+        name: &str,
+        recipe: &str,
+        body: &str,
+    ) -> crate::envfile::Env {
+        let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(recipe);
+        let envfile = dir.join("Envfile");
+        let text = format!(
+            "[env]\nname = \"contract\"\n[box.{name}]\nrecipe = \"{}\"\n{body}",
+            recipe.display()
+        );
+        std::fs::write(&envfile, text).expect("write Envfile");
+        crate::envfile::load(&envfile).expect("valid Envfile")
+    }
+
+    async fn docker() -> DockerBackend {
+        DockerBackend::connect().await.expect(
+            "the Docker engine is not reachable: start it (bash .ci/setup), or run only the fast tier: cargo test --lib -- --skip live::",
+        )
+    }
 
     #[tokio::test]
     async fn docker_keeps_the_contract() {
-        let d = DockerBackend::connect().await.expect(
-            "the Docker engine is not reachable: start it (bash .ci/setup), or run only the fast tier: cargo test --lib -- --skip live::",
-        );
+        let d = docker().await;
         let dir = tempfile::tempdir().expect("temp folder");
-        let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes/busybox");
-        let envfile = dir.path().join("Envfile");
-        std::fs::write(
-            &envfile,
-            format!(
-                "[env]\nname = \"contract\"\n[box.busybox]\nrecipe = \"{}\"\n[machine.x]\nbackend = \"docker\"\nbox = \"busybox\"\n",
-                recipe.display()
-            ),
-        )
-        .expect("write Envfile");
-        let env = crate::envfile::load(&envfile).expect("valid Envfile");
-        let store = Store::open_default().expect("box store");
+        let env = env_with_box(
+            dir.path(),
+            "busybox",
+            "boxes/busybox",
+            "[machine.x]\nbackend = \"docker\"\nbox = \"busybox\"\n",
+        );
+        let store = test_store();
         let b = ensure::ensure_box_in(&store, &env, "busybox")
             .await
             .expect("busybox box");
@@ -178,6 +211,69 @@ mod live {
         let Resolved::Image(image) = d.prepare(&store, &req).await.expect("import") else {
             panic!("docker prepares images");
         };
-        super::run(&d, &image).await;
+        let ctx = context(Backend::Docker, dir.path());
+        super::run(&d, &ctx, plain_spec(Backend::Docker, &image)).await;
+        let left = d
+            .discover(Some(&ctx.instance))
+            .await
+            .expect("discover")
+            .found;
+        d.remove_found(&left)
+            .await
+            .expect("remove the default network");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn libvirt_keeps_the_contract() {
+        let d = docker().await;
+        let dir = tempfile::tempdir().expect("temp folder");
+        let subnet = format!(
+            "10.{}.{}.0/24",
+            180 + std::process::id() % 40,
+            std::process::id() % 250
+        );
+        let env = env_with_box(
+            dir.path(),
+            "debian",
+            "boxes/debian-bookworm",
+            &format!(
+                "[network.lan]\nsubnet = \"{subnet}\"\n[machine.probe]\nbackend = \"libvirt\"\nbox = \"debian\"\nmemory = \"384M\"\nnetworks = [\"lan\"]\n"
+            ),
+        );
+        let v = Vms::connect(&env).await.expect(
+            "libvirtd is not reachable: start it (bash .ci/setup), or run only the fast tier: cargo test --lib -- --skip live::",
+        );
+        let store = test_store();
+        let b = ensure::ensure_box_in(&store, &env, "debian")
+            .await
+            .expect("debian box");
+        let req = BaseRequest {
+            machine: "probe".into(),
+            place: None,
+            source: BaseSource::Stored(Box::new(b)),
+        };
+        let base = v
+            .prepare(&store, &req)
+            .await
+            .expect("upload the base volumes");
+        let m = &env.machines["probe"];
+        let spec = spec_for(&env, m, "sha256:contract", base);
+        // The VM plugs into the network host's bridge for its network.
+        let ctx = context(Backend::Libvirt, dir.path());
+        let lan = NetSpec {
+            address: None,
+            remote: None,
+            ..spec.networks[0].clone()
+        };
+        d.ensure_network(&ctx, Some(&lan))
+            .await
+            .expect("the VM's network");
+        super::run(&v, &ctx, spec).await;
+        let left = d
+            .discover(Some(&ctx.instance))
+            .await
+            .expect("discover")
+            .found;
+        d.remove_found(&left).await.expect("remove the network");
     }
 }
