@@ -8,6 +8,7 @@
 mod console;
 mod discover;
 mod engine;
+mod guest;
 pub mod layers;
 pub mod machines;
 pub mod remote;

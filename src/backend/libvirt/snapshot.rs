@@ -5,10 +5,10 @@
 
 use std::sync::Mutex;
 
+use super::guest::{diff_lists, list_command, GUEST_BASELINE_LIST};
 use super::machines::Vms;
 use super::LibvirtError;
 use crate::backend::BackendError;
-use crate::snapshot::changes::{diff_lists, list_command, GUEST_BASELINE_LIST};
 use crate::snapshot::{missing, Drift, SnapshotError, BASELINE};
 
 fn lv(e: LibvirtError) -> BackendError {
