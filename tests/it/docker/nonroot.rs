@@ -1,0 +1,172 @@
+//! hdev run by a user who is not root, as people run it: a member of the `docker` group
+//! with its own box store, bringing up, testing, resetting and destroying a container
+//! environment. Under root the test makes such a user (`hdev-nonroot`) and runs the
+//! binary as it; run by anyone else, it runs as that user.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{hdev_bin, repo, require_docker};
+
+const USER: &str = "hdev-nonroot";
+
+/// Who runs the binary: this process's user, or (under root) a user made for it.
+struct RunAs {
+    user: Option<String>,
+    /// A copy of the binary the user can execute (the build folder may be closed to it).
+    bin: PathBuf,
+}
+
+impl RunAs {
+    fn new(dir: &Path) -> RunAs {
+        let bin = dir.join("hdev");
+        std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
+        if !is_root() {
+            return RunAs { user: None, bin };
+        }
+        let exists = Command::new("id")
+            .arg(USER)
+            .output()
+            .expect("id")
+            .status
+            .success();
+        if !exists {
+            let ok = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", USER])
+                .status()
+                .expect("useradd")
+                .success();
+            assert!(ok, "cannot create user {USER}");
+        }
+        let ok = Command::new("usermod")
+            .args(["-aG", "docker", USER])
+            .status()
+            .expect("usermod")
+            .success();
+        assert!(ok, "cannot add {USER} to the docker group");
+        let ok = Command::new("chown")
+            .args(["-R", USER])
+            .arg(dir)
+            .status()
+            .expect("chown")
+            .success();
+        assert!(ok, "cannot give {} to {USER}", dir.display());
+        RunAs {
+            user: Some(USER.to_string()),
+            bin,
+        }
+    }
+
+    fn run(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut c = match &self.user {
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", u, "--regid", u, "--init-groups", "--"]);
+                // The user's own home and name, not root's.
+                c.arg(&self.bin).env("HOME", dir).env("USER", u);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        c.args(args)
+            .current_dir(dir)
+            .env("HDEV_HOME", dir.join("home"))
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env_remove("HDEV_INSTANCE")
+            .env_remove("HDEV_ENVFILE");
+        c.output().expect("run hdev")
+    }
+
+    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let o = self.run(dir, args);
+        assert!(
+            o.status.success(),
+            "hdev {args:?} as {} failed: {}\n{}",
+            self.user.as_deref().unwrap_or("this user"),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Destroys what the environment made even when an assertion fails.
+struct Cleanup<'a>(&'a RunAs, &'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(self.1, &["destroy", "-y"]);
+    }
+}
+
+#[test]
+fn a_user_who_is_not_root_brings_up_tests_resets_and_destroys() {
+    require_docker();
+    let tmp = tempfile::tempdir().expect("temp folder");
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let recipe = dir.join("boxes/busybox");
+    std::fs::create_dir_all(&recipe).expect("mkdir");
+    for f in ["box.toml", "build.sh"] {
+        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
+    }
+    std::fs::write(
+        dir.join("Envfile"),
+        r#"
+[env]
+name = "nonroot"
+
+[box.busybox]
+recipe = "boxes/busybox"
+
+[machine.web]
+backend = "docker"
+box = "busybox"
+command = "httpd -f -p 80 -h /var/www"
+
+[[machine.web.provision]]
+shell = "mkdir -p /var/www && echo 'served to a user' > /var/www/index.html"
+
+[[test]]
+name = "serves"
+machine = "web"
+run = "wget -q -O- http://127.0.0.1:80/"
+expect_output = "served to a user"
+"#,
+    )
+    .expect("write Envfile");
+    let who = RunAs::new(dir);
+    let _cleanup = Cleanup(&who, dir);
+
+    who.ok(dir, &["up"]);
+    who.ok(dir, &["test"]);
+    who.ok(dir, &["exec", "web", "--", "touch", "/scratch"]);
+    let drift = who.run(dir, &["drift"]);
+    assert_eq!(drift.status.code(), Some(1), "the new file is drift");
+    who.ok(dir, &["reset"]);
+    who.ok(dir, &["drift"]);
+    let st: serde_json::Value =
+        serde_json::from_str(&who.ok(dir, &["--json", "status"])).expect("status json");
+    assert_eq!(st["machines"][0]["state"], "running", "{st}");
+    assert_eq!(st["machines"][0]["provisioned"], true, "{st}");
+    // What the user's hdev wrote is the user's, not root's.
+    if let Some(user) = &who.user {
+        let owner = Command::new("stat")
+            .args(["-c", "%U"])
+            .arg(dir.join(".hdev/state.json"))
+            .output()
+            .expect("stat");
+        assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), user);
+    }
+    let out = who.ok(dir, &["destroy", "-y"]);
+    assert!(out.contains("1 container(s)"), "{out}");
+}
