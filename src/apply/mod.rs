@@ -26,7 +26,7 @@ use steps::{provision_one, wait_healthy};
 
 use crate::backend::{spec_for, AnyBackend, BackendError, Backends, Engine, EnvCtx, NetSpec};
 use crate::envfile::Env;
-use crate::plan::{Change, NetChange, Plan, Step};
+use crate::plan::{Change, MachinePlan, NetChange, Plan, Step};
 use crate::progress::Progress;
 use crate::provision::ProvisionError;
 use crate::state::{MachineRecord, Phase, StateError};
@@ -181,16 +181,36 @@ pub(crate) async fn apply(
     plan: &Plan,
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
-    let ApplyCtx {
-        env,
-        ctx,
-        backends,
-        rec,
-        progress,
-        parallel,
-        images,
-        snapshot,
-    } = *a;
+    ensure_networks(a, plan).await?;
+    let done = plan
+        .machines
+        .iter()
+        .map(|m| (m.name.clone(), watch::channel(None).0))
+        .collect();
+    let shared = Shared {
+        env: a.env,
+        ctx: a.ctx,
+        backends: a.backends,
+        rec: a.rec,
+        progress: a.progress,
+        sem: Semaphore::new(a.parallel.max(1)),
+        cancel: cancel.clone(),
+        images: a.images,
+        snapshot: a.snapshot,
+        done,
+    };
+    let tasks = plan.machines.iter().map(|mp| machine_task(&shared, mp));
+    let machines = futures_util::future::join_all(tasks).await;
+    let interrupted = *cancel.borrow();
+    Ok(ApplyReport {
+        machines,
+        interrupted,
+    })
+}
+
+/// Networks first, before any machine: a subnet conflict stops the whole run, and the
+/// networks to create are made on the engine that holds the environment's networks.
+async fn ensure_networks(a: &ApplyCtx<'_>, plan: &Plan) -> Result<(), ApplyError> {
     for n in &plan.networks {
         match n.change {
             NetChange::Keep => {}
@@ -202,82 +222,60 @@ pub(crate) async fn apply(
                 })
             }
             NetChange::Create => {
-                if let Some(host) = backends.network_host() {
-                    let spec = env.networks.get(&n.name).map(|net| NetSpec {
+                if let Some(host) = a.backends.network_host() {
+                    let spec = a.env.networks.get(&n.name).map(|net| NetSpec {
                         name: net.name.clone(),
                         subnet: net.subnet,
                         address: None,
                         remote: None,
                     });
-                    host.ensure_network(ctx, spec.as_ref()).await?;
+                    host.ensure_network(a.ctx, spec.as_ref()).await?;
                 }
             }
         }
     }
-    let done = plan
-        .machines
-        .iter()
-        .map(|m| (m.name.clone(), watch::channel(None).0))
-        .collect();
-    let shared = Shared {
-        env,
-        ctx,
-        backends,
-        rec,
-        progress,
-        sem: Semaphore::new(parallel.max(1)),
-        cancel: cancel.clone(),
-        images,
-        snapshot,
-        done,
-    };
-    let tasks = plan.machines.iter().map(|mp| {
-        let shared = &shared;
-        async move {
-            let t0 = Instant::now();
-            let r = if mp.steps.is_empty() && mp.change == Change::Keep {
-                Ok(())
-            } else {
-                run_machine(shared, mp).await
-            };
-            let ok = r.is_ok();
-            if let Some(tx) = shared.done.get(&mp.name) {
-                tx.send_replace(Some(ok));
-            }
-            let outcome = match &r {
-                Ok(()) if mp.change == Change::Keep => Outcome::Unchanged,
-                Ok(()) => Outcome::Done,
-                Err(MachineError::DependencyFailed { .. }) => Outcome::Skipped,
-                Err(MachineError::Interrupted { .. }) => Outcome::Interrupted,
-                Err(_) => Outcome::Failed,
-            };
-            let msg = match (&r, outcome) {
-                (_, Outcome::Unchanged) => "up to date".to_string(),
-                (Ok(()), _) if mp.change == Change::Remove => "removed".to_string(),
-                (Ok(()), _) => "up".to_string(),
-                (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
-            };
-            if mp.change != Change::Keep || !ok {
-                progress.finish(&mp.name, ok, &msg);
-            }
-            MachineResult {
-                name: mp.name.clone(),
-                change: mp.change,
-                outcome,
-                seconds: t0.elapsed().as_secs_f64(),
-                error: r.err().map(|e| e.to_string()),
-            }
-        }
-    });
-    let machines = futures_util::future::join_all(tasks).await;
-    let interrupted = *cancel.borrow();
-    Ok(ApplyReport {
-        machines,
-        interrupted,
-    })
+    Ok(())
 }
 
-async fn run_machine(sh: &Shared<'_>, mp: &crate::plan::MachinePlan) -> Result<(), MachineError> {
+/// One machine's task: runs its plan (unless there is nothing to do), tells its
+/// dependants how it went, reports the end to `progress` and returns its result.
+async fn machine_task(shared: &Shared<'_>, mp: &MachinePlan) -> MachineResult {
+    let t0 = Instant::now();
+    let r = if mp.steps.is_empty() && mp.change == Change::Keep {
+        Ok(())
+    } else {
+        run_machine(shared, mp).await
+    };
+    let ok = r.is_ok();
+    if let Some(tx) = shared.done.get(&mp.name) {
+        tx.send_replace(Some(ok));
+    }
+    let outcome = match &r {
+        Ok(()) if mp.change == Change::Keep => Outcome::Unchanged,
+        Ok(()) => Outcome::Done,
+        Err(MachineError::DependencyFailed { .. }) => Outcome::Skipped,
+        Err(MachineError::Interrupted { .. }) => Outcome::Interrupted,
+        Err(_) => Outcome::Failed,
+    };
+    let msg = match (&r, outcome) {
+        (_, Outcome::Unchanged) => "up to date".to_string(),
+        (Ok(()), _) if mp.change == Change::Remove => "removed".to_string(),
+        (Ok(()), _) => "up".to_string(),
+        (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
+    };
+    if mp.change != Change::Keep || !ok {
+        shared.progress.finish(&mp.name, ok, &msg);
+    }
+    MachineResult {
+        name: mp.name.clone(),
+        change: mp.change,
+        outcome,
+        seconds: t0.elapsed().as_secs_f64(),
+        error: r.err().map(|e| e.to_string()),
+    }
+}
+
+async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineError> {
     let name = mp.name.as_str();
     wait_for_dependencies(sh, mp).await?;
     let machine = sh.env.machines.get(name);
@@ -323,10 +321,7 @@ fn interrupted(name: &str) -> MachineError {
 }
 
 /// Waits until every machine `mp` depends on is up (and healthy, where it has a check).
-async fn wait_for_dependencies(
-    sh: &Shared<'_>,
-    mp: &crate::plan::MachinePlan,
-) -> Result<(), MachineError> {
+async fn wait_for_dependencies(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineError> {
     for dep in &mp.depends_on {
         let Some(tx) = sh.done.get(dep) else { continue };
         let mut rx = tx.subscribe();
@@ -354,7 +349,7 @@ async fn wait_for_dependencies(
 /// One machine of a running plan: its plan, its Envfile definition (absent for a machine
 /// being removed) and its engine.
 struct Machine<'a> {
-    plan: &'a crate::plan::MachinePlan,
+    plan: &'a MachinePlan,
     machine: Option<&'a crate::envfile::Machine>,
     backend: &'a AnyBackend,
 }

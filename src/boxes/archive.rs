@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::digest::{BoxDigest, HashingWriter};
-use super::manifest::{Manifest, MANIFEST};
+use super::manifest::{Artifact, Manifest, MANIFEST};
 use super::BoxError;
 
 /// Largest manifest accepted; real ones are a few hundred bytes.
@@ -87,83 +87,142 @@ pub fn read_archive<R: Read>(
     expected: Option<&BoxDigest>,
     limit: u64,
 ) -> Result<(Manifest, BoxDigest), BoxError> {
-    let invalid = |message: String| BoxError::InvalidArchive {
-        archive: source.to_string(),
-        message,
+    let r = Reading {
+        source,
+        dest,
+        limit,
     };
     let mut ar = tar::Archive::new(reader);
-    let mut entries = ar.entries().map_err(|e| invalid(e.to_string()))?;
-    let first = entries
-        .next()
-        .ok_or_else(|| invalid("the archive is empty".into()))?
-        .map_err(|e| invalid(e.to_string()))?;
-    let name = entry_name(&first);
-    check_entry(&first, source, Path::new(""))?;
-    if name != MANIFEST {
-        return Err(invalid(format!(
-            "the first entry is `{name}`, not `{MANIFEST}`"
-        )));
-    }
-    if first.size() > MAX_MANIFEST {
-        return Err(invalid(format!("`{MANIFEST}` is larger than 1 MiB")));
-    }
-    let mut bytes = Vec::new();
-    first
-        .take(MAX_MANIFEST)
-        .read_to_end(&mut bytes)
-        .map_err(|e| invalid(e.to_string()))?;
-    let digest = BoxDigest::of(&bytes);
-    if let Some(want) = expected {
-        if *want != digest {
-            return Err(BoxError::DigestMismatch {
-                what: format!("box `{source}`"),
-                expected: want.to_string(),
-                actual: digest.to_string(),
-            });
-        }
-    }
-    let manifest = Manifest::parse(&bytes).map_err(|m| invalid(format!("{MANIFEST}: {m}")))?;
-    if manifest.size() > limit {
-        return Err(BoxError::TooLarge {
-            archive: source.to_string(),
-            limit,
-        });
-    }
-    if let Some(d) = dest {
-        crate::state::write_atomic(&d.join(MANIFEST), &bytes)
-            .map_err(|e| invalid(e.to_string()))?;
-    }
+    let mut entries = ar.entries().map_err(|e| r.invalid(e.to_string()))?;
+    let (manifest, digest) = r.manifest(&mut entries, expected)?;
     let mut seen = std::collections::BTreeSet::new();
     let mut total = 0u64;
     for entry in entries {
-        let mut entry = entry.map_err(|e| invalid(e.to_string()))?;
-        check_entry(&entry, source, Path::new(""))?;
+        let entry = entry.map_err(|e| r.invalid(e.to_string()))?;
+        r.artifact(entry, &manifest, &mut seen, &mut total)?;
+    }
+    for (provider, a) in &manifest.artifacts {
+        if !seen.contains(&a.path) {
+            return Err(r.invalid(format!("artifact `{provider}` (`{}`) is missing", a.path)));
+        }
+    }
+    Ok((manifest, digest))
+}
+
+/// One archive being read: its name (for messages), where its artifacts go (nowhere when
+/// only checking), and the cap on what it may expand to.
+struct Reading<'a> {
+    source: &'a str,
+    dest: Option<&'a Path>,
+    limit: u64,
+}
+
+impl Reading<'_> {
+    fn invalid(&self, message: String) -> BoxError {
+        BoxError::InvalidArchive {
+            archive: self.source.to_string(),
+            message,
+        }
+    }
+
+    fn too_large(&self) -> BoxError {
+        BoxError::TooLarge {
+            archive: self.source.to_string(),
+            limit: self.limit,
+        }
+    }
+
+    /// Reads the first entry, which must be the manifest: checked like any entry, capped
+    /// in size, its digest compared with `expected` before it is even parsed, and the
+    /// total it announces capped before the manifest is written into `dest`.
+    fn manifest<R: Read>(
+        &self,
+        entries: &mut tar::Entries<'_, R>,
+        expected: Option<&BoxDigest>,
+    ) -> Result<(Manifest, BoxDigest), BoxError> {
+        let first = entries
+            .next()
+            .ok_or_else(|| self.invalid("the archive is empty".into()))?
+            .map_err(|e| self.invalid(e.to_string()))?;
+        let name = entry_name(&first);
+        check_entry(&first, self.source, Path::new(""))?;
+        if name != MANIFEST {
+            return Err(self.invalid(format!("the first entry is `{name}`, not `{MANIFEST}`")));
+        }
+        if first.size() > MAX_MANIFEST {
+            return Err(self.invalid(format!("`{MANIFEST}` is larger than 1 MiB")));
+        }
+        let mut bytes = Vec::new();
+        first
+            .take(MAX_MANIFEST)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.invalid(e.to_string()))?;
+        let digest = BoxDigest::of(&bytes);
+        if let Some(want) = expected {
+            if *want != digest {
+                return Err(BoxError::DigestMismatch {
+                    what: format!("box `{}`", self.source),
+                    expected: want.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let manifest =
+            Manifest::parse(&bytes).map_err(|m| self.invalid(format!("{MANIFEST}: {m}")))?;
+        if manifest.size() > self.limit {
+            return Err(self.too_large());
+        }
+        if let Some(d) = self.dest {
+            crate::state::write_atomic(&d.join(MANIFEST), &bytes)
+                .map_err(|e| self.invalid(e.to_string()))?;
+        }
+        Ok((manifest, digest))
+    }
+
+    /// Checks an entry after the manifest before a byte of it is written: a safe regular
+    /// path, listed in the manifest, not seen before, of the listed size, within the cap
+    /// (`total` counts what was accepted so far). Then copies it.
+    fn artifact<R: Read>(
+        &self,
+        mut entry: tar::Entry<'_, R>,
+        manifest: &Manifest,
+        seen: &mut std::collections::BTreeSet<String>,
+        total: &mut u64,
+    ) -> Result<(), BoxError> {
+        check_entry(&entry, self.source, Path::new(""))?;
         let name = entry_name(&entry);
         let Some((provider, art)) = manifest.artifacts.iter().find(|(_, a)| a.path == name) else {
-            return Err(invalid(format!(
-                "entry `{name}` is not listed in the manifest"
-            )));
+            return Err(self.invalid(format!("entry `{name}` is not listed in the manifest")));
         };
         if !seen.insert(name.clone()) {
-            return Err(invalid(format!("entry `{name}` appears twice")));
+            return Err(self.invalid(format!("entry `{name}` appears twice")));
         }
         if entry.size() != art.size {
-            return Err(invalid(format!(
+            return Err(self.invalid(format!(
                 "artifact `{provider}` (`{name}`) is {} bytes, the manifest says {}",
                 entry.size(),
                 art.size
             )));
         }
-        total += art.size;
-        if total > limit {
-            return Err(BoxError::TooLarge {
-                archive: source.to_string(),
-                limit,
-            });
+        *total += art.size;
+        if *total > self.limit {
+            return Err(self.too_large());
         }
-        let sink: Box<dyn Write> = match dest {
+        self.copy_artifact(&mut entry, &name, provider, art)
+    }
+
+    /// Copies an accepted artifact into `dest` (or nowhere), hashing it as it is written,
+    /// and refuses it when it is short or its digest is not the manifest's.
+    fn copy_artifact<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        provider: &str,
+        art: &Artifact,
+    ) -> Result<(), BoxError> {
+        let sink: Box<dyn Write> = match self.dest {
             Some(d) => {
-                let p = d.join(&name);
+                let p = d.join(name);
                 Box::new(std::io::BufWriter::with_capacity(
                     1 << 20,
                     std::fs::File::create_new(&p).map_err(BoxError::io(&p))?,
@@ -172,32 +231,24 @@ pub fn read_archive<R: Read>(
             None => Box::new(std::io::sink()),
         };
         let mut w = HashingWriter::new(sink);
-        let n = std::io::copy(&mut (&mut entry).take(art.size), &mut w)
-            .map_err(|e| invalid(format!("reading `{name}`: {e}")))?;
+        let n = std::io::copy(&mut entry.by_ref().take(art.size), &mut w)
+            .map_err(|e| self.invalid(format!("reading `{name}`: {e}")))?;
         let (sha, _, mut inner) = w.finish();
         inner
             .flush()
-            .map_err(|e| invalid(format!("writing `{name}`: {e}")))?;
+            .map_err(|e| self.invalid(format!("writing `{name}`: {e}")))?;
         if n != art.size {
-            return Err(invalid(format!("artifact `{name}` is truncated")));
+            return Err(self.invalid(format!("artifact `{name}` is truncated")));
         }
         if sha != art.sha256 {
             return Err(BoxError::DigestMismatch {
-                what: format!("artifact `{provider}` (`{name}`) of box `{source}`"),
+                what: format!("artifact `{provider}` (`{name}`) of box `{}`", self.source),
                 expected: format!("sha256:{}", art.sha256),
                 actual: format!("sha256:{sha}"),
             });
         }
+        Ok(())
     }
-    for (provider, a) in &manifest.artifacts {
-        if !seen.contains(&a.path) {
-            return Err(invalid(format!(
-                "artifact `{provider}` (`{}`) is missing",
-                a.path
-            )));
-        }
-    }
-    Ok((manifest, digest))
 }
 
 fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {

@@ -77,53 +77,87 @@ pub fn import_file(
         .tempdir_in(&tmp)
         .map_err(BoxError::io(&tmp))?;
     let disk = partial.path().join("disk.qcow2");
-    let (version, description, boot) = match kind {
-        Foreign::Qcow2 => {
-            let mut f = std::fs::File::open(path).map_err(BoxError::io(path))?;
-            copy_limited(&mut f, &disk, &shown)?;
-            (
-                "cloud".to_string(),
-                format!("cloud image `{shown}` (cloud-init NoCloud)"),
-                Boot::CloudInit,
-            )
-        }
-        Foreign::TarGz | Foreign::Tar => {
-            let x = partial.path().join("x");
-            std::fs::create_dir(&x).map_err(BoxError::io(&x))?;
-            let f = std::fs::File::open(path).map_err(BoxError::io(path))?;
-            let r = std::io::BufReader::with_capacity(1 << 20, f);
-            if kind == Foreign::TarGz {
-                safe_extract(flate2::read::GzDecoder::new(r), &shown, &x, size_limit())?;
-            } else {
-                safe_extract(r, &shown, &x, size_limit())?;
-            }
-            let version = vagrant_check(&x, &shown)?;
-            let img = x.join("box.img");
-            std::fs::rename(&img, &disk).map_err(BoxError::io(&img))?;
-            std::fs::remove_dir_all(&x).map_err(BoxError::io(&x))?;
-            (
-                version,
-                format!("vagrant-libvirt box `{shown}`"),
-                Boot::Disk,
-            )
-        }
+    let origin = match kind {
+        Foreign::Qcow2 => import_qcow2(path, &disk, &shown)?,
+        Foreign::TarGz | Foreign::Tar => import_vagrant(kind, path, partial.path(), &disk, &shown)?,
     };
-    let (sha256, size) = super::digest::hash_file(&disk).map_err(BoxError::io(&disk))?;
+    let m = disk_manifest(path, name, origin, &disk)?;
+    let digest = write_manifest(&m, partial.path(), pinned, name, &shown)?;
+    let b = store.commit(partial, &digest)?;
+    store.remember(path, identity, &b.digest);
+    Ok(b)
+}
+
+/// What the manifest says about where an imported disk came from.
+struct Origin {
+    version: String,
+    description: String,
+    boot: Boot,
+}
+
+/// Copies a cloud qcow2 image to `disk`, within the size limit.
+fn import_qcow2(path: &Path, disk: &Path, shown: &str) -> Result<Origin, BoxError> {
+    let mut f = std::fs::File::open(path).map_err(BoxError::io(path))?;
+    copy_limited(&mut f, disk, shown)?;
+    Ok(Origin {
+        version: "cloud".to_string(),
+        description: format!("cloud image `{shown}` (cloud-init NoCloud)"),
+        boot: Boot::CloudInit,
+    })
+}
+
+/// Extracts a vagrant box (refusing unsafe entries, within the size limit) into a folder
+/// of `partial`, checks it is a libvirt qcow2 box, and moves its disk to `disk`.
+fn import_vagrant(
+    kind: Foreign,
+    path: &Path,
+    partial: &Path,
+    disk: &Path,
+    shown: &str,
+) -> Result<Origin, BoxError> {
+    let x = partial.join("x");
+    std::fs::create_dir(&x).map_err(BoxError::io(&x))?;
+    let f = std::fs::File::open(path).map_err(BoxError::io(path))?;
+    let r = std::io::BufReader::with_capacity(1 << 20, f);
+    if kind == Foreign::TarGz {
+        safe_extract(flate2::read::GzDecoder::new(r), shown, &x, size_limit())?;
+    } else {
+        safe_extract(r, shown, &x, size_limit())?;
+    }
+    let version = vagrant_check(&x, shown)?;
+    let img = x.join("box.img");
+    std::fs::rename(&img, disk).map_err(BoxError::io(&img))?;
+    std::fs::remove_dir_all(&x).map_err(BoxError::io(&x))?;
+    Ok(Origin {
+        version,
+        description: format!("vagrant-libvirt box `{shown}`"),
+        boot: Boot::Disk,
+    })
+}
+
+/// The manifest of an imported box: its one `libvirt-disk` artifact, hashed from `disk`.
+fn disk_manifest(
+    path: &Path,
+    name: &str,
+    origin: Origin,
+    disk: &Path,
+) -> Result<Manifest, BoxError> {
+    let (sha256, size) = super::digest::hash_file(disk).map_err(BoxError::io(disk))?;
     let created = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| manifest::rfc3339(d.as_secs() as i64))
         .unwrap_or_else(manifest::now_rfc3339);
-    let m = Manifest {
+    Ok(Manifest {
         format: FORMAT_VERSION,
         name: name.to_string(),
-        version,
+        version: origin.version,
         // The file's own time: the same file always gives the same box digest.
         created,
-        description: Some(description),
+        description: Some(origin.description),
         recipe: None,
-        boot: Some(boot),
+        boot: Some(origin.boot),
         artifacts: BTreeMap::from([(
             manifest::LIBVIRT_DISK.to_string(),
             Artifact {
@@ -132,7 +166,18 @@ pub fn import_file(
                 size,
             },
         )]),
-    };
+    })
+}
+
+/// Writes the manifest into `partial` and returns the box digest, refusing the box when
+/// `pinned` is given and differs.
+fn write_manifest(
+    m: &Manifest,
+    partial: &Path,
+    pinned: Option<&BoxDigest>,
+    name: &str,
+    shown: &str,
+) -> Result<BoxDigest, BoxError> {
     let bytes = m.to_bytes();
     let digest = BoxDigest::of(&bytes);
     if let Some(want) = pinned {
@@ -144,15 +189,11 @@ pub fn import_file(
             });
         }
     }
-    crate::state::write_atomic(&partial.path().join(MANIFEST), &bytes).map_err(|e| {
-        BoxError::Io {
-            path: partial.path().join(MANIFEST),
-            source: std::io::Error::other(e.to_string()),
-        }
+    crate::state::write_atomic(&partial.join(MANIFEST), &bytes).map_err(|e| BoxError::Io {
+        path: partial.join(MANIFEST),
+        source: std::io::Error::other(e.to_string()),
     })?;
-    let b = store.commit(partial, &digest)?;
-    store.remember(path, identity, &b.digest);
-    Ok(b)
+    Ok(digest)
 }
 
 /// Copies `src` to a new file `dest`, refusing more than the size limit.

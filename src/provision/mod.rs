@@ -95,101 +95,163 @@ async fn run_step(
     step: &ProvisionStep,
     sink: LineSink<'_>,
 ) -> Result<(), ProvisionError> {
-    let desc = step.describe();
-    let be = |source| ProvisionError::Backend {
-        machine: machine.name.clone(),
+    let s = StepRun {
+        env,
+        backend,
+        id,
+        machine,
         index,
-        step: desc.clone(),
-        source,
+        desc: step.describe(),
+        sink,
     };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        let (machine, step) = (machine.name.clone(), desc.clone());
-        move |source| ProvisionError::Io {
-            machine,
-            index,
-            step,
-            path,
-            source,
-        }
-    };
-    let cmd: Vec<String> = match step {
+    match step {
         ProvisionStep::Shell { inline, .. } => {
-            vec!["sh".into(), "-ec".into(), inline.clone()]
+            s.exec(vec!["sh".into(), "-ec".into(), inline.clone()])
+                .await
         }
         ProvisionStep::Script { path, args, .. } => {
-            let host = env.resolve(path);
-            let bytes = std::fs::read(&host).map_err(io(&host))?;
-            let base = host
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "script".into());
-            let inside = format!("{SCRIPT_DIR}/{index}-{base}");
-            let tar = pack_bytes(&inside, &bytes, 0o755).map_err(io(&host))?;
-            backend.copy_in(id, "/", tar).await.map_err(be)?;
-            let mut cmd = if bytes.starts_with(b"#!") {
-                vec![inside]
-            } else {
-                vec!["sh".into(), inside]
-            };
-            cmd.extend(args.iter().cloned());
-            cmd
+            let cmd = s.copy_script(path, args).await?;
+            s.exec(cmd).await
         }
         ProvisionStep::File {
             source,
             destination,
             ..
-        } => {
-            let host = env.resolve(source);
-            let tar = pack_path(&host, destination).map_err(io(&host))?;
-            backend.copy_in(id, "/", tar).await.map_err(be)?;
-            return Ok(());
-        }
+        } => s.copy_file(source, destination).await,
         ProvisionStep::Ansible {
             playbook,
             extra_vars,
             ..
-        } => {
-            let host = env.resolve(playbook);
-            let vars = backend.ansible_vars(id).await.map_err(be)?;
-            let (code, tail) = ansible::run(
-                &host,
-                &machine.name,
-                &machine.group,
-                &vars,
-                extra_vars,
-                sink,
-            )
-            .await
-            .map_err(|source| ProvisionError::Ansible {
-                machine: machine.name.clone(),
-                index,
-                step: desc.clone(),
-                source,
-            })?;
-            if code != 0 {
-                return Err(ProvisionError::Failed {
-                    machine: machine.name.clone(),
-                    index,
-                    step: desc,
-                    code,
-                    tail,
-                });
-            }
-            return Ok(());
-        }
-    };
-    let out = backend.exec(id, &cmd, sink).await.map_err(be)?;
-    if out.exit_code != 0 {
-        return Err(ProvisionError::Failed {
-            machine: machine.name.clone(),
-            index,
-            step: desc,
-            code: out.exit_code,
-            tail: out.tail,
-        });
+        } => s.ansible(playbook, extra_vars).await,
     }
-    Ok(())
+}
+
+/// One step being run: where it runs, and what its errors name (machine, 1-based index,
+/// description).
+struct StepRun<'a> {
+    env: &'a Env,
+    backend: &'a AnyBackend,
+    id: &'a str,
+    machine: &'a Machine,
+    index: usize,
+    desc: String,
+    sink: LineSink<'a>,
+}
+
+impl StepRun<'_> {
+    fn backend_err(&self, source: BackendError) -> ProvisionError {
+        ProvisionError::Backend {
+            machine: self.machine.name.clone(),
+            index: self.index,
+            step: self.desc.clone(),
+            source,
+        }
+    }
+
+    fn io_err(&self, path: &Path, source: std::io::Error) -> ProvisionError {
+        ProvisionError::Io {
+            machine: self.machine.name.clone(),
+            index: self.index,
+            step: self.desc.clone(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn failed(&self, code: i64, tail: Vec<String>) -> ProvisionError {
+        ProvisionError::Failed {
+            machine: self.machine.name.clone(),
+            index: self.index,
+            step: self.desc.clone(),
+            code,
+            tail,
+        }
+    }
+
+    /// Runs `cmd` in the machine; a non-zero exit fails the step.
+    async fn exec(&self, cmd: Vec<String>) -> Result<(), ProvisionError> {
+        let out = self
+            .backend
+            .exec(self.id, &cmd, self.sink)
+            .await
+            .map_err(|e| self.backend_err(e))?;
+        if out.exit_code != 0 {
+            return Err(self.failed(out.exit_code, out.tail));
+        }
+        Ok(())
+    }
+
+    /// Copies a host script into [`SCRIPT_DIR`] (named by the step's index, so steps
+    /// never overwrite each other) and returns the command that runs it: directly when it
+    /// has a `#!` line, with `sh` otherwise.
+    async fn copy_script(
+        &self,
+        path: &str,
+        args: &[String],
+    ) -> Result<Vec<String>, ProvisionError> {
+        let host = self.env.resolve(path);
+        let bytes = std::fs::read(&host).map_err(|e| self.io_err(&host, e))?;
+        let base = host
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "script".into());
+        let inside = format!("{SCRIPT_DIR}/{}-{base}", self.index);
+        let tar = pack_bytes(&inside, &bytes, 0o755).map_err(|e| self.io_err(&host, e))?;
+        self.backend
+            .copy_in(self.id, "/", tar)
+            .await
+            .map_err(|e| self.backend_err(e))?;
+        let mut cmd = if bytes.starts_with(b"#!") {
+            vec![inside]
+        } else {
+            vec!["sh".into(), inside]
+        };
+        cmd.extend(args.iter().cloned());
+        Ok(cmd)
+    }
+
+    /// Copies a host file or folder to `destination` in the machine.
+    async fn copy_file(&self, source: &str, destination: &str) -> Result<(), ProvisionError> {
+        let host = self.env.resolve(source);
+        let tar = pack_path(&host, destination).map_err(|e| self.io_err(&host, e))?;
+        self.backend
+            .copy_in(self.id, "/", tar)
+            .await
+            .map_err(|e| self.backend_err(e))
+    }
+
+    /// Runs a playbook from the host against the machine; a non-zero exit fails the step.
+    async fn ansible(
+        &self,
+        playbook: &str,
+        extra_vars: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ProvisionError> {
+        let host = self.env.resolve(playbook);
+        let vars = self
+            .backend
+            .ansible_vars(self.id)
+            .await
+            .map_err(|e| self.backend_err(e))?;
+        let (code, tail) = ansible::run(
+            &host,
+            &self.machine.name,
+            &self.machine.group,
+            &vars,
+            extra_vars,
+            self.sink,
+        )
+        .await
+        .map_err(|source| ProvisionError::Ansible {
+            machine: self.machine.name.clone(),
+            index: self.index,
+            step: self.desc.clone(),
+            source,
+        })?;
+        if code != 0 {
+            return Err(self.failed(code, tail));
+        }
+        Ok(())
+    }
 }
 
 /// A tar holding one file at absolute path `inside` (unpacked at `/`).

@@ -85,82 +85,9 @@ impl DockerBackend {
         ctx: &EnvCtx,
         spec: &MachineSpec,
     ) -> Result<String, BackendError> {
-        let m = spec;
-        let name = container_name(&ctx.instance, &m.name);
-        let mut labels = env_labels(ctx);
-        labels.insert(LABEL_MACHINE.to_string(), m.name.clone());
-        labels.insert(LABEL_HASH.to_string(), spec.hash.clone());
-
-        let mut endpoints: Vec<(String, EndpointSettings)> = Vec::new();
-        if m.networks.is_empty() {
-            endpoints.push((
-                network_name(&ctx.instance, DEFAULT_NETWORK),
-                endpoint(&m.name, None),
-            ));
-        }
-        for a in &m.networks {
-            endpoints.push((
-                network_name(&ctx.instance, &a.name),
-                endpoint(&m.name, a.address.map(|ip| ip.to_string())),
-            ));
-        }
-
-        let mut exposed = Vec::new();
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for p in &m.ports {
-            let key = format!("{}/{}", p.guest, p.protocol);
-            exposed.push(key.clone());
-            bindings
-                .entry(key)
-                .or_default()
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: p.host_ip.map(|ip| ip.to_string()),
-                    host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
-                });
-        }
-        let binds = spec
-            .synced
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}:{}{}",
-                    f.host.to_string_lossy(),
-                    f.guest,
-                    if f.readonly { ":ro" } else { "" }
-                )
-            })
-            .collect::<Vec<_>>();
-        let cmd = m
-            .command
-            .clone()
-            .unwrap_or_else(|| vec!["sh".to_string(), "-c".to_string(), KEEP_ALIVE.to_string()]);
-        let first = endpoints.first().cloned();
-        let body = ContainerCreateBody {
-            hostname: Some(m.name.clone()),
-            image: Some(spec.image().to_string()),
-            cmd: Some(cmd),
-            env: Some(m.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(labels),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            stop_timeout: Some(5),
-            host_config: Some(HostConfig {
-                binds: (!binds.is_empty()).then_some(binds),
-                port_bindings: (!bindings.is_empty()).then_some(bindings),
-                nano_cpus: Some(i64::from(m.cpus) * 1_000_000_000),
-                memory: m.memory.and_then(|b| i64::try_from(b).ok()),
-                // A real init forwards SIGTERM to a user command that is PID 1 (and would
-                // ignore it); the keep-alive handles TERM itself.
-                init: m.command.is_some().then_some(true),
-                network_mode: first.as_ref().map(|(n, _)| n.clone()),
-                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
-                ..Default::default()
-            }),
-            networking_config: first.map(|(n, ep)| NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(n, ep)])),
-            }),
-            ..Default::default()
-        };
+        let name = container_name(&ctx.instance, &spec.name);
+        let endpoints = endpoints(ctx, spec);
+        let body = create_body(ctx, spec, endpoints.first().cloned());
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self
             .docker
@@ -170,32 +97,143 @@ impl DockerBackend {
                 bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
                 } => BackendError::ImageMissing {
-                    machine: m.name.clone(),
+                    machine: spec.name.clone(),
                     image: spec.image().to_string(),
                 },
                 e => map_err(
-                    format!("create container `{name}` for machine `{}`", m.name),
+                    format!("create container `{name}` for machine `{}`", spec.name),
                     "container",
                     &name,
                 )(e),
             })?;
-        // API 1.41 attaches one network at creation; the others join before the start.
+        self.attach_further(&spec.name, &created.id, endpoints)
+            .await?;
+        Ok(created.id)
+    }
+
+    /// Joins a created container to the networks after its first; API 1.41 attaches one
+    /// network at creation, the others join before the start.
+    async fn attach_further(
+        &self,
+        machine: &str,
+        id: &str,
+        endpoints: Vec<(String, EndpointSettings)>,
+    ) -> Result<(), BackendError> {
         for (net, ep) in endpoints.into_iter().skip(1) {
             let req = NetworkConnectRequest {
-                container: created.id.clone(),
+                container: id.to_string(),
                 endpoint_config: Some(ep),
             };
             if let Err(e) = self.docker.connect_network(&net, req).await {
                 // Half-attached is worse than absent: the next `up` would keep it as is.
-                let _ = self.remove(&created.id).await;
+                let _ = self.remove(id).await;
                 return Err(map_err(
-                    format!("attach machine `{}` to network `{net}`", m.name),
+                    format!("attach machine `{machine}` to network `{net}`"),
                     "network",
                     &net,
                 )(e));
             }
         }
-        Ok(created.id)
+        Ok(())
+    }
+}
+
+/// The Docker network and endpoint of each of a machine's networks, in the Envfile's
+/// order; a machine that names none is on the environment's default network.
+fn endpoints(ctx: &EnvCtx, m: &MachineSpec) -> Vec<(String, EndpointSettings)> {
+    let mut endpoints: Vec<(String, EndpointSettings)> = Vec::new();
+    if m.networks.is_empty() {
+        endpoints.push((
+            network_name(&ctx.instance, DEFAULT_NETWORK),
+            endpoint(&m.name, None),
+        ));
+    }
+    for a in &m.networks {
+        endpoints.push((
+            network_name(&ctx.instance, &a.name),
+            endpoint(&m.name, a.address.map(|ip| ip.to_string())),
+        ));
+    }
+    endpoints
+}
+
+/// Host bindings by `port/protocol` key, as Docker's host config takes them.
+type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+/// Published ports: the exposed `port/protocol` keys, in the Envfile's order, and the host
+/// bindings of each.
+fn port_bindings(m: &MachineSpec) -> (Vec<String>, PortBindings) {
+    let mut exposed = Vec::new();
+    let mut bindings: PortBindings = HashMap::new();
+    for p in &m.ports {
+        let key = format!("{}/{}", p.guest, p.protocol);
+        exposed.push(key.clone());
+        bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.map(|ip| ip.to_string()),
+                host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+            });
+    }
+    (exposed, bindings)
+}
+
+/// Synced folders as bind mounts, `host:guest[:ro]`.
+fn binds(m: &MachineSpec) -> Vec<String> {
+    m.synced
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}{}",
+                f.host.to_string_lossy(),
+                f.guest,
+                if f.readonly { ":ro" } else { "" }
+            )
+        })
+        .collect()
+}
+
+/// The container's create request; `first` is the network it is attached to at creation.
+fn create_body(
+    ctx: &EnvCtx,
+    m: &MachineSpec,
+    first: Option<(String, EndpointSettings)>,
+) -> ContainerCreateBody {
+    let mut labels = env_labels(ctx);
+    labels.insert(LABEL_MACHINE.to_string(), m.name.clone());
+    labels.insert(LABEL_HASH.to_string(), m.hash.clone());
+    let (exposed, bindings) = port_bindings(m);
+    let binds = binds(m);
+    let cmd = m
+        .command
+        .clone()
+        .unwrap_or_else(|| vec!["sh".to_string(), "-c".to_string(), KEEP_ALIVE.to_string()]);
+    ContainerCreateBody {
+        hostname: Some(m.name.clone()),
+        image: Some(m.image().to_string()),
+        cmd: Some(cmd),
+        env: Some(m.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_timeout: Some(5),
+        host_config: Some(HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            nano_cpus: Some(i64::from(m.cpus) * 1_000_000_000),
+            memory: m.memory.and_then(|b| i64::try_from(b).ok()),
+            // A real init forwards SIGTERM to a user command that is PID 1 (and would
+            // ignore it); the keep-alive handles TERM itself.
+            init: m.command.is_some().then_some(true),
+            network_mode: first.as_ref().map(|(n, _)| n.clone()),
+            extra_hosts: (!m.extra_hosts.is_empty()).then(|| m.extra_hosts.clone()),
+            ..Default::default()
+        }),
+        networking_config: first.map(|(n, ep)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(n, ep)])),
+        }),
+        ..Default::default()
     }
 }
 

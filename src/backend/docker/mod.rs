@@ -163,104 +163,27 @@ impl DockerBackend {
     /// Containers, networks and baseline images of one instance, found by label. Sizes
     /// are never asked for, so this does not scale with what the containers hold.
     pub async fn observe(&self, instance: &str) -> Result<Observation, BackendError> {
-        let filters = label_filter(&[(LABEL_ENV, instance)]);
-        let containers = self.docker.list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .size(false)
-                .filters(&filters)
-                .build(),
-        ));
-        let networks = self.docker.list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ));
-        let snap_filters = label_filter(&[(LABEL_ENV, instance), (LABEL_SNAPSHOT, "baseline")]);
-        let images = self.docker.list_images(Some(
-            ListImagesOptionsBuilder::default()
-                .filters(&snap_filters)
-                .build(),
-        ));
-        let (containers, networks, images) = tokio::join!(containers, networks, images);
-        let containers = containers.map_err(map_err("list containers", "containers", ""))?;
-        let networks = networks.map_err(map_err("list networks", "networks", ""))?;
-        let images = images.map_err(map_err("list images", "images", ""))?;
+        let (containers, networks, images) = tokio::join!(
+            self.list_containers(instance),
+            self.list_networks(instance),
+            self.list_baselines(instance)
+        );
+        let (containers, networks, images) = (containers?, networks?, images?);
 
-        let mut out = Observation::default();
-        let prefix = format!("{instance}-");
-        for n in networks {
-            let labels = n.labels.unwrap_or_default();
-            let Some(name) = labels.get(LABEL_NETWORK).cloned() else {
-                continue;
-            };
-            let subnet = n
-                .ipam
-                .and_then(|i| i.config)
-                .and_then(|c| c.into_iter().find_map(|c| c.subnet));
-            let bridge = n.options.and_then(|o| o.get(BRIDGE_NAME_OPTION).cloned());
-            out.networks.insert(
-                name.clone(),
-                ObservedNetwork {
-                    name,
-                    engine_name: n.name.unwrap_or_default(),
-                    subnet,
-                    bridge,
-                },
-            );
-        }
+        let mut out = Observation {
+            networks: observed_networks(networks),
+            ..Observation::default()
+        };
         let engine_to_env: BTreeMap<String, String> = out
             .networks
             .values()
             .map(|n| (n.engine_name.clone(), n.name.clone()))
             .collect();
+        let prefix = format!("{instance}-");
         for c in containers {
-            let labels = c.labels.unwrap_or_default();
-            let Some(name) = labels.get(LABEL_MACHINE).cloned() else {
-                continue;
-            };
-            let mut addresses = BTreeMap::new();
-            for (net, ep) in c
-                .network_settings
-                .and_then(|s| s.networks)
-                .unwrap_or_default()
-            {
-                let ip = ep.ip_address.unwrap_or_default();
-                if ip.is_empty() {
-                    continue;
-                }
-                let key = engine_to_env
-                    .get(&net)
-                    .cloned()
-                    .or_else(|| net.strip_prefix(&prefix).map(str::to_string))
-                    .unwrap_or(net);
-                addresses.insert(key, ip);
+            if let Some(m) = observed_machine(c, &engine_to_env, &prefix) {
+                out.machines.insert(m.name.clone(), m);
             }
-            let mut ports: Vec<String> = c
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| {
-                    let public = p.public_port?;
-                    let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
-                    let ip = p.ip.unwrap_or_default();
-                    Some(format!("{ip}:{public}->{}/{proto}", p.private_port))
-                })
-                .collect();
-            ports.sort();
-            ports.dedup();
-            out.machines.insert(
-                name.clone(),
-                ObservedMachine {
-                    name,
-                    backend: Backend::Docker,
-                    id: c.id.unwrap_or_default(),
-                    state: run_state(c.state),
-                    hash: labels.get(super::LABEL_HASH).cloned(),
-                    addresses,
-                    ports,
-                },
-            );
         }
         for i in images {
             if let Some(m) = i.labels.get(LABEL_MACHINE) {
@@ -268,6 +191,56 @@ impl DockerBackend {
             }
         }
         Ok(out)
+    }
+
+    /// The instance's containers, running or not, without sizes.
+    async fn list_containers(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, BackendError> {
+        let filters = label_filter(&[(LABEL_ENV, instance)]);
+        self.docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .size(false)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list containers", "containers", ""))
+    }
+
+    /// The instance's networks.
+    async fn list_networks(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<bollard::models::Network>, BackendError> {
+        let filters = label_filter(&[(LABEL_ENV, instance)]);
+        self.docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list networks", "networks", ""))
+    }
+
+    /// The instance's baseline images.
+    async fn list_baselines(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<bollard::models::ImageSummary>, BackendError> {
+        let filters = label_filter(&[(LABEL_ENV, instance), (LABEL_SNAPSHOT, "baseline")]);
+        self.docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(map_err("list images", "images", ""))
     }
 
     /// Starts a container; one already running is fine, a paused one is resumed.
@@ -511,6 +484,87 @@ impl DockerBackend {
             )),
         }
     }
+}
+
+/// Labelled networks by their Envfile name, with subnet and Linux bridge.
+fn observed_networks(networks: Vec<bollard::models::Network>) -> BTreeMap<String, ObservedNetwork> {
+    let mut out = BTreeMap::new();
+    for n in networks {
+        let labels = n.labels.unwrap_or_default();
+        let Some(name) = labels.get(LABEL_NETWORK).cloned() else {
+            continue;
+        };
+        let subnet = n
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.subnet));
+        let bridge = n.options.and_then(|o| o.get(BRIDGE_NAME_OPTION).cloned());
+        out.insert(
+            name.clone(),
+            ObservedNetwork {
+                name,
+                engine_name: n.name.unwrap_or_default(),
+                subnet,
+                bridge,
+            },
+        );
+    }
+    out
+}
+
+/// A labelled container as a machine; `None` for one without a machine label.
+/// `engine_to_env` maps Docker network names to Envfile names, so addresses are keyed as
+/// the Envfile names them.
+fn observed_machine(
+    c: bollard::models::ContainerSummary,
+    engine_to_env: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Option<ObservedMachine> {
+    let labels = c.labels.unwrap_or_default();
+    let name = labels.get(LABEL_MACHINE).cloned()?;
+    let mut addresses = BTreeMap::new();
+    for (net, ep) in c
+        .network_settings
+        .and_then(|s| s.networks)
+        .unwrap_or_default()
+    {
+        let ip = ep.ip_address.unwrap_or_default();
+        if ip.is_empty() {
+            continue;
+        }
+        let key = engine_to_env
+            .get(&net)
+            .cloned()
+            .or_else(|| net.strip_prefix(prefix).map(str::to_string))
+            .unwrap_or(net);
+        addresses.insert(key, ip);
+    }
+    Some(ObservedMachine {
+        name,
+        backend: Backend::Docker,
+        id: c.id.unwrap_or_default(),
+        state: run_state(c.state),
+        hash: labels.get(super::LABEL_HASH).cloned(),
+        addresses,
+        ports: published_ports(c.ports),
+    })
+}
+
+/// Published ports as `ip:public->private/proto`, sorted and without repeats.
+fn published_ports(ports: Option<Vec<bollard::models::PortSummary>>) -> Vec<String> {
+    let mut ports: Vec<String> = ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            let public = p.public_port?;
+            let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+            let ip = p.ip.unwrap_or_default();
+            Some(format!("{ip}:{public}->{}/{proto}", p.private_port))
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
 }
 
 #[cfg(test)]

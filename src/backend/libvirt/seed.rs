@@ -168,6 +168,22 @@ fn field(buf: &mut [u8], text: &str, joliet: bool) {
     }
 }
 
+// Layout: system area, PVD (16), Joliet SVD (17), terminator (18), path tables
+// (19-22), the two root directories (23, 24), then the files.
+const PVD: u32 = 16;
+const JOLIET_SVD: u32 = 17;
+const TERMINATOR: u32 = 18;
+const L_TABLE: u32 = 19;
+const JOLIET_L_TABLE: u32 = 21;
+const ROOT: u32 = 23;
+const JROOT: u32 = 24;
+const FIRST_FILE: u32 = 25;
+
+/// The bytes of sector `n` in the image.
+fn sector(n: u32) -> std::ops::Range<usize> {
+    n as usize * SECTOR..(n as usize + 1) * SECTOR
+}
+
 /// Writes an ISO 9660 image with a Joliet tree: one root directory holding `files`.
 /// Meant for small seeds: the names must fit one directory sector.
 pub fn iso9660(label: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -175,112 +191,27 @@ pub fn iso9660(label: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut sorted: Vec<&(&str, Vec<u8>)> = files.iter().collect();
     sorted.sort_by_key(|(n, _)| *n);
     let files = sorted;
-    // Layout: system area, PVD (16), Joliet SVD (17), terminator (18), path tables
-    // (19-22), the two root directories (23, 24), then the files.
-    const ROOT: u32 = 23;
-    const JROOT: u32 = 24;
-    let mut next = 25u32;
-    let extents: Vec<u32> = files
-        .iter()
-        .map(|(_, data)| {
-            let at = next;
-            next += data.len().div_ceil(SECTOR).max(1) as u32;
-            at
-        })
-        .collect();
-    let total = next;
+    let (extents, total) = extents(&files);
     let mut img = vec![0u8; total as usize * SECTOR];
-    let sector = |n: u32| n as usize * SECTOR..(n as usize + 1) * SECTOR;
-
-    // Directories: ".", "..", then the files.
-    let directory = |own: u32, joliet: bool| -> Vec<u8> {
-        let mut d = dir_record(own, SECTOR as u32, true, &[0]);
-        d.extend(dir_record(own, SECTOR as u32, true, &[1]));
-        for ((name, data), at) in files.iter().zip(&extents) {
-            let n = if joliet { ucs2(name) } else { iso_name(name) };
-            d.extend(dir_record(*at, data.len() as u32, false, &n));
-        }
-        d
-    };
     for (n, joliet) in [(ROOT, false), (JROOT, true)] {
-        let d = directory(n, joliet);
+        let d = directory(n, joliet, &files, &extents);
         let r = sector(n);
         img[r.start..r.start + d.len().min(SECTOR)].copy_from_slice(&d[..d.len().min(SECTOR)]);
     }
-
-    // Path tables: the root alone. Little-endian (L) and big-endian (M) copies.
-    let path_table = |root: u32, little: bool| -> Vec<u8> {
-        let mut p = vec![1u8, 0];
-        p.extend(if little {
-            root.to_le_bytes()
-        } else {
-            root.to_be_bytes()
-        });
-        p.extend(if little {
-            1u16.to_le_bytes()
-        } else {
-            1u16.to_be_bytes()
-        });
-        p.extend([0, 0]);
-        p
-    };
     for (n, root, little) in [
-        (19, ROOT, true),
-        (20, ROOT, false),
-        (21, JROOT, true),
-        (22, JROOT, false),
+        (L_TABLE, ROOT, true),
+        (L_TABLE + 1, ROOT, false),
+        (JOLIET_L_TABLE, JROOT, true),
+        (JOLIET_L_TABLE + 1, JROOT, false),
     ] {
         let p = path_table(root, little);
         let r = sector(n);
         img[r.start..r.start + p.len()].copy_from_slice(&p);
     }
-
-    // Volume descriptors.
-    for (n, joliet) in [(16u32, false), (17, true)] {
-        let (root, l_table) = if joliet { (JROOT, 21u32) } else { (ROOT, 19) };
-        let r = sector(n);
-        let v = &mut img[r];
-        v[0] = if joliet { 2 } else { 1 };
-        v[1..6].copy_from_slice(b"CD001");
-        v[6] = 1;
-        field(&mut v[8..40], "LINUX", joliet);
-        let volume = if joliet {
-            label.to_string()
-        } else {
-            label.to_ascii_uppercase()
-        };
-        field(&mut v[40..72], &volume, joliet);
-        v[80..88].copy_from_slice(&both32(total));
-        if joliet {
-            v[88..91].copy_from_slice(b"%/E");
-        }
-        v[120..124].copy_from_slice(&both16(1));
-        v[124..128].copy_from_slice(&both16(1));
-        v[128..132].copy_from_slice(&both16(SECTOR as u16));
-        v[132..140].copy_from_slice(&both32(10));
-        v[140..144].copy_from_slice(&l_table.to_le_bytes());
-        v[148..152].copy_from_slice(&(l_table + 1).to_be_bytes());
-        let root_rec = dir_record(root, SECTOR as u32, true, &[0]);
-        v[156..190].copy_from_slice(&root_rec);
-        for (range, text) in [
-            (190..318, ""),
-            (318..446, ""),
-            (446..574, ""),
-            (574..702, "HDEV"),
-            (702..739, ""),
-            (739..776, ""),
-            (776..813, ""),
-        ] {
-            field(&mut v[range], text, joliet);
-        }
-        for at in [813usize, 830, 847, 864] {
-            v[at..at + 16].copy_from_slice(b"0000000000000000");
-            v[at + 16] = 0;
-        }
-        v[881] = 1;
+    for (n, joliet) in [(PVD, false), (JOLIET_SVD, true)] {
+        volume_descriptor(&mut img[sector(n)], label, joliet, total);
     }
-    let r = sector(18);
-    let t = &mut img[r];
+    let t = &mut img[sector(TERMINATOR)];
     t[0] = 255;
     t[1..6].copy_from_slice(b"CD001");
     t[6] = 1;
@@ -290,6 +221,98 @@ pub fn iso9660(label: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         img[s..s + data.len()].copy_from_slice(data);
     }
     img
+}
+
+/// The first sector of each file (at least one sector each, an empty file too), and the
+/// image's size in sectors.
+fn extents(files: &[&(&str, Vec<u8>)]) -> (Vec<u32>, u32) {
+    let mut next = FIRST_FILE;
+    let extents = files
+        .iter()
+        .map(|(_, data)| {
+            let at = next;
+            next += data.len().div_ceil(SECTOR).max(1) as u32;
+            at
+        })
+        .collect();
+    (extents, next)
+}
+
+/// A root directory at sector `own`: ".", "..", then the files, with ISO names in the
+/// primary tree and UCS-2 names in the Joliet one.
+fn directory(own: u32, joliet: bool, files: &[&(&str, Vec<u8>)], extents: &[u32]) -> Vec<u8> {
+    let mut d = dir_record(own, SECTOR as u32, true, &[0]);
+    d.extend(dir_record(own, SECTOR as u32, true, &[1]));
+    for ((name, data), at) in files.iter().zip(extents) {
+        let n = if joliet { ucs2(name) } else { iso_name(name) };
+        d.extend(dir_record(*at, data.len() as u32, false, &n));
+    }
+    d
+}
+
+/// A path table holding the root alone, little-endian (L) or big-endian (M).
+fn path_table(root: u32, little: bool) -> Vec<u8> {
+    let mut p = vec![1u8, 0];
+    p.extend(if little {
+        root.to_le_bytes()
+    } else {
+        root.to_be_bytes()
+    });
+    p.extend(if little {
+        1u16.to_le_bytes()
+    } else {
+        1u16.to_be_bytes()
+    });
+    p.extend([0, 0]);
+    p
+}
+
+/// The primary volume descriptor, or the Joliet supplementary one, into sector `v` of an
+/// image `total` sectors long.
+fn volume_descriptor(v: &mut [u8], label: &str, joliet: bool, total: u32) {
+    let (root, l_table) = if joliet {
+        (JROOT, JOLIET_L_TABLE)
+    } else {
+        (ROOT, L_TABLE)
+    };
+    v[0] = if joliet { 2 } else { 1 };
+    v[1..6].copy_from_slice(b"CD001");
+    v[6] = 1;
+    field(&mut v[8..40], "LINUX", joliet);
+    let volume = if joliet {
+        label.to_string()
+    } else {
+        label.to_ascii_uppercase()
+    };
+    field(&mut v[40..72], &volume, joliet);
+    v[80..88].copy_from_slice(&both32(total));
+    if joliet {
+        v[88..91].copy_from_slice(b"%/E");
+    }
+    v[120..124].copy_from_slice(&both16(1));
+    v[124..128].copy_from_slice(&both16(1));
+    v[128..132].copy_from_slice(&both16(SECTOR as u16));
+    v[132..140].copy_from_slice(&both32(10));
+    v[140..144].copy_from_slice(&l_table.to_le_bytes());
+    v[148..152].copy_from_slice(&(l_table + 1).to_be_bytes());
+    let root_rec = dir_record(root, SECTOR as u32, true, &[0]);
+    v[156..190].copy_from_slice(&root_rec);
+    for (range, text) in [
+        (190..318, ""),
+        (318..446, ""),
+        (446..574, ""),
+        (574..702, "HDEV"),
+        (702..739, ""),
+        (739..776, ""),
+        (776..813, ""),
+    ] {
+        field(&mut v[range], text, joliet);
+    }
+    for at in [813usize, 830, 847, 864] {
+        v[at..at + 16].copy_from_slice(b"0000000000000000");
+        v[at + 16] = 0;
+    }
+    v[881] = 1;
 }
 
 #[cfg(test)]
