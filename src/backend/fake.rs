@@ -392,6 +392,7 @@ impl Engine for FakeBackend {
                 .iter()
                 .filter(|(_, m)| instance.is_none_or(|w| w == m.instance))
                 .map(|(id, m)| Found {
+                    backend: self.kind,
                     kind: ObjectKind::Container,
                     id: id.clone(),
                     instance: m.instance.clone(),

@@ -245,6 +245,8 @@ pub enum ObjectKind {
 /// An object hdev made, found by its labels (or domain metadata), for `destroy` and `gc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The engine that holds it (and removes it).
+    pub backend: Backend,
     pub kind: ObjectKind,
     /// Engine id or name.
     pub id: String,

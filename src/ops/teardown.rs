@@ -85,7 +85,7 @@ pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Resu
     for b in removal_order(backends) {
         let mine: Vec<Found> = found
             .iter()
-            .filter(|f| owner(f) == b.kind())
+            .filter(|f| f.backend == b.kind())
             .cloned()
             .collect();
         if !mine.is_empty() {
@@ -93,16 +93,6 @@ pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Resu
         }
     }
     Ok(total)
-}
-
-/// Which engine an object lives in: VMs and libvirt networks (those with a URI) are
-/// libvirt's; the rest Docker's.
-fn owner(f: &Found) -> Backend {
-    if f.kind == crate::backend::ObjectKind::Vm || f.place.is_some() {
-        Backend::Libvirt
-    } else {
-        Backend::Docker
-    }
 }
 
 /// Removes everything an instance created; how much went.

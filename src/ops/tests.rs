@@ -321,6 +321,7 @@ async fn status_reports_what_the_engine_holds_beside_the_record() {
 
 fn found(instance: &str, dir: &str, kind: ObjectKind) -> Found {
     Found {
+        backend: Backend::Docker,
         kind,
         id: format!("{instance}-{kind:?}"),
         instance: instance.into(),

@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use super::session::{check_machine, ctrl_c, load_state, Session};
+use super::session::{ctrl_c, load_state, Session};
 use crate::apply::{self, Recorder};
 use crate::backend::Backends;
 use crate::output::Printer;
@@ -159,9 +159,6 @@ pub(crate) async fn provision(p: &Printer, o: &Session, machine: Option<&str>) -
     let lock = o.project.state.lock()?;
     let state = load_state(&o.project)?;
     let env = &o.project.env;
-    if let Some(m) = machine {
-        check_machine(env, m)?;
-    }
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
     let plan = plan::provision_plan(env, &o.hashes, &observed, &backends.available(), machine)?;

@@ -288,6 +288,7 @@ impl DockerBackend {
         let mut pick = |kind: ObjectKind, id: String, labels: Option<&HashMap<String, String>>| {
             let l = labels.cloned().unwrap_or_default();
             out.push(Found {
+                backend: Backend::Docker,
                 kind,
                 id,
                 instance: l.get(LABEL_ENV).cloned().unwrap_or_default(),
@@ -463,13 +464,7 @@ impl DockerBackend {
             }
             left = again;
         }
-        Ok(Counts::of(
-            &found
-                .iter()
-                .filter(|f| f.kind != ObjectKind::Vm)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ))
+        Ok(Counts::of(found))
     }
 
     /// Whether an image is present in the engine.

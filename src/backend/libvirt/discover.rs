@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::machines::Vms;
 use super::LibvirtError;
 use crate::backend::{BackendError, Counts, Discovery, Found, ObjectKind};
+use crate::envfile::Backend;
 
 fn err(e: LibvirtError) -> BackendError {
     BackendError::Engine {
@@ -24,6 +25,7 @@ pub(super) async fn discover(vms: &Vms, instance: Option<&str>) -> Result<Discov
     for (uri, lv) in &vms.conns {
         for v in lv.observe(instance).await.map_err(err)? {
             out.found.push(Found {
+                backend: Backend::Libvirt,
                 kind: ObjectKind::Vm,
                 id: v.domain,
                 instance: v.instance,
@@ -37,6 +39,7 @@ pub(super) async fn discover(vms: &Vms, instance: Option<&str>) -> Result<Discov
         Some(instance) => {
             for (name, uri) in vms.remote_network_names(instance) {
                 out.found.push(Found {
+                    backend: Backend::Libvirt,
                     kind: ObjectKind::Network,
                     id: name,
                     instance: instance.to_string(),
@@ -62,6 +65,7 @@ pub(super) async fn discover(vms: &Vms, instance: Option<&str>) -> Result<Discov
                 };
                 for name in lv.network_names(&inst).await.map_err(err)? {
                     out.found.push(Found {
+                        backend: Backend::Libvirt,
                         kind: ObjectKind::Network,
                         id: name,
                         instance: inst.clone(),

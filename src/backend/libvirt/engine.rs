@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::machines::{machine_uri_or_default, Vms};
+use super::machines::Vms;
 use super::{console, discover, snapshot, volumes};
 use crate::backend::{
     BackendError, BaseRequest, BaseSource, Captured, Counts, Discovery, Engine, EnvCtx,
@@ -53,11 +53,9 @@ impl Engine for Vms {
                 message: "a VM boots from a box or a disk image file, not an engine image".into(),
             });
         };
-        let uri = machine_uri_or_default(req.place.as_deref());
+        let uri = self.uri_of(req.place.as_deref());
         // The box's own words: it names the box and what it lacks.
-        Ok(Resolved::Volumes(
-            volumes::import_box(store, &uri, b).await?,
-        ))
+        Ok(Resolved::Volumes(volumes::import_box(store, uri, b).await?))
     }
 
     async fn create(&self, ctx: &EnvCtx, spec: &MachineSpec) -> Result<String, BackendError> {

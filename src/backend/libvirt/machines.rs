@@ -65,10 +65,6 @@ fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
-/// The libvirt URI a base is prepared on: the one given, else the default.
-pub(super) fn machine_uri_or_default(uri: Option<&str>) -> String {
-    uri.unwrap_or(DEFAULT_URI).to_string()
-}
 pub use crate::backend::ssh::shell_quote;
 pub use crate::envfile::topology::{machine_uri, uri_of, uris_of, DEFAULT_URI};
 
@@ -140,10 +136,15 @@ impl Vms {
             .collect()
     }
 
+    /// The URI of a connection: the one given, else the environment's default.
+    pub(super) fn uri_of<'a>(&'a self, uri: Option<&'a str>) -> &'a str {
+        uri.unwrap_or(&self.default_uri)
+    }
+
     /// The connection at `uri` (the default one when `None`), else any.
     fn lv_at(&self, uri: Option<&str>) -> &LibvirtBackend {
         self.conns
-            .get(uri.unwrap_or(&self.default_uri))
+            .get(self.uri_of(uri))
             .or_else(|| self.conns.values().next())
             .expect("Vms holds at least one connection")
     }
