@@ -95,10 +95,8 @@ impl Engine for Vms {
         _size: Option<(u16, u16)>,
     ) -> Result<i64, BackendError> {
         let mut c = self.ssh_command(id, cmd, tty).await?;
-        let status = tokio::task::spawn_blocking(move || c.status())
-            .await
-            .map_err(|e| engine("ssh", e))?
-            .map_err(|e| engine("run ssh", e))?;
+        // Waited for here, as hdev always did: the session owns the terminal until it ends.
+        let status = c.status().map_err(|e| engine("run ssh", e))?;
         Ok(i64::from(status.code().unwrap_or(255)))
     }
 
