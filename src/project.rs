@@ -52,6 +52,12 @@ pub(crate) enum ProjectError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The remembered hosts file is gone.
+    #[error("the hosts file `{}` given earlier with `--hosts` cannot be read ({source}); give `--hosts FILE` again, or `--hosts none` to run every machine on this host", path.display())]
+    HostsGone {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A host file named by the Envfile could not be read for hashing.
     #[error("cannot read an input of the environment: {0}")]
     Input(std::io::Error),
@@ -80,10 +86,67 @@ pub(crate) fn instance_name(env: &Env) -> String {
     format!("{}-{}", env.settings.name, &hex::encode(digest)[..6])
 }
 
+/// The hosts file named on the command line (`--hosts`), for this process.
+static HOSTS_ARG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The word `--hosts` takes to forget a remembered hosts file.
+pub(crate) const NO_HOSTS: &str = "none";
+
+/// Sets the hosts file for every project this process opens (`--hosts FILE`).
+pub(crate) fn set_hosts_arg(p: PathBuf) {
+    let _ = HOSTS_ARG.set(p);
+}
+
+/// Where the hosts file last given for an Envfile's folder is remembered.
+fn hosts_record(env_dir: &Path) -> PathBuf {
+    env_dir.join(".hdev").join("hosts-file")
+}
+
+/// The hosts file an Envfile's machines are placed with: the one `--hosts` names (which
+/// is then remembered beside the Envfile), else the one remembered, else none.
+fn hosts_layout(envfile: &Path) -> Result<Option<envfile::Layout>, ProjectError> {
+    let dir = envfile.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let record = hosts_record(dir);
+    let path = match HOSTS_ARG.get() {
+        Some(p) if p.as_os_str() == NO_HOSTS => {
+            let _ = std::fs::remove_file(&record);
+            return Ok(None);
+        }
+        Some(p) => {
+            let abs = std::fs::canonicalize(p).map_err(|source| LoadError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let text = abs.to_string_lossy();
+            if std::fs::read_to_string(&record).ok().as_deref() != Some(&*text) {
+                crate::state::write_atomic(&record, text.as_bytes())
+                    .map_err(|e| ProjectError::Input(std::io::Error::other(e.to_string())))?;
+            }
+            abs
+        }
+        None => match std::fs::read_to_string(&record) {
+            Ok(s) if !s.trim().is_empty() => PathBuf::from(s.trim()),
+            _ => return Ok(None),
+        },
+    };
+    match envfile::load_hosts_file(&path) {
+        Err(LoadError::Io { path, source }) if HOSTS_ARG.get().is_none() => {
+            Err(ProjectError::HostsGone { path, source })
+        }
+        r => Ok(Some(r?)),
+    }
+}
+
 impl Project {
     /// Opens the Envfile at `path` placed as given.
     pub(crate) fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
-        let env = envfile::load(path)?;
+        let hosts = hosts_layout(path)?;
+        let env = envfile::load_with(path, hosts.as_ref())?;
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
             state: placement.state.unwrap_or_else(|| StateDir::new(&env.dir)),

@@ -31,6 +31,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Hosts file placing machines on hosts (`[host.NAME]` tables, like an inventory);
+    /// remembered for this Envfile's folder until given again (`none` forgets it).
+    #[arg(long, global = true, env = "HDEV_HOSTS", value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -208,6 +213,9 @@ pub(crate) fn main() -> i32 {
 fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
     use Command as C;
     let (file, cmd) = (cli.file.as_deref(), &cli.command);
+    if let Some(h) = &cli.hosts {
+        crate::project::set_hosts_arg(h.clone());
+    }
     match cmd {
         C::Init { .. } | C::Validate | C::Hash { .. } | C::Lock { .. } | C::Doctor { .. } => {
             envfile_command(p, file, cmd)

@@ -7,6 +7,7 @@
 pub mod addresses;
 pub mod diag;
 pub mod hash;
+mod hosts;
 pub mod model;
 mod parse;
 mod read;
@@ -17,6 +18,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, SourceFile};
+pub use hosts::load_hosts_file;
 pub use model::*;
 use read::Ctx;
 
@@ -39,6 +41,12 @@ pub enum LoadError {
 
 /// Reads and validates the Envfile at `path`.
 pub fn load(path: &Path) -> Result<Env, LoadError> {
+    load_with(path, None)
+}
+
+/// Reads and validates the Envfile at `path`, placing machines on the hosts of a hosts
+/// file (read with [`load_hosts_file`]) as well as the Envfile's own.
+pub fn load_with(path: &Path, hosts: Option<&Layout>) -> Result<Env, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -56,11 +64,21 @@ pub fn load(path: &Path) -> Result<Env, LoadError> {
         })
         .unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    load_source(&source, &dir, true).map_err(|d| LoadError::Invalid(Box::new(d)))
+    load_source_with(&source, &dir, true, hosts).map_err(|d| LoadError::Invalid(Box::new(d)))
 }
 
 /// Validates Envfile text; `check_files` also checks that the host files it names exist.
 pub fn load_source(source: &SourceFile, dir: &Path, check_files: bool) -> Result<Env, Diagnostics> {
+    load_source_with(source, dir, check_files, None)
+}
+
+/// [`load_source`] with the hosts of a hosts file.
+pub fn load_source_with(
+    source: &SourceFile,
+    dir: &Path,
+    check_files: bool,
+    hosts: Option<&Layout>,
+) -> Result<Env, Diagnostics> {
     let mut ctx = Ctx::default();
     let (root, errors) = toml::de::DeTable::parse_recoverable(&source.text);
     // Recovery after a syntax error mostly finds echoes of the first one: report that one.
@@ -80,7 +98,7 @@ pub fn load_source(source: &SourceFile, dir: &Path, check_files: bool) -> Result
     if check_files {
         check_host_files(&mut ctx, &draft, dir);
     }
-    match validate::build(&mut ctx, draft, dir, &source.path) {
+    match validate::build(&mut ctx, draft, dir, &source.path, hosts) {
         Some(env) if ctx.diags.is_empty() => Ok(env),
         _ => Err(Diagnostics::new(source.clone(), ctx.diags)),
     }

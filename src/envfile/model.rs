@@ -28,6 +28,56 @@ pub struct Env {
     /// Machines after `count` expansion, keyed by their instance name (`osd-2`).
     pub machines: BTreeMap<String, Machine>,
     pub tests: Vec<TestCheck>,
+    /// Where machines run: hosts and the swarm. Never part of a hash.
+    pub layout: Layout,
+}
+
+/// Where an environment's machines run: the hosts they are placed on (from the Envfile's
+/// `[host.NAME]` tables and a hosts file, which wins) and how hosts form a swarm. Placement
+/// is not part of the environment: the same Envfile on one host or on three has one hash.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layout {
+    pub hosts: BTreeMap<String, Host>,
+    pub swarm: SwarmMode,
+    /// The hosts file the layout was read from, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// How a host's engines are reached. A host with neither engine is this machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    /// Docker endpoint: `unix:///…`, `tcp://host:port` or `ssh://user@host`.
+    pub docker: Option<String>,
+    /// libvirt URI of the host's VMs.
+    pub libvirt_uri: Option<String>,
+    /// Free-form labels (shown by `hdev hosts`, set on swarm nodes).
+    pub labels: BTreeMap<String, String>,
+    /// Address the host's engine advertises to the swarm (Docker picks one when absent).
+    pub advertise: Option<String>,
+}
+
+/// Whether hdev may form the swarm that carries networks across hosts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SwarmMode {
+    /// Use the swarm the engines are in; refuse when they are not in one.
+    #[default]
+    Existing,
+    /// Initialise a swarm on the first host and join the others to it.
+    Create,
+}
+
+/// Where one machine runs, resolved from its `host`; not part of its hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Place {
+    /// The host's name (`None`: this machine).
+    pub host: Option<String>,
+    /// The Docker endpoint of the machine's container, or of a VM's anchor containers
+    /// (`None`: this machine's engine).
+    pub docker: Option<String>,
+    /// The libvirt URI the host gives a VM (the machine's own `libvirt_uri` wins).
+    pub libvirt_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -308,6 +358,9 @@ pub struct Machine {
     pub healthcheck: Option<HealthCheck>,
     pub libvirt_uri: Option<String>,
     pub accel: Option<Accel>,
+    /// Where it runs (from `host`): placement, not part of the machine's hash.
+    #[serde(skip)]
+    pub place: Place,
 }
 
 /// An acceptance check from `[[test]]`.

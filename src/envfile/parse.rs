@@ -19,6 +19,7 @@ pub(super) struct Draft {
     pub networks: Vec<NetworkDraft>,
     pub machines: Vec<MachineDraft>,
     pub tests: Vec<TestDraft>,
+    pub hosts: Vec<super::hosts::HostDraft>,
 }
 
 pub(super) struct EnvDraft {
@@ -27,6 +28,7 @@ pub(super) struct EnvDraft {
     pub libvirt_uri: Option<String>,
     pub parallel: Option<u32>,
     pub accel: Option<Accel>,
+    pub swarm: Option<super::model::SwarmMode>,
 }
 
 pub(super) struct BoxDraft {
@@ -69,8 +71,9 @@ pub(super) struct MachineDraft {
     pub depends_on: Vec<Sp<String>>,
     pub healthcheck: Option<HealthCheck>,
     pub count: Option<Sp<u32>>,
-    pub libvirt_uri: Option<String>,
+    pub libvirt_uri: Option<Sp<String>>,
     pub accel: Option<Accel>,
+    pub host: Option<Sp<String>>,
 }
 
 pub(super) struct TestDraft {
@@ -83,8 +86,15 @@ pub(super) struct TestDraft {
     pub timeout_ms: Option<u64>,
 }
 
-const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test"];
-const ENV_KEYS: &[&str] = &["name", "description", "libvirt_uri", "parallel", "accel"];
+const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test", "host"];
+const ENV_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "libvirt_uri",
+    "parallel",
+    "accel",
+    "swarm",
+];
 const BOX_KEYS: &[&str] = &["recipe", "file", "url", "sha256", "version"];
 const NETWORK_KEYS: &[&str] = &["subnet"];
 const MACHINE_KEYS: &[&str] = &[
@@ -105,6 +115,7 @@ const MACHINE_KEYS: &[&str] = &[
     "count",
     "libvirt_uri",
     "accel",
+    "host",
 ];
 const ATTACH_KEYS: &[&str] = &["name", "address"];
 const SYNCED_KEYS: &[&str] = &["host", "guest", "readonly"];
@@ -165,6 +176,7 @@ pub(super) fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
         networks: Vec::new(),
         machines: Vec::new(),
         tests: Vec::new(),
+        hosts: super::hosts::read_hosts(ctx, root),
     };
     if let Some((_, v)) = get(root, "env") {
         if let Some(t) = ctx.table(v, "env") {
@@ -192,7 +204,7 @@ pub(super) fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
     draft
 }
 
-fn named_tables<'a, 'i>(
+pub(super) fn named_tables<'a, 'i>(
     ctx: &mut Ctx,
     root: &'a DeTable<'i>,
     section: &str,
@@ -224,7 +236,7 @@ fn named_tables_spanned<'a, 'i>(
     out
 }
 
-fn opt_string(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<Sp<String>> {
+pub(super) fn opt_string(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<Sp<String>> {
     get(t, key).and_then(|(_, v)| ctx.string(v, &format!("{what}.{key}")))
 }
 
@@ -325,6 +337,7 @@ fn read_env(ctx: &mut Ctx, t: &DeTable<'_>) -> EnvDraft {
         libvirt_uri: opt_string(ctx, t, "libvirt_uri", "env").map(|s| s.value),
         parallel: opt_u32(ctx, t, "parallel", "env", 1).map(|n| n.value),
         accel: read_accel(ctx, t, "env"),
+        swarm: super::hosts::read_swarm(ctx, t, "env"),
     }
 }
 
@@ -679,8 +692,9 @@ fn read_machine(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> MachineDraf
         memory: opt_size(ctx, t, "memory", &what),
         disk: opt_size(ctx, t, "disk", &what),
         count: opt_u32(ctx, t, "count", &what, 1),
-        libvirt_uri: opt_string(ctx, t, "libvirt_uri", &what).map(|s| s.value),
+        libvirt_uri: opt_string(ctx, t, "libvirt_uri", &what),
         accel: read_accel(ctx, t, &what),
+        host: opt_string(ctx, t, "host", &what),
         networks: read_attaches(ctx, t, &what),
         ports: read_ports(ctx, t, &what),
         synced_folders: read_synced_folders(ctx, t, &what),

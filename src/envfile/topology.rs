@@ -9,10 +9,15 @@
 //! into this host's bridges, so each network that only remote VMs of one host use
 //! becomes a libvirt network there (the same bridge name, gateway and subnet, NAT to the
 //! outside), and hdev reaches the VMs over SSH through that host (`ProxyCommand ssh -W`),
-//! with the user, port and key the URI names. A network cannot span hosts: one that joins
-//! machines here and VMs there is refused with the machines named.
+//! with the user, port and key the URI names.
+//!
+//! Machines placed with `host = "NAME"` run on that host's Docker engine; a network whose
+//! machines are on more than one engine becomes a Swarm overlay network, and a VM whose
+//! host has a Docker engine joins its networks through anchor containers there. Only a
+//! network that would join VMs of a remote libvirt host without a Docker engine to
+//! machines elsewhere is refused, with the machines named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{Backend, Env, Machine};
 
@@ -29,12 +34,15 @@ pub fn uri_of(env: &Env) -> String {
 
 /// The libvirt URI of one machine.
 pub fn machine_uri(env: &Env, m: &Machine) -> String {
-    m.libvirt_uri.clone().unwrap_or_else(|| uri_of(env))
+    m.libvirt_uri
+        .clone()
+        .or_else(|| m.place.libvirt_uri.clone())
+        .unwrap_or_else(|| uri_of(env))
 }
 
 /// Every libvirt URI the environment's VMs use (the environment's own always included).
-pub fn uris_of(env: &Env) -> std::collections::BTreeSet<String> {
-    let mut out: std::collections::BTreeSet<String> = env
+pub fn uris_of(env: &Env) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = env
         .machines
         .values()
         .filter(|m| m.backend == Backend::Libvirt)
@@ -128,25 +136,57 @@ impl RemoteHost {
     }
 }
 
-/// Where a network's machines live: this host, or a remote libvirt URI.
-fn placements(env: &Env) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
-    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for m in env.machines.values() {
-        let place = match m.backend {
-            Backend::Libvirt => {
-                let uri = machine_uri(env, m);
-                if remote_host(&uri).is_some() {
-                    uri
-                } else {
-                    String::new()
-                }
+/// Where a machine meets its networks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Site {
+    /// A Docker engine (`None`: this machine's): a container, a VM whose host has a
+    /// Docker engine (joined through anchor containers there), or a VM on this machine's
+    /// libvirt (bridged into this machine's Docker networks).
+    Engine(Option<String>),
+    /// VMs on a remote libvirt host without a Docker engine of their host.
+    RemoteVms(String),
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Site::Engine(None) => f.write_str("this host"),
+            Site::Engine(Some(e)) => write!(f, "`{e}`"),
+            Site::RemoteVms(uri) => write!(f, "`{uri}`"),
+        }
+    }
+}
+
+/// Whether a VM joins its networks through anchor containers on its host's Docker engine.
+pub fn anchored(m: &Machine) -> bool {
+    m.backend == Backend::Libvirt && m.place.docker.is_some()
+}
+
+/// Where one machine meets its networks.
+pub fn site_of(env: &Env, m: &Machine) -> Site {
+    match m.backend {
+        Backend::Docker => Site::Engine(m.place.docker.clone()),
+        Backend::Libvirt if anchored(m) => Site::Engine(m.place.docker.clone()),
+        Backend::Libvirt => {
+            let uri = machine_uri(env, m);
+            if remote_host(&uri).is_some() {
+                Site::RemoteVms(uri)
+            } else {
+                Site::Engine(None)
             }
-            Backend::Docker => String::new(),
-        };
+        }
+    }
+}
+
+/// Where each network's machines are: network -> site -> machine names.
+fn placements(env: &Env) -> BTreeMap<String, BTreeMap<Site, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<Site, Vec<String>>> = BTreeMap::new();
+    for m in env.machines.values() {
+        let site = site_of(env, m);
         for a in &m.networks {
             out.entry(a.network.clone())
                 .or_default()
-                .entry(place.clone())
+                .entry(site.clone())
                 .or_default()
                 .push(m.name.clone());
         }
@@ -159,44 +199,90 @@ fn placements(env: &Env) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
 pub fn remote_networks(env: &Env) -> BTreeMap<String, String> {
     placements(env)
         .into_iter()
-        .filter_map(|(net, places)| {
-            let mut it = places.keys();
+        .filter_map(|(net, sites)| {
+            let mut it = sites.keys();
             match (it.next(), it.next()) {
-                (Some(uri), None) if !uri.is_empty() => Some((net, uri.clone())),
+                (Some(Site::RemoteVms(uri)), None) => Some((net, uri.clone())),
                 _ => None,
             }
         })
         .collect()
 }
 
-/// Networks that would have to span hosts, each with its machines by place.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("network `{network}` would span hosts: {}; a network lives on one host, so give the machines on each host their own network", describe(.places))]
-pub struct SpanError {
-    pub network: String,
-    /// Place (`this host` or a libvirt URI) -> machine names.
-    pub places: BTreeMap<String, Vec<String>>,
+/// The Docker engines each network lives on (`None`: this machine's); a network on more
+/// than one is a Swarm overlay network.
+pub fn network_engines(env: &Env) -> BTreeMap<String, BTreeSet<Option<String>>> {
+    placements(env)
+        .into_iter()
+        .map(|(net, sites)| {
+            let engines = sites
+                .into_keys()
+                .filter_map(|s| match s {
+                    Site::Engine(e) => Some(e),
+                    Site::RemoteVms(_) => None,
+                })
+                .collect();
+            (net, engines)
+        })
+        .collect()
 }
 
-fn describe(places: &BTreeMap<String, Vec<String>>) -> String {
+/// Networks that span Docker engines: they become attachable Swarm overlay networks.
+pub fn overlay_networks(env: &Env) -> BTreeSet<String> {
+    network_engines(env)
+        .into_iter()
+        .filter(|(_, e)| e.len() > 1)
+        .map(|(n, _)| n)
+        .collect()
+}
+
+/// Every Docker engine the environment's machines use (`None`: this machine's).
+pub fn docker_engines(env: &Env) -> BTreeSet<Option<String>> {
+    env.machines
+        .values()
+        .filter_map(|m| match site_of(env, m) {
+            Site::Engine(e) => Some(e),
+            Site::RemoteVms(_) => None,
+        })
+        .collect()
+}
+
+/// The host name of a Docker endpoint (`None`: this machine), for messages and status.
+pub fn host_of_engine(env: &Env, engine: Option<&str>) -> String {
+    match engine {
+        None => "local".to_string(),
+        Some(e) => env
+            .layout
+            .hosts
+            .values()
+            .find(|h| h.docker.as_deref() == Some(e))
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+/// A network that would join VMs of a remote libvirt host to machines elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network `{network}` would span hosts: {}; VMs on a remote libvirt host share a network with other hosts only through their host's Docker engine, so give that host a `docker` endpoint in `[host.NAME]`, or give the machines on each host their own network", describe(.places))]
+pub struct SpanError {
+    pub network: String,
+    /// Where -> machine names.
+    pub places: BTreeMap<Site, Vec<String>>,
+}
+
+fn describe(places: &BTreeMap<Site, Vec<String>>) -> String {
     places
         .iter()
-        .map(|(place, ms)| {
-            let where_ = if place.is_empty() {
-                "this host".to_string()
-            } else {
-                format!("`{place}`")
-            };
-            format!("{} on {where_}", ms.join(", "))
-        })
+        .map(|(site, ms)| format!("{} on {site}", ms.join(", ")))
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-/// Checks that no network joins machines on different hosts.
+/// Checks that no network joins VMs of a remote libvirt host to machines elsewhere
+/// (networks across Docker engines are overlays).
 pub fn check_spans(env: &Env) -> Result<(), SpanError> {
     for (network, places) in placements(env) {
-        if places.len() > 1 && places.keys().any(|p| !p.is_empty()) {
+        if places.len() > 1 && places.keys().any(|p| matches!(p, Site::RemoteVms(_))) {
             return Err(SpanError { network, places });
         }
     }

@@ -31,7 +31,14 @@ fn unknown_ref(ctx: &mut Ctx, r: &Sp<String>, what: &str, known: &[&str], declar
     );
 }
 
-pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Option<Env> {
+pub(super) fn build(
+    ctx: &mut Ctx,
+    draft: Draft,
+    dir: &Path,
+    file: &Path,
+    hosts_file: Option<&Layout>,
+) -> Option<Env> {
+    let layout = layout_of(&draft, hosts_file);
     let settings = check_settings(ctx, draft.env);
     let boxes = boxes_of(draft.boxes);
     let networks = networks_of(draft.networks);
@@ -46,6 +53,7 @@ pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Opt
         host_ports: BTreeMap::new(),
         machines: BTreeMap::new(),
         dep_spans: BTreeMap::new(),
+        layout: &layout,
     };
     for m in &draft.machines {
         check_machine(ctx, &mut fleet, m);
@@ -68,8 +76,74 @@ pub(super) fn build(ctx: &mut Ctx, draft: Draft, dir: &Path, file: &Path) -> Opt
         networks: networks.into_iter().map(|(k, (n, _))| (k, n)).collect(),
         machines,
         tests,
+        layout,
     };
     check_topology(ctx, &env, &spans).then_some(env)
+}
+
+/// The Envfile's hosts, with the hosts file's tables in place of those of the same name,
+/// and the hosts file's swarm mode before the Envfile's.
+fn layout_of(draft: &Draft, hosts_file: Option<&Layout>) -> Layout {
+    let mut hosts: BTreeMap<String, Host> = draft
+        .hosts
+        .iter()
+        .map(|h| (h.host.name.clone(), h.host.clone()))
+        .collect();
+    let swarm = draft.env.as_ref().and_then(|e| e.swarm);
+    match hosts_file {
+        Some(f) => {
+            hosts.extend(f.hosts.clone());
+            Layout {
+                hosts,
+                swarm: if f.swarm == SwarmMode::Create { f.swarm } else { swarm.unwrap_or_default() },
+                file: f.file.clone(),
+            }
+        }
+        None => Layout {
+            hosts,
+            swarm: swarm.unwrap_or_default(),
+            file: None,
+        },
+    }
+}
+
+/// A machine's `host`: declared, and able to run the machine's kind; not both `host` and
+/// `libvirt_uri`.
+fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout) -> Place {
+    let Some(h) = &m.host else {
+        return Place::default();
+    };
+    let Some(host) = layout.hosts.get(&h.value) else {
+        let known: Vec<&str> = layout.hosts.keys().map(String::as_str).collect();
+        unknown_ref(ctx, h, "host", &known, "[host.NAME] in the Envfile or a hosts file (`--hosts FILE`)");
+        return Place::default();
+    };
+    if let Some(uri) = &m.libvirt_uri {
+        ctx.push(
+            Diagnostic::new(uri.span.clone(), format!("machine `{}` has both `host` and `libvirt_uri`", m.name.value))
+                .label("`host` already says where the VM runs")
+                .help(format!("drop `libvirt_uri` here, or set it in `[host.{}]`", h.value)),
+        );
+    }
+    let local = host.docker.is_none() && host.libvirt_uri.is_none();
+    let lacks = match m.backend.as_ref().map(|b| b.value) {
+        Some(Backend::Docker) if !local && host.docker.is_none() => Some("docker"),
+        Some(Backend::Libvirt) if !local && host.libvirt_uri.is_none() => Some("libvirt_uri"),
+        _ => None,
+    };
+    if let Some(key) = lacks {
+        let kind = m.backend.as_ref().map(|b| b.value.to_string()).unwrap_or_default();
+        ctx.push(
+            Diagnostic::new(h.span.clone(), format!("host `{}` has no {kind} engine for machine `{}`", h.value, m.name.value))
+                .label(format!("`[host.{}]` has no `{key}`", h.value))
+                .help(format!("add `{key} = …` to `[host.{}]`, or place the machine on another host", h.value)),
+        );
+    }
+    Place {
+        host: Some(h.value.clone()),
+        docker: host.docker.clone(),
+        libvirt_uri: host.libvirt_uri.clone(),
+    }
 }
 
 /// `[env]` must be there and have a `name`.
@@ -217,6 +291,7 @@ struct Fleet<'a> {
     machines: BTreeMap<String, Machine>,
     /// Where a dependency cycle through each instance is reported.
     dep_spans: BTreeMap<String, Range<usize>>,
+    layout: &'a Layout,
 }
 
 /// One instance of a machine definition: the definition itself, or one of its replicas.
@@ -233,6 +308,7 @@ fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
     let base = check_base(ctx, m, &fleet.box_names);
     check_networks(ctx, m, fleet);
     let deps = check_dependencies(ctx, m, fleet.names);
+    let place = check_place(ctx, m, fleet.layout);
     let replicated = count_of(m) > 1;
     let names = fleet.names;
     for (index, name) in names.groups[&m.name.value].iter().enumerate() {
@@ -255,7 +331,9 @@ fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
                 .unwrap_or(m.name.span.clone()),
         );
         if let (Some(backend), Some(base)) = (&m.backend, &base) {
-            let machine = instance_of(m, &inst, backend.value, base.clone(), attaches, &deps);
+            let mut machine =
+                instance_of(m, &inst, backend.value, base.clone(), attaches, &deps);
+            machine.place = place.clone();
             fleet.machines.insert(name.clone(), machine);
         }
     }
@@ -286,8 +364,9 @@ fn instance_of(
         provision: m.provision.iter().map(|s| s.step.clone()).collect(),
         depends_on: deps.to_vec(),
         healthcheck: m.healthcheck.clone(),
-        libvirt_uri: m.libvirt_uri.clone(),
+        libvirt_uri: m.libvirt_uri.as_ref().map(|s| s.value.clone()),
         accel: m.accel,
+        place: Place::default(),
     }
 }
 
@@ -673,7 +752,7 @@ fn check_topology(ctx: &mut Ctx, env: &Env, subnet_spans: &BTreeMap<String, Rang
     ctx.push(
         Diagnostic::new(span, e.to_string())
             .label("used on more than one host")
-            .help("VMs on a remote libvirt host get their own networks there; containers and local VMs share this host's"),
+            .help("VMs on a remote libvirt host get their own networks there; networks across Docker engines become Swarm overlays"),
     );
     false
 }
