@@ -28,9 +28,12 @@ impl BaseKey {
     pub(crate) fn of(env: &Env, m: &Machine) -> BaseKey {
         BaseKey {
             backend: m.backend,
-            // Base volumes live in the pool of the machine's own libvirt connection.
-            place: (m.backend == Backend::Libvirt)
-                .then(|| crate::envfile::topology::machine_uri(env, m)),
+            // Base volumes live in the pool of the machine's own libvirt connection; images
+            // in the Docker engine of the machine's host.
+            place: match m.backend {
+                Backend::Libvirt => Some(crate::envfile::topology::machine_uri(env, m)),
+                Backend::Docker => m.place.docker.clone(),
+            },
             base: match &m.base {
                 Base::Box(n) => BaseName::Box(n.clone()),
                 Base::Image(i) => BaseName::Image(i.clone()),
@@ -59,7 +62,7 @@ pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
         if out.contains_key(&key) {
             continue;
         }
-        let Some(engine) = backends.get_kind(m.backend) else {
+        let Ok(engine) = backends.get(m) else {
             continue;
         };
         let r = prepare_one(&store, env, m, engine, key.place.clone()).await;

@@ -221,20 +221,43 @@ async fn ensure_networks(a: &ApplyCtx<'_>, plan: &Plan) -> Result<(), ApplyError
                     wanted: n.subnet.clone().unwrap_or_default(),
                 })
             }
-            NetChange::Create => {
-                if let Some(host) = a.backends.network_host() {
-                    let spec = a.env.networks.get(&n.name).map(|net| NetSpec {
-                        name: net.name.clone(),
-                        subnet: net.subnet,
-                        address: None,
-                        remote: None,
-                    });
-                    host.ensure_network(a.ctx, spec.as_ref()).await?;
-                }
-            }
+            NetChange::Create => create_network(a.env, a.ctx, a.backends, &n.name).await?,
         }
     }
     Ok(())
+}
+
+/// Creates one environment network where its machines are: a bridge on the one Docker
+/// engine that holds them, or an attachable Swarm overlay (made on a swarm manager) when
+/// they are on several.
+pub(crate) async fn create_network(
+    env: &Env,
+    ctx: &EnvCtx,
+    backends: &Backends,
+    name: &str,
+) -> Result<(), BackendError> {
+    let engines = crate::envfile::topology::network_engines(env)
+        .remove(name)
+        .unwrap_or_default();
+    let overlay = engines.len() > 1;
+    let at = if overlay {
+        backends.ensure_swarm(env).await?
+    } else {
+        engines.into_iter().next().flatten()
+    };
+    let host = backends.get_at(&format!("(network {name})"), &crate::backend::EngineKey::docker(at.as_deref()))?;
+    let spec = match env.networks.get(name) {
+        Some(net) => Some(NetSpec {
+            name: net.name.clone(),
+            subnet: net.subnet,
+            address: None,
+            remote: None,
+            overlay,
+        }),
+        None if overlay => Some(NetSpec::default_overlay()),
+        None => None,
+    };
+    host.ensure_network(ctx, spec.as_ref()).await
 }
 
 /// One machine's task: runs its plan (unless there is nothing to do), tells its
@@ -283,7 +306,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
         Some(m) => sh.backends.get(m).map_err(MachineError::Unavailable)?,
         None => sh
             .backends
-            .get_named(name, mp.backend)
+            .get_at(name, &mp.engine_key())
             .map_err(|e| MachineError::of(name, e))?,
     };
     let permit = tokio::select! {
@@ -384,7 +407,12 @@ async fn run_step(
         Step::Remove => {
             sh.progress.status(name, "removing");
             if let Some(old) = &id {
-                m.backend.remove(old).await.map_err(|e| m.err(e))?;
+                // What exists may be on another engine than the machine's (it moved host).
+                let holder = sh
+                    .backends
+                    .get_at(name, &m.plan.engine_key())
+                    .unwrap_or(m.backend);
+                holder.remove(old).await.map_err(|e| m.err(e))?;
             }
             sh.rec.update(name, |_| None).map_err(|e| m.state_err(e))?;
             Ok(None)

@@ -10,7 +10,7 @@ use super::{
     ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Resolved, StatePart,
 };
 use crate::boxes::Store;
-use crate::envfile::{Backend, Env, Machine};
+use crate::envfile::{topology, Backend, Env, Machine};
 use crate::snapshot::Drift;
 
 /// An engine, whichever it is.
@@ -143,107 +143,247 @@ impl Engine for AnyBackend {
     }
 }
 
-/// The engines one command uses, keyed by kind.
+/// Which engine: its kind and, for Docker, its endpoint (`None`: this machine's). One
+/// libvirt engine reaches every libvirt URI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EngineKey {
+    pub kind: Backend,
+    pub at: Option<String>,
+}
+
+impl EngineKey {
+    /// The Docker engine at `at`.
+    pub fn docker(at: Option<&str>) -> EngineKey {
+        EngineKey {
+            kind: Backend::Docker,
+            at: at.map(str::to_string),
+        }
+    }
+
+    /// The engine of kind `kind` that holds a machine placed at Docker endpoint `at`.
+    pub fn of(kind: Backend, at: Option<&str>) -> EngineKey {
+        match kind {
+            Backend::Docker => EngineKey::docker(at),
+            Backend::Libvirt => EngineKey { kind, at: None },
+        }
+    }
+
+    /// The engine that holds a machine.
+    pub fn machine(m: &Machine) -> EngineKey {
+        EngineKey::of(m.backend, m.place.docker.as_deref())
+    }
+}
+
+impl std::fmt::Display for EngineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            Some(at) => write!(f, "{} at {at}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl AnyBackend {
+    /// The key this engine is found by.
+    pub fn key(&self) -> EngineKey {
+        match self {
+            AnyBackend::Docker(d) => EngineKey::docker(d.endpoint()),
+            other => EngineKey {
+                kind: other.kind(),
+                at: None,
+            },
+        }
+    }
+}
+
+/// The engines one command uses: every Docker engine the environment places machines on
+/// (and this machine's), and libvirt.
 #[derive(Default)]
 pub struct Backends {
-    map: BTreeMap<Backend, AnyBackend>,
+    map: BTreeMap<EngineKey, AnyBackend>,
     /// Why an engine the environment needs could not be connected.
-    errors: BTreeMap<Backend, String>,
+    errors: BTreeMap<EngineKey, String>,
 }
 
 impl Backends {
-    /// Connects to the engines the environment's machines need (Docker always, since
-    /// networks and leftovers live there); an engine that cannot be reached or is missing
-    /// from this build is reported per machine by [`Backends::get`].
+    /// Connects to the engines the environment's machines need (this machine's Docker
+    /// always, since leftovers live there); an engine that cannot be reached or is
+    /// missing from this build is reported per machine by [`Backends::get`].
     pub async fn connect(env: &Env) -> Result<Backends, BackendError> {
         let mut out = Backends::default();
-        out.insert(AnyBackend::Docker(docker::DockerBackend::connect().await?));
+        out.connect_dockers(&topology::docker_engines(env)).await?;
         if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
             match libvirt::machines::Vms::connect(env).await {
                 Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
                 Err(e) => {
-                    out.errors.insert(Backend::Libvirt, e.to_string());
+                    out.errors.insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
                 }
             }
         }
         Ok(out)
     }
 
-    /// Connects to find and remove objects: Docker, and libvirt on every URI in `uris`
-    /// (those that cannot be reached are reported by discovery); `env` when the objects
-    /// are one environment's.
+    /// Connects to the Docker engines at `endpoints` at once, and to this machine's. This
+    /// machine's is required when it is among them (or alone); others that cannot be
+    /// reached are recorded.
+    async fn connect_dockers(
+        &mut self,
+        endpoints: &BTreeSet<Option<String>>,
+    ) -> Result<(), BackendError> {
+        let mut all = endpoints.clone();
+        let local_needed = all.contains(&None) || all.is_empty();
+        all.insert(None);
+        let tries = all.iter().map(|at| async move {
+            (at, docker::DockerBackend::connect_to(at.as_deref()).await)
+        });
+        for (at, r) in futures_util::future::join_all(tries).await {
+            match r {
+                Ok(d) => self.insert(AnyBackend::Docker(d)),
+                Err(e) if at.is_none() && local_needed => return Err(e),
+                Err(e) => {
+                    self.errors.insert(EngineKey::docker(at.as_deref()), e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects to find and remove objects: the Docker engines at `endpoints` and this
+    /// machine's, and libvirt on every URI in `uris` (those that cannot be reached are
+    /// reported by discovery); `env` when the objects are one environment's.
     pub async fn connect_all(
         uris: &BTreeSet<String>,
+        endpoints: &BTreeSet<Option<String>>,
         env: Option<&Env>,
     ) -> Result<Backends, BackendError> {
         let mut out = Backends::default();
-        out.insert(AnyBackend::Docker(docker::DockerBackend::connect().await?));
+        out.connect_dockers(endpoints).await?;
         match libvirt::machines::Vms::at_uris(uris, env).await {
             Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
             Err(e) => {
-                out.errors.insert(Backend::Libvirt, e.to_string());
+                out.errors.insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
             }
         }
         Ok(out)
     }
 
-    /// Adds an engine (replacing one of the same kind).
+    /// Adds an engine (replacing one with the same key).
     pub fn insert(&mut self, b: AnyBackend) {
-        self.errors.remove(&b.kind());
-        self.map.insert(b.kind(), b);
+        let key = b.key();
+        self.errors.remove(&key);
+        self.map.insert(key, b);
     }
 
     /// The engine of a machine, or why it is not there.
     pub fn get(&self, m: &Machine) -> Result<&AnyBackend, BackendError> {
-        self.get_named(&m.name, m.backend)
+        self.get_at(&m.name, &EngineKey::machine(m))
     }
 
-    /// The engine of kind `kind` for machine `name`, or why it is not there.
-    pub fn get_named(&self, name: &str, kind: Backend) -> Result<&AnyBackend, BackendError> {
-        self.map
-            .get(&kind)
-            .ok_or_else(|| match self.errors.get(&kind) {
-                Some(message) => BackendError::Unreachable {
-                    backend: kind,
-                    message: format!("machine `{name}`: {message}"),
-                },
-                None => BackendError::Unavailable {
-                    machine: name.to_string(),
-                    backend: kind,
-                },
-            })
+    /// The engine `key` for machine `name`, or why it is not there.
+    pub fn get_at(&self, name: &str, key: &EngineKey) -> Result<&AnyBackend, BackendError> {
+        self.map.get(key).ok_or_else(|| match self.errors.get(key) {
+            Some(message) => BackendError::Unreachable {
+                backend: key.kind,
+                message: format!("machine `{name}`: {message}"),
+            },
+            None => BackendError::Unavailable {
+                machine: name.to_string(),
+                backend: key.kind,
+            },
+        })
     }
 
-    /// Why an engine could not be connected, if it could not.
+    /// The engine that holds an observed machine.
+    pub fn get_observed(&self, m: &super::ObservedMachine) -> Result<&AnyBackend, BackendError> {
+        self.get_at(&m.name, &EngineKey::of(m.backend, m.engine.as_deref()))
+    }
+
+    /// Why an engine of a kind could not be connected, if one could not.
     pub fn error(&self, kind: Backend) -> Option<&str> {
-        self.errors.get(&kind).map(String::as_str)
+        self.errors
+            .iter()
+            .find(|(k, _)| k.kind == kind)
+            .map(|(_, e)| e.as_str())
     }
 
-    /// The engine of a kind, when connected.
+    /// Engines that could not be connected, with why.
+    pub fn errors(&self) -> impl Iterator<Item = (&EngineKey, &str)> {
+        self.errors.iter().map(|(k, e)| (k, e.as_str()))
+    }
+
+    /// The engine of a kind on this machine, when connected.
     pub fn get_kind(&self, kind: Backend) -> Option<&AnyBackend> {
-        self.map.get(&kind)
+        self.map.get(&EngineKey::of(kind, None))
+    }
+
+    /// The Docker engine at `at` (`None`: this machine's), when connected.
+    pub fn docker_at(&self, at: Option<&str>) -> Option<&AnyBackend> {
+        self.map.get(&EngineKey::docker(at))
     }
 
     pub fn available(&self) -> BTreeSet<Backend> {
-        self.map.keys().copied().collect()
+        self.map.keys().map(|k| k.kind).collect()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &AnyBackend> {
         self.map.values()
     }
 
-    /// The engine that hosts the environment's networks (Docker's bridges; VMs plug in).
-    pub fn network_host(&self) -> Option<&AnyBackend> {
-        self.map.get(&Backend::Docker)
+    /// Brings the Docker engines that share overlay networks into one swarm (or checks
+    /// that they are in one, unless the environment lets hdev form it); returns the
+    /// endpoint of the engine that manages it, where overlay networks are made.
+    pub async fn ensure_swarm(&self, env: &Env) -> Result<Option<String>, BackendError> {
+        let engines: BTreeSet<Option<String>> = topology::network_engines(env)
+            .into_values()
+            .filter(|e| e.len() > 1)
+            .flatten()
+            .collect();
+        let mut members = Vec::new();
+        for at in &engines {
+            let key = EngineKey::docker(at.as_deref());
+            let host = topology::host_of_engine(env, at.as_deref());
+            let engine = match self.map.get(&key) {
+                Some(AnyBackend::Docker(d)) => d,
+                _ => {
+                    return Err(BackendError::Unreachable {
+                        backend: Backend::Docker,
+                        message: format!(
+                            "host {host}: {}",
+                            self.errors.get(&key).map_or("not connected", String::as_str)
+                        ),
+                    })
+                }
+            };
+            let advertise = env
+                .layout
+                .hosts
+                .get(&host)
+                .and_then(|h| h.advertise.clone());
+            members.push(docker::swarm::Member {
+                host,
+                advertise,
+                engine,
+            });
+        }
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let create = env.layout.swarm == crate::envfile::SwarmMode::Create;
+        let i = docker::swarm::ensure(&members, create).await?;
+        Ok(members[i].engine.endpoint().map(str::to_string))
     }
 
-    /// What every engine has for the environment instance.
+    /// What every engine has for the environment instance. A network seen by several
+    /// engines (an overlay) is one network.
     pub async fn observe(&self, ctx: &EnvCtx) -> Result<Observation, BackendError> {
         let mut all = Observation::default();
-        for b in self.map.values() {
-            let o = b.observe(ctx).await?;
+        let looks = self.map.values().map(|b| b.observe(ctx));
+        for o in futures_util::future::join_all(looks).await {
+            let o = o?;
             all.machines.extend(o.machines);
-            all.networks.extend(o.networks);
+            for (name, n) in o.networks {
+                all.networks.entry(name).or_insert(n);
+            }
             all.baselines.extend(o.baselines);
         }
         Ok(all)

@@ -141,6 +141,7 @@ impl Engine for FakeBackend {
                         hash: Some(m.hash.clone()),
                         addresses: m.addresses.clone(),
                         ports: Vec::new(),
+                        engine: None,
                     },
                 );
                 if m.states.contains_key(BASELINE) {

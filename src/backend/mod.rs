@@ -34,7 +34,7 @@ use crate::boxes::{Store, StoredBox};
 use crate::envfile::Backend;
 use crate::snapshot::{Drift, SnapshotError};
 
-pub use any::{probes, AnyBackend, Backends, Probe};
+pub use any::{probes, AnyBackend, Backends, EngineKey, Probe};
 pub use spec::{spec_for, MachineSpec, NetSpec, Resolved, SyncedFolder};
 
 /// Label naming the environment instance an object belongs to.
@@ -135,6 +135,9 @@ pub struct ObservedMachine {
     pub addresses: BTreeMap<String, String>,
     /// Published ports as `host_ip:host_port->guest/proto`.
     pub ports: Vec<String>,
+    /// The Docker endpoint of the engine that holds it (`None`: this machine's, or a VM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// One environment network as the engine reports it.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::envfile::addresses::vm_addresses;
-use crate::envfile::topology::{machine_uri, remote_networks};
+use crate::envfile::topology::{machine_uri, overlay_networks, remote_networks};
 use crate::envfile::{Accel, Backend, Env, Ipv4Net, Machine, PortMap};
 
 /// What a machine is created from, once an engine prepared it.
@@ -31,6 +31,25 @@ pub struct NetSpec {
     /// The engine connection (a libvirt URI) on whose host the network is a network of
     /// that engine, when it is not on this host's bridges (VMs on a remote libvirt).
     pub remote: Option<String>,
+    /// The network spans Docker engines: an attachable Swarm overlay network.
+    pub overlay: bool,
+}
+
+impl NetSpec {
+    /// The default network (machines that name none) as an overlay: the engine picks its
+    /// subnet, which a /0 subnet stands for.
+    pub fn default_overlay() -> NetSpec {
+        NetSpec {
+            name: crate::envfile::topology::DEFAULT_NETWORK.to_string(),
+            subnet: Ipv4Net {
+                addr: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+            },
+            address: None,
+            remote: None,
+            overlay: true,
+        }
+    }
 }
 
 /// A host folder shared with a machine.
@@ -92,6 +111,7 @@ impl MachineSpec {
 /// Resolves machine `m` of `env` into the spec its engine creates it from.
 pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSpec {
     let vm = m.backend == Backend::Libvirt;
+    let overlays = overlay_networks(env);
     let (vm_ips, remote) = if vm {
         (vm_addresses(env), remote_networks(env))
     } else {
@@ -119,6 +139,7 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
                         false => a.address,
                     },
                     remote: remote.get(&n.name).cloned(),
+                    overlay: overlays.contains(&n.name),
                 })
             })
             .collect(),

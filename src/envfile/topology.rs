@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{Backend, Env, Machine};
 
+/// Envfile-side name of the network containers without `networks` join.
+pub const DEFAULT_NETWORK: &str = "_default";
+
 /// Default libvirt connection.
 pub const DEFAULT_URI: &str = "qemu:///system";
 
@@ -183,8 +186,10 @@ fn placements(env: &Env) -> BTreeMap<String, BTreeMap<Site, Vec<String>>> {
     let mut out: BTreeMap<String, BTreeMap<Site, Vec<String>>> = BTreeMap::new();
     for m in env.machines.values() {
         let site = site_of(env, m);
-        for a in &m.networks {
-            out.entry(a.network.clone())
+        let default = (m.backend == Backend::Docker && m.networks.is_empty())
+            .then(|| DEFAULT_NETWORK.to_string());
+        for net in m.networks.iter().map(|a| a.network.clone()).chain(default) {
+            out.entry(net)
                 .or_default()
                 .entry(site.clone())
                 .or_default()

@@ -14,7 +14,6 @@ use super::session::{with_images, Session};
 use super::up::converge;
 use crate::acceptance::run::{run_checks, RunOptions};
 use crate::acceptance::{Summary, TestResult};
-use crate::backend::docker::DockerBackend;
 use crate::backend::Backends;
 use crate::output::Printer;
 use crate::throwaway::{self, Copy};
@@ -221,8 +220,8 @@ async fn bring_up_and_test(
     out: &mut CopyOutcome,
 ) -> anyhow::Result<()> {
     let mut project = copy.open()?;
-    let docker = DockerBackend::connect().await?;
-    copy.place_networks(&mut project, &docker).await?;
+    let backends = Backends::connect(&project.env).await?;
+    copy.place_networks(&mut project, &backends).await?;
     for (name, s) in &copy.record.subnets {
         p.note(format!("network `{name}`: {s} in this copy"));
     }

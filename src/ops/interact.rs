@@ -69,7 +69,7 @@ where
     let w = targets.iter().map(|m| m.name.len()).max().unwrap_or(0);
     let streams = targets.iter().map(|m| {
         let sink = sink_for(&m.name, w);
-        let (id, b) = (m.id.clone(), backends.get_named(&m.name, m.backend));
+        let (id, b) = (m.id.clone(), backends.get_observed(m));
         async move { anyhow::Ok(b?.logs(&id, opts.follow, opts.tail, &sink).await?) }
     });
     for r in futures_util::future::join_all(streams).await {

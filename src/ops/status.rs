@@ -15,6 +15,8 @@ use crate::state::State;
 pub(crate) struct Row {
     pub name: String,
     pub backend: String,
+    /// The host it runs on (`local`: this machine).
+    pub host: String,
     /// running, stopped, paused, busy, not created, unavailable.
     pub state: String,
     /// current, changed, or absent when not created.
@@ -40,6 +42,8 @@ pub(crate) struct StatusReport {
     pub recorded_env_hash: Option<String>,
     pub machines: Vec<Row>,
     pub networks: BTreeMap<String, ObservedNetwork>,
+    /// The environment places machines on hosts (status shows a HOST column).
+    pub placed: bool,
 }
 
 /// Reads the engines and the state.
@@ -99,7 +103,9 @@ pub(crate) fn report(
             (Some(ob), Some(r)) => r.provisioned(&ob.id, ob.hash.as_deref()),
             _ => false,
         };
+        let host = host_of(env, m, obs);
         rows.push(Row {
+            host,
             baseline: observed.baselines.contains(&name),
             drifted: drifted.get(&name).copied(),
             orphan: m.is_none(),
@@ -120,5 +126,28 @@ pub(crate) fn report(
         recorded_env_hash: state.env_hash.clone(),
         machines: rows,
         networks: observed.networks,
+        placed: !env.layout.hosts.is_empty(),
+    }
+}
+
+/// The host a machine is on: where the engine found it, else where the Envfile places it.
+fn host_of(
+    env: &Env,
+    m: Option<&crate::envfile::Machine>,
+    obs: Option<&crate::backend::ObservedMachine>,
+) -> String {
+    use crate::envfile::topology::host_of_engine;
+    match (obs, m) {
+        (Some(o), _) if o.engine.is_some() => host_of_engine(env, o.engine.as_deref()),
+        (_, Some(m)) => match &m.place.host {
+            Some(h) => h.clone(),
+            None if m.backend == crate::envfile::Backend::Libvirt => {
+                let uri = crate::envfile::topology::machine_uri(env, m);
+                crate::envfile::topology::remote_host(&uri)
+                    .map_or_else(|| "local".to_string(), |r| r.host)
+            }
+            None => "local".to_string(),
+        },
+        (_, None) => "local".to_string(),
     }
 }

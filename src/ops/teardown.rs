@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::backend::{Backends, Counts, Engine, Found, RunState};
-use crate::envfile::topology::{uris_of, DEFAULT_URI};
+use crate::envfile::topology::{docker_engines, uris_of, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
 /// Stops every running machine of the instance; returns their names.
@@ -24,7 +24,7 @@ pub(crate) async fn halt(
         .filter(|m| m.state == RunState::Running)
         .collect();
     let stops = running.iter().map(|m| async {
-        let b = backends.get_named(&m.name, m.backend)?;
+        let b = backends.get_observed(m)?;
         b.stop(&m.id).await?;
         on_stopped(&m.name);
         anyhow::Ok(m.name.clone())
@@ -39,16 +39,22 @@ pub(crate) async fn halt(
 /// The engines that may hold objects of `env` (or, without one, of any environment):
 /// Docker, and libvirt on every URI the environment (or any environment) used.
 pub(crate) async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> {
-    let uris = match env {
-        Some(env) => uris_of(env),
-        None => gc_uris(),
+    let (uris, endpoints) = match env {
+        Some(env) => (uris_of(env), docker_engines(env)),
+        None => (gc_uris(), gc_endpoints()),
     };
-    let backends = Backends::connect_all(&uris, env).await?;
+    let backends = Backends::connect_all(&uris, &endpoints, env).await?;
     let needs_libvirt =
         env.is_some_and(|e| e.machines.values().any(|m| m.backend == Backend::Libvirt));
     if needs_libvirt {
         if let Some(e) = backends.error(Backend::Libvirt) {
             anyhow::bail!("libvirt: {e}");
+        }
+    }
+    if env.is_some() {
+        // Removing an environment needs every host it placed machines on.
+        if let Some((key, e)) = backends.errors().next() {
+            anyhow::bail!("{key}: {e}");
         }
     }
     Ok(backends)
@@ -72,24 +78,31 @@ pub(crate) async fn find_instance(
     Ok(found)
 }
 
-/// Engines in the order their objects go: the network host last.
+/// Engines in the order their objects go: VM engines first (their NICs sit on Docker's
+/// bridges), Docker engines after.
 fn removal_order(backends: &Backends) -> Vec<&crate::backend::AnyBackend> {
     let mut v: Vec<_> = backends.all().collect();
     v.sort_by_key(|b| b.kind() == Backend::Docker);
     v
 }
 
-/// Removes found objects engine by engine, in [`removal_order`].
+/// Removes found objects engine by engine, in [`removal_order`]: everything but networks
+/// first on every engine, then networks, so that an overlay network goes from its
+/// manager once no host's container is on it.
 pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Result<Counts> {
     let mut total = Counts::default();
-    for b in removal_order(backends) {
-        let mine: Vec<Found> = found
-            .iter()
-            .filter(|f| f.backend == b.kind())
-            .cloned()
-            .collect();
-        if !mine.is_empty() {
-            total.add(b.remove_found(&mine).await?);
+    for networks in [false, true] {
+        for b in removal_order(backends) {
+            let key = b.key();
+            let mine: Vec<Found> = found
+                .iter()
+                .filter(|f| f.backend == key.kind && (key.kind != Backend::Docker || f.place == key.at))
+                .filter(|f| (f.kind == crate::backend::ObjectKind::Network) == networks)
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                total.add(b.remove_found(&mine).await?);
+            }
         }
     }
     Ok(total)
@@ -159,6 +172,9 @@ pub(crate) async fn gc(dry_run: bool) -> anyhow::Result<GcReport> {
         ..GcReport::default()
     };
     let mut found = Vec::new();
+    report
+        .skipped
+        .extend(backends.errors().map(|(k, e)| format!("{k}: {e}")));
     for b in removal_order(&backends) {
         let d = b.discover(None).await?;
         report.skipped.extend(d.unreachable);
@@ -215,9 +231,45 @@ fn uris_file() -> Option<std::path::PathBuf> {
         .map(|s| s.root().join("libvirt-uris"))
 }
 
-/// Adds the environment's libvirt URIs to the list `gc` reads (best effort: the list
-/// only widens where gc looks).
+/// The file in the box store listing every Docker endpoint other than this machine's
+/// that environments placed machines on.
+fn endpoints_file() -> Option<std::path::PathBuf> {
+    crate::boxes::Store::open_default()
+        .ok()
+        .map(|s| s.root().join("docker-endpoints"))
+}
+
+/// Adds lines to a list file (best effort: the list only widens where gc looks).
+fn remember(path: Option<std::path::PathBuf>, lines: impl IntoIterator<Item = String>) {
+    let Some(path) = path else { return };
+    let mut known: BTreeSet<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let before = known.len();
+    known.extend(lines);
+    if known.len() != before {
+        let text: String = known.iter().map(|u| format!("{u}\n")).collect();
+        let _ = crate::state::write_atomic(&path, text.as_bytes());
+    }
+}
+
+/// The Docker endpoints `gc` looks at besides this machine's: every one an environment
+/// placed machines on.
+pub(crate) fn gc_endpoints() -> BTreeSet<Option<String>> {
+    endpoints_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Some(l.to_string()))
+        .collect()
+}
+
+/// Adds the environment's libvirt URIs and Docker endpoints to the lists `gc` reads.
 pub(crate) fn remember_uris(env: &Env) {
+    remember(endpoints_file(), docker_engines(env).into_iter().flatten());
     if !env.machines.values().any(|m| m.backend == Backend::Libvirt) {
         return;
     }

@@ -172,6 +172,7 @@ mod tests {
             hash: h,
             addresses: BTreeMap::new(),
             ports: vec![],
+            engine: None,
         };
         (name.to_string(), m)
     }

@@ -71,11 +71,20 @@ pub(crate) struct MachinePlan {
     pub depends_on: Vec<String>,
     /// Engine id of what exists now.
     pub existing: Option<String>,
+    /// The Docker endpoint of the engine that holds what exists now (`None`: this
+    /// machine's, or a VM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Per-machine hash the machine will carry.
     pub hash: String,
 }
 
 impl MachinePlan {
+    /// The engine that holds what exists of the machine now.
+    pub(crate) fn engine_key(&self) -> crate::backend::EngineKey {
+        crate::backend::EngineKey::of(self.backend, self.engine.as_deref())
+    }
+
     /// A machine left as it is ("not asked for"), for plans that act on some machines
     /// only; the caller adds the steps of those it acts on.
     pub(crate) fn untouched(m: &Machine, existing: Option<String>, hash: String) -> MachinePlan {
@@ -87,6 +96,7 @@ impl MachinePlan {
             steps: vec![],
             depends_on: m.depends_on.clone(),
             existing,
+            engine: m.place.docker.clone().filter(|_| m.backend == Backend::Docker),
             hash,
         }
     }
@@ -205,6 +215,7 @@ pub(crate) fn plan(
             steps,
             depends_on: m.depends_on.clone(),
             existing: obs.map(|o| o.id.clone()),
+            engine: obs.and_then(|o| o.engine.clone()),
             hash,
         });
     }
@@ -219,6 +230,7 @@ pub(crate) fn plan(
                 steps: vec![Step::Remove],
                 depends_on: vec![],
                 existing: Some(o.id.clone()),
+                engine: o.engine.clone(),
                 hash: o.hash.clone().unwrap_or_default(),
             });
         }
@@ -272,7 +284,16 @@ fn decide(
         );
         return (Change::Create, why.to_string(), s);
     };
-    if o.hash.as_deref() != Some(hash) {
+    let moved = m.backend == Backend::Docker && o.engine != m.place.docker;
+    if o.hash.as_deref() != Some(hash) || moved {
+        let why = if moved {
+            format!(
+                "moved to host `{}`",
+                m.place.host.as_deref().unwrap_or("local")
+            )
+        } else {
+            "definition changed".to_string()
+        };
         let s = steps_for(
             m,
             &[
@@ -283,7 +304,7 @@ fn decide(
                 Step::Baseline,
             ],
         );
-        return (Change::Recreate, "definition changed".to_string(), s);
+        return (Change::Recreate, why, s);
     }
     let provisioned = rec.is_some_and(|r| r.provisioned(&o.id, o.hash.as_deref()));
     let running = o.state == crate::backend::RunState::Running;

@@ -56,6 +56,7 @@ fn observed(name: &str, hash: &str, state: RunState) -> ObservedMachine {
         hash: Some(hash.into()),
         addresses: BTreeMap::new(),
         ports: vec![],
+        engine: None,
     }
 }
 

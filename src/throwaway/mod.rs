@@ -216,14 +216,20 @@ impl Copy {
     pub(crate) async fn place_networks(
         &mut self,
         project: &mut Project,
-        docker: &DockerBackend,
+        backends: &crate::backend::Backends,
     ) -> Result<(), ThrowawayError> {
         if project.env.networks.is_empty() {
             project.adjust(|env| net::relocate(env, &BTreeMap::new()));
             return Ok(());
         }
         let _host_lock = host_lock().await?;
-        let mut taken = engine_subnets(docker).await?;
+        // Every engine's networks count: an overlay's subnet must be free on all hosts.
+        let mut taken = Vec::new();
+        for b in backends.all() {
+            if let crate::backend::AnyBackend::Docker(docker) = b {
+                taken.extend(engine_subnets(docker).await?);
+            }
+        }
         taken.extend(net::host_routes());
         taken.extend(project.env.networks.values().map(|n| n.subnet));
         let subnets = net::choose(
@@ -235,14 +241,8 @@ impl Copy {
         self.save()?;
         project.adjust(|env| net::relocate(env, &subnets));
         let ctx = project.ctx();
-        for n in project.env.networks.values() {
-            let spec = crate::backend::NetSpec {
-                name: n.name.clone(),
-                subnet: n.subnet,
-                address: None,
-                remote: None,
-            };
-            docker.ensure_network(&ctx, Some(&spec)).await?;
+        for n in project.env.networks.keys() {
+            crate::apply::create_network(&project.env, &ctx, backends, n).await?;
         }
         Ok(())
     }

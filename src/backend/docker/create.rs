@@ -45,7 +45,9 @@ impl DockerBackend {
         let name = network_name(&ctx.instance, env_name);
         let mut labels = env_labels(ctx);
         labels.insert(LABEL_NETWORK.to_string(), env_name.to_string());
-        let ipam = net.map(|n| Ipam {
+        let overlay = net.is_some_and(|n| n.overlay);
+        // A /0 subnet: the engine picks one (the default network as an overlay).
+        let ipam = net.filter(|n| n.subnet.prefix > 0).map(|n| Ipam {
             driver: Some("default".into()),
             config: Some(vec![IpamConfig {
                 subnet: Some(format!("{}/{}", n.subnet.network(), n.subnet.prefix)),
@@ -57,14 +59,22 @@ impl DockerBackend {
             }]),
             options: None,
         });
+        // An overlay spans hosts' engines (made on a swarm manager, attachable so plain
+        // containers join it); a bridge is one engine's, with a Linux bridge name VMs on
+        // this host plug into.
+        let (driver, options) = if overlay {
+            ("overlay", None)
+        } else {
+            let bridge = bridge_name(&ctx.instance, env_name);
+            let options = HashMap::from([(BRIDGE_NAME_OPTION.to_string(), bridge)]);
+            ("bridge", Some(options))
+        };
         let req = NetworkCreateRequest {
             name: name.clone(),
-            driver: Some("bridge".into()),
+            driver: Some(driver.into()),
+            attachable: Some(overlay),
             ipam,
-            options: Some(HashMap::from([(
-                BRIDGE_NAME_OPTION.to_string(),
-                bridge_name(&ctx.instance, env_name),
-            )])),
+            options,
             labels: Some(labels),
             ..Default::default()
         };

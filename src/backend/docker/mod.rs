@@ -10,6 +10,7 @@
 mod create;
 mod engine;
 mod exec;
+pub mod swarm;
 pub mod image;
 pub mod snapshot;
 
@@ -34,13 +35,15 @@ pub use exec::ExecOptions;
 
 /// Docker network option that names the Linux bridge, so a VM backend can attach to it.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
-/// Envfile-side name of the network machines without `networks` join.
-pub const DEFAULT_NETWORK: &str = "_default";
+pub use crate::envfile::topology::DEFAULT_NETWORK;
 
-/// A connection to the Docker engine.
+/// A connection to one Docker engine.
 #[derive(Clone)]
 pub struct DockerBackend {
     docker: Docker,
+    /// Where it is (`None`: this machine's engine, as `DOCKER_HOST` or the default
+    /// socket says).
+    endpoint: Option<String>,
 }
 
 /// Maps a bollard error at the edge: 404 is `NotFound`, the rest names the action.
@@ -142,17 +145,50 @@ fn run_state(s: Option<bollard::models::ContainerSummaryStateEnum>) -> RunState 
 impl DockerBackend {
     /// Connects with the local defaults and negotiates the API version.
     pub async fn connect() -> Result<DockerBackend, BackendError> {
+        Self::connect_to(None).await
+    }
+
+    /// Connects to the engine at `endpoint` (`unix://`, `tcp://` or `ssh://`; `None`:
+    /// this machine's) and negotiates the API version.
+    pub async fn connect_to(endpoint: Option<&str>) -> Result<DockerBackend, BackendError> {
         let unreachable = |e: bollard::errors::Error| BackendError::Unreachable {
             backend: Backend::Docker,
-            message: e.to_string(),
+            message: match endpoint {
+                Some(at) => format!("{at}: {e}"),
+                None => e.to_string(),
+            },
         };
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(unreachable)?
-            .with_timeout(std::time::Duration::from_secs(600))
-            .negotiate_version()
+        let timeout = 600;
+        let v = bollard::API_DEFAULT_VERSION;
+        let docker = match endpoint {
+            None => Docker::connect_with_local_defaults(),
+            Some(e) if e.starts_with("unix://") => Docker::connect_with_unix(e, timeout, v),
+            Some(e) if e.starts_with("ssh://") => Docker::connect_with_ssh(e, timeout, v, None),
+            Some(e) => Docker::connect_with_http(e, timeout, v),
+        }
+        .map_err(unreachable)?
+        .with_timeout(std::time::Duration::from_secs(timeout))
+        .negotiate_version();
+        // An engine that does not answer (a host that is down) must not hold a command.
+        let docker = tokio::time::timeout(std::time::Duration::from_secs(20), docker)
             .await
+            .map_err(|_| BackendError::Unreachable {
+                backend: Backend::Docker,
+                message: format!(
+                    "{}: no answer in 20 s",
+                    endpoint.unwrap_or("the local engine")
+                ),
+            })?
             .map_err(unreachable)?;
-        Ok(DockerBackend { docker })
+        Ok(DockerBackend {
+            docker,
+            endpoint: endpoint.map(str::to_string),
+        })
+    }
+
+    /// Where the engine is (`None`: this machine's).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The bollard client, for box import.
@@ -181,7 +217,7 @@ impl DockerBackend {
             .collect();
         let prefix = format!("{instance}-");
         for c in containers {
-            if let Some(m) = observed_machine(c, &engine_to_env, &prefix) {
+            if let Some(m) = observed_machine(c, &engine_to_env, &prefix, self.endpoint()) {
                 out.machines.insert(m.name.clone(), m);
             }
         }
@@ -285,6 +321,10 @@ impl DockerBackend {
             None => label_filter(&[(LABEL_ENV, "")]),
         };
         let mut out = Vec::new();
+        let place = self.endpoint.clone();
+        // A swarm's overlay networks are removed on a manager; a worker only shows them
+        // while its containers use them.
+        let manager = self.membership().await.map(|m| m.manager).unwrap_or(false);
         let mut pick = |kind: ObjectKind, id: String, labels: Option<&HashMap<String, String>>| {
             let l = labels.cloned().unwrap_or_default();
             out.push(Found {
@@ -293,7 +333,7 @@ impl DockerBackend {
                 id,
                 instance: l.get(LABEL_ENV).cloned().unwrap_or_default(),
                 dir: l.get(super::LABEL_DIR).cloned().unwrap_or_default(),
-                place: None,
+                place: place.clone(),
             });
         };
         let cs = self
@@ -323,6 +363,9 @@ impl DockerBackend {
             .await
             .map_err(map_err("list networks", "networks", ""))?;
         for n in ns {
+            if n.scope.as_deref() == Some("swarm") && !manager {
+                continue;
+            }
             pick(
                 ObjectKind::Network,
                 n.id.unwrap_or_default(),
@@ -514,6 +557,7 @@ fn observed_machine(
     c: bollard::models::ContainerSummary,
     engine_to_env: &BTreeMap<String, String>,
     prefix: &str,
+    engine: Option<&str>,
 ) -> Option<ObservedMachine> {
     let labels = c.labels.unwrap_or_default();
     let name = labels.get(LABEL_MACHINE).cloned()?;
@@ -542,6 +586,7 @@ fn observed_machine(
         hash: labels.get(super::LABEL_HASH).cloned(),
         addresses,
         ports: published_ports(c.ports),
+        engine: engine.map(str::to_string),
     })
 }
 

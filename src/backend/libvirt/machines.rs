@@ -180,6 +180,7 @@ impl Vms {
             hash: v.hash,
             addresses: v.addresses,
             ports: Vec::new(),
+            engine: None,
         }
     }
 

@@ -51,7 +51,7 @@ fn interactive(o: &Session, machine: &str, cmd: &[String]) -> CmdResult {
     let code = rt.block_on(async {
         let backends = o.connect().await?;
         let m = interact::running(&backends, o, machine).await?;
-        let b = backends.get_named(&m.name, m.backend)?;
+        let b = backends.get_observed(&m)?;
         let size = console::Term::stdout().size_checked();
         // A VM's shell is the system's ssh client, which sets up the terminal itself.
         let _raw = (tty && m.backend == crate::envfile::Backend::Docker).then(RawMode::enable);

@@ -21,9 +21,15 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
         EnvHash(report.env_hash.clone()).short()
     ));
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
+    // The HOST column only where the environment places machines on hosts.
+    let hw = match report.placed {
+        true => rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4),
+        false => 0,
+    };
     p.line(p.bold(&format!(
-        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  PORTS",
+        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  PORTS",
         "MACHINE",
+        host_cell("HOST", hw),
         "BACKEND",
         "STATE",
         "DEFINITION",
@@ -33,11 +39,19 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
         "ADDRESS"
     )));
     for r in rows {
-        p.line(status_row(r, w));
+        p.line(status_row(r, w, hw));
     }
 }
 
-fn status_row(r: &Row, w: usize) -> String {
+/// A HOST cell and its gap, or nothing when the column is not shown (`width` 0).
+fn host_cell(host: &str, width: usize) -> String {
+    match width {
+        0 => String::new(),
+        w => format!("{host:<w$}  "),
+    }
+}
+
+fn status_row(r: &Row, w: usize, hw: usize) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let def = match (r.orphan, r.definition) {
         (true, _) => "orphan",
@@ -50,8 +64,9 @@ fn status_row(r: &Row, w: usize) -> String {
         .map(|(n, a)| format!("{n}={a}"))
         .collect();
     format!(
-        "{:<w$}  {:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  {}",
+        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  {}",
         r.name,
+        host_cell(&r.host, hw),
         r.backend,
         r.state,
         def,
