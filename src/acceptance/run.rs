@@ -63,14 +63,9 @@ async fn run_one(
             ),
         );
     }
-    let Some(backend) = backends.get_kind(m.backend) else {
-        return errored(
-            check,
-            format!(
-                "machine `{}`: the {} backend is not available",
-                m.name, m.backend
-            ),
-        );
+    let backend = match backends.get_observed(m) {
+        Ok(b) => b,
+        Err(e) => return errored(check, e.to_string()),
     };
     let Ok(_permit) = sem.acquire().await else {
         return errored(check, "the run was stopped".into());
