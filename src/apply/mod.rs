@@ -245,7 +245,10 @@ pub(crate) async fn create_network(
     } else {
         engines.into_iter().next().flatten()
     };
-    let host = backends.get_at(&format!("(network {name})"), &crate::backend::EngineKey::docker(at.as_deref()))?;
+    let host = backends.get_at(
+        &format!("(network {name})"),
+        &crate::backend::EngineKey::docker(at.as_deref()),
+    )?;
     let spec = match env.networks.get(name) {
         Some(net) => Some(NetSpec {
             name: net.name.clone(),

@@ -216,7 +216,8 @@ impl Backends {
             match libvirt::machines::Vms::connect(env).await {
                 Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
                 Err(e) => {
-                    out.errors.insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
+                    out.errors
+                        .insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
                 }
             }
         }
@@ -233,15 +234,16 @@ impl Backends {
         let mut all = endpoints.clone();
         let local_needed = all.contains(&None) || all.is_empty();
         all.insert(None);
-        let tries = all.iter().map(|at| async move {
-            (at, docker::DockerBackend::connect_to(at.as_deref()).await)
-        });
+        let tries = all
+            .iter()
+            .map(|at| async move { (at, docker::DockerBackend::connect_to(at.as_deref()).await) });
         for (at, r) in futures_util::future::join_all(tries).await {
             match r {
                 Ok(d) => self.insert(AnyBackend::Docker(d)),
                 Err(e) if at.is_none() && local_needed => return Err(e),
                 Err(e) => {
-                    self.errors.insert(EngineKey::docker(at.as_deref()), e.to_string());
+                    self.errors
+                        .insert(EngineKey::docker(at.as_deref()), e.to_string());
                 }
             }
         }
@@ -261,7 +263,8 @@ impl Backends {
         match libvirt::machines::Vms::at_uris(uris, env).await {
             Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
             Err(e) => {
-                out.errors.insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
+                out.errors
+                    .insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
             }
         }
         Ok(out)
@@ -349,7 +352,9 @@ impl Backends {
                         backend: Backend::Docker,
                         message: format!(
                             "host {host}: {}",
-                            self.errors.get(&key).map_or("not connected", String::as_str)
+                            self.errors
+                                .get(&key)
+                                .map_or("not connected", String::as_str)
                         ),
                     })
                 }

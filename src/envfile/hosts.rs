@@ -62,8 +62,11 @@ fn read_host(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> HostDraft {
         let ok = s.value.parse::<std::net::IpAddr>().is_ok();
         if !ok {
             ctx.push(
-                Diagnostic::new(s.span.clone(), format!("`{what}.advertise` is not an address"))
-                    .label("expected an IP address of the host, e.g. `10.99.0.11`"),
+                Diagnostic::new(
+                    s.span.clone(),
+                    format!("`{what}.advertise` is not an address"),
+                )
+                .label("expected an IP address of the host, e.g. `10.99.0.11`"),
             );
         }
         ok
@@ -86,9 +89,12 @@ fn check_docker(ctx: &mut Ctx, s: &Sp<String>) -> bool {
         .any(|p| s.value.starts_with(p) && s.value.len() > p.len());
     if !ok {
         ctx.push(
-            Diagnostic::new(s.span.clone(), format!("`{}` is not a Docker endpoint", s.value))
-                .label("not a Docker endpoint")
-                .help("use `unix:///path/to/docker.sock`, `tcp://host:2376` or `ssh://user@host`"),
+            Diagnostic::new(
+                s.span.clone(),
+                format!("`{}` is not a Docker endpoint", s.value),
+            )
+            .label("not a Docker endpoint")
+            .help("use `unix:///path/to/docker.sock`, `tcp://host:2376` or `ssh://user@host`"),
         );
     }
     ok
@@ -119,12 +125,16 @@ pub fn load_hosts_file(path: &Path) -> Result<Layout, LoadError> {
     })?;
     let source = SourceFile::new(path, super::display_name(path), text);
     let mut ctx = Ctx::default();
-    let invalid = |ctx: Ctx| LoadError::Invalid(Box::new(Diagnostics::new(source.clone(), ctx.diags)));
+    let invalid =
+        |ctx: Ctx| LoadError::Invalid(Box::new(Diagnostics::new(source.clone(), ctx.diags)));
     let (root, errors) = DeTable::parse_recoverable(&source.text);
     if let Some(e) = errors.into_iter().next() {
         ctx.push(
-            Diagnostic::new(e.span().unwrap_or(0..0), format!("invalid TOML: {}", e.message().trim()))
-                .label("here"),
+            Diagnostic::new(
+                e.span().unwrap_or(0..0),
+                format!("invalid TOML: {}", e.message().trim()),
+            )
+            .label("here"),
         );
         return Err(invalid(ctx));
     }
@@ -144,7 +154,10 @@ pub fn load_hosts_file(path: &Path) -> Result<Layout, LoadError> {
     }
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Layout {
-        hosts: hosts.into_iter().map(|h| (h.host.name.clone(), h.host)).collect(),
+        hosts: hosts
+            .into_iter()
+            .map(|h| (h.host.name.clone(), h.host))
+            .collect(),
         swarm: swarm.unwrap_or_default(),
         file: Some(path),
     })
@@ -173,7 +186,10 @@ mod tests {
         assert_eq!(l.swarm, SwarmMode::Create);
         assert_eq!(l.hosts["a"].docker.as_deref(), Some("unix:///run/a.sock"));
         assert_eq!(l.hosts["a"].labels["site"], "lyon");
-        assert_eq!(l.hosts["b"].libvirt_uri.as_deref(), Some("qemu+ssh://ops@b/system"));
+        assert_eq!(
+            l.hosts["b"].libvirt_uri.as_deref(),
+            Some("qemu+ssh://ops@b/system")
+        );
     }
 
     #[test]

@@ -236,7 +236,12 @@ fn named_tables_spanned<'a, 'i>(
     out
 }
 
-pub(super) fn opt_string(ctx: &mut Ctx, t: &DeTable<'_>, key: &str, what: &str) -> Option<Sp<String>> {
+pub(super) fn opt_string(
+    ctx: &mut Ctx,
+    t: &DeTable<'_>,
+    key: &str,
+    what: &str,
+) -> Option<Sp<String>> {
     get(t, key).and_then(|(_, v)| ctx.string(v, &format!("{what}.{key}")))
 }
 

@@ -95,7 +95,11 @@ fn layout_of(draft: &Draft, hosts_file: Option<&Layout>) -> Layout {
             hosts.extend(f.hosts.clone());
             Layout {
                 hosts,
-                swarm: if f.swarm == SwarmMode::Create { f.swarm } else { swarm.unwrap_or_default() },
+                swarm: if f.swarm == SwarmMode::Create {
+                    f.swarm
+                } else {
+                    swarm.unwrap_or_default()
+                },
                 file: f.file.clone(),
             }
         }
@@ -115,14 +119,29 @@ fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout) -> Place {
     };
     let Some(host) = layout.hosts.get(&h.value) else {
         let known: Vec<&str> = layout.hosts.keys().map(String::as_str).collect();
-        unknown_ref(ctx, h, "host", &known, "[host.NAME] in the Envfile or a hosts file (`--hosts FILE`)");
+        unknown_ref(
+            ctx,
+            h,
+            "host",
+            &known,
+            "[host.NAME] in the Envfile or a hosts file (`--hosts FILE`)",
+        );
         return Place::default();
     };
     if let Some(uri) = &m.libvirt_uri {
         ctx.push(
-            Diagnostic::new(uri.span.clone(), format!("machine `{}` has both `host` and `libvirt_uri`", m.name.value))
-                .label("`host` already says where the VM runs")
-                .help(format!("drop `libvirt_uri` here, or set it in `[host.{}]`", h.value)),
+            Diagnostic::new(
+                uri.span.clone(),
+                format!(
+                    "machine `{}` has both `host` and `libvirt_uri`",
+                    m.name.value
+                ),
+            )
+            .label("`host` already says where the VM runs")
+            .help(format!(
+                "drop `libvirt_uri` here, or set it in `[host.{}]`",
+                h.value
+            )),
         );
     }
     let local = host.docker.is_none() && host.libvirt_uri.is_none();
@@ -132,11 +151,24 @@ fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout) -> Place {
         _ => None,
     };
     if let Some(key) = lacks {
-        let kind = m.backend.as_ref().map(|b| b.value.to_string()).unwrap_or_default();
+        let kind = m
+            .backend
+            .as_ref()
+            .map(|b| b.value.to_string())
+            .unwrap_or_default();
         ctx.push(
-            Diagnostic::new(h.span.clone(), format!("host `{}` has no {kind} engine for machine `{}`", h.value, m.name.value))
-                .label(format!("`[host.{}]` has no `{key}`", h.value))
-                .help(format!("add `{key} = …` to `[host.{}]`, or place the machine on another host", h.value)),
+            Diagnostic::new(
+                h.span.clone(),
+                format!(
+                    "host `{}` has no {kind} engine for machine `{}`",
+                    h.value, m.name.value
+                ),
+            )
+            .label(format!("`[host.{}]` has no `{key}`", h.value))
+            .help(format!(
+                "add `{key} = …` to `[host.{}]`, or place the machine on another host",
+                h.value
+            )),
         );
     }
     Place {
@@ -331,8 +363,7 @@ fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
                 .unwrap_or(m.name.span.clone()),
         );
         if let (Some(backend), Some(base)) = (&m.backend, &base) {
-            let mut machine =
-                instance_of(m, &inst, backend.value, base.clone(), attaches, &deps);
+            let mut machine = instance_of(m, &inst, backend.value, base.clone(), attaches, &deps);
             machine.place = place.clone();
             fleet.machines.insert(name.clone(), machine);
         }

@@ -96,7 +96,9 @@ pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Resu
             let key = b.key();
             let mine: Vec<Found> = found
                 .iter()
-                .filter(|f| f.backend == key.kind && (key.kind != Backend::Docker || f.place == key.at))
+                .filter(|f| {
+                    f.backend == key.kind && (key.kind != Backend::Docker || f.place == key.at)
+                })
                 .filter(|f| (f.kind == crate::backend::ObjectKind::Network) == networks)
                 .cloned()
                 .collect();

@@ -96,7 +96,11 @@ impl MachinePlan {
             steps: vec![],
             depends_on: m.depends_on.clone(),
             existing,
-            engine: m.place.docker.clone().filter(|_| m.backend == Backend::Docker),
+            engine: m
+                .place
+                .docker
+                .clone()
+                .filter(|_| m.backend == Backend::Docker),
             hash,
         }
     }

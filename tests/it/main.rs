@@ -6,12 +6,15 @@
 //!   releases);
 //! - `cargo test --test it docker::`: the Docker engine;
 //! - `cargo test --test it libvirt::`: libvirtd, most of them Docker too (VMs, mixed
-//!   environments, `hdev doctor`).
+//!   environments, `hdev doctor`);
+//! - `cargo test --test it multihost::`: the three-engine rig of `.ci/rig` (several
+//!   hosts), started by `.ci/setup` (or by the tests, as root).
 //!
 //! A test that needs a daemon fails, saying what to do, when the daemon is missing (CI
 //! or not); the fast tier without daemons is `cargo test --lib`.
 
 mod docker;
 mod libvirt;
+mod multihost;
 mod offline;
 mod support;

@@ -10,9 +10,9 @@
 mod create;
 mod engine;
 mod exec;
-pub mod swarm;
 pub mod image;
 pub mod snapshot;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 

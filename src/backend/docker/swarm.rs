@@ -35,11 +35,11 @@ impl Membership {
 impl DockerBackend {
     /// The engine's swarm membership.
     pub async fn membership(&self) -> Result<Membership, BackendError> {
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(map_err("read the engine's info", "engine", ""))?;
+        let info =
+            self.docker
+                .info()
+                .await
+                .map_err(map_err("read the engine's info", "engine", ""))?;
         let s = info.swarm.unwrap_or_default();
         let state = match s.local_node_state {
             Some(LocalNodeState::ACTIVE) => "active",
@@ -78,11 +78,11 @@ impl DockerBackend {
 
     /// The token workers join this manager's swarm with.
     pub async fn worker_token(&self) -> Result<String, BackendError> {
-        let s = self
-            .docker
-            .inspect_swarm()
-            .await
-            .map_err(map_err("read the swarm", "swarm", ""))?;
+        let s =
+            self.docker
+                .inspect_swarm()
+                .await
+                .map_err(map_err("read the swarm", "swarm", ""))?;
         s.join_tokens
             .and_then(|t| t.worker)
             .ok_or_else(|| BackendError::Engine {
@@ -109,10 +109,11 @@ impl DockerBackend {
             join_token: Some(token.to_string()),
             ..Default::default()
         };
-        self.docker
-            .join_swarm(req)
-            .await
-            .map_err(map_err(format!("join the swarm at {manager}"), "swarm", ""))
+        self.docker.join_swarm(req).await.map_err(map_err(
+            format!("join the swarm at {manager}"),
+            "swarm",
+            "",
+        ))
     }
 }
 
@@ -185,7 +186,10 @@ pub async fn ensure(members: &[Member<'_>], create: bool) -> Result<usize, Backe
         }
     };
     let addr = seen[manager].addr.clone().ok_or_else(|| {
-        swarm_error(format!("host {} gives no swarm address", members[manager].host))
+        swarm_error(format!(
+            "host {} gives no swarm address",
+            members[manager].host
+        ))
     })?;
     let pending: Vec<usize> = outside.into_iter().filter(|&i| i != manager).collect();
     if pending.is_empty() {

@@ -223,6 +223,7 @@ impl TestEnv {
             .env("HDEV_HOME", self.home())
             .env_remove("HDEV_INSTANCE")
             .env_remove("HDEV_ENVFILE")
+            .env_remove("HDEV_HOSTS")
             .env_remove("HDEV_BOX_MAX_BYTES")
             .envs(self.vars.iter().map(|(k, v)| (k, v)));
         if let Some(t) = self.timeout {
@@ -238,6 +239,7 @@ impl TestEnv {
             .env("HDEV_HOME", self.home())
             .env_remove("HDEV_INSTANCE")
             .env_remove("HDEV_ENVFILE")
+            .env_remove("HDEV_HOSTS")
             .env_remove("HDEV_BOX_MAX_BYTES")
             .envs(self.vars.iter().map(|(k, v)| (k, v)));
         c

@@ -1,0 +1,140 @@
+//! Containers on three hosts: one overlay network across them, names that resolve from
+//! every host to every other, reset and drift of the whole topology, and destroy leaving
+//! nothing on any host.
+
+use super::{hosts_file, leftovers, require_rig};
+use crate::support::{machine, require_docker, subnet, TestEnv};
+
+fn three_hosts(prefix: &str) -> TestEnv {
+    let lan = subnet();
+    let fixed = lan.replace(".0/24", ".10");
+    TestEnv::build()
+        .machines(
+            prefix,
+            &format!(
+                r#"
+[host.n1]
+[host.n2]
+[host.n3]
+
+[network.lan]
+subnet = "{lan}"
+
+[machine.sched]
+backend = "docker"
+box = "busybox"
+host = "n1"
+networks = [{{ name = "lan", address = "{fixed}" }}]
+
+[machine.store]
+backend = "docker"
+box = "busybox"
+host = "n2"
+networks = ["lan"]
+depends_on = ["sched"]
+provision = [{{ shell = "echo stored > /srv-mark" }}]
+
+[machine.paas]
+backend = "docker"
+box = "busybox"
+host = "n3"
+networks = ["lan"]
+
+[[test]]
+name = "n2 reaches n1 by name"
+machine = "store"
+run = "ping -c1 -W3 sched"
+
+[[test]]
+name = "n1 reaches n3 by name"
+machine = "sched"
+run = "ping -c1 -W3 paas"
+
+[[test]]
+name = "n3 reaches n2 by name"
+machine = "paas"
+run = "ping -c1 -W3 store"
+"#
+            ),
+        )
+        .file("testbed.toml", &hosts_file())
+        .create()
+}
+
+#[test]
+fn one_envfile_on_one_host_or_three() {
+    require_docker();
+    require_rig();
+    let env = three_hosts("mh");
+    // Without a hosts file, the hosts are this machine: the same environment, one hash.
+    let here = env.ok(&["hash"]);
+    let spread = env.ok(&["--hosts", "testbed.toml", "hash"]);
+    assert_eq!(here, spread, "placement is not part of the hash");
+
+    // The hosts file is remembered: later commands need not name it.
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let status = env.status();
+    for (m, host) in [("sched", "n1"), ("store", "n2"), ("paas", "n3")] {
+        assert_eq!(machine(&status, m)["host"], host, "{status}");
+        assert_eq!(machine(&status, m)["state"], "running", "{status}");
+    }
+    let text = env.ok(&["status"]);
+    assert!(text.contains("HOST"), "{text}");
+    let instance = env.instance();
+    // Each container is on its host's engine and nowhere else.
+    for (n, m) in [(1, "sched"), (2, "store"), (3, "paas")] {
+        let names = super::docker(n, &["ps", "--format", "{{.Names}}"]);
+        assert!(
+            names.contains(&format!("{instance}-{m}")),
+            "node{n}: {names}"
+        );
+        assert_eq!(names.matches(&instance).count(), 1, "node{n}: {names}");
+    }
+
+    // Across hosts, both ways, by name.
+    let t = env.run(&["test"]);
+    assert_eq!(t.code, 0, "{t}");
+    assert!(t.stdout.contains("3 passed"), "{t}");
+
+    // Drift on one host, reset of the whole topology.
+    env.ok(&["exec", "paas", "--", "sh", "-c", "echo x > /etc/drifted"]);
+    let d = env.run(&["drift"]);
+    assert_eq!(d.code, 1, "drift exits 1 when a machine drifted: {d}");
+    assert!(d.stdout.contains("1 of 3 machines drifted"), "{d}");
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    let d = env.ok(&["drift"]);
+    assert!(d.contains("0 of 3 machines drifted"), "{d}");
+    let t = env.run(&["test"]);
+    assert_eq!(t.code, 0, "after reset: {t}");
+
+    // A throwaway copy on the same hosts, on moved overlay subnets.
+    let ci = env.run(&["ci"]);
+    assert_eq!(ci.code, 0, "{ci}");
+    assert!(ci.stdout.contains("3 passed"), "{ci}");
+
+    let gone = env.run(&["destroy", "-y"]);
+    assert_eq!(gone.code, 0, "{gone}");
+    let left: Vec<String> = (1..=3).flat_map(|n| leftovers(n, &instance)).collect();
+    assert!(left.is_empty(), "left on the hosts: {left:?}");
+}
+
+#[test]
+fn a_host_that_cannot_be_reached_is_named() {
+    require_docker();
+    let env = three_hosts("mhbad");
+    env.write(
+        "testbed.toml",
+        "[host.n1]\ndocker = \"unix:///nonexistent/n1.sock\"\n[host.n2]\n[host.n3]\n",
+    );
+    let up = env.run(&["--hosts", "testbed.toml", "up"]);
+    assert_ne!(up.code, 0, "{up}");
+    assert!(
+        up.stderr.contains("/nonexistent/n1.sock") || up.stdout.contains("/nonexistent/n1.sock"),
+        "{up}"
+    );
+    // The remembered hosts file is forgotten with `--hosts none`: everything runs here.
+    let hash = env.run(&["--hosts", "none", "validate"]);
+    assert_eq!(hash.code, 0, "{hash}");
+}
