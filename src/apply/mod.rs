@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
+mod anchors;
 mod hosts;
 mod images;
 mod record;
@@ -425,6 +426,7 @@ async fn run_step(
             sh.progress.status(name, "starting");
             let cid = id.clone().ok_or_else(|| m.missing())?;
             m.backend.start(&cid).await.map_err(|e| m.err(e))?;
+            replug(sh, m).await?;
             if m.plan.backend == crate::envfile::Backend::Libvirt {
                 if let Some(def) = m.machine {
                     // VMs are not in Docker's DNS: they get the others' names in /etc/hosts.
@@ -460,9 +462,20 @@ async fn run_step(
                 step,
             )
             .await?;
+            replug(sh, m).await?;
             Ok(Some(new))
         }
         Step::Health => Ok(id),
+    }
+}
+
+/// Plugs an anchored VM into its anchor after its guest (re)started.
+async fn replug(sh: &Shared<'_>, m: &Machine<'_>) -> Result<(), MachineError> {
+    match m.machine {
+        Some(def) => anchors::plug(sh.env, sh.ctx, sh.backends, def, &m.plan.hash)
+            .await
+            .map_err(|e| m.err(e)),
+        None => Ok(()),
     }
 }
 
@@ -480,7 +493,10 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
         }
         None => return Err(m.err(not_in_envfile(name))),
     };
-    let spec = spec_for(sh.env, def, &m.plan.hash, resolved);
+    let mut spec = spec_for(sh.env, def, &m.plan.hash, resolved);
+    anchors::prepare(sh.env, sh.ctx, sh.backends, def, &mut spec)
+        .await
+        .map_err(|e| m.err(e))?;
     let hash = m.plan.hash.clone();
     sh.rec
         .update(name, |_| {

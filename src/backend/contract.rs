@@ -27,6 +27,7 @@ pub(crate) fn plain_spec(kind: Backend, image: &str) -> MachineSpec {
         env: BTreeMap::new(),
         command: None,
         extra_hosts: Vec::new(),
+        anchor: None,
     }
 }
 

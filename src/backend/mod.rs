@@ -12,6 +12,7 @@
 //! [`Engine`], one arm in `any.rs`'s enum and dispatch macro, and one variant of
 //! `envfile::Backend` so an Envfile can name it.
 
+pub mod anchor;
 mod any;
 #[cfg(test)]
 pub(crate) mod contract;

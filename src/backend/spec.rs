@@ -88,6 +88,9 @@ pub struct MachineSpec {
     /// `NAME:ADDRESS` entries for the machine's hosts file (VMs, which Docker's DNS does
     /// not know).
     pub extra_hosts: Vec<String>,
+    /// For a VM whose host has a Docker engine: what its anchor gives it (filled in once
+    /// the anchor exists; see `backend::anchor`).
+    pub anchor: Option<super::anchor::AnchorNics>,
 }
 
 impl MachineSpec {
@@ -156,5 +159,6 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
         env: m.env.clone(),
         command: m.command.clone(),
         extra_hosts: crate::envfile::addresses::vm_host_entries(env),
+        anchor: None,
     }
 }

@@ -23,7 +23,7 @@ use crate::backend::{
 /// that `halt` is quick.
 pub(super) const KEEP_ALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done";
 
-fn env_labels(ctx: &EnvCtx) -> HashMap<String, String> {
+pub(super) fn env_labels(ctx: &EnvCtx) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_ENV.to_string(), ctx.instance.clone()),
         (
@@ -123,7 +123,7 @@ impl DockerBackend {
 
     /// Joins a created container to the networks after its first; API 1.41 attaches one
     /// network at creation, the others join before the start.
-    async fn attach_further(
+    pub(super) async fn attach_further(
         &self,
         machine: &str,
         id: &str,
@@ -247,7 +247,7 @@ fn create_body(
     }
 }
 
-fn endpoint(machine: &str, address: Option<String>) -> EndpointSettings {
+pub(super) fn endpoint(machine: &str, address: Option<String>) -> EndpointSettings {
     EndpointSettings {
         aliases: Some(vec![machine.to_string()]),
         ipam_config: address.map(|a| EndpointIpamConfig {

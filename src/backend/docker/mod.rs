@@ -7,6 +7,7 @@
 //! them, so status is read from the engine and `destroy` removes exactly what the
 //! environment created.
 
+pub mod anchor;
 mod create;
 mod engine;
 mod exec;

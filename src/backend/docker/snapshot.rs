@@ -149,11 +149,40 @@ async fn recreate(
     id: &str,
     image: &str,
 ) -> Result<String, BackendError> {
+    // The new container keeps the old one's addresses: a machine returned to its baseline
+    // is the same machine to the others (VMs hold names in /etc/hosts, peers in caches).
+    let held = addresses_of(d, ctx, id).await;
     d.remove(id).await?;
-    let spec = m.on(Resolved::Image(image.to_string()));
+    let mut spec = m.on(Resolved::Image(image.to_string()));
+    for n in spec.networks.iter_mut().filter(|n| n.address.is_none()) {
+        n.address = held.get(&n.name).copied();
+    }
     let new_id = d.create_machine(ctx, &spec).await?;
     d.start(&new_id).await?;
     Ok(new_id)
+}
+
+/// A container's address on each environment network (Envfile name -> address); empty
+/// when it cannot be read.
+async fn addresses_of(
+    d: &DockerBackend,
+    ctx: &EnvCtx,
+    id: &str,
+) -> std::collections::BTreeMap<String, std::net::Ipv4Addr> {
+    let Ok(c) = d.client().inspect_container(id, None).await else {
+        return Default::default();
+    };
+    let prefix = format!("{}-", ctx.instance);
+    c.network_settings
+        .and_then(|s| s.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, ep)| {
+            let name = net.strip_prefix(&prefix)?.to_string();
+            let ip = ep.ip_address?.parse().ok()?;
+            Some((name, ip))
+        })
+        .collect()
 }
 
 async fn image_id(d: &DockerBackend, reference: &str) -> Option<String> {

@@ -342,6 +342,9 @@ impl LibvirtBackend {
             let resumed = match memory {
                 Some(file) => {
                     restore_memory(c, &file, &layer.volume, &new_top)?;
+                    // The running definition comes from the memory image, taken before the
+                    // layer was recorded: record the layers in it again.
+                    set_layers(&lookup(c, &domain)?, &new_xml, &layers)?;
                     true
                 }
                 None => false,

@@ -325,6 +325,8 @@ mod tests {
             Nic {
                 network: "mgmt".into(),
                 bridge: "hdabc".into(),
+                tap: None,
+                mtu: None,
                 mac: "52:54:00:01:02:03".into(),
                 address: Ipv4Addr::new(10, 1, 0, 200),
                 prefix: 24,
@@ -333,6 +335,8 @@ mod tests {
             Nic {
                 network: "data".into(),
                 bridge: "hddef".into(),
+                tap: None,
+                mtu: None,
                 mac: "52:54:00:04:05:06".into(),
                 address: Ipv4Addr::new(10, 2, 0, 200),
                 prefix: 16,

@@ -37,19 +37,56 @@ pub fn layout(
     bridges: &BTreeMap<String, String>,
 ) -> Result<VmLayout, LibvirtError> {
     let mut nics = Vec::new();
+    if let Some(a) = &spec.anchor {
+        // Anchored: managed through a NIC on this machine's `_manage` bridge, first.
+        let m = &a.manage;
+        nics.push(Nic {
+            network: m.name.clone(),
+            bridge: crate::backend::docker::bridge_name(instance, &m.name),
+            tap: None,
+            mtu: None,
+            mac: xml::mac_for(instance, &spec.name, &m.name),
+            address: m.address.ok_or_else(|| LibvirtError::NotFound {
+                what: "address on network",
+                name: m.name.clone(),
+            })?,
+            prefix: m.subnet.prefix,
+            gateway: m.subnet.gateway(),
+        });
+    }
     for n in &spec.networks {
-        let bridge = bridges.get(&n.name).ok_or_else(|| LibvirtError::NotFound {
-            what: "bridge of network",
-            name: n.name.clone(),
-        })?;
         let address = n.address.ok_or_else(|| LibvirtError::NotFound {
             what: "address on network",
             name: n.name.clone(),
         })?;
+        let anchored = spec.anchor.as_ref().and_then(|a| a.macs.get(&n.name));
+        let (bridge, tap, mac) = match anchored {
+            // The anchor's identity, through a tap that hdev moves into its namespace.
+            Some(mac) => (
+                String::new(),
+                Some(crate::backend::anchor::tap_name(
+                    instance, &spec.name, &n.name,
+                )),
+                mac.clone(),
+            ),
+            None => (
+                bridges
+                    .get(&n.name)
+                    .ok_or_else(|| LibvirtError::NotFound {
+                        what: "bridge of network",
+                        name: n.name.clone(),
+                    })?
+                    .clone(),
+                None,
+                xml::mac_for(instance, &spec.name, &n.name),
+            ),
+        };
         nics.push(Nic {
             network: n.name.clone(),
-            bridge: bridge.clone(),
-            mac: xml::mac_for(instance, &spec.name, &n.name),
+            bridge,
+            mtu: (tap.is_some() && n.overlay).then_some(crate::backend::anchor::OVERLAY_MTU),
+            tap,
+            mac,
             address,
             prefix: n.subnet.prefix,
             gateway: n.subnet.gateway(),

@@ -35,6 +35,11 @@ pub struct Nic {
     pub network: String,
     /// Linux bridge the NIC plugs into (shared with the network's containers).
     pub bridge: String,
+    /// Instead of a bridge: a tap libvirt opens by this name, which hdev moves into an
+    /// anchor container's namespace (see `backend::anchor`).
+    pub tap: Option<String>,
+    /// MTU the guest is told (an overlay's is smaller).
+    pub mtu: Option<u32>,
     pub mac: String,
     pub address: Ipv4Addr,
     pub prefix: u8,
@@ -197,10 +202,21 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         let _ = writeln!(x, "    </disk>");
     }
     for nic in &spec.nics {
-        let _ = writeln!(x, "    <interface type='bridge'>");
-        let _ = writeln!(x, "      <source bridge='{}'/>", esc(&nic.bridge));
+        match &nic.tap {
+            Some(tap) => {
+                let _ = writeln!(x, "    <interface type='ethernet'>");
+                let _ = writeln!(x, "      <target dev='{}' managed='yes'/>", esc(tap));
+            }
+            None => {
+                let _ = writeln!(x, "    <interface type='bridge'>");
+                let _ = writeln!(x, "      <source bridge='{}'/>", esc(&nic.bridge));
+            }
+        }
         let _ = writeln!(x, "      <mac address='{}'/>", nic.mac);
         let _ = writeln!(x, "      <model type='virtio'/>");
+        if let Some(mtu) = nic.mtu {
+            let _ = writeln!(x, "      <mtu size='{mtu}'/>");
+        }
         let _ = writeln!(x, "    </interface>");
     }
     let log = esc(&spec.console_log.to_string_lossy());
@@ -290,6 +306,8 @@ mod tests {
             nics: vec![Nic {
                 network: "mgmt".into(),
                 bridge: "hd1234567890".into(),
+                tap: None,
+                mtu: None,
                 mac: mac_for("demo-abc123", "accel", "mgmt"),
                 address: Ipv4Addr::new(10, 42, 0, 50),
                 prefix: 24,
