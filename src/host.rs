@@ -156,3 +156,90 @@ mod tests {
         assert!(!cpu_has_virt_flag("model name: vmx\nflags\t: fpu sse\n"));
     }
 }
+
+/// Whether this machine's kernel has what Docker Swarm's overlay networks use: `None`
+/// where it could not be told (the module is neither loaded nor on disk and probing
+/// needs root).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KernelFeatures {
+    /// VXLAN, which carries overlay networks between hosts.
+    pub vxlan: Option<bool>,
+    /// IPVS, behind the virtual IPs of Swarm services.
+    pub ipvs: Option<bool>,
+    /// ESP (IPsec), behind encrypted overlay networks.
+    pub esp: Option<bool>,
+}
+
+impl KernelFeatures {
+    /// Reads the features from /sys and /proc, and where those do not tell (a feature
+    /// built in without a trace, or modules that cannot be listed), tries it in a network
+    /// namespace of its own (root only).
+    pub fn read() -> Self {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let modules = std::path::Path::new("/lib/modules").join(release.trim());
+        let known = |module: &str, trace: &str| -> Option<bool> {
+            if std::path::Path::new(&format!("/sys/module/{module}")).exists()
+                || std::path::Path::new(trace).exists()
+                || module_on_disk(&modules, module)
+            {
+                Some(true)
+            } else {
+                None
+            }
+        };
+        KernelFeatures {
+            vxlan: known("vxlan", "/sys/module/vxlan").or_else(|| {
+                try_in_netns(&[
+                    "link", "add", "hdv0", "type", "vxlan", "id", "42", "dstport", "4789",
+                ])
+            }),
+            // Loaded or built in, IPVS shows in /proc/net/ip_vs; on disk, modules list it.
+            ipvs: known("ip_vs", "/proc/net/ip_vs").or(Some(false)),
+            esp: known("esp4", "/sys/module/esp4").or_else(|| {
+                try_in_netns(&[
+                    "xfrm",
+                    "state",
+                    "add",
+                    "src",
+                    "192.0.2.1",
+                    "dst",
+                    "192.0.2.2",
+                    "proto",
+                    "esp",
+                    "spi",
+                    "0x100",
+                    "enc",
+                    "cbc(aes)",
+                    "0x00112233445566778899aabbccddeeff",
+                ])
+            }),
+        }
+    }
+}
+
+/// Whether `module` is among the kernel's loadable modules (`modules.dep` or
+/// `modules.builtin` list it).
+fn module_on_disk(dir: &std::path::Path, module: &str) -> bool {
+    let needle = format!("/{module}.ko");
+    ["modules.dep", "modules.builtin"].iter().any(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .map(|s| s.lines().any(|l| l.contains(&needle)))
+            .unwrap_or(false)
+    })
+}
+
+/// Runs `ip ARGS` in a new, empty network namespace: whether the kernel accepted it
+/// (`None` when that cannot be tried: not root, or no `unshare`).
+fn try_in_netns(args: &[&str]) -> Option<bool> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let out = std::process::Command::new("unshare")
+        .arg("--net")
+        .arg("ip")
+        .args(args)
+        .output()
+        .ok()?;
+    Some(out.status.success())
+}

@@ -241,6 +241,9 @@ pub(crate) async fn create_network(
         .remove(name)
         .unwrap_or_default();
     let overlay = engines.len() > 1;
+    if overlay && env.networks.get(name).is_some_and(|n| n.encrypted) {
+        check_esp(name, &engines)?;
+    }
     let at = if overlay {
         backends.ensure_swarm(env).await?
     } else {
@@ -257,11 +260,31 @@ pub(crate) async fn create_network(
             address: None,
             remote: None,
             overlay,
+            encrypted: overlay && net.encrypted,
         }),
         None if overlay => Some(NetSpec::default_overlay()),
         None => None,
     };
     host.ensure_network(ctx, spec.as_ref()).await
+}
+
+/// Refuses an encrypted overlay on engines of this machine when its kernel has no ESP:
+/// Docker would create it and start its containers, and nothing would pass. (The kernels
+/// of other machines' engines cannot be read from here.)
+fn check_esp(
+    name: &str,
+    engines: &std::collections::BTreeSet<Option<String>>,
+) -> Result<(), BackendError> {
+    let here = engines
+        .iter()
+        .any(|e| e.as_deref().is_none_or(|e| e.starts_with("unix://")));
+    if here && crate::host::KernelFeatures::read().esp == Some(false) {
+        return Err(BackendError::Engine {
+            action: format!("create network `{name}`"),
+            message: "`encrypted = true` needs IPsec (ESP) in the kernel, and this machine's kernel has none: Docker would create the overlay and pass nothing over it; drop `encrypted`, or run the hosts on kernels with ESP (`hdev doctor` tells)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// One machine's task: runs its plan (unless there is nothing to do), tells its

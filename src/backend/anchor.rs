@@ -54,6 +54,7 @@ pub fn manage_spec(instance: &str, index: u32) -> NetSpec {
         address: Ipv4Net::offset(subnet.auto_start(), 1 + index),
         remote: None,
         overlay: false,
+        encrypted: false,
     }
 }
 

@@ -398,7 +398,7 @@ impl Backends {
 /// One line of `hdev doctor`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    pub name: &'static str,
+    pub name: String,
     pub ok: bool,
     pub detail: String,
 }

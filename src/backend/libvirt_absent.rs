@@ -50,7 +50,7 @@ fn unavailable() -> BackendError {
 
 pub async fn probe(_uri: &str) -> Probe {
     Probe {
-        name: "libvirt",
+        name: "libvirt".into(),
         ok: false,
         detail: "this hdev was built without the `libvirt` feature".into(),
     }

@@ -33,6 +33,8 @@ pub struct NetSpec {
     pub remote: Option<String>,
     /// The network spans Docker engines: an attachable Swarm overlay network.
     pub overlay: bool,
+    /// An overlay whose traffic between hosts is encrypted (IPsec ESP).
+    pub encrypted: bool,
 }
 
 impl NetSpec {
@@ -48,6 +50,7 @@ impl NetSpec {
             address: None,
             remote: None,
             overlay: true,
+            encrypted: false,
         }
     }
 }
@@ -143,6 +146,7 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
                     },
                     remote: remote.get(&n.name).cloned(),
                     overlay: overlays.contains(&n.name),
+                    encrypted: n.encrypted,
                 })
             })
             .collect(),

@@ -255,7 +255,7 @@ fn envfile_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
         Command::Lock { check } => envcmds::lock(p, file, *check),
-        Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri),
+        Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri, file),
         _ => unreachable!("`dispatch` routes only Envfile commands here"),
     }
 }

@@ -179,6 +179,10 @@ impl fmt::Display for Ipv4Net {
 pub struct Network {
     pub name: String,
     pub subnet: Ipv4Net,
+    /// Encrypt the network's traffic between hosts (an overlay only); how the network is
+    /// carried, not what the environment is, so not part of the hash.
+    #[serde(skip)]
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -41,6 +41,7 @@ pub(super) struct BoxDraft {
 pub(super) struct NetworkDraft {
     pub name: Sp<String>,
     pub subnet: Option<Sp<Ipv4Net>>,
+    pub encrypted: bool,
 }
 
 pub(super) struct NetAttachDraft {
@@ -96,7 +97,7 @@ const ENV_KEYS: &[&str] = &[
     "swarm",
 ];
 const BOX_KEYS: &[&str] = &["recipe", "file", "url", "sha256", "version"];
-const NETWORK_KEYS: &[&str] = &["subnet"];
+const NETWORK_KEYS: &[&str] = &["subnet", "encrypted"];
 const MACHINE_KEYS: &[&str] = &[
     "backend",
     "box",
@@ -459,7 +460,14 @@ fn read_network(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> NetworkDraf
             None
         }
     };
-    NetworkDraft { name, subnet }
+    let encrypted = get(t, "encrypted")
+        .and_then(|(_, v)| ctx.boolean(v, &format!("{what}.encrypted")))
+        .is_some_and(|b| b.value);
+    NetworkDraft {
+        name,
+        subnet,
+        encrypted,
+    }
 }
 
 fn read_attach(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<NetAttachDraft> {

@@ -232,6 +232,7 @@ fn networks_of(drafts: Vec<super::parse::NetworkDraft>) -> Networks {
             let network = Network {
                 name: n.name.value.clone(),
                 subnet: subnet.value,
+                encrypted: n.encrypted,
             };
             Some((n.name.value, (network, subnet.span)))
         })

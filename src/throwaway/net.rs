@@ -147,6 +147,7 @@ mod tests {
                     Network {
                         name: n.to_string(),
                         subnet: net(s),
+                        encrypted: false,
                     },
                 )
             })

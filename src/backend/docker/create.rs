@@ -63,7 +63,10 @@ impl DockerBackend {
         // containers join it); a bridge is one engine's, with a Linux bridge name VMs on
         // this host plug into.
         let (driver, options) = if overlay {
-            ("overlay", None)
+            let encrypted = net.is_some_and(|n| n.encrypted);
+            let options =
+                encrypted.then(|| HashMap::from([("encrypted".to_string(), String::new())]));
+            ("overlay", options)
         } else {
             let bridge = bridge_name(&ctx.instance, env_name);
             let options = HashMap::from([(BRIDGE_NAME_OPTION.to_string(), bridge)]);

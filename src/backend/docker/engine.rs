@@ -198,7 +198,7 @@ pub async fn probe() -> Probe {
         Err(_) => (false, "the Docker engine did not answer within 10s".into()),
     };
     Probe {
-        name: "docker",
+        name: "docker".into(),
         ok,
         detail,
     }

@@ -205,3 +205,97 @@ pub async fn ensure(members: &[Member<'_>], create: bool) -> Result<usize, Backe
     }
     Ok(manager)
 }
+
+/// `hdev doctor`'s lines for one host's Docker engine: reachable, and its swarm (with
+/// the state of every node a manager sees, which tells whether the swarm ports pass).
+pub async fn host_probes(host: &str, endpoint: Option<&str>) -> Vec<crate::backend::Probe> {
+    use crate::backend::Probe;
+    let name = |what: &str| format!("{host} {what}");
+    let d = match DockerBackend::connect_to(endpoint).await {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![Probe {
+                name: name("docker"),
+                ok: false,
+                detail: e.to_string(),
+            }]
+        }
+    };
+    let version = d
+        .docker
+        .version()
+        .await
+        .map(|v| v.version.unwrap_or_default())
+        .unwrap_or_default();
+    let mut out = vec![Probe {
+        name: name("docker"),
+        ok: true,
+        detail: format!(
+            "engine {version} at {}",
+            endpoint.unwrap_or("the local socket")
+        ),
+    }];
+    let swarm = match d.membership().await {
+        Ok(m) if m.active() => {
+            let role = if m.manager { "manager" } else { "worker" };
+            // Only managers know the swarm's id.
+            let cluster = match m.cluster.as_deref() {
+                Some(c) => format!(" of swarm {}", &c[..c.len().min(12)]),
+                None => String::new(),
+            };
+            let mut detail = format!("{role}{cluster} at {}", m.addr.as_deref().unwrap_or("?"));
+            let mut ok = true;
+            if m.manager {
+                match d.docker.list_nodes(None).await {
+                    Ok(nodes) => {
+                        let down: Vec<String> = nodes
+                            .iter()
+                            .filter(|n| {
+                                n.status.as_ref().and_then(|s| s.state)
+                                    != Some(bollard::models::NodeState::READY)
+                            })
+                            .map(|n| {
+                                n.status
+                                    .as_ref()
+                                    .and_then(|s| s.addr.clone())
+                                    .unwrap_or_else(|| n.id.clone().unwrap_or_default())
+                            })
+                            .collect();
+                        detail.push_str(&format!(", {} node(s)", nodes.len()));
+                        if !down.is_empty() {
+                            ok = false;
+                            detail.push_str(&format!(
+                                "; not ready: {} (the hosts must reach each other on 2377/tcp, 7946/tcp+udp and 4789/udp)",
+                                down.join(", ")
+                            ));
+                        }
+                    }
+                    Err(e) => detail.push_str(&format!("; cannot list nodes: {e}")),
+                }
+            }
+            Probe {
+                name: name("swarm"),
+                ok,
+                detail,
+            }
+        }
+        Ok(m) => Probe {
+            name: name("swarm"),
+            ok: m.error.is_none(),
+            detail: match m.error {
+                Some(e) => format!("{}: {e}", m.state),
+                None => format!(
+                    "not in a swarm ({}); networks across hosts need one: hdev forms it with `swarm = \"create\"`",
+                    m.state
+                ),
+            },
+        },
+        Err(e) => Probe {
+            name: name("swarm"),
+            ok: false,
+            detail: e.to_string(),
+        },
+    };
+    out.push(swarm);
+    out
+}

@@ -220,7 +220,7 @@ pub async fn probe(uri: &str) -> Probe {
     .await;
     let (ok, detail) = r.unwrap_or_else(|e| (false, e.to_string()));
     Probe {
-        name: "libvirt",
+        name: "libvirt".into(),
         ok,
         detail,
     }

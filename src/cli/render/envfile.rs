@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use crate::backend::Probe;
 use crate::envfile::Env;
-use crate::host::{DomainType, KvmProbe};
 use crate::lockfile::Lockfile;
 use crate::output::Printer;
 
@@ -65,15 +63,19 @@ pub(crate) fn locked(p: &Printer, path: &Path, changed: bool, lock: &Lockfile) {
 }
 
 /// `doctor`: one line per check.
-pub(crate) fn doctor(p: &Printer, checks: &[Probe], kvm: &KvmProbe, domain: DomainType) {
+pub(crate) fn doctor(p: &Printer, r: &crate::ops::doctor::DoctorReport) {
     if p.json {
-        let ok = checks.iter().all(|c| c.ok);
-        p.json(
-            &serde_json::json!({ "ok": ok, "checks": checks, "kvm": kvm, "domain_type": domain }),
-        );
+        let ok = r.checks.iter().all(|c| c.ok);
+        p.json(&serde_json::json!({
+            "ok": ok,
+            "checks": r.checks,
+            "kvm": r.kvm,
+            "domain_type": r.domain,
+            "kernel": r.kernel,
+        }));
         return;
     }
-    for c in checks {
+    for c in &r.checks {
         let mark = if c.ok { p.green("ok  ") } else { p.red("FAIL") };
         p.line(format!("{mark} {:<13} {}", c.name, c.detail));
     }

@@ -138,3 +138,35 @@ fn a_host_that_cannot_be_reached_is_named() {
     let hash = env.run(&["--hosts", "none", "validate"]);
     assert_eq!(hash.code, 0, "{hash}");
 }
+
+#[test]
+fn an_encrypted_overlay_needs_esp_in_the_kernel() {
+    require_docker();
+    require_rig();
+    let lan = subnet();
+    let env = TestEnv::build()
+        .machines(
+            "mhesp",
+            &format!(
+                "[host.n1]\n[host.n2]\n\n[network.lan]\nsubnet = \"{lan}\"\nencrypted = true\n\n\
+                 [machine.a]\nbackend = \"docker\"\nbox = \"busybox\"\nhost = \"n1\"\nnetworks = [\"lan\"]\n\n\
+                 [machine.b]\nbackend = \"docker\"\nbox = \"busybox\"\nhost = \"n2\"\nnetworks = [\"lan\"]\n"
+            ),
+        )
+        .file("testbed.toml", &hosts_file())
+        .create();
+    let doctor = env.json(&["--hosts", "testbed.toml", "doctor"]);
+    let esp = doctor["kernel"]["esp"].clone();
+    let up = env.run(&["up"]);
+    if esp == false {
+        assert_ne!(
+            up.code, 0,
+            "an encrypted overlay without ESP passes nothing: {up}"
+        );
+        assert!(up.stderr.contains("ESP"), "{up}");
+        assert!(up.stderr.contains("encrypted = true"), "{up}");
+    } else {
+        assert_eq!(up.code, 0, "{up}");
+        env.ok(&["exec", "a", "--", "ping", "-c1", "-W3", "b"]);
+    }
+}
