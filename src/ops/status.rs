@@ -89,6 +89,8 @@ pub(crate) fn report(
         let st = match (obs, m) {
             (Some(o), _) => o.state.to_string(),
             (None, Some(m)) if !available.contains(&m.backend) => "unavailable".to_string(),
+            // Its host's engine did not answer: whether it exists is not known.
+            (None, Some(m)) if backends.get(m).is_err() => "unreachable".to_string(),
             (None, _) => "not created".to_string(),
         };
         let want = o.hashes.get(&name).map(|h| h.0.as_str());

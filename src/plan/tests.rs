@@ -259,3 +259,30 @@ fn the_rendered_plan_reads_well() {
     let p = plan(&env, &hashes(&env), &obs, &State::new("t"), &docker_only());
     insta::assert_snapshot!(render(&p).join("\n"));
 }
+
+#[test]
+fn a_container_placed_on_another_host_is_recreated_there_and_removed_where_it_was() {
+    let mut env = env();
+    env.machines.remove("vm");
+    let moved = env.machines.get_mut("app").unwrap();
+    moved.place.host = Some("n2".into());
+    moved.place.docker = Some("unix:///run/n2.sock".into());
+    let mut obs = Observation::default();
+    obs.networks.insert("lan".into(), lan());
+    let mut st = State::new("t");
+    for m in ["db", "app"] {
+        let h = format!("sha256:{m}");
+        obs.machines
+            .insert(m.into(), observed(m, &h, RunState::Running));
+        st.machines.insert(m.into(), record(m, &h, Phase::Ready));
+    }
+    let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
+    let app = p.machines.iter().find(|m| m.name == "app").unwrap();
+    assert_eq!(app.change, Change::Recreate, "{p:?}");
+    assert_eq!(app.reason, "moved to host `n2`");
+    assert_eq!(app.steps.first(), Some(&Step::Remove));
+    // The old container is removed where it is (this machine's engine), not on n2.
+    assert_eq!(app.engine, None);
+    let db = p.machines.iter().find(|m| m.name == "db").unwrap();
+    assert_eq!(db.change, Change::Keep, "{p:?}");
+}

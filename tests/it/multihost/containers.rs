@@ -134,6 +134,15 @@ fn a_host_that_cannot_be_reached_is_named() {
         up.stderr.contains("/nonexistent/n1.sock") || up.stdout.contains("/nonexistent/n1.sock"),
         "{up}"
     );
+    // Status says what it cannot know. (Nothing came up: `lan` spans the hosts, and a
+    // network that cannot be made stops the run before any machine.)
+    let st = env.status();
+    assert_eq!(machine(&st, "sched")["state"], "unreachable", "{st}");
+    assert_eq!(machine(&st, "store")["state"], "not created", "{st}");
+    // Removing the environment needs every host it used: refused, naming the host.
+    let d = env.run(&["destroy", "-y"]);
+    assert_ne!(d.code, 0, "{d}");
+    assert!(d.stderr.contains("/nonexistent/n1.sock"), "{d}");
     // The remembered hosts file is forgotten with `--hosts none`: everything runs here.
     let hash = env.run(&["--hosts", "none", "validate"]);
     assert_eq!(hash.code, 0, "{hash}");
