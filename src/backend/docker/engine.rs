@@ -92,13 +92,18 @@ impl Engine for DockerBackend {
     }
 
     async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
-        Ok(BTreeMap::from([
+        let mut vars = BTreeMap::from([
             (
                 "ansible_connection".to_string(),
                 "community.docker.docker".to_string(),
             ),
             ("ansible_host".to_string(), id.to_string()),
-        ]))
+        ]);
+        // A container on another host's engine: the docker CLI is pointed there.
+        if let Some(at) = self.endpoint() {
+            vars.insert("ansible_docker_extra_args".to_string(), format!("-H {at}"));
+        }
+        Ok(vars)
     }
 
     async fn logs(

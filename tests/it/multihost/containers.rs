@@ -32,7 +32,7 @@ box = "busybox"
 host = "n2"
 networks = ["lan"]
 depends_on = ["sched"]
-provision = [{{ shell = "echo stored > /srv-mark" }}]
+provision = [{{ shell = "echo stored > /srv-mark" }}, {{ ansible = "site.yml" }}]
 
 [machine.paas]
 backend = "docker"
@@ -58,6 +58,10 @@ run = "ping -c1 -W3 store"
             ),
         )
         .file("testbed.toml", &hosts_file())
+        .file(
+            "site.yml",
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - raw: echo \"ansible on {{ inventory_hostname }}\" > /srv-ansible\n",
+        )
         .create()
 }
 
@@ -91,6 +95,10 @@ fn one_envfile_on_one_host_or_three() {
         );
         assert_eq!(names.matches(&instance).count(), 1, "node{n}: {names}");
     }
+
+    // Provisioning reached the container on its host, ansible included.
+    let a = env.ok(&["exec", "store", "--", "cat", "/srv-ansible"]);
+    assert_eq!(a.trim(), "ansible on store");
 
     // Across hosts, both ways, by name.
     let t = env.run(&["test"]);
