@@ -51,7 +51,8 @@ pub struct Host {
     pub docker: Option<String>,
     /// libvirt URI of the host's VMs.
     pub libvirt_uri: Option<String>,
-    /// Free-form labels (shown by `hdev hosts`, set on swarm nodes).
+    /// Free-form labels (for people and tools reading the hosts file; `hdev doctor`
+    /// shows them).
     pub labels: BTreeMap<String, String>,
     /// Address the host's engine advertises to the swarm (Docker picks one when absent).
     pub advertise: Option<String>,

@@ -55,8 +55,10 @@ pub(crate) async fn doctor(uri: &str, file: Option<&Path>) -> anyhow::Result<Doc
     };
     let probes = env.layout.hosts.values().filter_map(|h| {
         h.docker.as_ref().map(|d| {
-            let (name, at) = (h.name.clone(), d.clone());
-            async move { crate::backend::docker::swarm::host_probes(&name, Some(&at)).await }
+            let (name, at, labels) = (h.name.clone(), d.clone(), h.labels.clone());
+            async move {
+                crate::backend::docker::swarm::host_probes(&name, Some(&at), &labels).await
+            }
         })
     });
     for p in futures_util::future::join_all(probes).await {

@@ -208,7 +208,11 @@ pub async fn ensure(members: &[Member<'_>], create: bool) -> Result<usize, Backe
 
 /// `hdev doctor`'s lines for one host's Docker engine: reachable, and its swarm (with
 /// the state of every node a manager sees, which tells whether the swarm ports pass).
-pub async fn host_probes(host: &str, endpoint: Option<&str>) -> Vec<crate::backend::Probe> {
+pub async fn host_probes(
+    host: &str,
+    endpoint: Option<&str>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Vec<crate::backend::Probe> {
     use crate::backend::Probe;
     let name = |what: &str| format!("{host} {what}");
     let d = match DockerBackend::connect_to(endpoint).await {
@@ -231,8 +235,15 @@ pub async fn host_probes(host: &str, endpoint: Option<&str>) -> Vec<crate::backe
         name: name("docker"),
         ok: true,
         detail: format!(
-            "engine {version} at {}",
-            endpoint.unwrap_or("the local socket")
+            "engine {version} at {}{}",
+            endpoint.unwrap_or("the local socket"),
+            match labels.is_empty() {
+                true => String::new(),
+                false => {
+                    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!(" (labels {})", l.join(", "))
+                }
+            }
         ),
     }];
     let swarm = match d.membership().await {
