@@ -244,11 +244,7 @@ fn endpoints_file() -> Option<std::path::PathBuf> {
 /// Adds lines to a list file (best effort: the list only widens where gc looks).
 fn remember(path: Option<std::path::PathBuf>, lines: impl IntoIterator<Item = String>) {
     let Some(path) = path else { return };
-    let mut known: BTreeSet<String> = std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut known = listed(Some(path.clone()));
     let before = known.len();
     known.extend(lines);
     if known.len() != before {
@@ -260,45 +256,31 @@ fn remember(path: Option<std::path::PathBuf>, lines: impl IntoIterator<Item = St
 /// The Docker endpoints `gc` looks at besides this machine's: every one an environment
 /// placed machines on.
 pub(crate) fn gc_endpoints() -> BTreeSet<Option<String>> {
-    endpoints_file()
-        .and_then(|p| std::fs::read_to_string(p).ok())
+    listed(endpoints_file()).into_iter().map(Some).collect()
+}
+
+/// The lines of a list file (none when it cannot be read).
+fn listed(path: Option<std::path::PathBuf>) -> BTreeSet<String> {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| Some(l.to_string()))
+        .map(str::to_string)
         .collect()
 }
 
 /// Adds the environment's libvirt URIs and Docker endpoints to the lists `gc` reads.
 pub(crate) fn remember_uris(env: &Env) {
     remember(endpoints_file(), docker_engines(env).into_iter().flatten());
-    if !env.machines.values().any(|m| m.backend == Backend::Libvirt) {
-        return;
-    }
-    let Some(path) = uris_file() else { return };
-    let mut known: BTreeSet<String> = std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let before = known.len();
-    known.extend(uris_of(env));
-    if known.len() != before {
-        let text: String = known.iter().map(|u| format!("{u}\n")).collect();
-        let _ = crate::state::write_atomic(&path, text.as_bytes());
+    if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
+        remember(uris_file(), uris_of(env));
     }
 }
 
 /// The libvirt URIs `gc` looks at: `HDEV_LIBVIRT_URI` (or the default) and every URI an
 /// environment used.
 pub(crate) fn gc_uris() -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = uris_file()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut out = listed(uris_file());
     out.insert(std::env::var("HDEV_LIBVIRT_URI").unwrap_or_else(|_| DEFAULT_URI.into()));
     out
 }

@@ -138,10 +138,8 @@ fn a_provisioned_running_machine_is_kept_and_a_changed_one_recreated() {
     assert_eq!(p.networks[0].change, NetChange::Keep);
 }
 
-#[test]
-fn everything_up_to_date_is_a_noop() {
-    let mut env = env();
-    env.machines.remove("vm");
+/// `db` and `app` running, provisioned and with their baselines; `lan` there.
+fn all_ready() -> (Observation, State) {
     let mut obs = Observation::default();
     obs.networks.insert("lan".into(), lan());
     let mut st = State::new("t");
@@ -151,6 +149,14 @@ fn everything_up_to_date_is_a_noop() {
             .insert(m.into(), observed(m, &h, RunState::Running));
         st.machines.insert(m.into(), record(m, &h, Phase::Ready));
     }
+    (obs, st)
+}
+
+#[test]
+fn everything_up_to_date_is_a_noop() {
+    let mut env = env();
+    env.machines.remove("vm");
+    let (obs, st) = all_ready();
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     assert!(p.is_noop(), "{p:?}");
     assert!(render(&p).last().unwrap().starts_with("nothing to do"));
@@ -267,15 +273,7 @@ fn a_container_placed_on_another_host_is_recreated_there_and_removed_where_it_wa
     let moved = env.machines.get_mut("app").unwrap();
     moved.place.host = Some("n2".into());
     moved.place.docker = Some("unix:///run/n2.sock".into());
-    let mut obs = Observation::default();
-    obs.networks.insert("lan".into(), lan());
-    let mut st = State::new("t");
-    for m in ["db", "app"] {
-        let h = format!("sha256:{m}");
-        obs.machines
-            .insert(m.into(), observed(m, &h, RunState::Running));
-        st.machines.insert(m.into(), record(m, &h, Phase::Ready));
-    }
+    let (obs, st) = all_ready();
     let p = plan(&env, &hashes(&env), &obs, &st, &docker_only());
     let app = p.machines.iter().find(|m| m.name == "app").unwrap();
     assert_eq!(app.change, Change::Recreate, "{p:?}");
