@@ -40,6 +40,9 @@ pub(crate) struct Placement {
     pub state: Option<StateDir>,
     /// Home folder for the `hdev.dir` label (default: the Envfile's folder).
     pub home: Option<PathBuf>,
+    /// The folder whose remembered hosts file places the machines (default: the
+    /// Envfile's): a tagged release checked out elsewhere runs on its project's hosts.
+    pub hosts_from: Option<PathBuf>,
 }
 
 /// Why a project could not be opened.
@@ -104,14 +107,17 @@ fn hosts_record(env_dir: &Path) -> PathBuf {
 
 /// The hosts file an Envfile's machines are placed with: the one `--hosts` names (which
 /// is then remembered beside the Envfile), else the one remembered, else none.
-fn hosts_layout(envfile: &Path) -> Result<Option<envfile::Layout>, ProjectError> {
+fn hosts_layout(
+    envfile: &Path,
+    from: Option<&Path>,
+) -> Result<Option<envfile::Layout>, ProjectError> {
     let dir = envfile.parent().unwrap_or(Path::new("."));
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     };
-    let record = hosts_record(dir);
+    let record = hosts_record(from.unwrap_or(dir));
     let path = match HOSTS_ARG.get() {
         Some(p) if p.as_os_str() == NO_HOSTS => {
             let _ = std::fs::remove_file(&record);
@@ -145,7 +151,7 @@ fn hosts_layout(envfile: &Path) -> Result<Option<envfile::Layout>, ProjectError>
 impl Project {
     /// Opens the Envfile at `path` placed as given.
     pub(crate) fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
-        let hosts = hosts_layout(path)?;
+        let hosts = hosts_layout(path, placement.hosts_from.as_deref())?;
         let env = envfile::load_with(path, hosts.as_ref())?;
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::envfile::hash::HashReport;
 use crate::project::{Project, ProjectError};
-use crate::throwaway::open_project;
+use crate::throwaway::open_project_from;
 
 /// Why a release operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,10 +223,11 @@ pub(crate) fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseErr
             path: rel.join(file_name).display().to_string(),
         });
     }
-    let project = open_project(Some(&path)).map_err(|e| ReleaseError::Project {
-        tag: tag.name.clone(),
-        source: Box::new(e),
-    })?;
+    let project =
+        open_project_from(Some(&path), Some(env_dir)).map_err(|e| ReleaseError::Project {
+            tag: tag.name.clone(),
+            source: Box::new(e),
+        })?;
     Ok(Checkout { tag, dir, project })
 }
 

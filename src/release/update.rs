@@ -91,6 +91,7 @@ pub(crate) fn open_release(
             instance: Some(instance.to_string()),
             state: Some(StateDir::new(home)),
             home: Some(home.to_path_buf()),
+            hosts_from: Some(home.to_path_buf()),
         },
     )
     .map_err(|e| ReleaseError::Project {

@@ -203,6 +203,8 @@ impl Copy {
                 instance: Some(self.record.instance.clone()),
                 state: Some(self.state()),
                 home: Some(self.root.clone()),
+                // The project it copies (`HOME/.hdev/ci/INSTANCE`): its hosts place the copy.
+                hosts_from: self.root.ancestors().nth(3).map(Path::to_path_buf),
             },
         )?;
         let subnets = self.record.subnets.clone();
@@ -259,6 +261,15 @@ impl Copy {
 /// It is here rather than in `project` because only this module knows copies, and copies
 /// are opened as projects: so `project` never imports `throwaway`.
 pub(crate) fn open_project(file: Option<&Path>) -> Result<Project, ProjectError> {
+    open_project_from(file, None)
+}
+
+/// [`open_project`] for an Envfile checked out from the project in folder `origin`
+/// (a tagged release), placed on the hosts that project remembers.
+pub(crate) fn open_project_from(
+    file: Option<&Path>,
+    origin: Option<&Path>,
+) -> Result<Project, ProjectError> {
     let path = find_envfile(file)?;
     let instance = std::env::var("HDEV_INSTANCE")
         .ok()
@@ -273,6 +284,7 @@ pub(crate) fn open_project(file: Option<&Path>) -> Result<Project, ProjectError>
         &path,
         Placement {
             instance,
+            hosts_from: origin.map(Path::to_path_buf),
             ..Placement::default()
         },
     )

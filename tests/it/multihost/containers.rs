@@ -187,3 +187,75 @@ fn an_encrypted_overlay_needs_esp_in_the_kernel() {
         env.ok(&["exec", "a", "--", "ping", "-c1", "-W3", "b"]);
     }
 }
+
+/// Containers created on rig engine `n` since `since` (a Unix time) whose name starts
+/// with `prefix`.
+fn created_since(n: u8, since: u64, prefix: &str) -> Vec<String> {
+    super::docker(
+        n,
+        &[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            "0s",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ],
+    )
+    .lines()
+    .filter(|l| l.starts_with(prefix))
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn the_gatekeeper_tests_a_release_on_the_hosts_and_update_goes_there() {
+    require_docker();
+    require_rig();
+    let env = three_hosts("mhrel");
+    env.ok(&["--hosts", "testbed.toml", "lock"]);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(env.path())
+            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    env.write(".gitignore", ".hdev/\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "v1"]);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    // The remembered hosts file places the release's throwaway copy too.
+    let r = env.run(&["release", "v1"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("released: tagged `v1`"), "{r}");
+    let name = env.ok(&["--json", "status"]);
+    let name: serde_json::Value = serde_json::from_str(&name).unwrap();
+    let copy_prefix = format!("{}-ci-", name["env"].as_str().unwrap());
+    for (n, m) in [(1, "sched"), (2, "store"), (3, "paas")] {
+        let made = created_since(n, since, &copy_prefix);
+        assert!(
+            made.iter().any(|c| c.ends_with(&format!("-{m}"))),
+            "node{n}: {made:?}"
+        );
+    }
+    // A tagged release comes up on the hosts as well.
+    let up = env.run(&["up", "--at", "v1"]);
+    assert_eq!(up.code, 0, "{up}");
+    let st = env.status();
+    assert_eq!(machine(&st, "paas")["host"], "n3", "{st}");
+    let v = env.run(&["verify"]);
+    assert_eq!(v.code, 0, "{v}");
+}
