@@ -69,6 +69,40 @@ pub(super) async fn write(
     Ok(())
 }
 
+/// Rewrites the block in every running VM of the environment (best effort: a VM that
+/// cannot be reached is said on the progress line, and keeps its old block).
+pub(super) async fn refresh(
+    env: &Env,
+    ctx: &crate::backend::EnvCtx,
+    backends: &crate::backend::Backends,
+    progress: &crate::progress::Progress,
+) {
+    let vms: Vec<&Machine> = env
+        .machines
+        .values()
+        .filter(|m| m.backend == crate::envfile::Backend::Libvirt)
+        .collect();
+    if vms.is_empty() {
+        return;
+    }
+    let Ok(observed) = backends.observe(ctx).await else {
+        return;
+    };
+    for vm in vms {
+        let Some(o) = observed.machines.get(&vm.name) else {
+            continue;
+        };
+        if o.state != crate::backend::RunState::Running {
+            continue;
+        }
+        let Ok(b) = backends.get(vm) else { continue };
+        let lines = entries(env, vm, &observed);
+        if let Err(e) = write(b, &o.id, &lines).await {
+            progress.status(&vm.name, &format!("could not update /etc/hosts: {e}"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,9 +203,26 @@ pub(crate) async fn apply(
     let tasks = plan.machines.iter().map(|mp| machine_task(&shared, mp));
     let machines = futures_util::future::join_all(tasks).await;
     let interrupted = *cancel.borrow();
+    if !interrupted && containers_moved(plan) {
+        hosts::refresh(a.env, a.ctx, a.backends, a.progress).await;
+    }
     Ok(ApplyReport {
         machines,
         interrupted,
+    })
+}
+
+/// Whether the plan made containers anew (their addresses on overlay networks may have
+/// changed, and VMs hold the others' addresses in `/etc/hosts`).
+fn containers_moved(plan: &Plan) -> bool {
+    plan.machines.iter().any(|mp| {
+        mp.backend == crate::envfile::Backend::Docker
+            && mp.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::Create | Step::Reset | Step::Restore | Step::Baseline
+                )
+            })
     })
 }
 
@@ -223,6 +240,31 @@ async fn ensure_networks(a: &ApplyCtx<'_>, plan: &Plan) -> Result<(), ApplyError
                 })
             }
             NetChange::Create => create_network(a.env, a.ctx, a.backends, &n.name).await?,
+        }
+        keep_network(a.env, a.ctx, a.backends, &n.name).await?;
+    }
+    Ok(())
+}
+
+/// An overlay network stays on every engine but its manager's for as long as the
+/// environment lives (see `DockerBackend::keep_network`).
+pub(crate) async fn keep_network(
+    env: &Env,
+    ctx: &EnvCtx,
+    backends: &Backends,
+    name: &str,
+) -> Result<(), BackendError> {
+    let engines = crate::envfile::topology::network_engines(env)
+        .remove(name)
+        .unwrap_or_default();
+    if engines.len() < 2 {
+        return Ok(());
+    }
+    let manager = backends.ensure_swarm(env).await?;
+    for at in engines.iter().filter(|e| **e != manager) {
+        let key = crate::backend::EngineKey::docker(at.as_deref());
+        if let AnyBackend::Docker(d) = backends.get_at(&format!("(network {name})"), &key)? {
+            d.keep_network(ctx, name).await?;
         }
     }
     Ok(())

@@ -245,6 +245,7 @@ impl Copy {
         let ctx = project.ctx();
         for n in project.env.networks.keys() {
             crate::apply::create_network(&project.env, &ctx, backends, n).await?;
+            crate::apply::keep_network(&project.env, &ctx, backends, n).await?;
         }
         Ok(())
     }

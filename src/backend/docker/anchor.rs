@@ -190,6 +190,52 @@ impl DockerBackend {
     }
 }
 
+impl DockerBackend {
+    /// Keeps overlay network `network` on this engine (a swarm worker) for as long as the
+    /// environment lives: a tiny container on it, so that the network never leaves the
+    /// engine between removing a container and creating its successor (a baseline or a
+    /// reset recreates containers). Docker 20.10 takes an overlay off a worker with its
+    /// last container, asynchronously, and a container started meanwhile fails to attach
+    /// ("network … not found"), which can leave the swarm holding a stale attachment.
+    pub async fn keep_network(&self, ctx: &EnvCtx, network: &str) -> Result<(), BackendError> {
+        let name = format!("{}--keep-{network}", ctx.instance);
+        if let Ok(c) = self.docker.inspect_container(&name, None).await {
+            if c.state.and_then(|s| s.running).unwrap_or(false) {
+                return Ok(());
+            }
+            self.remove(&name).await?;
+        }
+        let image = self.anchor_image().await?;
+        let net = network_name(&ctx.instance, network);
+        let mut labels = env_labels(ctx);
+        labels.insert(LABEL_KEEPER.to_string(), network.to_string());
+        let body = ContainerCreateBody {
+            image: Some(image),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some(net.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(map_err(
+                format!("keep network `{network}` on its host"),
+                "container",
+                &name,
+            ))?;
+        self.start(&created.id).await
+    }
+}
+
+/// Label of a container that keeps an overlay network on its engine (see
+/// [`DockerBackend::keep_network`]).
+pub const LABEL_KEEPER: &str = "hdev.keeper";
+
 /// A root file system of one file: the static busybox as `/bin/busybox`.
 fn anchor_tar(bin: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());

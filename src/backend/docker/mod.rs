@@ -281,14 +281,33 @@ impl DockerBackend {
     }
 
     /// Starts a container; one already running is fine, a paused one is resumed.
+    ///
+    /// On a swarm worker, an overlay network leaves the engine with the last container
+    /// on it, asynchronously: a container started just after one was removed (a baseline
+    /// or a reset recreates it) can find the network half gone ("network … not found",
+    /// a 404 although the container exists). That start is tried again, a bounded number
+    /// of times, while the engine takes the network up again.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
-        match self.docker.start_container(id, None).await {
-            Err(e) if is_conflict(&e) => {
-                // 409 is "paused" (resume it) or "already running" (nothing to do).
-                let _ = self.docker.unpause_container(id).await;
-                Ok(())
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.docker.start_container(id, None).await {
+                Err(e) if is_conflict(&e) => {
+                    // 409 is "paused" (resume it) or "already running" (nothing to do).
+                    let _ = self.docker.unpause_container(id).await;
+                    return Ok(());
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                }) if attempt < 20
+                    && message.contains("network")
+                    && self.docker.inspect_container(id, None).await.is_ok() =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                r => return r.map_err(map_err(format!("start container `{id}`"), "container", id)),
             }
-            r => r.map_err(map_err(format!("start container `{id}`"), "container", id)),
         }
     }
 

@@ -149,12 +149,20 @@ async fn recreate(
     id: &str,
     image: &str,
 ) -> Result<String, BackendError> {
-    // The new container keeps the old one's addresses: a machine returned to its baseline
-    // is the same machine to the others (VMs hold names in /etc/hosts, peers in caches).
+    // The new container keeps the old one's addresses on bridges: a machine returned to
+    // its baseline is the same machine to the others (VMs hold names in /etc/hosts, peers
+    // in caches).
     let held = addresses_of(d, ctx, id).await;
     d.remove(id).await?;
     let mut spec = m.on(Resolved::Image(image.to_string()));
-    for n in spec.networks.iter_mut().filter(|n| n.address.is_none()) {
+    // Not on an overlay: there a name and an address taken again at once race with the
+    // swarm's news of the old container leaving (the name would vanish); the new address
+    // reaches VMs' /etc/hosts when the run ends.
+    for n in spec
+        .networks
+        .iter_mut()
+        .filter(|n| n.address.is_none() && !n.overlay)
+    {
         n.address = held.get(&n.name).copied();
     }
     let new_id = d.create_machine(ctx, &spec).await?;

@@ -87,13 +87,17 @@ fn one_envfile_on_one_host_or_three() {
     assert!(text.contains("HOST"), "{text}");
     let instance = env.instance();
     // Each container is on its host's engine and nowhere else.
+    let all = ["sched", "store", "paas"];
     for (n, m) in [(1, "sched"), (2, "store"), (3, "paas")] {
-        let names = super::docker(n, &["ps", "--format", "{{.Names}}"]);
-        assert!(
-            names.contains(&format!("{instance}-{m}")),
-            "node{n}: {names}"
-        );
-        assert_eq!(names.matches(&instance).count(), 1, "node{n}: {names}");
+        let out = super::docker(n, &["ps", "--format", "{{.Names}}"]);
+        let names: Vec<&str> = out.lines().collect();
+        for other in all {
+            let here = names.contains(&format!("{instance}-{other}").as_str());
+            assert_eq!(here, other == m, "node{n} holds {other}? {names:?}");
+        }
+        // The overlay stays on the workers between a container and its successor.
+        let keeper = names.contains(&format!("{instance}--keep-lan").as_str());
+        assert_eq!(keeper, n != 1, "node{n}: {names:?}");
     }
 
     // Provisioning reached the container on its host, ansible included.
