@@ -92,6 +92,12 @@ attachable Swarm overlay. The three-host Envfile's hash placed on one host and o
 | \`hdev up\` | $u1 | $u3 | $(ratio "$u3" "$u1") |
 | \`hdev reset\` | $r1 | $r3 | $(ratio "$r3" "$r1") |
 
+Boxes and the anchor image are already in every engine after the first run, so the
+three-host figures are steady state. What three hosts add to \`up\` is the swarm check,
+the overlay network, a keeper container on each of the two workers (see
+docs/MULTIHOST.md) and each worker's first attachment to the overlay; to \`reset\`, starting
+containers on the overlay. Not yet broken down further.
+
 Raw runs (ms): up one [${up[one]% }] three [${up[three]% }]; reset one [${reset[one]% }] three [${reset[three]% }].
 MD
 )
