@@ -3,7 +3,7 @@
 mod box_images;
 mod ci;
 mod lifecycle;
-mod nonroot;
+pub(crate) mod nonroot;
 mod operations;
 mod release;
 mod snapshots;

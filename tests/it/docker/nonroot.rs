@@ -12,14 +12,14 @@ use crate::support::{hdev_bin, repo, require_docker};
 const USER: &str = "hdev-nonroot";
 
 /// Who runs the binary: this process's user, or (under root) a user made for it.
-struct RunAs {
+pub(crate) struct RunAs {
     user: Option<String>,
     /// A copy of the binary the user can execute (the build folder may be closed to it).
     bin: PathBuf,
 }
 
 impl RunAs {
-    fn new(dir: &Path) -> RunAs {
+    pub(crate) fn new(dir: &Path) -> RunAs {
         let bin = dir.join("hdev");
         std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
         if !is_root() {
@@ -58,7 +58,7 @@ impl RunAs {
         }
     }
 
-    fn run(&self, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, dir: &Path, args: &[&str]) -> Output {
         let mut c = match &self.user {
             Some(u) => {
                 let mut c = Command::new("setpriv");
@@ -81,7 +81,7 @@ impl RunAs {
         c.output().expect("run hdev")
     }
 
-    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, dir: &Path, args: &[&str]) -> String {
         let o = self.run(dir, args);
         assert!(
             o.status.success(),
@@ -100,7 +100,7 @@ fn is_root() -> bool {
 }
 
 /// Destroys what the environment made even when an assertion fails.
-struct Cleanup<'a>(&'a RunAs, &'a Path);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a RunAs, pub(crate) &'a Path);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {

@@ -263,3 +263,48 @@ fn the_gatekeeper_tests_a_release_on_the_hosts_and_update_goes_there() {
     let v = env.run(&["verify"]);
     assert_eq!(v.code, 0, "{v}");
 }
+
+#[test]
+fn a_user_who_is_not_root_places_containers_on_the_hosts() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::docker::nonroot::{Cleanup, RunAs};
+    require_docker();
+    require_rig();
+    let tmp = tempfile::tempdir().expect("temp folder");
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let recipe = dir.join("boxes/busybox");
+    std::fs::create_dir_all(&recipe).expect("mkdir");
+    for f in ["box.toml", "build.sh"] {
+        std::fs::copy(
+            crate::support::repo().join("boxes/busybox").join(f),
+            recipe.join(f),
+        )
+        .expect("copy");
+    }
+    let lan = subnet();
+    std::fs::write(
+        dir.join("Envfile"),
+        format!(
+            "[env]\nname = \"nonroot-mh\"\n\n[host.n1]\n[host.n2]\n\n[box.busybox]\nrecipe = \"boxes/busybox\"\n\n\
+             [network.lan]\nsubnet = \"{lan}\"\n\n\
+             [machine.a]\nbackend = \"docker\"\nbox = \"busybox\"\nhost = \"n1\"\nnetworks = [\"lan\"]\n\n\
+             [machine.b]\nbackend = \"docker\"\nbox = \"busybox\"\nhost = \"n2\"\nnetworks = [\"lan\"]\n\n\
+             [[test]]\nname = \"b reaches a\"\nmachine = \"b\"\nrun = \"ping -c1 -W3 a\"\n"
+        ),
+    )
+    .expect("write Envfile");
+    std::fs::write(dir.join("testbed.toml"), hosts_file()).expect("hosts file");
+    // The rig's sockets are the docker group's: a member reaches every host.
+    let who = RunAs::new(dir);
+    let _cleanup = Cleanup(&who, dir);
+    who.ok(dir, &["--hosts", "testbed.toml", "up"]);
+    who.ok(dir, &["test"]);
+    let st: serde_json::Value =
+        serde_json::from_str(&who.ok(dir, &["--json", "status"])).expect("status json");
+    assert_eq!(machine(&st, "b")["host"], "n2", "{st}");
+    let out = who.ok(dir, &["destroy", "-y"]);
+    // The two machines and the keeper of `lan` on n2.
+    assert!(out.contains("3 container(s)"), "{out}");
+}
