@@ -254,9 +254,7 @@ pub(crate) async fn keep_network(
     backends: &Backends,
     name: &str,
 ) -> Result<(), BackendError> {
-    let engines = crate::envfile::topology::network_engines(env)
-        .remove(name)
-        .unwrap_or_default();
+    let engines = crate::envfile::topology::engines_of(env, name);
     if engines.len() < 2 {
         return Ok(());
     }
@@ -279,9 +277,7 @@ pub(crate) async fn create_network(
     backends: &Backends,
     name: &str,
 ) -> Result<(), BackendError> {
-    let engines = crate::envfile::topology::network_engines(env)
-        .remove(name)
-        .unwrap_or_default();
+    let engines = crate::envfile::topology::engines_of(env, name);
     let overlay = engines.len() > 1;
     if overlay && env.networks.get(name).is_some_and(|n| n.encrypted) {
         check_esp(name, &engines)?;

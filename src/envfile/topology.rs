@@ -232,6 +232,11 @@ pub fn network_engines(env: &Env) -> BTreeMap<String, BTreeSet<Option<String>>> 
         .collect()
 }
 
+/// The Docker engines network `name` lives on.
+pub fn engines_of(env: &Env, name: &str) -> BTreeSet<Option<String>> {
+    network_engines(env).remove(name).unwrap_or_default()
+}
+
 /// Networks that span Docker engines: they become attachable Swarm overlay networks.
 pub fn overlay_networks(env: &Env) -> BTreeSet<String> {
     network_engines(env)
