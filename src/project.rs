@@ -111,13 +111,7 @@ fn hosts_layout(
     envfile: &Path,
     from: Option<&Path>,
 ) -> Result<Option<envfile::Layout>, ProjectError> {
-    let dir = envfile.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let record = hosts_record(from.unwrap_or(dir));
+    let record = hosts_record(from.unwrap_or(envfile::folder_of(envfile)));
     let path = match HOSTS_ARG.get() {
         Some(p) if p.as_os_str() == NO_HOSTS => {
             let _ = std::fs::remove_file(&record);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::backend::anchor::{self, AnchorNics};
 use crate::backend::docker::DockerBackend;
-use crate::backend::{spec_for, AnyBackend, BackendError, Backends, EnvCtx, MachineSpec, Resolved};
+use crate::backend::{spec_for, BackendError, Backends, EnvCtx, MachineSpec, Resolved};
 use crate::envfile::topology::{anchored, machine_uri, remote_host};
 use crate::envfile::{Env, Machine};
 
@@ -31,13 +31,7 @@ fn anchor_engine<'b>(
         });
     }
     anchor::check_privilege(&vm.name)?;
-    match backends.get_at(&vm.name, &crate::backend::EngineKey::docker(Some(at)))? {
-        AnyBackend::Docker(d) => Ok(d),
-        _ => Err(BackendError::Unavailable {
-            machine: vm.name.clone(),
-            backend: crate::envfile::Backend::Docker,
-        }),
-    }
+    backends.docker(&format!("machine `{}`", vm.name), Some(at))
 }
 
 /// The position of `vm` among the environment's anchored VMs (its management address).

@@ -25,7 +25,9 @@ pub(crate) use record::Recorder;
 use snap::snapshot_step;
 use steps::{provision_one, wait_healthy};
 
-use crate::backend::{spec_for, AnyBackend, BackendError, Backends, Engine, EnvCtx, NetSpec};
+use crate::backend::{
+    spec_for, AnyBackend, BackendError, Backends, Engine, EngineKey, EnvCtx, NetSpec,
+};
 use crate::envfile::Env;
 use crate::plan::{Change, MachinePlan, NetChange, Plan, Step};
 use crate::progress::Progress;
@@ -230,80 +232,65 @@ fn containers_moved(plan: &Plan) -> bool {
 /// networks to create are made on the engine that holds the environment's networks.
 async fn ensure_networks(a: &ApplyCtx<'_>, plan: &Plan) -> Result<(), ApplyError> {
     for n in &plan.networks {
-        match n.change {
-            NetChange::Keep => {}
-            NetChange::Conflict => {
-                return Err(ApplyError::NetworkConflict {
-                    name: n.name.clone(),
-                    observed: n.observed_subnet.clone().unwrap_or_default(),
-                    wanted: n.subnet.clone().unwrap_or_default(),
-                })
-            }
-            NetChange::Create => create_network(a.env, a.ctx, a.backends, &n.name).await?,
+        if n.change == NetChange::Conflict {
+            return Err(ApplyError::NetworkConflict {
+                name: n.name.clone(),
+                observed: n.observed_subnet.clone().unwrap_or_default(),
+                wanted: n.subnet.clone().unwrap_or_default(),
+            });
         }
-        keep_network(a.env, a.ctx, a.backends, &n.name).await?;
+        let create = n.change == NetChange::Create;
+        place_network(a.env, a.ctx, a.backends, &n.name, create).await?;
     }
     Ok(())
 }
 
-/// An overlay network stays on every engine but its manager's for as long as the
-/// environment lives (see `DockerBackend::keep_network`).
-pub(crate) async fn keep_network(
+/// Puts one environment network where its machines are (made when `create`): a bridge
+/// on the one Docker engine that holds them, or an attachable Swarm overlay, made on a
+/// swarm manager and kept on every other engine for as long as the environment lives
+/// (see `DockerBackend::keep_network`).
+pub(crate) async fn place_network(
     env: &Env,
     ctx: &EnvCtx,
     backends: &Backends,
     name: &str,
-) -> Result<(), BackendError> {
-    let engines = crate::envfile::topology::engines_of(env, name);
-    if engines.len() < 2 {
-        return Ok(());
-    }
-    let manager = backends.ensure_swarm(env).await?;
-    for at in engines.iter().filter(|e| **e != manager) {
-        let key = crate::backend::EngineKey::docker(at.as_deref());
-        if let AnyBackend::Docker(d) = backends.get_at(&format!("(network {name})"), &key)? {
-            d.keep_network(ctx, name).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Creates one environment network where its machines are: a bridge on the one Docker
-/// engine that holds them, or an attachable Swarm overlay (made on a swarm manager) when
-/// they are on several.
-pub(crate) async fn create_network(
-    env: &Env,
-    ctx: &EnvCtx,
-    backends: &Backends,
-    name: &str,
+    create: bool,
 ) -> Result<(), BackendError> {
     let engines = crate::envfile::topology::engines_of(env, name);
     let overlay = engines.len() > 1;
-    if overlay && env.networks.get(name).is_some_and(|n| n.encrypted) {
-        check_esp(name, &engines)?;
+    let at = match overlay {
+        true => backends.ensure_swarm(env).await?,
+        false => engines.iter().next().cloned().flatten(),
+    };
+    let what = format!("network `{name}`");
+    if create {
+        if overlay && env.networks.get(name).is_some_and(|n| n.encrypted) {
+            check_esp(name, &engines)?;
+        }
+        let spec = match env.networks.get(name) {
+            Some(net) => Some(NetSpec {
+                name: net.name.clone(),
+                subnet: net.subnet,
+                address: None,
+                remote: None,
+                overlay,
+                encrypted: overlay && net.encrypted,
+            }),
+            None if overlay => Some(NetSpec::default_overlay()),
+            None => None,
+        };
+        let host = backends.engine(&what, &EngineKey::docker(at.as_deref()))?;
+        host.ensure_network(ctx, spec.as_ref()).await?;
     }
-    let at = if overlay {
-        backends.ensure_swarm(env).await?
-    } else {
-        engines.into_iter().next().flatten()
-    };
-    let host = backends.get_at(
-        &format!("(network {name})"),
-        &crate::backend::EngineKey::docker(at.as_deref()),
-    )?;
-    let spec = match env.networks.get(name) {
-        Some(net) => Some(NetSpec {
-            name: net.name.clone(),
-            subnet: net.subnet,
-            address: None,
-            remote: None,
-            overlay,
-            encrypted: overlay && net.encrypted,
-        }),
-        None if overlay => Some(NetSpec::default_overlay()),
-        None => None,
-    };
-    host.ensure_network(ctx, spec.as_ref()).await
+    if overlay {
+        for other in engines.iter().filter(|e| **e != at) {
+            backends
+                .docker(&what, other.as_deref())?
+                .keep_network(ctx, name)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an encrypted overlay on engines of this machine when its kernel has no ESP:

@@ -188,10 +188,7 @@ impl AnyBackend {
     pub fn key(&self) -> EngineKey {
         match self {
             AnyBackend::Docker(d) => EngineKey::docker(d.endpoint()),
-            other => EngineKey {
-                kind: other.kind(),
-                at: None,
-            },
+            other => EngineKey::of(other.kind(), None),
         }
     }
 }
@@ -319,9 +316,32 @@ impl Backends {
         self.map.get(&EngineKey::of(kind, None))
     }
 
-    /// The Docker engine at `at` (`None`: this machine's), when connected.
-    pub fn docker_at(&self, at: Option<&str>) -> Option<&AnyBackend> {
-        self.map.get(&EngineKey::docker(at))
+    /// The engine `key` that `what` (a host, a network, a machine) needs, or why it is
+    /// not there.
+    pub fn engine(&self, what: &str, key: &EngineKey) -> Result<&AnyBackend, BackendError> {
+        self.map.get(key).ok_or_else(|| BackendError::Unreachable {
+            backend: key.kind,
+            message: format!(
+                "{what}: {}",
+                self.errors.get(key).map_or("not connected", String::as_str)
+            ),
+        })
+    }
+
+    /// The Docker engine at `at` (`None`: this machine's) that `what` needs for what only
+    /// Docker does (swarms, anchors, keepers), or why it is not there.
+    pub fn docker(
+        &self,
+        what: &str,
+        at: Option<&str>,
+    ) -> Result<&docker::DockerBackend, BackendError> {
+        match self.engine(what, &EngineKey::docker(at))? {
+            AnyBackend::Docker(d) => Ok(d),
+            _ => Err(BackendError::Unavailable {
+                machine: what.to_string(),
+                backend: Backend::Docker,
+            }),
+        }
     }
 
     pub fn available(&self) -> BTreeSet<Backend> {
@@ -343,22 +363,8 @@ impl Backends {
             .collect();
         let mut members = Vec::new();
         for at in &engines {
-            let key = EngineKey::docker(at.as_deref());
             let host = topology::host_of_engine(env, at.as_deref());
-            let engine = match self.map.get(&key) {
-                Some(AnyBackend::Docker(d)) => d,
-                _ => {
-                    return Err(BackendError::Unreachable {
-                        backend: Backend::Docker,
-                        message: format!(
-                            "host {host}: {}",
-                            self.errors
-                                .get(&key)
-                                .map_or("not connected", String::as_str)
-                        ),
-                    })
-                }
-            };
+            let engine = self.docker(&format!("host {host}"), at.as_deref())?;
             let advertise = env
                 .layout
                 .hosts

@@ -53,16 +53,7 @@ pub fn load_with(path: &Path, hosts: Option<&Layout>) -> Result<Env, LoadError> 
     })?;
     let display = display_name(path);
     let source = SourceFile::new(path, display, text);
-    let dir = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     load_source_with(&source, &dir, true, hosts).map_err(|d| LoadError::Invalid(Box::new(d)))
 }
@@ -128,6 +119,14 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
                 );
             }
         }
+    }
+}
+
+/// The folder an Envfile is in (`.` for a bare file name).
+pub fn folder_of(envfile: &Path) -> &Path {
+    match envfile.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 

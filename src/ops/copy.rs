@@ -300,12 +300,7 @@ async fn host_command(
 
 /// The Envfile's folder.
 pub(crate) fn home_of(envfile: &Path) -> PathBuf {
-    let d = envfile.parent().unwrap_or(Path::new("."));
-    let d = if d.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        d
-    };
+    let d = crate::envfile::folder_of(envfile);
     std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())
 }
 

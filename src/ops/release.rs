@@ -38,13 +38,7 @@ pub(crate) struct ReleaseRow {
 /// it has none).
 pub(crate) fn releases(file: Option<&Path>) -> anyhow::Result<Vec<ReleaseRow>> {
     let envfile = find_envfile(file)?;
-    let dir = envfile.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let (repo, _) = release::repo_of(dir)?;
+    let (repo, _) = release::repo_of(crate::envfile::folder_of(&envfile))?;
     let mut rows = Vec::new();
     for tag in release::tags(&repo)? {
         let (hash, error) = match release::hash_at(&envfile, &tag.name) {

@@ -199,12 +199,7 @@ pub(crate) struct Checkout {
 
 /// Unpacks `tag` and opens the Envfile at the same place in the tree as `envfile`.
 pub(crate) fn checkout(envfile: &Path, tag: &str) -> Result<Checkout, ReleaseError> {
-    let env_dir = envfile.parent().unwrap_or(Path::new("."));
-    let env_dir = if env_dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        env_dir
-    };
+    let env_dir = crate::envfile::folder_of(envfile);
     let (repo, rel) = repo_of(env_dir)?;
     let tag = find(&repo, tag)?;
     let dir = tempfile::Builder::new()

@@ -244,8 +244,7 @@ impl Copy {
         project.adjust(|env| net::relocate(env, &subnets));
         let ctx = project.ctx();
         for n in project.env.networks.keys() {
-            crate::apply::create_network(&project.env, &ctx, backends, n).await?;
-            crate::apply::keep_network(&project.env, &ctx, backends, n).await?;
+            crate::apply::place_network(&project.env, &ctx, backends, n, true).await?;
         }
         Ok(())
     }

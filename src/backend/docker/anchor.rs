@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkingConfig};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -88,42 +88,21 @@ impl DockerBackend {
             return Ok(a);
         }
         self.remove(&name).await?;
-        let image = self.anchor_image().await?;
-        let mut endpoints = spec.networks.iter().map(|n| {
-            (
-                network_name(&ctx.instance, &n.name),
-                endpoint(&spec.name, n.address.map(|a| a.to_string())),
-            )
-        });
-        let first = endpoints.next();
+        let endpoints = spec
+            .networks
+            .iter()
+            .map(|n| {
+                (
+                    network_name(&ctx.instance, &n.name),
+                    endpoint(&spec.name, n.address.map(|a| a.to_string())),
+                )
+            })
+            .collect();
         let mut labels = env_labels(ctx);
         labels.insert(LABEL_ANCHOR.to_string(), spec.name.clone());
-        let body = ContainerCreateBody {
-            hostname: Some(spec.name.clone()),
-            image: Some(image),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: first.as_ref().map(|(n, _)| n.clone()),
-                ..Default::default()
-            }),
-            networking_config: first.map(|(n, ep)| NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(n, ep)])),
-            }),
-            ..Default::default()
-        };
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(map_err(
-                format!("create the anchor of VM `{}`", spec.name),
-                "container",
-                &name,
-            ))?;
-        self.attach_further(&spec.name, &created.id, endpoints.collect())
+        let what = format!("the anchor of VM `{}`", spec.name);
+        self.start_pause(&name, &what, Some(&spec.name), labels, endpoints)
             .await?;
-        self.start(&created.id).await?;
         self.anchor_as_wanted(ctx, spec, &name)
             .await?
             .ok_or_else(|| BackendError::Engine {
@@ -188,9 +167,7 @@ impl DockerBackend {
             macs,
         }))
     }
-}
 
-impl DockerBackend {
     /// Keeps overlay network `network` on this engine (a swarm worker) for as long as the
     /// environment lives: a tiny container on it, so that the network never leaves the
     /// engine between removing a container and creating its successor (a baseline or a
@@ -205,29 +182,49 @@ impl DockerBackend {
             }
             self.remove(&name).await?;
         }
-        let image = self.anchor_image().await?;
-        let net = network_name(&ctx.instance, network);
         let mut labels = env_labels(ctx);
         labels.insert(LABEL_KEEPER.to_string(), network.to_string());
+        let net = network_name(&ctx.instance, network);
+        let what = format!("the keeper of network `{network}`");
+        self.start_pause(&name, &what, None, labels, vec![(net, Default::default())])
+            .await
+    }
+
+    /// Creates and starts `name`, a container of the anchor image that only sleeps, with
+    /// `labels` (the environment's and what it is for), on each network of `endpoints`:
+    /// the first at creation, the others joined before the start.
+    async fn start_pause(
+        &self,
+        name: &str,
+        what: &str,
+        hostname: Option<&str>,
+        labels: HashMap<String, String>,
+        endpoints: Vec<(String, EndpointSettings)>,
+    ) -> Result<(), BackendError> {
+        let image = self.anchor_image().await?;
+        let mut endpoints = endpoints.into_iter();
+        let first = endpoints.next();
         let body = ContainerCreateBody {
+            hostname: hostname.map(str::to_string),
             image: Some(image),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                network_mode: Some(net.clone()),
+                network_mode: first.as_ref().map(|(n, _)| n.clone()),
                 ..Default::default()
+            }),
+            networking_config: first.map(|(n, ep)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(n, ep)])),
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
         let created = self
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(map_err(
-                format!("keep network `{network}` on its host"),
-                "container",
-                &name,
-            ))?;
+            .map_err(map_err(format!("create {what}"), "container", name))?;
+        self.attach_further(name, &created.id, endpoints.collect())
+            .await?;
         self.start(&created.id).await
     }
 }
