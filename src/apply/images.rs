@@ -71,6 +71,17 @@ pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     out
 }
 
+/// Prepares one machine's base now, on its engine (a container in a VM: its engine is
+/// reached only once the VM runs, after the images of the others were prepared).
+pub(crate) async fn prepare_now(
+    env: &Env,
+    m: &Machine,
+    engine: &impl Engine,
+) -> Result<Resolved, String> {
+    let store = Store::open_default().map_err(|e| e.to_string())?;
+    prepare_one(&store, env, m, engine, BaseKey::of(env, m).place).await
+}
+
 async fn prepare_one(
     store: &Store,
     env: &Env,

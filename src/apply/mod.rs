@@ -152,6 +152,12 @@ pub(super) struct Shared<'a> {
     images: &'a Images,
     snapshot: Option<&'a str>,
     done: BTreeMap<String, watch::Sender<Option<bool>>>,
+    /// VMs that host containers of the plan: ready for them (their own steps done, but
+    /// for the snapshot steps, which wait for the containers: a VM's snapshot holds what
+    /// runs in it).
+    ready: BTreeMap<String, watch::Sender<Option<bool>>>,
+    /// Each such VM's containers in the plan.
+    guests: BTreeMap<String, Vec<String>>,
 }
 
 /// Resolves after Ctrl-C (or never, if the sender is gone without it).
@@ -190,6 +196,15 @@ pub(crate) async fn apply(
         .iter()
         .map(|m| (m.name.clone(), watch::channel(None).0))
         .collect();
+    let mut guests: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for mp in &plan.machines {
+        if let Some(vm) = a.env.machines.get(&mp.name).and_then(|m| m.place.vm_host()) {
+            guests
+                .entry(vm.to_string())
+                .or_default()
+                .push(mp.name.clone());
+        }
+    }
     let shared = Shared {
         env: a.env,
         ctx: a.ctx,
@@ -201,6 +216,11 @@ pub(crate) async fn apply(
         images: a.images,
         snapshot: a.snapshot,
         done,
+        ready: guests
+            .keys()
+            .map(|vm| (vm.clone(), watch::channel(None).0))
+            .collect(),
+        guests,
     };
     let tasks = plan.machines.iter().map(|mp| machine_task(&shared, mp));
     let machines = futures_util::future::join_all(tasks).await;
@@ -257,6 +277,15 @@ pub(crate) async fn place_network(
     create: bool,
 ) -> Result<(), BackendError> {
     let engines = crate::envfile::topology::engines_of(env, name);
+    if !engines.is_empty()
+        && engines.iter().all(|e| {
+            e.as_deref()
+                .is_some_and(|e| e.starts_with(crate::envfile::VM_ENDPOINT))
+        })
+    {
+        // Inside a VM's engine: made with the containers there, once the VM runs.
+        return Ok(());
+    }
     let overlay = engines.len() > 1;
     let at = match overlay {
         true => backends.ensure_swarm(env).await?,
@@ -322,6 +351,11 @@ async fn machine_task(shared: &Shared<'_>, mp: &MachinePlan) -> MachineResult {
         run_machine(shared, mp).await
     };
     let ok = r.is_ok();
+    if let Some(tx) = shared.ready.get(&mp.name) {
+        if tx.borrow().is_none() {
+            tx.send_replace(Some(ok));
+        }
+    }
     if let Some(tx) = shared.done.get(&mp.name) {
         tx.send_replace(Some(ok));
     }
@@ -354,6 +388,13 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
     let name = mp.name.as_str();
     wait_for_dependencies(sh, mp).await?;
     let machine = sh.env.machines.get(name);
+    if let Some(vm) = machine.and_then(|m| m.place.vm_host()) {
+        // Its VM runs now: reach the engine in it.
+        sh.backends
+            .reach_vm_engine(vm)
+            .await
+            .map_err(|e| MachineError::of(name, e))?;
+    }
     let backend: &AnyBackend = match machine {
         Some(m) => sh.backends.get(m).map_err(MachineError::Unavailable)?,
         None => sh
@@ -361,13 +402,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             .get_at(name, &mp.engine_key())
             .map_err(|e| MachineError::of(name, e))?,
     };
-    let permit = tokio::select! {
-        p = sh.sem.acquire() => p.ok(),
-        _ = cancelled(sh.cancel.clone()) => None,
-    };
-    let Some(permit) = permit else {
-        return Err(interrupted(name));
-    };
+    let mut permit = Some(acquire(sh, name).await?);
     let mut id = mp.existing.clone();
     let m = Machine {
         plan: mp,
@@ -378,7 +413,17 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
         if *sh.cancel.borrow() {
             return Err(interrupted(name));
         }
+        if matches!(step, Step::Baseline | Step::Save) && sh.guests.contains_key(name) {
+            // Its snapshot holds its containers: they come first (without holding a slot,
+            // which they may need).
+            drop(permit.take());
+            wait_for_guests(sh, name).await?;
+            permit = Some(acquire(sh, name).await?);
+        }
         id = run_step(sh, &m, *step, id).await?;
+    }
+    if let Some(tx) = sh.ready.get(name) {
+        tx.send_replace(Some(true));
     }
     drop(permit);
     if mp.steps.contains(&Step::Health) {
@@ -396,21 +441,63 @@ fn interrupted(name: &str) -> MachineError {
 }
 
 /// Waits until every machine `mp` depends on is up (and healthy, where it has a check).
+/// A slot among the machine operations that run at once (or the run was stopped).
+async fn acquire<'s>(
+    sh: &'s Shared<'_>,
+    name: &str,
+) -> Result<tokio::sync::SemaphorePermit<'s>, MachineError> {
+    let permit = tokio::select! {
+        p = sh.sem.acquire() => p.ok(),
+        _ = cancelled(sh.cancel.clone()) => None,
+    };
+    permit.ok_or_else(|| interrupted(name))
+}
+
+/// Waits until `tx` says how a machine ended (or is ready); false when it is gone.
+async fn outcome(
+    sh: &Shared<'_>,
+    name: &str,
+    tx: &watch::Sender<Option<bool>>,
+) -> Result<bool, MachineError> {
+    let mut rx = tx.subscribe();
+    loop {
+        if let Some(ok) = *rx.borrow_and_update() {
+            return Ok(ok);
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return Ok(false) },
+            _ = cancelled(sh.cancel.clone()) => return Err(interrupted(name)),
+        }
+    }
+}
+
+/// Waits until every container of VM `vm` in the plan has ended, however it went.
+async fn wait_for_guests(sh: &Shared<'_>, vm: &str) -> Result<(), MachineError> {
+    sh.progress.status(vm, "waiting for the containers in it");
+    for g in sh.guests.get(vm).into_iter().flatten() {
+        if let Some(tx) = sh.done.get(g) {
+            outcome(sh, vm, tx).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn wait_for_dependencies(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineError> {
+    let host = sh
+        .env
+        .machines
+        .get(&mp.name)
+        .and_then(|m| m.place.vm_host());
     for dep in &mp.depends_on {
-        let Some(tx) = sh.done.get(dep) else { continue };
-        let mut rx = tx.subscribe();
+        // The VM a container is in is ready for it before its own snapshot steps.
+        let signal = match host == Some(dep.as_str()) {
+            true => sh.ready.get(dep).or_else(|| sh.done.get(dep)),
+            false => sh.done.get(dep),
+        };
+        let Some(tx) = signal else { continue };
         sh.progress
             .status(&mp.name, &format!("waiting for `{dep}`"));
-        let ok = loop {
-            if let Some(ok) = *rx.borrow_and_update() {
-                break ok;
-            }
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { break false },
-                _ = cancelled(sh.cancel.clone()) => return Err(interrupted(&mp.name)),
-            }
-        };
+        let ok = outcome(sh, &mp.name, tx).await?;
         if !ok {
             return Err(MachineError::DependencyFailed {
                 machine: mp.name.clone(),
@@ -531,7 +618,13 @@ async fn replug(sh: &Shared<'_>, m: &Machine<'_>) -> Result<(), MachineError> {
 async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError> {
     let (name, def) = (&m.plan.name, m.machine.ok_or_else(|| m.missing())?);
     sh.progress.status(name, "creating");
-    let resolved = match sh.images.get(&BaseKey::of(sh.env, def)) {
+    let late = match sh.images.get(&BaseKey::of(sh.env, def)) {
+        None if def.place.vm_host().is_some() => {
+            Some(images::prepare_now(sh.env, def, m.backend).await)
+        }
+        _ => None,
+    };
+    let resolved = match late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, def))) {
         Some(Ok(i)) => i.clone(),
         Some(Err(e)) => {
             return Err(m.err(BackendError::Engine {
@@ -545,6 +638,19 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
     anchors::prepare(sh.env, sh.ctx, sh.backends, def, &mut spec)
         .await
         .map_err(|e| m.err(e))?;
+    if def.place.vm_host().is_some() {
+        // The networks of containers in a VM are its engine's own, made with them.
+        let nets: Vec<Option<&NetSpec>> = match spec.networks.is_empty() {
+            true => vec![None],
+            false => spec.networks.iter().map(Some).collect(),
+        };
+        for n in nets {
+            m.backend
+                .ensure_network(sh.ctx, n)
+                .await
+                .map_err(|e| m.err(e))?;
+        }
+    }
     let hash = m.plan.hash.clone();
     sh.rec
         .update(name, |_| {

@@ -200,15 +200,28 @@ pub struct Backends {
     map: BTreeMap<EngineKey, AnyBackend>,
     /// Why an engine the environment needs could not be connected.
     errors: BTreeMap<EngineKey, String>,
+    /// The Docker engines inside the environment's VMs (`host = "VM"`), by VM: connected
+    /// once the VM runs (at connection, or when a machine in it is first needed).
+    in_vms: BTreeMap<String, tokio::sync::OnceCell<AnyBackend>>,
+    /// The instance whose VMs those are.
+    instance: String,
 }
 
 impl Backends {
     /// Connects to the engines the environment's machines need (this machine's Docker
     /// always, since leftovers live there); an engine that cannot be reached or is
     /// missing from this build is reported per machine by [`Backends::get`].
-    pub async fn connect(env: &Env) -> Result<Backends, BackendError> {
-        let mut out = Backends::default();
-        out.connect_dockers(&topology::docker_engines(env)).await?;
+    pub async fn connect(env: &Env, ctx: &EnvCtx) -> Result<Backends, BackendError> {
+        let mut out = Backends {
+            instance: ctx.instance.clone(),
+            ..Backends::default()
+        };
+        let (in_vms, dockers): (BTreeSet<Option<String>>, BTreeSet<Option<String>>) =
+            topology::docker_engines(env).into_iter().partition(|e| {
+                e.as_deref()
+                    .is_some_and(|e| e.starts_with(crate::envfile::VM_ENDPOINT))
+            });
+        out.connect_dockers(&dockers).await?;
         if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
             match libvirt::machines::Vms::connect(env).await {
                 Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
@@ -218,7 +231,45 @@ impl Backends {
                 }
             }
         }
+        for e in in_vms.into_iter().flatten() {
+            if let Some(vm) = e.strip_prefix(crate::envfile::VM_ENDPOINT) {
+                out.in_vms
+                    .insert(vm.to_string(), tokio::sync::OnceCell::new());
+            }
+        }
+        // The engines of VMs that run now; the others when their machines are needed.
+        let vms: Vec<String> = out.in_vms.keys().cloned().collect();
+        for vm in vms {
+            if let Err(e) = out.reach_vm_engine(&vm).await {
+                let at = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
+                out.errors
+                    .insert(EngineKey::docker(Some(&at)), e.to_string());
+            }
+        }
         Ok(out)
+    }
+
+    /// The Docker engine inside VM `vm`, connected (through SSH) if it is not yet: the VM
+    /// must run.
+    pub async fn reach_vm_engine(&self, vm: &str) -> Result<&AnyBackend, BackendError> {
+        let cell = self.in_vms.get(vm).ok_or_else(|| BackendError::NotFound {
+            what: "VM that hosts containers",
+            name: vm.to_string(),
+        })?;
+        cell.get_or_try_init(|| async {
+            let Some(AnyBackend::Libvirt(v)) = self.map.get(&EngineKey::of(Backend::Libvirt, None))
+            else {
+                return Err(BackendError::Unreachable {
+                    backend: Backend::Libvirt,
+                    message: format!("VM `{vm}` hosts containers, and libvirt is not connected"),
+                });
+            };
+            let target = v.target(&super::vm_domain(&self.instance, vm)).await?;
+            let endpoint = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
+            let d = docker::DockerBackend::connect_in_vm(vm, &endpoint, &target).await?;
+            Ok(AnyBackend::Docker(d))
+        })
+        .await
     }
 
     /// Connects to the Docker engines at `endpoints` at once, and to this machine's. This
@@ -281,16 +332,24 @@ impl Backends {
 
     /// The engine `key` for machine `name`, or why it is not there.
     pub fn get_at(&self, name: &str, key: &EngineKey) -> Result<&AnyBackend, BackendError> {
-        self.map.get(key).ok_or_else(|| match self.errors.get(key) {
-            Some(message) => BackendError::Unreachable {
-                backend: key.kind,
-                message: format!("machine `{name}`: {message}"),
-            },
-            None => BackendError::Unavailable {
-                machine: name.to_string(),
-                backend: key.kind,
-            },
-        })
+        let in_vm = key
+            .at
+            .as_deref()
+            .and_then(|a| a.strip_prefix(crate::envfile::VM_ENDPOINT))
+            .and_then(|vm| self.in_vms.get(vm))
+            .and_then(|c| c.get());
+        in_vm
+            .or_else(|| self.map.get(key))
+            .ok_or_else(|| match self.errors.get(key) {
+                Some(message) => BackendError::Unreachable {
+                    backend: key.kind,
+                    message: format!("machine `{name}`: {message}"),
+                },
+                None => BackendError::Unavailable {
+                    machine: name.to_string(),
+                    backend: key.kind,
+                },
+            })
     }
 
     /// The engine that holds an observed machine.
@@ -349,7 +408,9 @@ impl Backends {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &AnyBackend> {
-        self.map.values()
+        self.map
+            .values()
+            .chain(self.in_vms.values().filter_map(|c| c.get()))
     }
 
     /// Brings the Docker engines that share overlay networks into one swarm (or checks
@@ -388,7 +449,7 @@ impl Backends {
     /// engines (an overlay) is one network.
     pub async fn observe(&self, ctx: &EnvCtx) -> Result<Observation, BackendError> {
         let mut all = Observation::default();
-        let looks = self.map.values().map(|b| b.observe(ctx));
+        let looks = self.all().map(|b| b.observe(ctx));
         for o in futures_util::future::join_all(looks).await {
             let o = o?;
             all.machines.extend(o.machines);

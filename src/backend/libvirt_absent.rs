@@ -39,6 +39,10 @@ impl Vms {
     pub fn console_log(&self, _domain: &str) -> PathBuf {
         match *self {}
     }
+
+    pub async fn target(&self, _id: &str) -> Result<crate::backend::ssh::SshTarget, BackendError> {
+        match *self {}
+    }
 }
 
 fn unavailable() -> BackendError {

@@ -39,6 +39,11 @@ pub use any::{probes, AnyBackend, Backends, EngineKey, Probe};
 pub use spec::{spec_for, MachineSpec, NetSpec, Resolved, SyncedFolder};
 
 /// Label naming the environment instance an object belongs to.
+/// The libvirt domain of a VM of an instance.
+pub fn vm_domain(instance: &str, machine: &str) -> String {
+    format!("hdev-{instance}-{machine}")
+}
+
 pub const LABEL_ENV: &str = "hdev.env";
 /// Label naming the machine a container (or baseline image) belongs to.
 pub const LABEL_MACHINE: &str = "hdev.machine";

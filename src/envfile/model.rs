@@ -69,6 +69,9 @@ pub enum SwarmMode {
     Create,
 }
 
+/// The Docker endpoint scheme of a VM's own engine: `vm://NAME`.
+pub const VM_ENDPOINT: &str = "vm://";
+
 /// Where one machine runs, resolved from its `host`; not part of its hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Place {
@@ -79,6 +82,22 @@ pub struct Place {
     pub docker: Option<String>,
     /// The libvirt URI the host gives a VM (the machine's own `libvirt_uri` wins).
     pub libvirt_uri: Option<String>,
+}
+
+impl Place {
+    /// A container in the Docker engine of the environment's VM `vm`.
+    pub fn in_vm(vm: &str) -> Place {
+        Place {
+            host: Some(vm.to_string()),
+            docker: Some(format!("{VM_ENDPOINT}{vm}")),
+            libvirt_uri: None,
+        }
+    }
+
+    /// The VM whose Docker engine holds the machine, if it is in one.
+    pub fn vm_host(&self) -> Option<&str> {
+        self.docker.as_deref()?.strip_prefix(VM_ENDPOINT)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

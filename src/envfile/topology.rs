@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{Backend, Env, Machine};
+use super::model::{Backend, Env, Machine, VM_ENDPOINT};
 
 /// Envfile-side name of the network containers without `networks` join.
 pub const DEFAULT_NETWORK: &str = "_default";
@@ -186,8 +186,10 @@ fn placements(env: &Env) -> BTreeMap<String, BTreeMap<Site, Vec<String>>> {
     let mut out: BTreeMap<String, BTreeMap<Site, Vec<String>>> = BTreeMap::new();
     for m in env.machines.values() {
         let site = site_of(env, m);
-        let default = (m.backend == Backend::Docker && m.networks.is_empty())
-            .then(|| DEFAULT_NETWORK.to_string());
+        // Containers inside a VM have a default network of their own there.
+        let default =
+            (m.backend == Backend::Docker && m.networks.is_empty() && m.place.vm_host().is_none())
+                .then(|| DEFAULT_NETWORK.to_string());
         for net in m.networks.iter().map(|a| a.network.clone()).chain(default) {
             out.entry(net)
                 .or_default()
@@ -246,7 +248,8 @@ pub fn overlay_networks(env: &Env) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every Docker engine the environment's machines use (`None`: this machine's).
+/// Every Docker engine the environment's machines use (`None`: this machine's), the
+/// engines inside its VMs (`vm://NAME`) among them.
 pub fn docker_engines(env: &Env) -> BTreeSet<Option<String>> {
     env.machines
         .values()
@@ -257,10 +260,20 @@ pub fn docker_engines(env: &Env) -> BTreeSet<Option<String>> {
         .collect()
 }
 
+/// The Docker engines of hosts (not those inside the environment's VMs, which go with
+/// their VMs): what removal and `gc` connect to.
+pub fn host_docker_engines(env: &Env) -> BTreeSet<Option<String>> {
+    docker_engines(env)
+        .into_iter()
+        .filter(|e| !e.as_deref().is_some_and(|e| e.starts_with(VM_ENDPOINT)))
+        .collect()
+}
+
 /// The host name of a Docker endpoint (`None`: this machine), for messages and status.
 pub fn host_of_engine(env: &Env, engine: Option<&str>) -> String {
     match engine {
         None => "local".to_string(),
+        Some(e) if e.starts_with(VM_ENDPOINT) => e[VM_ENDPOINT.len()..].to_string(),
         Some(e) => env
             .layout
             .hosts
@@ -294,6 +307,39 @@ pub fn check_spans(env: &Env) -> Result<(), SpanError> {
     for (network, places) in placements(env) {
         if places.len() > 1 && places.keys().any(|p| matches!(p, Site::RemoteVms(_))) {
             return Err(SpanError { network, places });
+        }
+    }
+    Ok(())
+}
+
+/// A network that would join containers inside a VM to machines outside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network `{network}` joins containers inside VM `{vm}` ({}) with machines outside it ({}); the Docker engine in a VM is not in the environment's swarm, so its containers share networks only with each other: reach them from outside through ports they publish on the VM's addresses", .inside.join(", "), .outside.join(", "))]
+pub struct VmSpanError {
+    pub network: String,
+    pub vm: String,
+    pub inside: Vec<String>,
+    pub outside: Vec<String>,
+}
+
+/// Checks that the containers inside each VM keep their networks to themselves.
+pub fn check_vm_networks(env: &Env) -> Result<(), VmSpanError> {
+    for (network, places) in placements(env) {
+        let vm = places.keys().find_map(|s| match s {
+            Site::Engine(Some(e)) => e.strip_prefix(VM_ENDPOINT),
+            _ => None,
+        });
+        let Some(vm) = vm else { continue };
+        if places.len() > 1 {
+            let (inside, outside): (Vec<_>, Vec<_>) = places
+                .iter()
+                .partition(|(s, _)| matches!(s, Site::Engine(Some(e)) if e.strip_prefix(VM_ENDPOINT) == Some(vm)));
+            return Err(VmSpanError {
+                network,
+                vm: vm.to_string(),
+                inside: inside.into_iter().flat_map(|(_, m)| m.clone()).collect(),
+                outside: outside.into_iter().flat_map(|(_, m)| m.clone()).collect(),
+            });
         }
     }
     Ok(())

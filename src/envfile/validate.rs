@@ -44,7 +44,20 @@ pub(super) fn build(
     let networks = networks_of(draft.networks);
     check_subnet_overlaps(ctx, &networks);
     let names = check_names(ctx, &draft.machines);
+    // Instances of VM definitions: a container's `host` may name one (a VM that hosts
+    // containers in its own Docker engine).
+    let vms: BTreeSet<String> = draft
+        .machines
+        .iter()
+        .filter(|m| {
+            m.backend
+                .as_ref()
+                .is_some_and(|b| b.value == Backend::Libvirt)
+        })
+        .flat_map(|m| names.groups.get(&m.name.value).cloned().unwrap_or_default())
+        .collect();
     let mut fleet = Fleet {
+        vms: &vms,
         box_names: boxes.keys().map(String::as_str).collect(),
         net_names: networks.keys().map(String::as_str).collect(),
         networks: &networks,
@@ -113,12 +126,16 @@ fn layout_of(draft: &Draft, hosts_file: Option<&Layout>) -> Layout {
 
 /// A machine's `host`: declared, and able to run the machine's kind; not both `host` and
 /// `libvirt_uri`.
-fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout) -> Place {
+fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout, vms: &BTreeSet<String>) -> Place {
     let Some(h) = &m.host else {
         return Place::default();
     };
+    if vms.contains(&h.value) {
+        return check_vm_host(ctx, m, h, layout);
+    }
     let Some(host) = layout.hosts.get(&h.value) else {
-        let known: Vec<&str> = layout.hosts.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = layout.hosts.keys().map(String::as_str).collect();
+        known.extend(vms.iter().map(String::as_str));
         unknown_ref(
             ctx,
             h,
@@ -176,6 +193,36 @@ fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout) -> Place {
         docker: host.docker.clone(),
         libvirt_uri: host.libvirt_uri.clone(),
     }
+}
+
+/// `host = "VM"`: a container in the Docker engine of one of the environment's VMs.
+fn check_vm_host(ctx: &mut Ctx, m: &MachineDraft, h: &Sp<String>, layout: &Layout) -> Place {
+    let what = if layout.hosts.contains_key(&h.value) {
+        Some(format!(
+            "`{}` is both a host (`[host.{}]`) and a VM of the environment",
+            h.value, h.value
+        ))
+    } else if m
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.value != Backend::Docker)
+    {
+        Some(format!(
+            "only containers run in a VM's Docker engine; machine `{}` is a VM",
+            m.name.value
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = what {
+        ctx.push(
+            Diagnostic::new(h.span.clone(), message)
+                .label("cannot host this machine")
+                .help("rename the host table, or place the machine elsewhere"),
+        );
+        return Place::default();
+    }
+    Place::in_vm(&h.value)
 }
 
 /// `[env]` must be there and have a `name`.
@@ -325,6 +372,8 @@ struct Fleet<'a> {
     /// Where a dependency cycle through each instance is reported.
     dep_spans: BTreeMap<String, Range<usize>>,
     layout: &'a Layout,
+    /// Instance names of the environment's VMs.
+    vms: &'a BTreeSet<String>,
 }
 
 /// One instance of a machine definition: the definition itself, or one of its replicas.
@@ -340,8 +389,14 @@ struct Instance<'a> {
 fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
     let base = check_base(ctx, m, &fleet.box_names);
     check_networks(ctx, m, fleet);
-    let deps = check_dependencies(ctx, m, fleet.names);
-    let place = check_place(ctx, m, fleet.layout);
+    let mut deps = check_dependencies(ctx, m, fleet.names);
+    let place = check_place(ctx, m, fleet.layout, fleet.vms);
+    // A container in a VM waits for its VM.
+    if let Some(vm) = place.vm_host() {
+        if !deps.iter().any(|d| d == vm) {
+            deps.push(vm.to_string());
+        }
+    }
     let replicated = count_of(m) > 1;
     let names = fleet.names;
     for (index, name) in names.groups[&m.name.value].iter().enumerate() {
@@ -777,6 +832,15 @@ fn check_tests(ctx: &mut Ctx, drafts: Vec<TestDraft>, names: &Names) -> Vec<Test
 /// A network lives on one host: VMs on a remote libvirt host cannot share it with
 /// machines on this one. Checked on the built `Env`, where each machine's host is known.
 fn check_topology(ctx: &mut Ctx, env: &Env, subnet_spans: &BTreeMap<String, Range<usize>>) -> bool {
+    if let Err(e) = super::topology::check_vm_networks(env) {
+        let span = subnet_spans.get(&e.network).cloned().unwrap_or(0..0);
+        ctx.push(
+            Diagnostic::new(span, e.to_string())
+                .label("used inside and outside a VM")
+                .help("give the containers in the VM a network of their own"),
+        );
+        return false;
+    }
     let Err(e) = super::topology::check_spans(env) else {
         return true;
     };

@@ -220,7 +220,7 @@ async fn bring_up_and_test(
     out: &mut CopyOutcome,
 ) -> anyhow::Result<()> {
     let mut project = copy.open()?;
-    let backends = Backends::connect(&project.env).await?;
+    let backends = Backends::connect(&project.env, &project.ctx()).await?;
     copy.place_networks(&mut project, &backends).await?;
     for (name, s) in &copy.record.subnets {
         p.note(format!("network `{name}`: {s} in this copy"));

@@ -53,7 +53,7 @@ pub(crate) async fn with_images(
     project: Project,
     p: &Printer,
 ) -> anyhow::Result<(Session, Backends, apply::Images)> {
-    let backends = Backends::connect(&project.env).await?;
+    let backends = Backends::connect(&project.env, &project.ctx()).await?;
     if !p.json && !project.env.boxes.is_empty() {
         p.note("preparing images");
     }
@@ -105,6 +105,6 @@ pub(crate) fn check_machine(env: &crate::envfile::Env, name: &str) -> anyhow::Re
 impl Session {
     /// Connects to the engines the environment needs.
     pub(crate) async fn connect(&self) -> anyhow::Result<Backends> {
-        Ok(Backends::connect(&self.project.env).await?)
+        Ok(Backends::connect(&self.project.env, &self.ctx).await?)
     }
 }

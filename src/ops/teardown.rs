@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::backend::{Backends, Counts, Engine, Found, RunState};
-use crate::envfile::topology::{docker_engines, uris_of, DEFAULT_URI};
+use crate::envfile::topology::{host_docker_engines, uris_of, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
 /// Stops every running machine of the instance; returns their names.
@@ -40,7 +40,7 @@ pub(crate) async fn halt(
 /// Docker, and libvirt on every URI the environment (or any environment) used.
 pub(crate) async fn connect_for_removal(env: Option<&Env>) -> anyhow::Result<Backends> {
     let (uris, endpoints) = match env {
-        Some(env) => (uris_of(env), docker_engines(env)),
+        Some(env) => (uris_of(env), host_docker_engines(env)),
         None => (gc_uris(), gc_endpoints()),
     };
     let backends = Backends::connect_all(&uris, &endpoints, env).await?;
@@ -271,7 +271,10 @@ fn listed(path: Option<std::path::PathBuf>) -> BTreeSet<String> {
 
 /// Adds the environment's libvirt URIs and Docker endpoints to the lists `gc` reads.
 pub(crate) fn remember_uris(env: &Env) {
-    remember(endpoints_file(), docker_engines(env).into_iter().flatten());
+    remember(
+        endpoints_file(),
+        host_docker_engines(env).into_iter().flatten(),
+    );
     if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
         remember(uris_file(), uris_of(env));
     }

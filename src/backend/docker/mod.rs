@@ -14,6 +14,7 @@ mod exec;
 pub mod image;
 pub mod snapshot;
 pub mod swarm;
+pub mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,6 +46,8 @@ pub struct DockerBackend {
     /// Where it is (`None`: this machine's engine, as `DOCKER_HOST` or the default
     /// socket says).
     endpoint: Option<String>,
+    /// The SSH forward to an engine inside a VM, held as long as the connection.
+    _tunnel: Option<std::sync::Arc<tunnel::Tunnel>>,
 }
 
 /// Maps a bollard error at the edge: 404 is `NotFound`, the rest names the action.
@@ -184,6 +187,7 @@ impl DockerBackend {
         Ok(DockerBackend {
             docker,
             endpoint: endpoint.map(str::to_string),
+            _tunnel: None,
         })
     }
 

@@ -254,7 +254,8 @@ impl Vms {
             .ok_or_else(|| engine("ssh", "this connection serves gc only"))
     }
 
-    async fn target(&self, id: &str) -> Result<SshTarget, BackendError> {
+    /// How to reach running VM `id` over SSH.
+    pub async fn target(&self, id: &str) -> Result<SshTarget, BackendError> {
         let vms = self.lv_for(id).observe(None).await.map_err(err)?;
         let v = vms
             .into_iter()

@@ -18,7 +18,7 @@ pub const METADATA_PREFIX: &str = "hdev";
 
 /// Domain (and overlay volume) name of a machine: unique per environment instance.
 pub fn domain_name(instance: &str, machine: &str) -> String {
-    format!("hdev-{instance}-{machine}")
+    crate::backend::vm_domain(instance, machine)
 }
 
 /// A stable, locally administered MAC address (QEMU's 52:54:00 prefix) for one NIC.
