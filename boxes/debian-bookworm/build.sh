@@ -2,16 +2,23 @@
 # Builds Debian bookworm with debootstrap. Needs root, debootstrap, qemu-img and
 # mkfs.ext4 (e2fsprogs) on the host, and the Debian mirror (MIRROR, default
 # deb.debian.org). Run from the recipe folder as `build.sh OUT`.
+#
+# Recipes that build on this one (`include = ["../debian-bookworm"]`) run it with:
+#   PACKAGES=a,b        more packages to install
+#   SERVICES="x y"      more systemd units to enable
+#   ROOTFS=0            no root file system for Docker (a box for libvirt only)
+#   DISK_SIZE=3G        a larger disk
 set -eu
 out=${1:?usage: build.sh OUT}
-here=$(pwd)
+here=$(cd "$(dirname "$0")" && pwd)
 mirror=${MIRROR:-http://deb.debian.org/debian}
 size=${DISK_SIZE:-2G}
+extra=${PACKAGES:+,$PACKAGES}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,openssh-server,sudo,python3,iproute2,iputils-ping,procps,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,ca-certificates,wget,less \
+  --include=systemd-sysv,udev,dbus,openssh-server,sudo,python3,iproute2,iputils-ping,procps,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,ca-certificates,wget,less$extra \
   bookworm "$root" "$mirror"
 
 echo "hdev-debian" > "$root/etc/hostname"
@@ -24,7 +31,8 @@ printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror
 install -m 0755 "$here/hdev-guest-init" "$root/usr/local/sbin/hdev-guest-init"
 install -m 0644 "$here/hdev-guest-init.service" "$root/etc/systemd/system/hdev-guest-init.service"
 install -m 0644 "$here/hdev-growfs.service" "$root/etc/systemd/system/hdev-growfs.service"
-chroot "$root" systemctl enable hdev-guest-init.service hdev-growfs.service serial-getty@ttyS0.service
+# shellcheck disable=SC2086 # a list of units
+chroot "$root" systemctl enable hdev-guest-init.service hdev-growfs.service serial-getty@ttyS0.service ${SERVICES:-}
 # Nothing may wait for a network that hdev configures itself.
 chroot "$root" systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 
@@ -49,7 +57,7 @@ cp -L "$root/vmlinuz" "$out/vmlinuz" 2>/dev/null || cp "$root"/boot/vmlinuz-* "$
 cp -L "$root/initrd.img" "$out/initrd.img" 2>/dev/null || cp "$root"/boot/initrd.img-* "$out/initrd.img"
 
 # Docker does without the kernel, its modules and the device nodes.
-tar --sort=name --numeric-owner -C "$root" \
+[ "${ROOTFS:-1}" = 0 ] || tar --sort=name --numeric-owner -C "$root" \
     --exclude=./boot --exclude=./vmlinuz --exclude=./vmlinuz.old --exclude=./initrd.img \
     --exclude=./initrd.img.old --exclude=./usr/lib/modules --exclude=./lib/modules \
     --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' \

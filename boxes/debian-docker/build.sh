@@ -1,55 +1,8 @@
 #!/bin/sh
-# Builds Debian bookworm with the Docker engine inside, with debootstrap. Needs root, debootstrap, qemu-img and
-# mkfs.ext4 (e2fsprogs) on the host, and the Debian mirror (MIRROR, default
-# deb.debian.org). Run from the recipe folder as `build.sh OUT`.
+# Debian 12 with the Docker engine inside: the debian-bookworm recipe (included, see
+# box.toml) with docker.io and iptables, dockerd started at boot. Run from the recipe
+# folder as `build.sh OUT`.
 set -eu
-out=${1:?usage: build.sh OUT}
-here=$(pwd)
-mirror=${MIRROR:-http://deb.debian.org/debian}
-size=${DISK_SIZE:-3G}
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-
-debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,openssh-server,sudo,python3,iproute2,iputils-ping,procps,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,ca-certificates,wget,less,docker.io,iptables \
-  bookworm "$root" "$mirror"
-
-echo "hdev-debian" > "$root/etc/hostname"
-printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
-printf '/dev/vda / ext4 defaults,errors=remount-ro 0 1\n' > "$root/etc/fstab"
-printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" \
-  > "$root/etc/apt/sources.list"
-
-# Machine settings (hostname, SSH key, addresses) come from the kernel command line.
-install -m 0755 "$here/hdev-guest-init" "$root/usr/local/sbin/hdev-guest-init"
-install -m 0644 "$here/hdev-guest-init.service" "$root/etc/systemd/system/hdev-guest-init.service"
-install -m 0644 "$here/hdev-growfs.service" "$root/etc/systemd/system/hdev-growfs.service"
-chroot "$root" systemctl enable hdev-guest-init.service hdev-growfs.service serial-getty@ttyS0.service docker.service containerd.service
-# Nothing may wait for a network that hdev configures itself.
-chroot "$root" systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
-
-# The virtio drivers must be in the initramfs to find /dev/vda.
-printf 'virtio_pci\nvirtio_blk\nvirtio_net\next4\n' >> "$root/etc/initramfs-tools/modules"
-chroot "$root" update-initramfs -u -k all
-
-# SSH: root by key only; host keys are made per machine at first boot (hdev-guest-init).
-mkdir -p "$root/etc/ssh/sshd_config.d"
-printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' \
-  > "$root/etc/ssh/sshd_config.d/hdev.conf"
-rm -f "$root"/etc/ssh/ssh_host_*
-chroot "$root" passwd -d root >/dev/null   # console login for debugging only
-: > "$root/etc/machine-id"                 # a fresh machine id per machine
-# Name servers are the host's, given at boot (VMs) or by Docker (containers); the build
-# machine's resolver does not belong in the box.
-rm -f "$root/etc/resolv.conf" && : > "$root/etc/resolv.conf"
-chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
-
-cp -L "$root/vmlinuz" "$out/vmlinuz" 2>/dev/null || cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
-cp -L "$root/initrd.img" "$out/initrd.img" 2>/dev/null || cp "$root"/boot/initrd.img-* "$out/initrd.img"
-
-raw="$out/disk.raw"
-truncate -s "$size" "$raw"
-mkfs.ext4 -q -F -L hdev-root -d "$root" "$raw"
-qemu-img convert -O qcow2 "$raw" "$out/disk.qcow2"
-rm -f "$raw"
+here=$(cd "$(dirname "$0")" && pwd)
+PACKAGES=docker.io,iptables SERVICES="containerd.service docker.service" ROOTFS=0 \
+  DISK_SIZE=${DISK_SIZE:-3G} exec sh "$here/../debian-bookworm/build.sh" "$@"

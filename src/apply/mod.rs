@@ -402,6 +402,14 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             .get_at(name, &mp.engine_key())
             .map_err(|e| MachineError::of(name, e))?,
     };
+    let replanned;
+    let mp = match mp.change {
+        Change::Later => {
+            replanned = replan_guest(sh, mp, backend).await?;
+            &replanned
+        }
+        _ => mp,
+    };
     let mut permit = Some(acquire(sh, name).await?);
     let mut id = mp.existing.clone();
     let m = Machine {
@@ -417,14 +425,13 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             // Its snapshot holds its containers: they come first (without holding a slot,
             // which they may need).
             drop(permit.take());
+            ready_for_guests(sh, mp).await;
             wait_for_guests(sh, name).await?;
             permit = Some(acquire(sh, name).await?);
         }
         id = run_step(sh, &m, *step, id).await?;
     }
-    if let Some(tx) = sh.ready.get(name) {
-        tx.send_replace(Some(true));
-    }
+    ready_for_guests(sh, mp).await;
     drop(permit);
     if mp.steps.contains(&Step::Health) {
         if let (Some(def), Some(cid)) = (machine, id.as_deref()) {
@@ -432,6 +439,66 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
         }
     }
     Ok(())
+}
+
+/// A container in a VM that did not run when the plan was made: what it needs, now that
+/// the engine in the VM can be asked.
+async fn replan_guest(
+    sh: &Shared<'_>,
+    mp: &MachinePlan,
+    backend: &AnyBackend,
+) -> Result<MachinePlan, MachineError> {
+    let name = mp.name.as_str();
+    let def = sh.env.machines.get(name).ok_or_else(|| MachineError::of(name, BackendError::NotFound {
+        what: "machine",
+        name: name.to_string(),
+    }))?;
+    let observed = backend
+        .observe(sh.ctx)
+        .await
+        .map_err(|e| MachineError::of(name, e))?;
+    let obs = observed.machines.get(name);
+    let state = sh.rec.snapshot();
+    let (change, reason, steps) = crate::plan::decide(def, &mp.hash, obs, state.machines.get(name));
+    sh.progress.status(
+        name,
+        &format!("{}: {reason}", crate::plan::mark_of(change).1),
+    );
+    Ok(MachinePlan {
+        change,
+        reason,
+        steps,
+        existing: obs.map(|o| o.id.clone()),
+        engine: obs.and_then(|o| o.engine.clone()),
+        ..mp.clone()
+    })
+}
+
+/// Tells the containers of VM `mp` (if it hosts any in the plan) that it is ready for
+/// them, once: after a run that restarted or restored it, the engine in it is reached
+/// again first. If that fails, they fail as dependants of a VM that is not ready.
+async fn ready_for_guests(sh: &Shared<'_>, mp: &MachinePlan) {
+    let Some(tx) = sh.ready.get(&mp.name) else {
+        return;
+    };
+    if tx.borrow().is_some() {
+        return;
+    }
+    let restarted = mp.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Remove | Step::Create | Step::Start | Step::Reset | Step::Restore
+        )
+    });
+    let mut ok = true;
+    if restarted {
+        sh.progress.status(&mp.name, "reaching the Docker engine in it");
+        if let Err(e) = sh.backends.refresh_vm_engine(&mp.name).await {
+            sh.progress.output(&mp.name, &e.to_string());
+            ok = false;
+        }
+    }
+    tx.send_replace(Some(ok));
 }
 
 fn interrupted(name: &str) -> MachineError {

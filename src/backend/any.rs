@@ -272,6 +272,15 @@ impl Backends {
         .await
     }
 
+    /// Reaches the Docker engine inside VM `vm` again after the VM restarted or returned
+    /// to a snapshot (the SSH session behind the connection is gone then).
+    pub async fn refresh_vm_engine(&self, vm: &str) -> Result<(), BackendError> {
+        match self.in_vms.get(vm).and_then(|c| c.get()) {
+            Some(AnyBackend::Docker(d)) => d.reconnect().await,
+            _ => self.reach_vm_engine(vm).await.map(|_| ()),
+        }
+    }
+
     /// Connects to the Docker engines at `endpoints` at once, and to this machine's. This
     /// machine's is required when it is among them (or alone); others that cannot be
     /// reached are recorded.

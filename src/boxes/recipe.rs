@@ -2,7 +2,8 @@
 //!
 //! A recipe builds a box without any registry, from the distribution's mirror or from host
 //! binaries. Its digest covers the whole folder and the bytes of every host file it names
-//! as an input, so an unchanged recipe finds its already-built box in the store.
+//! as an input, and the folders of the recipes it builds on (`include`), so an unchanged
+//! recipe finds its already-built box in the store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ struct RecipeWire {
     script: String,
     #[serde(default)]
     inputs: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
     boot: Option<Boot>,
     artifacts: BTreeMap<String, String>,
 }
@@ -44,6 +47,9 @@ pub struct Recipe {
     pub script: String,
     /// Host files whose bytes are inputs of the box.
     pub inputs: Vec<PathBuf>,
+    /// Other recipe folders this one builds on (their scripts and files), as written
+    /// (relative to this folder) and where they are.
+    pub include: Vec<(String, PathBuf)>,
     pub boot: Option<Boot>,
     /// Provider -> file the script writes.
     pub artifacts: BTreeMap<String, String>,
@@ -93,7 +99,22 @@ impl Recipe {
                 )));
             }
         }
+        let mut include = Vec::new();
+        for rel in &w.include {
+            let p = std::fs::canonicalize(dir.join(rel))
+                .ok()
+                .filter(|p| p.is_dir())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`include = [\"{rel}\"]`: no folder `{}`",
+                        dir.join(rel).display()
+                    ))
+                })?;
+            include.push((rel.clone(), p));
+        }
+        include.sort();
         Ok(Recipe {
+            include,
             dir: dir.to_path_buf(),
             display: display.to_string(),
             name: w.name,
@@ -111,6 +132,11 @@ impl Recipe {
         let tree = crate::envfile::hash::digest_path(&self.dir).map_err(BoxError::io(&self.dir))?;
         let mut h = Sha256::new();
         h.update(format!("recipe {tree}\n").as_bytes());
+        // Only when there are some, so that recipes without keep their digests.
+        for (rel, p) in &self.include {
+            let t = crate::envfile::hash::digest_path(p).map_err(BoxError::io(p))?;
+            h.update(format!("include {rel} {t}\n").as_bytes());
+        }
         let mut inputs: Vec<&PathBuf> = self.inputs.iter().collect();
         inputs.sort();
         for p in inputs {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::session::{load_state, Session};
-use crate::backend::{Backends, Observation, ObservedNetwork};
+use crate::backend::{Backends, Observation, ObservedNetwork, RunState};
 use crate::envfile::Env;
 use crate::state::State;
 
@@ -89,6 +89,20 @@ pub(crate) fn report(
         let st = match (obs, m) {
             (Some(o), _) => o.state.to_string(),
             (None, Some(m)) if !available.contains(&m.backend) => "unavailable".to_string(),
+            // In a VM that does not run: it stopped with the VM, if it was made.
+            (None, Some(m))
+                if m.place.vm_host().is_some_and(|vm| {
+                    observed
+                        .machines
+                        .get(vm)
+                        .is_none_or(|v| v.state != RunState::Running)
+                }) =>
+            {
+                match rec {
+                    Some(_) => "stopped".to_string(),
+                    None => "not created".to_string(),
+                }
+            }
             // Its host's engine did not answer: whether it exists is not known.
             (None, Some(m)) if backends.get(m).is_err() => "unreachable".to_string(),
             (None, _) => "not created".to_string(),

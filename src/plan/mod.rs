@@ -17,7 +17,7 @@ use crate::envfile::hash::EnvHash;
 use crate::envfile::{Backend, Env, Machine};
 use crate::state::{Phase, State};
 
-pub(crate) use render::render;
+pub(crate) use render::{mark_of, render};
 pub(crate) use targeted::{check_machine, provision_plan, targeted_plan};
 
 /// What happens to a machine, in one word.
@@ -36,6 +36,9 @@ pub(crate) enum Change {
     Keep,
     /// Exists but is no longer in the Envfile.
     Remove,
+    /// A container inside one of the environment's VMs that does not run now: what it
+    /// needs is decided once the VM runs and its engine can be asked.
+    Later,
     /// Its backend is not in this build.
     Unavailable,
 }
@@ -202,14 +205,28 @@ pub(crate) fn plan(
         let hash = hashes.get(&m.name).map(|h| h.0.clone()).unwrap_or_default();
         let obs = observed.machines.get(&m.name);
         let rec = recorded.machines.get(&m.name);
-        let (change, reason, steps) = if available.contains(&m.backend) {
-            decide(m, &hash, obs, rec)
-        } else {
+        // A container in a VM that does not run: its engine cannot be asked yet.
+        let vm_down = m.place.vm_host().filter(|vm| {
+            observed
+                .machines
+                .get(*vm)
+                .is_none_or(|o| o.state != crate::backend::RunState::Running)
+        });
+        let (change, reason, steps) = if !available.contains(&m.backend) {
             (
                 Change::Unavailable,
                 format!("the {} backend is not available in this build", m.backend),
                 vec![],
             )
+        } else if let (None, Some(vm)) = (obs, vm_down) {
+            let s = steps_for(
+                m,
+                &[Step::Create, Step::Start, Step::Provision, Step::Baseline],
+            );
+            let why = format!("in VM `{vm}`, which does not run: decided once it runs");
+            (Change::Later, why, s)
+        } else {
+            decide(m, &hash, obs, rec)
         };
         machines.push(MachinePlan {
             name: m.name.clone(),
@@ -270,7 +287,7 @@ fn plan_networks(env: &Env, observed: &Observation) -> Vec<NetworkPlan> {
 
 /// What one machine of the Envfile needs, from what the engine holds (`obs`, the truth
 /// about existence and hash) and what hdev recorded (`rec`, the truth about provisioning).
-fn decide(
+pub(crate) fn decide(
     m: &Machine,
     hash: &str,
     obs: Option<&crate::backend::ObservedMachine>,
@@ -351,7 +368,7 @@ fn check_before_dependants(env: &Env, machines: &mut [MachinePlan]) {
         .filter(|m| {
             matches!(
                 m.change,
-                Change::Create | Change::Recreate | Change::Start | Change::Finish
+                Change::Create | Change::Recreate | Change::Start | Change::Finish | Change::Later
             )
         })
         .flat_map(|m| m.depends_on.iter().cloned())

@@ -3,6 +3,20 @@
 
 use super::{Change, NetChange, Plan};
 
+/// A change's mark and word, as the plan shows them.
+pub(crate) fn mark_of(change: Change) -> (&'static str, &'static str) {
+    match change {
+        Change::Create => ("+", "create"),
+        Change::Recreate => ("~", "recreate"),
+        Change::Start => (">", "start"),
+        Change::Finish => ("~", "finish"),
+        Change::Keep => ("=", "keep"),
+        Change::Later => ("?", "later"),
+        Change::Remove => ("-", "remove"),
+        Change::Unavailable => ("!", "unavailable"),
+    }
+}
+
 /// Lines describing the plan, in plan order.
 pub(crate) fn render(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
@@ -29,15 +43,7 @@ pub(crate) fn render(plan: &Plan) -> Vec<String> {
         out.push(format!("{mark} {what:<16} {} ({detail})", n.name));
     }
     for m in &plan.machines {
-        let (mark, what) = match m.change {
-            Change::Create => ("+", "create"),
-            Change::Recreate => ("~", "recreate"),
-            Change::Start => (">", "start"),
-            Change::Finish => ("~", "finish"),
-            Change::Keep => ("=", "keep"),
-            Change::Remove => ("-", "remove"),
-            Change::Unavailable => ("!", "unavailable"),
-        };
+        let (mark, what) = mark_of(m.change);
         out.push(format!(
             "{mark} {what:<16} {:<width$} ({}; {})",
             m.name,

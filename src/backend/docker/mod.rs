@@ -47,7 +47,7 @@ pub struct DockerBackend {
     /// socket says).
     endpoint: Option<String>,
     /// The SSH forward to an engine inside a VM, held as long as the connection.
-    _tunnel: Option<std::sync::Arc<tunnel::Tunnel>>,
+    tunnel: Option<std::sync::Arc<tunnel::Tunnel>>,
 }
 
 /// Maps a bollard error at the edge: 404 is `NotFound`, the rest names the action.
@@ -187,7 +187,7 @@ impl DockerBackend {
         Ok(DockerBackend {
             docker,
             endpoint: endpoint.map(str::to_string),
-            _tunnel: None,
+            tunnel: None,
         })
     }
 

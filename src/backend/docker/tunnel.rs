@@ -1,9 +1,14 @@
 //! The Docker engine inside one of the environment's VMs (`host = "VM"`): reached through
 //! an SSH forward of the VM's `/var/run/docker.sock` to a socket in a private folder of
-//! this machine (mode 0700, the socket 0600: ssh's default `StreamLocalBindMask`), for as
-//! long as the connection lives.
+//! this machine (the folder 0700, the socket 0600: ssh's default `StreamLocalBindMask`),
+//! for as long as the connection lives.
+//!
+//! A VM that is restored from a snapshot (reset, restore) or restarted forgets the SSH
+//! session: the forward is then started again on the same socket path
+//! ([`DockerBackend::reconnect`]), so the bollard client, which opens its connections to
+//! that path, goes on working.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -16,9 +21,13 @@ use crate::envfile::Backend;
 /// after sshd at boot, slowly under software emulation).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The forward: the ssh process (killed when dropped) and the folder of its socket.
+/// The forward: how to reach the VM, the socket, and the ssh process (killed when
+/// dropped or replaced).
 pub struct Tunnel {
-    _ssh: tokio::process::Child,
+    vm: String,
+    target: SshTarget,
+    sock: PathBuf,
+    ssh: tokio::sync::Mutex<Option<tokio::process::Child>>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,23 +38,24 @@ fn unreachable(vm: &str, message: impl std::fmt::Display) -> BackendError {
     }
 }
 
-impl DockerBackend {
-    /// Connects to the Docker engine inside VM `vm` (reached as `target`), known to hdev
-    /// by `endpoint` (`vm://NAME`).
-    pub async fn connect_in_vm(
-        vm: &str,
-        endpoint: &str,
-        target: &SshTarget,
-    ) -> Result<DockerBackend, BackendError> {
-        let dir = tempfile::Builder::new()
-            .prefix("hdev-vm-")
-            .tempdir()
-            .map_err(|e| unreachable(vm, e))?;
-        let sock = dir.path().join("docker.sock");
+impl Tunnel {
+    /// Starts ssh (replacing the one before) and waits, bounded, until the engine
+    /// answers through it.
+    async fn start(&self) -> Result<Docker, BackendError> {
+        let vm = self.vm.as_str();
+        let mut slot = self.ssh.lock().await;
+        if let Some(mut old) = slot.take() {
+            let _ = old.kill().await;
+        }
         let mut c = tokio::process::Command::new("ssh");
-        c.args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-            .arg(format!("{}:/var/run/docker.sock", sock.display()))
-            .args(target.args(10))
+        // A session the VM forgot (a restored snapshot) ends within seconds; the first
+        // value of an option wins, so these come before the target's own.
+        c.args(["-N", "-o", "ExitOnForwardFailure=yes"])
+            .args(["-o", "StreamLocalBindUnlink=yes"])
+            .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"])
+            .arg("-L")
+            .arg(format!("{}:/var/run/docker.sock", self.sock.display()))
+            .args(self.target.args(10))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -54,7 +64,7 @@ impl DockerBackend {
             .spawn()
             .map_err(|e| unreachable(vm, format!("ssh: {e}")))?;
         let t0 = Instant::now();
-        let local = format!("unix://{}", sock.display());
+        let local = format!("unix://{}", self.sock.display());
         // Bounded: the forward comes up, then the engine behind it answers.
         let docker = loop {
             if let Ok(Some(status)) = ssh.try_wait() {
@@ -68,9 +78,9 @@ impl DockerBackend {
                     format!("ssh ended ({status}): {}", err.trim()),
                 ));
             }
-            if Path::new(&sock).exists() {
+            if self.sock.exists() {
                 if let Ok(d) = DockerBackend::connect_to(Some(&local)).await {
-                    break d;
+                    break d.docker;
                 }
             }
             if t0.elapsed() > READY_TIMEOUT {
@@ -81,13 +91,46 @@ impl DockerBackend {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
+        *slot = Some(ssh);
+        Ok(docker)
+    }
+}
+
+use bollard::Docker;
+
+impl DockerBackend {
+    /// Connects to the Docker engine inside VM `vm` (reached as `target`), known to hdev
+    /// by `endpoint` (`vm://NAME`).
+    pub async fn connect_in_vm(
+        vm: &str,
+        endpoint: &str,
+        target: &SshTarget,
+    ) -> Result<DockerBackend, BackendError> {
+        let dir = tempfile::Builder::new()
+            .prefix("hdev-vm-")
+            .tempdir()
+            .map_err(|e| unreachable(vm, e))?;
+        let tunnel = Tunnel {
+            vm: vm.to_string(),
+            target: target.clone(),
+            sock: dir.path().join("docker.sock"),
+            ssh: tokio::sync::Mutex::new(None),
+            _dir: dir,
+        };
+        let docker = tunnel.start().await?;
         Ok(DockerBackend {
-            docker: docker.docker,
+            docker,
             endpoint: Some(endpoint.to_string()),
-            _tunnel: Some(std::sync::Arc::new(Tunnel {
-                _ssh: ssh,
-                _dir: dir,
-            })),
+            tunnel: Some(std::sync::Arc::new(tunnel)),
         })
+    }
+
+    /// Starts the SSH forward to an engine inside a VM again, after the VM forgot it
+    /// (restarted, or restored from a snapshot); nothing for other engines.
+    pub async fn reconnect(&self) -> Result<(), BackendError> {
+        match &self.tunnel {
+            Some(t) => t.start().await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! hosts file and let hdev form the swarm; networks across them are overlays.
 
 mod containers;
+mod in_vm;
 mod vm;
 
 use std::path::Path;
