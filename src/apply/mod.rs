@@ -277,12 +277,7 @@ pub(crate) async fn place_network(
     create: bool,
 ) -> Result<(), BackendError> {
     let engines = crate::envfile::topology::engines_of(env, name);
-    if !engines.is_empty()
-        && engines.iter().all(|e| {
-            e.as_deref()
-                .is_some_and(|e| e.starts_with(crate::envfile::VM_ENDPOINT))
-        })
-    {
+    if crate::envfile::topology::inside_vm(env, name) {
         // Inside a VM's engine: made with the containers there, once the VM runs.
         return Ok(());
     }
@@ -449,10 +444,15 @@ async fn replan_guest(
     backend: &AnyBackend,
 ) -> Result<MachinePlan, MachineError> {
     let name = mp.name.as_str();
-    let def = sh.env.machines.get(name).ok_or_else(|| MachineError::of(name, BackendError::NotFound {
-        what: "machine",
-        name: name.to_string(),
-    }))?;
+    let def = sh.env.machines.get(name).ok_or_else(|| {
+        MachineError::of(
+            name,
+            BackendError::NotFound {
+                what: "machine",
+                name: name.to_string(),
+            },
+        )
+    })?;
     let observed = backend
         .observe(sh.ctx)
         .await
@@ -492,7 +492,8 @@ async fn ready_for_guests(sh: &Shared<'_>, mp: &MachinePlan) {
     });
     let mut ok = true;
     if restarted {
-        sh.progress.status(&mp.name, "reaching the Docker engine in it");
+        sh.progress
+            .status(&mp.name, "reaching the Docker engine in it");
         if let Err(e) = sh.backends.refresh_vm_engine(&mp.name).await {
             sh.progress.output(&mp.name, &e.to_string());
             ok = false;

@@ -207,6 +207,9 @@ pub struct Backends {
     instance: String,
 }
 
+/// How long connecting waits for the engine inside a running VM.
+const VM_ENGINE_AT_CONNECT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl Backends {
     /// Connects to the engines the environment's machines need (this machine's Docker
     /// always, since leftovers live there); an engine that cannot be reached or is
@@ -216,12 +219,8 @@ impl Backends {
             instance: ctx.instance.clone(),
             ..Backends::default()
         };
-        let (in_vms, dockers): (BTreeSet<Option<String>>, BTreeSet<Option<String>>) =
-            topology::docker_engines(env).into_iter().partition(|e| {
-                e.as_deref()
-                    .is_some_and(|e| e.starts_with(crate::envfile::VM_ENDPOINT))
-            });
-        out.connect_dockers(&dockers).await?;
+        out.connect_dockers(&topology::host_docker_engines(env))
+            .await?;
         if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
             match libvirt::machines::Vms::connect(env).await {
                 Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
@@ -231,20 +230,27 @@ impl Backends {
                 }
             }
         }
-        for e in in_vms.into_iter().flatten() {
-            if let Some(vm) = e.strip_prefix(crate::envfile::VM_ENDPOINT) {
+        for e in topology::docker_engines(env) {
+            if let Some(vm) = topology::vm_of_engine(e.as_deref()) {
                 out.in_vms
                     .insert(vm.to_string(), tokio::sync::OnceCell::new());
             }
         }
-        // The engines of VMs that run now; the others when their machines are needed.
+        // The engines of VMs that run now (bounded: status must not wait for a VM that
+        // is still booting); the others when their machines are needed.
         let vms: Vec<String> = out.in_vms.keys().cloned().collect();
         for vm in vms {
-            if let Err(e) = out.reach_vm_engine(&vm).await {
-                let at = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
-                out.errors
-                    .insert(EngineKey::docker(Some(&at)), e.to_string());
-            }
+            let reached = tokio::time::timeout(VM_ENGINE_AT_CONNECT, out.reach_vm_engine(&vm));
+            let why = match reached.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "the Docker engine in VM `{vm}` did not answer in {} s",
+                    VM_ENGINE_AT_CONNECT.as_secs()
+                ),
+            };
+            let at = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
+            out.errors.insert(EngineKey::docker(Some(&at)), why);
         }
         Ok(out)
     }
@@ -344,7 +350,7 @@ impl Backends {
         let in_vm = key
             .at
             .as_deref()
-            .and_then(|a| a.strip_prefix(crate::envfile::VM_ENDPOINT))
+            .and_then(|a| topology::vm_of_engine(Some(a)))
             .and_then(|vm| self.in_vms.get(vm))
             .and_then(|c| c.get());
         in_vm

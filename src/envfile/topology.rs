@@ -260,20 +260,34 @@ pub fn docker_engines(env: &Env) -> BTreeSet<Option<String>> {
         .collect()
 }
 
+/// The VM whose own Docker engine `engine` is (`vm://NAME`), if it is one.
+pub fn vm_of_engine(engine: Option<&str>) -> Option<&str> {
+    engine?.strip_prefix(VM_ENDPOINT)
+}
+
+/// Whether network `name` joins only containers inside VMs: it is made in the VM's
+/// engine, with them, not where the environment's networks are.
+pub fn inside_vm(env: &Env, name: &str) -> bool {
+    let engines = engines_of(env, name);
+    !engines.is_empty() && engines.iter().all(|e| vm_of_engine(e.as_deref()).is_some())
+}
+
 /// The Docker engines of hosts (not those inside the environment's VMs, which go with
 /// their VMs): what removal and `gc` connect to.
 pub fn host_docker_engines(env: &Env) -> BTreeSet<Option<String>> {
     docker_engines(env)
         .into_iter()
-        .filter(|e| !e.as_deref().is_some_and(|e| e.starts_with(VM_ENDPOINT)))
+        .filter(|e| vm_of_engine(e.as_deref()).is_none())
         .collect()
 }
 
 /// The host name of a Docker endpoint (`None`: this machine), for messages and status.
 pub fn host_of_engine(env: &Env, engine: Option<&str>) -> String {
+    if let Some(vm) = vm_of_engine(engine) {
+        return vm.to_string();
+    }
     match engine {
         None => "local".to_string(),
-        Some(e) if e.starts_with(VM_ENDPOINT) => e[VM_ENDPOINT.len()..].to_string(),
         Some(e) => env
             .layout
             .hosts

@@ -198,27 +198,33 @@ fn check_place(ctx: &mut Ctx, m: &MachineDraft, layout: &Layout, vms: &BTreeSet<
 /// `host = "VM"`: a container in the Docker engine of one of the environment's VMs.
 fn check_vm_host(ctx: &mut Ctx, m: &MachineDraft, h: &Sp<String>, layout: &Layout) -> Place {
     let what = if layout.hosts.contains_key(&h.value) {
-        Some(format!(
-            "`{}` is both a host (`[host.{}]`) and a VM of the environment",
-            h.value, h.value
+        Some((
+            format!(
+                "`{}` is both a host (`[host.{}]`) and a VM of the environment",
+                h.value, h.value
+            ),
+            "rename the host table or the VM",
         ))
     } else if m
         .backend
         .as_ref()
         .is_some_and(|b| b.value != Backend::Docker)
     {
-        Some(format!(
-            "only containers run in a VM's Docker engine; machine `{}` is a VM",
-            m.name.value
+        Some((
+            format!(
+                "only containers run in a VM's Docker engine; machine `{}` is a VM",
+                m.name.value
+            ),
+            "place the VM on a host (a `[host.NAME]` table), not in another VM",
         ))
     } else {
         None
     };
-    if let Some(message) = what {
+    if let Some((message, help)) = what {
         ctx.push(
             Diagnostic::new(h.span.clone(), message)
                 .label("cannot host this machine")
-                .help("rename the host table, or place the machine elsewhere"),
+                .help(help),
         );
         return Place::default();
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::backend::{Backends, Counts, Engine, Found, RunState};
-use crate::envfile::topology::{host_docker_engines, uris_of, DEFAULT_URI};
+use crate::envfile::topology::{host_docker_engines, uris_of, vm_of_engine, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
 /// Stops every running machine of the instance; returns their names.
@@ -18,20 +18,23 @@ pub(crate) async fn halt(
     on_stopped: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Vec<String>> {
     let obs = backends.observe(ctx).await?;
-    let running: Vec<_> = obs
+    // Containers inside VMs first, while the engines in the VMs still answer.
+    let (in_vms, others): (Vec<_>, Vec<_>) = obs
         .machines
         .values()
         .filter(|m| m.state == RunState::Running)
-        .collect();
-    let stops = running.iter().map(|m| async {
-        let b = backends.get_observed(m)?;
-        b.stop(&m.id).await?;
-        on_stopped(&m.name);
-        anyhow::Ok(m.name.clone())
-    });
+        .partition(|m| vm_of_engine(m.engine.as_deref()).is_some());
     let mut names = Vec::new();
-    for r in futures_util::future::join_all(stops).await {
-        names.push(r?);
+    for group in [in_vms, others] {
+        let stops = group.iter().map(|m| async {
+            let b = backends.get_observed(m)?;
+            b.stop(&m.id).await?;
+            on_stopped(&m.name);
+            anyhow::Ok(m.name.clone())
+        });
+        for r in futures_util::future::join_all(stops).await {
+            names.push(r?);
+        }
     }
     Ok(names)
 }

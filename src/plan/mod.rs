@@ -162,10 +162,12 @@ impl Plan {
 fn wanted_networks(env: &Env) -> Vec<(String, Option<String>)> {
     // Networks of VMs on a remote libvirt host are made there, with the VMs.
     let remote = crate::envfile::topology::remote_networks(env);
+    // Networks of containers in a VM are made in its engine, with the containers.
+    let in_vm = |name: &str| crate::envfile::topology::inside_vm(env, name);
     let mut out: Vec<(String, Option<String>)> = env
         .networks
         .values()
-        .filter(|n| !remote.contains_key(&n.name))
+        .filter(|n| !remote.contains_key(&n.name) && !in_vm(&n.name))
         .map(|n| {
             (
                 n.name.clone(),
@@ -173,11 +175,9 @@ fn wanted_networks(env: &Env) -> Vec<(String, Option<String>)> {
             )
         })
         .collect();
-    if env
-        .machines
-        .values()
-        .any(|m| m.backend == Backend::Docker && m.networks.is_empty())
-    {
+    if env.machines.values().any(|m| {
+        m.backend == Backend::Docker && m.networks.is_empty() && m.place.vm_host().is_none()
+    }) {
         out.push((crate::backend::docker::DEFAULT_NETWORK.to_string(), None));
     }
     out

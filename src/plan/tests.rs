@@ -284,3 +284,58 @@ fn a_container_placed_on_another_host_is_recreated_there_and_removed_where_it_wa
     let db = p.machines.iter().find(|m| m.name == "db").unwrap();
     assert_eq!(db.change, Change::Keep, "{p:?}");
 }
+
+/// `app` placed in the Docker engine of VM `vm` (as `host = "vm"` does).
+fn app_in_vm() -> Env {
+    let mut env = env();
+    let app = env.machines.get_mut("app").unwrap();
+    app.place = crate::envfile::Place::in_vm("vm");
+    app.networks.clear();
+    env
+}
+
+fn vm_observed(state: RunState) -> ObservedMachine {
+    ObservedMachine {
+        backend: Backend::Libvirt,
+        ..observed("vm", "sha256:vm", state)
+    }
+}
+
+#[test]
+fn a_container_in_a_vm_that_does_not_run_is_decided_once_the_vm_runs() {
+    let env = app_in_vm();
+    let both = BTreeSet::from([Backend::Docker, Backend::Libvirt]);
+    let (mut obs, mut st) = all_ready();
+    obs.machines.remove("app");
+    obs.machines
+        .insert("vm".into(), vm_observed(RunState::Stopped));
+    st.machines
+        .insert("vm".into(), record("vm", "sha256:vm", Phase::Ready));
+    let p = plan(&env, &hashes(&env), &obs, &st, &both);
+    let app = p.machines.iter().find(|m| m.name == "app").unwrap();
+    assert_eq!(app.change, Change::Later, "{p:?}");
+    assert!(app.reason.contains("VM `vm`"), "{}", app.reason);
+    let vm = p.machines.iter().find(|m| m.name == "vm").unwrap();
+    assert_eq!(vm.change, Change::Start, "{p:?}");
+    // No network is made for it where the environment's networks are: only the VM's
+    // engine holds the container's.
+    assert!(
+        p.networks.iter().all(|n| n.name != "_default"),
+        "{:?}",
+        p.networks
+    );
+
+    // Once the VM runs and its engine shows the container, it is planned like any other.
+    obs.machines
+        .insert("vm".into(), vm_observed(RunState::Running));
+    obs.machines.insert(
+        "app".into(),
+        ObservedMachine {
+            engine: Some("vm://vm".into()),
+            ..observed("app", "sha256:app", RunState::Running)
+        },
+    );
+    let p = plan(&env, &hashes(&env), &obs, &st, &both);
+    let app = p.machines.iter().find(|m| m.name == "app").unwrap();
+    assert_eq!(app.change, Change::Keep, "{p:?}");
+}

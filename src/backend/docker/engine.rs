@@ -100,7 +100,7 @@ impl Engine for DockerBackend {
             ("ansible_host".to_string(), id.to_string()),
         ]);
         // A container on another host's engine: the docker CLI is pointed there.
-        if let Some(at) = self.endpoint() {
+        if let Some(at) = self.cli_endpoint() {
             vars.insert("ansible_docker_extra_args".to_string(), format!("-H {at}"));
         }
         Ok(vars)

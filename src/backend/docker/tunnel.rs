@@ -125,6 +125,15 @@ impl DockerBackend {
         })
     }
 
+    /// Where the `docker` CLI reaches this engine: the forwarded socket of an engine in a
+    /// VM, the endpoint of others (`None`: this machine's).
+    pub fn cli_endpoint(&self) -> Option<String> {
+        match &self.tunnel {
+            Some(t) => Some(format!("unix://{}", t.sock.display())),
+            None => self.endpoint.clone(),
+        }
+    }
+
     /// Starts the SSH forward to an engine inside a VM again, after the VM forgot it
     /// (restarted, or restored from a snapshot); nothing for other engines.
     pub async fn reconnect(&self) -> Result<(), BackendError> {

@@ -64,12 +64,20 @@ run = "docker ps --format '{{{{.Names}}}}' | grep -q worker"
     // The container is in the VM's engine, not this machine's.
     let instance = env.instance();
     let here = std::process::Command::new("docker")
-        .args(["ps", "-a", "--filter", &format!("label=hdev.env={instance}")])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=hdev.env={instance}"),
+        ])
         .args(["--format", "{{.Names}}"])
         .output()
         .expect("docker CLI");
     let here = String::from_utf8_lossy(&here.stdout);
-    assert!(!here.contains("worker"), "worker runs on this machine: {here}");
+    assert!(
+        !here.contains("worker"),
+        "worker runs on this machine: {here}"
+    );
 
     let t = env.run(&["test"]);
     assert_eq!(t.code, 0, "{t}");
@@ -115,5 +123,9 @@ run = "docker ps --format '{{{{.Names}}}}' | grep -q worker"
     let left = libvirt_leftovers(&instance);
     assert!(left.is_empty(), "left behind: {left:?}");
     let status = env.status();
-    assert_eq!(machine(&status, "worker")["state"], "not created", "{status}");
+    assert_eq!(
+        machine(&status, "worker")["state"],
+        "not created",
+        "{status}"
+    );
 }
