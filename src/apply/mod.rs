@@ -158,6 +158,10 @@ pub(super) struct Shared<'a> {
     ready: BTreeMap<String, watch::Sender<Option<bool>>>,
     /// Each such VM's containers in the plan.
     guests: BTreeMap<String, Vec<String>>,
+    /// Those VMs that this run restarts or returns to a snapshot: the containers in them
+    /// are found again in their engines (a restored VM holds the containers of its
+    /// snapshot, not the ones the plan saw).
+    restarted: std::collections::BTreeSet<String>,
 }
 
 /// Resolves after Ctrl-C (or never, if the sender is gone without it).
@@ -219,6 +223,12 @@ pub(crate) async fn apply(
         ready: guests
             .keys()
             .map(|vm| (vm.clone(), watch::channel(None).0))
+            .collect(),
+        restarted: plan
+            .machines
+            .iter()
+            .filter(|mp| guests.contains_key(&mp.name) && restarts(mp))
+            .map(|mp| mp.name.clone())
             .collect(),
         guests,
     };
@@ -398,9 +408,16 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             .map_err(|e| MachineError::of(name, e))?,
     };
     let replanned;
+    let vm_acted = machine
+        .and_then(|m| m.place.vm_host())
+        .is_some_and(|vm| sh.restarted.contains(vm));
     let mp = match mp.change {
         Change::Later => {
             replanned = replan_guest(sh, mp, backend).await?;
+            &replanned
+        }
+        _ if vm_acted => {
+            replanned = with_found(mp, find_again(sh, mp, backend).await?.as_ref());
             &replanned
         }
         _ => mp,
@@ -445,21 +462,15 @@ async fn replan_guest(
 ) -> Result<MachinePlan, MachineError> {
     let name = mp.name.as_str();
     let def = sh.env.machines.get(name).ok_or_else(|| {
-        MachineError::of(
-            name,
-            BackendError::NotFound {
-                what: "machine",
-                name: name.to_string(),
-            },
-        )
+        MachineError::Unavailable(BackendError::NotFound {
+            what: "machine",
+            name: name.to_string(),
+        })
     })?;
-    let observed = backend
-        .observe(sh.ctx)
-        .await
-        .map_err(|e| MachineError::of(name, e))?;
-    let obs = observed.machines.get(name);
+    let found = find_again(sh, mp, backend).await?;
     let state = sh.rec.snapshot();
-    let (change, reason, steps) = crate::plan::decide(def, &mp.hash, obs, state.machines.get(name));
+    let (change, reason, steps) =
+        crate::plan::decide(def, &mp.hash, found.as_ref(), state.machines.get(name));
     sh.progress.status(
         name,
         &format!("{}: {reason}", crate::plan::mark_of(change).1),
@@ -468,10 +479,41 @@ async fn replan_guest(
         change,
         reason,
         steps,
-        existing: obs.map(|o| o.id.clone()),
-        engine: obs.and_then(|o| o.engine.clone()),
-        ..mp.clone()
+        ..with_found(mp, found.as_ref())
     })
+}
+
+/// Whether a VM's plan restarts it or returns it to a snapshot.
+fn restarts(mp: &MachinePlan) -> bool {
+    mp.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Remove | Step::Create | Step::Start | Step::Reset | Step::Restore
+        )
+    })
+}
+
+/// What the engine of a container in a VM holds of it now (after a restore: the
+/// container of the VM's snapshot, not the one the plan saw).
+async fn find_again(
+    sh: &Shared<'_>,
+    mp: &MachinePlan,
+    backend: &AnyBackend,
+) -> Result<Option<crate::backend::ObservedMachine>, MachineError> {
+    let mut observed = backend
+        .observe(sh.ctx)
+        .await
+        .map_err(|e| MachineError::of(&mp.name, e))?;
+    Ok(observed.machines.remove(&mp.name))
+}
+
+/// `mp` acting on what exists now.
+fn with_found(mp: &MachinePlan, found: Option<&crate::backend::ObservedMachine>) -> MachinePlan {
+    MachinePlan {
+        existing: found.map(|o| o.id.clone()),
+        engine: found.and_then(|o| o.engine.clone()),
+        ..mp.clone()
+    }
 }
 
 /// Tells the containers of VM `mp` (if it hosts any in the plan) that it is ready for
@@ -484,14 +526,8 @@ async fn ready_for_guests(sh: &Shared<'_>, mp: &MachinePlan) {
     if tx.borrow().is_some() {
         return;
     }
-    let restarted = mp.steps.iter().any(|s| {
-        matches!(
-            s,
-            Step::Remove | Step::Create | Step::Start | Step::Reset | Step::Restore
-        )
-    });
     let mut ok = true;
-    if restarted {
+    if sh.restarted.contains(&mp.name) {
         sh.progress
             .status(&mp.name, "reaching the Docker engine in it");
         if let Err(e) = sh.backends.refresh_vm_engine(&mp.name).await {

@@ -241,6 +241,7 @@ pub(crate) fn plan(
         });
     }
     check_before_dependants(env, &mut machines);
+    baseline_with_guests(env, &mut machines);
     for (name, o) in &observed.machines {
         if !env.machines.contains_key(name) {
             machines.push(MachinePlan {
@@ -381,6 +382,35 @@ fn check_before_dependants(env: &Env, machines: &mut [MachinePlan]) {
         if mp.change == Change::Keep && checked && acting.contains(&mp.name) {
             mp.steps = vec![Step::Health];
             mp.reason = "up to date; health checked for its dependants".into();
+        }
+    }
+}
+
+/// A VM's baseline holds the containers in it (taken once they have theirs): when one of
+/// them takes a new baseline, the VM takes its own again after them, so that a reset of
+/// the VM brings back the containers' baselines too.
+fn baseline_with_guests(env: &Env, machines: &mut [MachinePlan]) {
+    let hosts: BTreeSet<String> = machines
+        .iter()
+        .filter(|mp| mp.change != Change::Later && mp.steps.contains(&Step::Baseline))
+        .filter_map(|mp| {
+            env.machines
+                .get(&mp.name)?
+                .place
+                .vm_host()
+                .map(str::to_string)
+        })
+        .collect();
+    for mp in machines.iter_mut().filter(|mp| hosts.contains(&mp.name)) {
+        if mp.steps.contains(&Step::Baseline) || !matches!(mp.change, Change::Keep | Change::Start)
+        {
+            continue;
+        }
+        mp.steps.push(Step::Baseline);
+        mp.steps.sort();
+        if mp.change == Change::Keep {
+            mp.change = Change::Finish;
+            mp.reason = "containers in it take new baselines: its own follows".into();
         }
     }
 }

@@ -339,3 +339,28 @@ fn a_container_in_a_vm_that_does_not_run_is_decided_once_the_vm_runs() {
     let app = p.machines.iter().find(|m| m.name == "app").unwrap();
     assert_eq!(app.change, Change::Keep, "{p:?}");
 }
+
+#[test]
+fn a_vm_takes_its_baseline_again_when_a_container_in_it_takes_a_new_one() {
+    let env = app_in_vm();
+    let both = BTreeSet::from([Backend::Docker, Backend::Libvirt]);
+    let (mut obs, mut st) = all_ready();
+    obs.machines
+        .insert("vm".into(), vm_observed(RunState::Running));
+    st.machines
+        .insert("vm".into(), record("vm", "sha256:vm", Phase::Ready));
+    // The container's definition changed: recreated, provisioned, a new baseline.
+    obs.machines.insert(
+        "app".into(),
+        ObservedMachine {
+            engine: Some("vm://vm".into()),
+            ..observed("app", "sha256:old", RunState::Running)
+        },
+    );
+    let p = plan(&env, &hashes(&env), &obs, &st, &both);
+    let app = p.machines.iter().find(|m| m.name == "app").unwrap();
+    assert_eq!(app.change, Change::Recreate, "{p:?}");
+    let vm = p.machines.iter().find(|m| m.name == "vm").unwrap();
+    assert_eq!(vm.change, Change::Finish, "{p:?}");
+    assert_eq!(vm.steps, vec![Step::Baseline], "{p:?}");
+}

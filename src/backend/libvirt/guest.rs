@@ -19,7 +19,9 @@ struct Entry {
 
 /// Paths that change by themselves on every boot of a guest (logs, caches, runtime
 /// state, the files hdev's guest init writes from the kernel command line) and that are
-/// therefore not drift.
+/// therefore not drift. Container engines' stores are left out too: they change with
+/// every container started, and the containers hdev places in a VM are checked for drift
+/// each on its own.
 pub(super) const VOLATILE: &[&str] = &[
     "/proc",
     "/sys",
@@ -31,6 +33,8 @@ pub(super) const VOLATILE: &[&str] = &[
     "/var/cache",
     "/var/lib/systemd",
     "/var/lib/hdev",
+    "/var/lib/docker",
+    "/var/lib/containerd",
     "/lost+found",
     "/etc/hostname",
     "/etc/hosts",
