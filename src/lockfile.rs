@@ -64,7 +64,7 @@ pub(crate) fn path_for(envfile: &Path) -> PathBuf {
 }
 
 pub(crate) fn read(path: &Path) -> Result<Option<Lockfile>, LockError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::envfile::read_text(path, crate::envfile::TEXT_LIMIT) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {

@@ -51,6 +51,9 @@ pub(crate) enum ProjectError {
     /// No Envfile where one was looked for.
     #[error("no `Envfile` in `{}` or any folder above it; create one with `hdev init`", .0.display())]
     NotFound(PathBuf),
+    /// An `Envfile` that is a folder.
+    #[error("`{}` is a folder, not an Envfile; rename it, or name the Envfile with `-f FILE`", .0.display())]
+    Folder(PathBuf),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -77,6 +80,9 @@ pub(crate) fn find_envfile(given: Option<&Path>) -> Result<PathBuf, ProjectError
         let candidate = d.join(envfile::ENVFILE);
         if candidate.is_file() {
             return Ok(candidate);
+        }
+        if candidate.is_dir() {
+            return Err(ProjectError::Folder(candidate));
         }
         dir = d.parent();
     }

@@ -45,7 +45,8 @@ mkdir -p "$root/etc/ssh/sshd_config.d"
 printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' \
   > "$root/etc/ssh/sshd_config.d/hdev.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
-chroot "$root" passwd -d root >/dev/null   # console login for debugging only
+# No password login at all, console included: root by the environment's key only.
+chroot "$root" passwd -l root >/dev/null
 : > "$root/etc/machine-id"                 # a fresh machine id per machine
 # Name servers are the host's, given at boot (VMs) or by Docker (containers); the build
 # machine's resolver does not belong in the box.

@@ -71,6 +71,27 @@ pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     out
 }
 
+/// The machines `plan` would create whose base could not be prepared, with why: `up`
+/// stops on them before it creates anything (a VM on a box without a disk, a box that
+/// does not build), rather than failing after networks and other machines exist.
+pub(crate) fn unusable(
+    env: &Env,
+    plan: &crate::plan::Plan,
+    images: &Images,
+) -> Vec<(String, String)> {
+    plan.machines
+        .iter()
+        .filter(|mp| mp.steps.contains(&crate::plan::Step::Create))
+        .filter_map(|mp| {
+            let m = env.machines.get(&mp.name)?;
+            match images.get(&BaseKey::of(env, m)) {
+                Some(Err(e)) => Some((mp.name.clone(), e.clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// Prepares one machine's base now, on its engine (a container in a VM: its engine is
 /// reached only once the VM runs, after the images of the others were prepared).
 pub(crate) async fn prepare_now(

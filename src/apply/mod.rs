@@ -20,7 +20,7 @@ mod record;
 mod snap;
 mod steps;
 
-pub(crate) use images::{resolve_images, BaseKey, Images};
+pub(crate) use images::{resolve_images, unusable, BaseKey, Images};
 pub(crate) use record::Recorder;
 use snap::snapshot_step;
 use steps::{provision_one, wait_healthy};

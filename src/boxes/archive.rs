@@ -14,7 +14,7 @@ use super::manifest::{Artifact, Manifest, MANIFEST};
 use super::BoxError;
 
 /// Largest manifest accepted; real ones are a few hundred bytes.
-const MAX_MANIFEST: u64 = 1 << 20;
+pub(super) const MAX_MANIFEST: u64 = 1 << 20;
 
 /// Default cap on what one archive may expand to (override: `HDEV_BOX_MAX_BYTES`).
 pub const DEFAULT_LIMIT: u64 = 64 << 30;

@@ -220,7 +220,7 @@ fn vagrant_check(dir: &Path, shown: &str) -> Result<String, BoxError> {
         message,
     };
     let p = dir.join("metadata.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| {
+    let text = crate::envfile::read_text(&p, super::archive::MAX_MANIFEST).map_err(|e| {
         invalid(format!(
             "no readable `metadata.json` (not a vagrant box?): {e}"
         ))

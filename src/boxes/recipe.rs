@@ -63,9 +63,11 @@ impl Recipe {
             message: format!("no recipe folder `{}`: {e}", dir.display()),
         })?;
         let file = dir.join(RECIPE_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|e| BoxError::Recipe {
-            recipe: display.to_string(),
-            message: format!("cannot read `{}`: {e}", file.display()),
+        let text = crate::envfile::read_text(&file, crate::envfile::TEXT_LIMIT).map_err(|e| {
+            BoxError::Recipe {
+                recipe: display.to_string(),
+                message: format!("cannot read `{}`: {e}", file.display()),
+            }
         })?;
         let w: RecipeWire = toml::from_str(&text).map_err(|e| BoxError::Recipe {
             recipe: display.to_string(),

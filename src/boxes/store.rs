@@ -131,11 +131,13 @@ impl Store {
     pub fn load(&self, digest: &BoxDigest) -> Result<StoredBox, BoxError> {
         let dir = self.boxes_dir().join(digest.hex());
         let p = dir.join(MANIFEST);
-        let bytes = std::fs::read(&p).map_err(BoxError::io(&p))?;
-        let manifest = Manifest::parse(&bytes).map_err(|message| BoxError::InvalidArchive {
-            archive: p.display().to_string(),
-            message,
-        })?;
+        let bytes =
+            crate::envfile::read_text(&p, archive::MAX_MANIFEST).map_err(BoxError::io(&p))?;
+        let manifest =
+            Manifest::parse(bytes.as_bytes()).map_err(|message| BoxError::InvalidArchive {
+                archive: p.display().to_string(),
+                message,
+            })?;
         Ok(StoredBox {
             digest: digest.clone(),
             manifest,

@@ -119,7 +119,7 @@ pub(super) fn read_swarm(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> Option<S
 
 /// Reads a hosts file: `[host.NAME]` tables and an optional top-level `swarm`.
 pub fn load_hosts_file(path: &Path) -> Result<Layout, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let text = super::read_text(path, super::TEXT_LIMIT).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;

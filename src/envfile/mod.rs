@@ -39,6 +39,43 @@ pub enum LoadError {
     Invalid(Box<Diagnostics>),
 }
 
+/// The most hdev reads of a text file it is given (Envfile, hosts file, lock, recipe):
+/// far beyond any real one, and a clear error instead of memory for `/dev/zero`.
+pub const TEXT_LIMIT: u64 = 4 << 20;
+
+/// Reads a text file of at most `limit` bytes: a folder, a larger file (or an endless
+/// device) and bytes that are not UTF-8 are errors that say so.
+pub fn read_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let f = std::fs::File::open(path)?;
+    if f.metadata()?.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is a folder, not a file",
+        ));
+    }
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "it is larger than {} KiB, the most hdev reads of such a file",
+                limit >> 10
+            ),
+        ));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Reads and validates the Envfile at `path`.
 pub fn load(path: &Path) -> Result<Env, LoadError> {
     load_with(path, None)
@@ -47,7 +84,7 @@ pub fn load(path: &Path) -> Result<Env, LoadError> {
 /// Reads and validates the Envfile at `path`, placing machines on the hosts of a hosts
 /// file (read with [`load_hosts_file`]) as well as the Envfile's own.
 pub fn load_with(path: &Path, hosts: Option<&Layout>) -> Result<Env, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let text = read_text(path, TEXT_LIMIT).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -100,26 +137,95 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
         let inputs = m
             .provision
             .iter()
-            .flat_map(|s| s.input_spans.iter().map(|p| (p, "provisioning reads")))
-            .chain(m.synced_folders.iter().map(|(_, p)| (p, "synced folder")));
-        for (p, what) in inputs {
+            .flat_map(|s| {
+                // A script or a playbook is one file; a `file` step may copy a folder.
+                let file_only = !matches!(s.step, ProvisionStep::File { .. });
+                s.input_spans
+                    .iter()
+                    .map(move |p| (p, "provisioning reads", file_only))
+            })
+            .chain(
+                m.synced_folders
+                    .iter()
+                    .map(|(_, p)| (p, "synced folder", false)),
+            );
+        for (p, what, file_only) in inputs {
             let path = if Path::new(&p.value).is_absolute() {
                 PathBuf::from(&p.value)
             } else {
                 dir.join(&p.value)
             };
-            if !path.exists() {
-                ctx.push(
-                    Diagnostic::new(p.span.clone(), format!("`{}` does not exist", p.value))
-                        .label(format!("{what} this path"))
-                        .help(format!(
-                            "paths are relative to the Envfile's folder `{}`",
-                            dir.display()
-                        )),
-                );
-            }
+            let problem = if !path.exists() {
+                format!("`{}` does not exist", p.value)
+            } else if file_only && !path.is_file() {
+                format!("`{}` is not a file", p.value)
+            } else {
+                continue;
+            };
+            ctx.push(
+                Diagnostic::new(p.span.clone(), problem)
+                    .label(format!("{what} this path"))
+                    .help(format!(
+                        "paths are relative to the Envfile's folder `{}`",
+                        dir.display()
+                    )),
+            );
         }
     }
+}
+
+/// How many virtual CPUs a VM may have per CPU of this machine (VMs share CPUs well; a
+/// container's limit cannot exceed what the machine has).
+const VCPUS_PER_CPU: u32 = 4;
+
+/// What this machine cannot give machines `names` of `env` that run on it (more CPUs
+/// than it has), found before anything is created; each problem at its place in the
+/// Envfile. Not part of loading: the same Envfile validates and hashes on any machine.
+pub fn check_this_host(env: &Env, names: &[&str]) -> Result<(), LoadError> {
+    let here = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let text = read_text(&env.file, TEXT_LIMIT).map_err(|source| LoadError::Io {
+        path: env.file.clone(),
+        source,
+    })?;
+    let mut items = Vec::new();
+    for m in names.iter().filter_map(|n| env.machines.get(*n)) {
+        if m.place.host.is_some() || m.libvirt_uri.is_some() {
+            continue; // another host's CPUs are not known here
+        }
+        let (most, why) = match m.backend {
+            Backend::Libvirt => (
+                here * VCPUS_PER_CPU,
+                format!("{VCPUS_PER_CPU} virtual CPUs per CPU"),
+            ),
+            Backend::Docker => (
+                here,
+                "a container cannot use more CPUs than the machine has".into(),
+            ),
+        };
+        if m.cpus <= most {
+            continue;
+        }
+        // Replicas share their definition's line.
+        let span = read::span_of(&text, &["machine", &m.group, "cpus"]).unwrap_or(0..0);
+        items.push(
+            Diagnostic::new(
+                span,
+                format!(
+                    "machine `{}` asks for {} CPUs; this machine has {here}, so at most {most} ({why})",
+                    m.name, m.cpus
+                ),
+            )
+            .label("too many CPUs")
+            .help(format!("use `cpus = {most}` or fewer on this machine")),
+        );
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let source = SourceFile::new(&env.file, display_name(&env.file), text);
+    Err(LoadError::Invalid(Box::new(Diagnostics::new(
+        source, items,
+    ))))
 }
 
 /// The folder an Envfile is in (`.` for a bare file name).

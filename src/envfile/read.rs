@@ -171,6 +171,21 @@ impl Ctx {
     }
 }
 
+/// Where the value at `path` (table keys, then the key) is written in TOML `text`, for
+/// problems found after loading; `None` when it is not written there.
+pub(super) fn span_of(text: &str, path: &[&str]) -> Option<Range<usize>> {
+    let (root, _) = DeTable::parse_recoverable(text);
+    let (last, tables) = path.split_last()?;
+    let mut table = root.get_ref();
+    for key in tables {
+        match get(table, key)?.1.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    get(table, last).map(|(_, v)| v.span())
+}
+
 /// Looks a key up, returning the key's span along with the value.
 pub(super) fn get<'a, 'i>(
     table: &'a DeTable<'i>,

@@ -71,6 +71,7 @@ pub(super) fn build(
     for m in &draft.machines {
         check_machine(ctx, &mut fleet, m);
     }
+    check_capacity(ctx, &draft.machines, &networks);
     let (machines, dep_spans) = (fleet.machines, fleet.dep_spans);
     check_cycles(ctx, &machines, &dep_spans);
     let tests = check_tests(ctx, draft.tests, &names);
@@ -394,6 +395,7 @@ struct Instance<'a> {
 /// Checks one machine definition and builds each of its instances, in replica order.
 fn check_machine(ctx: &mut Ctx, fleet: &mut Fleet<'_>, m: &MachineDraft) {
     let base = check_base(ctx, m, &fleet.box_names);
+    check_vm_ports(ctx, m);
     check_networks(ctx, m, fleet);
     let mut deps = check_dependencies(ctx, m, fleet.names);
     let place = check_place(ctx, m, fleet.layout, fleet.vms);
@@ -702,6 +704,78 @@ fn in_automatic_range(
             Ipv4Addr::from(u32::from(s.auto_start()) - 1)
         )),
     )
+}
+
+/// Machines without a fixed address fit their network's automatic range: containers the
+/// third quarter of the subnet (Docker's IPAM range), VMs the fourth (less broadcast).
+/// Reported at the `count` (or the name) of the definition that goes past it.
+fn check_capacity(
+    ctx: &mut Ctx,
+    machines: &[MachineDraft],
+    networks: &BTreeMap<String, (Network, Range<usize>)>,
+) {
+    let mut used: BTreeMap<(String, bool), u64> = BTreeMap::new();
+    for m in machines {
+        let vm = m
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.value == Backend::Libvirt);
+        for a in m.networks.iter().filter(|a| a.address.is_none()) {
+            let Some((net, _)) = networks.get(&a.network.value) else {
+                continue;
+            };
+            let quarter = (1u64 << (32 - net.subnet.prefix)) / 4;
+            let room = if vm {
+                quarter.saturating_sub(1)
+            } else {
+                quarter
+            };
+            let n = used.entry((net.name.clone(), vm)).or_default();
+            let before = *n;
+            *n += u64::from(count_of(m));
+            if before <= room && *n > room {
+                let kind = if vm { "VMs" } else { "containers" };
+                let span = m
+                    .count
+                    .as_ref()
+                    .map_or(m.name.span.clone(), |c| c.span.clone());
+                ctx.push(
+                    Diagnostic::new(
+                        span,
+                        format!(
+                            "network `{}` ({}) has room for {room} {kind} without a fixed address, and this makes {n}",
+                            net.name, net.subnet
+                        ),
+                    )
+                    .label(format!("{n} {kind} on `{}`", net.name))
+                    .help("use a larger subnet (a /23 has twice the room of a /24), or give some machines fixed addresses"),
+                );
+            }
+        }
+    }
+}
+
+/// `ports` are published for containers only: on a VM nothing would listen on the host
+/// port, and a user must never believe a port is published when it is not.
+fn check_vm_ports(ctx: &mut Ctx, m: &MachineDraft) {
+    let vm = m
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.value == Backend::Libvirt);
+    let Some(first) = m.ports.first().filter(|_| vm) else {
+        return;
+    };
+    ctx.push(
+        Diagnostic::new(
+            first.span.clone(),
+            format!(
+                "`ports` are published for containers only; VM `{}` would not be reachable on them",
+                m.name.value
+            ),
+        )
+        .label("not published for a VM")
+        .help("reach the VM at its address on its network (`hdev status` shows it), or put the service in a container"),
+    );
 }
 
 /// No two instances publish the same host port and protocol.

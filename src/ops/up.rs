@@ -50,6 +50,26 @@ pub(crate) async fn converge(
         }
         return Ok(0);
     }
+    let creating: Vec<&str> = plan
+        .machines
+        .iter()
+        .filter(|mp| mp.steps.contains(&plan::Step::Create))
+        .map(|mp| mp.name.as_str())
+        .collect();
+    crate::envfile::check_this_host(env, &creating)?;
+    let unusable = apply::unusable(env, &plan, images);
+    if !unusable.is_empty() {
+        let list: Vec<String> = unusable
+            .iter()
+            .map(|(m, why)| format!("  machine `{m}`: {why}"))
+            .collect();
+        anyhow::bail!(
+            "nothing was created: {} machine{} cannot be made:\n{}",
+            unusable.len(),
+            if unusable.len() == 1 { "" } else { "s" },
+            list.join("\n")
+        );
+    }
     run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
 }
 

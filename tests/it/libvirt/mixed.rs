@@ -101,6 +101,20 @@ extra_vars = {{ greeting = "hello from ansible" }}
     // The ansible step ran against this machine, with its extra variables.
     let marker = env.run(&["exec", "vm", "--", "cat", "/etc/hdev-ansible"]);
     assert_eq!(marker.stdout.trim(), "hello from ansible on vm", "{marker}");
+    // No login without the environment's key: root's password is locked in the box
+    // (issue 16, case 7: it used to be empty, with a console login).
+    let shadow = env.ok(&[
+        "exec",
+        "vm",
+        "--",
+        "sh",
+        "-c",
+        "getent shadow root | cut -d: -f2",
+    ]);
+    assert!(
+        shadow.trim().starts_with('!') || shadow.trim().starts_with('*'),
+        "root's password field: {shadow:?}"
+    );
     // Exit codes pass through SSH.
     let code = env.run(&["exec", "vm", "--", "sh", "-c", "exit 3"]);
     assert_eq!(code.code, 3, "{code}");

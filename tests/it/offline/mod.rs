@@ -3,5 +3,6 @@
 
 mod boxes;
 mod envfile;
+mod hardening;
 mod hash_props;
 mod releases;
