@@ -222,7 +222,8 @@ fn vagrant_check(dir: &Path, shown: &str) -> Result<String, BoxError> {
     let p = dir.join("metadata.json");
     let text = crate::envfile::read_text(&p, super::archive::MAX_MANIFEST).map_err(|e| {
         invalid(format!(
-            "no readable `metadata.json` (not a vagrant box?): {e}"
+            "it is neither an hdev box (whose first entry is `{}`) nor a vagrant box (which has a `metadata.json`: {e})",
+            MANIFEST
         ))
     })?;
     let meta: serde_json::Value =

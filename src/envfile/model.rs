@@ -150,6 +150,11 @@ pub struct Ipv4Net {
 }
 
 impl Ipv4Net {
+    /// Whether two subnets share any address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
     pub fn mask(&self) -> u32 {
         if self.prefix == 0 {
             0

@@ -24,11 +24,6 @@ const POOLS: &[(Ipv4Addr, u8)] = &[
 /// At most this many blocks are tried per pool, so choosing is bounded for tiny subnets.
 const MAX_TRIES: u64 = 1 << 16;
 
-/// Whether two subnets share any address.
-pub(crate) fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(b.network()) || b.contains(a.network())
-}
-
 /// A free block for every network, none overlapping `taken` or each other. `seed` spreads
 /// copies over the pool so that parallel runs rarely even try the same block.
 pub(crate) fn choose(
@@ -57,7 +52,7 @@ pub(crate) fn choose(
                         addr: Ipv4Addr::from(addr as u32),
                         prefix,
                     };
-                    (!used.iter().any(|u| overlaps(u, &cand))).then_some(cand)
+                    (!used.iter().any(|u| u.overlaps(&cand))).then_some(cand)
                 })
             })
             .ok_or_else(|| super::ThrowawayError::NoFreeSubnet {
@@ -163,9 +158,9 @@ mod tests {
         for (name, s) in &got {
             assert_eq!(s.prefix, wanted[name].subnet.prefix);
             assert_eq!(s.addr, s.network(), "{name}: {s} is not a block start");
-            assert!(!taken.iter().any(|t| overlaps(t, s)), "{name}: {s}");
+            assert!(!taken.iter().any(|t| t.overlaps(s)), "{name}: {s}");
         }
-        assert!(!overlaps(&got["lan"], &got["big"]));
+        assert!(!got["lan"].overlaps(&got["big"]));
         // Different seeds spread copies apart.
         let other = choose(&wanted, &taken, 1007).unwrap();
         assert_ne!(got["lan"], other["lan"]);

@@ -3,6 +3,7 @@
 //! container per machine.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
@@ -84,12 +85,51 @@ impl DockerBackend {
         match self.docker.create_network(req).await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) if e.to_string().contains("Pool overlaps") => {
+                let subnet = net.map(|n| n.subnet.to_string()).unwrap_or_default();
+                Err(BackendError::Engine {
+                    action: format!("create network `{name}` for `{env_name}`"),
+                    message: format!(
+                        "subnet {subnet} overlaps {}; give `{env_name}` another subnet, or remove that network",
+                        self.holder_of(net).await
+                    ),
+                })
+            }
             Err(e) => Err(map_err(
                 format!("create network `{name}` for `{env_name}`"),
                 "network",
                 &name,
             )(e)),
         }
+    }
+
+    /// Which network on this engine holds a subnet that overlaps `net`'s, and which
+    /// environment it belongs to, in words.
+    async fn holder_of(&self, net: Option<&NetSpec>) -> String {
+        let Some(want) = net.map(|n| n.subnet) else {
+            return "a network of this engine".into();
+        };
+        let all = self
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .unwrap_or_default();
+        for n in all {
+            let subnets = n
+                .ipam
+                .and_then(|i| i.config)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| crate::envfile::units::parse_subnet(&c.subnet?).ok());
+            if subnets.into_iter().any(|s| s.overlaps(&want)) {
+                let name = n.name.unwrap_or_default();
+                return match n.labels.and_then(|l| l.get(LABEL_ENV).cloned()) {
+                    Some(env) => format!("network `{name}` of hdev environment `{env}`"),
+                    None => format!("network `{name}` (not made by hdev)"),
+                };
+            }
+        }
+        "a network of this engine".into()
     }
 
     /// Creates (does not start) a machine's container and attaches it to its networks.
@@ -174,7 +214,8 @@ fn endpoints(ctx: &EnvCtx, m: &MachineSpec) -> Vec<(String, EndpointSettings)> {
 type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
 
 /// Published ports: the exposed `port/protocol` keys, in the Envfile's order, and the host
-/// bindings of each.
+/// bindings of each. A port without a host address is published on loopback only (a
+/// developer's services are not for the network by default); `0.0.0.0:` opens it to all.
 fn port_bindings(m: &MachineSpec) -> (Vec<String>, PortBindings) {
     let mut exposed = Vec::new();
     let mut bindings: PortBindings = HashMap::new();
@@ -186,7 +227,7 @@ fn port_bindings(m: &MachineSpec) -> (Vec<String>, PortBindings) {
             .or_default()
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
-                host_ip: p.host_ip.map(|ip| ip.to_string()),
+                host_ip: Some(p.host_ip.unwrap_or(Ipv4Addr::LOCALHOST).to_string()),
                 host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
             });
     }

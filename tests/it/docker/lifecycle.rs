@@ -39,13 +39,14 @@ box = "busybox"
         "two containers, the lan and the default network"
     );
     let st = env.status();
-    assert!(
-        machine(&st, "web")["ports"][0]
-            .as_str()
-            .unwrap()
-            .contains("->80/tcp"),
-        "{st}"
-    );
+    let port = machine(&st, "web")["ports"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(port.contains("->80/tcp"), "{st}");
+    // A port without a host address is published on loopback only (issue 16, case 13):
+    // nothing on the network reaches a developer's service unless the Envfile says so.
+    assert!(port.starts_with("127.0.0.1:"), "{port}");
 
     let d = env.run(&["destroy", "-y"]);
     assert_eq!(d.code, 0, "{d}");
@@ -263,4 +264,26 @@ depends_on = ["svc"]
         "{up}"
     );
     assert_eq!(machine(&env.status(), "client")["state"], "running");
+}
+
+#[test]
+fn a_subnet_another_environment_holds_is_refused_naming_that_environment() {
+    require_docker();
+    let lan = subnet();
+    let body = format!(
+        "\n[network.lan]\nsubnet = \"{lan}\"\n\n[machine.web]\nbackend = \"docker\"\nbox = \"busybox\"\nnetworks = [\"lan\"]\n"
+    );
+    let first = TestEnv::new("holder", &body);
+    let up = first.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let second = TestEnv::new("overlap", &body);
+    let up = second.run(&["up"]);
+    assert_ne!(up.code, 0, "{up}");
+    // Not the engine's bare "Pool overlaps": which environment holds the subnet.
+    let holder = format!("of hdev environment `{}`", first.instance());
+    assert!(up.stderr.contains(&holder), "{up}");
+    assert!(
+        up.stderr.contains(&format!("subnet {lan} overlaps")),
+        "{up}"
+    );
 }

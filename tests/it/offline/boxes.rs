@@ -251,6 +251,24 @@ fn unsafe_archives_are_refused() {
 }
 
 #[test]
+fn an_archive_that_is_no_box_says_what_each_kind_of_box_would_have() {
+    let w = world();
+    let mut b = tar::Builder::new(Vec::new());
+    raw_entry(&mut b, "notes.txt", tar::EntryType::Regular, "", b"hello");
+    let p = w.path().join("notes.tar");
+    std::fs::write(&p, b.into_inner().expect("tar")).expect("write");
+    w.cmd()
+        .args(["box", "add", p.to_str().expect("utf-8")])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "neither an hdev box (whose first entry is `manifest.json`)",
+        ))
+        .stderr(contains("nor a vagrant box (which has a `metadata.json`"));
+    assert!(w.stored().is_empty());
+}
+
+#[test]
 fn archives_past_the_size_limit_are_refused() {
     let w = world();
     let (archive, _) = w.build_busybox();
