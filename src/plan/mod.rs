@@ -331,12 +331,19 @@ pub(crate) fn decide(
     let provisioned = rec.is_some_and(|r| r.provisioned(&o.id, o.hash.as_deref()));
     let running = o.state == crate::backend::RunState::Running;
     let ready = rec.is_some_and(|r| r.phase >= Phase::Ready);
+    // A VM that runs may still be booting (hdev was killed while it booted): a start,
+    // which waits until it answers, comes before anything that needs it to.
+    let wait = m.backend == Backend::Libvirt;
     match (running, provisioned) {
         (true, true) if ready => (Change::Keep, "up to date".to_string(), vec![]),
         (true, true) => (
             Change::Finish,
             "baseline not taken".to_string(),
-            vec![Step::Baseline],
+            if wait {
+                vec![Step::Start, Step::Baseline]
+            } else {
+                vec![Step::Baseline]
+            },
         ),
         (false, true) => {
             let mut base = vec![Step::Start];
@@ -347,7 +354,7 @@ pub(crate) fn decide(
         }
         (r, false) => {
             let mut base = vec![];
-            if !r {
+            if !r || wait {
                 base.push(Step::Start);
             }
             base.push(Step::Provision);

@@ -364,3 +364,37 @@ fn a_vm_takes_its_baseline_again_when_a_container_in_it_takes_a_new_one() {
     assert_eq!(vm.change, Change::Finish, "{p:?}");
     assert_eq!(vm.steps, vec![Step::Baseline], "{p:?}");
 }
+
+#[test]
+fn a_running_vm_whose_provisioning_did_not_finish_is_waited_for_before_provisioning() {
+    // hdev killed while the VM booted: it runs, provisioning never started. Provisioning
+    // straight away met "No route to host" (issue 16, case 1); a start waits for it.
+    let env = env();
+    let both = BTreeSet::from([Backend::Docker, Backend::Libvirt]);
+    let (mut obs, mut st) = all_ready();
+    obs.machines.insert(
+        "vm".into(),
+        ObservedMachine {
+            backend: Backend::Libvirt,
+            ..observed("vm", "sha256:vm", RunState::Running)
+        },
+    );
+    st.machines.insert(
+        "vm".into(),
+        MachineRecord {
+            backend: Backend::Libvirt,
+            ..record("vm", "sha256:vm", Phase::Created)
+        },
+    );
+    let p = plan(&env, &hashes(&env), &obs, &st, &both);
+    let vm = p.machines.iter().find(|m| m.name == "vm").unwrap();
+    assert_eq!(vm.change, Change::Finish, "{p:?}");
+    assert_eq!(
+        vm.steps,
+        vec![Step::Start, Step::Provision, Step::Baseline],
+        "{p:?}"
+    );
+    // A container that runs needs no such wait.
+    let db = p.machines.iter().find(|m| m.name == "db").unwrap();
+    assert_eq!(db.change, Change::Keep, "{p:?}");
+}
