@@ -441,7 +441,15 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             wait_for_guests(sh, name).await?;
             permit = Some(acquire(sh, name).await?);
         }
-        id = run_step(sh, &m, *step, id).await?;
+        id = match step {
+            // Waits for a VM to boot: a Ctrl-C stops waiting at once (the machine is
+            // left as the engine has it, and the next `up` finishes it).
+            Step::Create | Step::Start => tokio::select! {
+                r = run_step(sh, &m, *step, id) => r?,
+                _ = cancelled(sh.cancel.clone()) => return Err(interrupted(name)),
+            },
+            _ => run_step(sh, &m, *step, id).await?,
+        };
     }
     ready_for_guests(sh, mp).await;
     drop(permit);

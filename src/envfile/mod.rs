@@ -133,6 +133,7 @@ pub fn load_source_with(
 }
 
 fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
+    let host_paths = draft.env.as_ref().is_some_and(|e| e.host_paths);
     for m in &draft.machines {
         let inputs = m
             .provision
@@ -155,7 +156,14 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
             } else {
                 dir.join(&p.value)
             };
-            let problem = if !path.exists() {
+            let problem = if !host_paths && !stays_in(dir, &p.value) {
+                ctx.push(
+                    Diagnostic::new(p.span.clone(), format!("`{}` is outside the Envfile's folder", p.value))
+                        .label(format!("{what} a host path"))
+                        .help("copy what the machines need beside the Envfile, or allow host paths with `host_paths = true` in `[env]`"),
+                );
+                continue;
+            } else if !path.exists() {
                 format!("`{}` does not exist", p.value)
             } else if file_only && !path.is_file() {
                 format!("`{}` is not a file", p.value)
@@ -171,6 +179,34 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
                     )),
             );
         }
+    }
+}
+
+/// Whether `written` (relative to `dir`, or absolute) names something inside `dir`, by
+/// its words and, where it exists, by where its links lead.
+fn stays_in(dir: &Path, written: &str) -> bool {
+    use std::path::Component;
+    let p = Path::new(written);
+    if p.is_absolute() {
+        return p.starts_with(dir);
+    }
+    let mut depth = 0i32;
+    for c in p.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    match (
+        std::fs::canonicalize(dir.join(p)),
+        std::fs::canonicalize(dir),
+    ) {
+        (Ok(real), Ok(root)) => real.starts_with(root),
+        _ => true,
     }
 }
 

@@ -109,6 +109,10 @@ pub struct EnvSettings {
     /// How many machine operations run at once.
     pub parallel: u32,
     pub accel: Accel,
+    /// Whether provisioning and synced folders may read host paths outside the Envfile's
+    /// folder (`host_paths = true`); hashed only when set, so older hashes hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_paths: bool,
 }
 
 /// How a VM is accelerated.

@@ -29,6 +29,7 @@ pub(super) struct EnvDraft {
     pub parallel: Option<u32>,
     pub accel: Option<Accel>,
     pub swarm: Option<super::model::SwarmMode>,
+    pub host_paths: bool,
 }
 
 pub(super) struct BoxDraft {
@@ -95,6 +96,7 @@ const ENV_KEYS: &[&str] = &[
     "parallel",
     "accel",
     "swarm",
+    "host_paths",
 ];
 const BOX_KEYS: &[&str] = &["recipe", "file", "url", "sha256", "version"];
 const NETWORK_KEYS: &[&str] = &["subnet", "encrypted"];
@@ -344,6 +346,9 @@ fn read_env(ctx: &mut Ctx, t: &DeTable<'_>) -> EnvDraft {
         parallel: opt_u32(ctx, t, "parallel", "env", 1).map(|n| n.value),
         accel: read_accel(ctx, t, "env"),
         swarm: super::hosts::read_swarm(ctx, t, "env"),
+        host_paths: get(t, "host_paths")
+            .and_then(|(_, v)| ctx.boolean(v, "env.host_paths"))
+            .is_some_and(|b| b.value),
     }
 }
 

@@ -256,6 +256,7 @@ fn check_settings(ctx: &mut Ctx, env: Option<EnvDraft>) -> Option<EnvSettings> {
         libvirt_uri: e.libvirt_uri,
         parallel: e.parallel.unwrap_or(8),
         accel: e.accel.unwrap_or(Accel::Auto),
+        host_paths: e.host_paths,
     })
 }
 

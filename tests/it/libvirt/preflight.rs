@@ -1,9 +1,13 @@
-//! Mistakes that pass `validate` (they depend on this machine or on a box) and used to
+//! Interrupting and mistakes that pass `validate` (they depend on this machine or on a box) and used to
 //! fail during `up` after networks and machines existed (issue 16, case 8): `up` now
 //! stops on them before it creates anything.
 
-use crate::support::engines::{labelled_counts, libvirt_leftovers};
-use crate::support::{require_docker, require_libvirt, subnet, TestEnv};
+use std::time::{Duration, Instant};
+
+use crate::support::engines::{
+    labelled_counts, libvirt_domains, libvirt_leftovers, one_vm_test_at_a_time,
+};
+use crate::support::{repo, require_docker, require_libvirt, subnet, TestEnv};
 
 #[test]
 fn up_refuses_too_many_cpus_and_a_vm_without_a_disk_before_creating_anything() {
@@ -71,4 +75,60 @@ networks = ["lan"]
     let instance = env.instance();
     assert_eq!(labelled_counts(&instance), (0, 0, 0), "{up}");
     assert!(libvirt_leftovers(&instance).is_empty());
+}
+
+#[test]
+fn ctrl_c_while_a_vm_boots_acts_at_once_and_the_next_up_finishes_it() {
+    require_docker();
+    require_libvirt();
+    let _slot = one_vm_test_at_a_time();
+    let env = TestEnv::new(
+        "bootint",
+        &format!(
+            r#"
+[box.debian]
+recipe = "{}"
+
+[machine.vm]
+backend = "libvirt"
+box = "debian"
+memory = "384M"
+provision = [{{ shell = "echo done > /root/done" }}]
+"#,
+            repo().join("boxes/debian-bookworm").display()
+        ),
+    );
+    let child = env
+        .std_cmd()
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn up");
+    // Bounded: the VM's domain is defined and running, then Ctrl-C.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while libvirt_domains(&env.instance()).is_empty() {
+        assert!(Instant::now() < deadline, "the VM was never defined");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    // SAFETY: sends SIGINT to the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("wait up");
+    let waited = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    // It used to wait the boot out (88 s).
+    assert!(waited < Duration::from_secs(10), "took {waited:?}: {err}");
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    assert_eq!(
+        env.ok(&["exec", "vm", "--", "cat", "/root/done"]).trim(),
+        "done"
+    );
+    let gone = env.run(&["destroy", "-y"]);
+    assert_eq!(gone.code, 0, "{gone}");
 }
