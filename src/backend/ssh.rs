@@ -157,7 +157,17 @@ impl SshTarget {
         sink: &(dyn Fn(&str) + Send + Sync),
         tail_lines: usize,
     ) -> Result<RemoteOutcome, SshError> {
-        let mut child = Command::new("ssh")
+        let mut cmd = Command::new("ssh");
+        // If hdev dies (even by SIGKILL), ssh goes with it: the session closes and the
+        // guard of `guarded` stops the command in the guest.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args(self.args(10))
             .arg("-o")
             .arg("BatchMode=yes")
@@ -219,6 +229,21 @@ impl SshTarget {
             exit_code: status.code().map(i64::from).unwrap_or(-1),
             tail: tail.into_iter().collect(),
         })
+    }
+
+    /// `script` wrapped so that it stops when the SSH session that started it is gone
+    /// (hdev killed, the connection lost): run in a session of its own, watched once a
+    /// second, its whole process group is ended (TERM, then KILL) when the session's
+    /// sshd process is no more. Without it a step whose hdev died kept running, and the
+    /// next `up` started the same step beside it.
+    pub fn guarded(script: &str) -> String {
+        format!(
+            "p=$PPID; setsid sh -c {} & c=$!; \
+             (while kill -0 $p && kill -0 $c; do sleep 1; done; \
+              kill -0 $c && {{ kill -TERM -$c; sleep 2; kill -KILL -$c; }}) >/dev/null 2>&1 & w=$!; \
+             wait $c; rc=$?; kill $w 2>/dev/null; exit $rc",
+            shell_quote(script)
+        )
     }
 
     /// Waits until the guest accepts SSH and, where it runs cloud-init, until cloud-init

@@ -19,6 +19,34 @@ pub(super) const MAX_MANIFEST: u64 = 1 << 20;
 /// Default cap on what one archive may expand to (override: `HDEV_BOX_MAX_BYTES`).
 pub const DEFAULT_LIMIT: u64 = 64 << 30;
 
+/// How many times its compressed size a compressed box may expand to (override:
+/// `HDEV_BOX_MAX_RATIO`): disks and file systems compress 2 to 5 times; a bomb, a
+/// thousand.
+pub const DEFAULT_RATIO: u64 = 32;
+
+/// Compressed archives expanding to less than this are not held to the ratio.
+const RATIO_FLOOR: u64 = 64 << 20;
+
+/// The ratio in force.
+pub fn ratio_limit() -> u64 {
+    std::env::var("HDEV_BOX_MAX_RATIO")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_RATIO)
+}
+
+/// The expansion cap for a compressed archive of `compressed` bytes: the size limit, and
+/// at most [`ratio_limit`] times its size (but never below 64 MiB). `Some` when the
+/// ratio is what binds.
+pub fn compressed_limit(compressed: u64) -> (u64, Option<u64>) {
+    let by_ratio = compressed.saturating_mul(ratio_limit()).max(RATIO_FLOOR);
+    let limit = size_limit();
+    match by_ratio < limit {
+        true => (by_ratio, Some(ratio_limit())),
+        false => (limit, None),
+    }
+}
+
 /// The expansion cap in force.
 pub fn size_limit() -> u64 {
     std::env::var("HDEV_BOX_MAX_BYTES")

@@ -120,7 +120,21 @@ fn import_vagrant(
     let f = std::fs::File::open(path).map_err(BoxError::io(path))?;
     let r = std::io::BufReader::with_capacity(1 << 20, f);
     if kind == Foreign::TarGz {
-        safe_extract(flate2::read::GzDecoder::new(r), shown, &x, size_limit())?;
+        let compressed = std::fs::metadata(path).map_err(BoxError::io(path))?.len();
+        let (limit, ratio) = super::archive::compressed_limit(compressed);
+        match (
+            safe_extract(flate2::read::GzDecoder::new(r), shown, &x, limit),
+            ratio,
+        ) {
+            (Err(BoxError::TooLarge { .. }), Some(ratio)) => {
+                return Err(BoxError::Bomb {
+                    archive: shown.to_string(),
+                    compressed,
+                    ratio,
+                })
+            }
+            (r, _) => r?,
+        };
     } else {
         safe_extract(r, shown, &x, size_limit())?;
     }

@@ -63,6 +63,13 @@ pub enum BoxError {
     /// An archive expands past the size limit.
     #[error("`{archive}` is refused: it expands past the limit of {limit} bytes (set `HDEV_BOX_MAX_BYTES` to change it)")]
     TooLarge { archive: String, limit: u64 },
+    /// A compressed archive expands far more than real boxes do: a compression bomb.
+    #[error("`{archive}` is refused: it expands to more than {ratio} times its compressed size of {compressed} bytes, which real boxes never do (a compression bomb?); set `HDEV_BOX_MAX_RATIO` to allow more")]
+    Bomb {
+        archive: String,
+        compressed: u64,
+        ratio: u64,
+    },
     /// A digest differs from the one expected: the box is corrupt or was tampered with.
     #[error("{what} is corrupt or was tampered with: expected {expected}, actual {actual}")]
     DigestMismatch {

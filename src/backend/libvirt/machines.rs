@@ -338,7 +338,7 @@ impl Vms {
             .collect::<Vec<_>>()
             .join(" ");
         let o = target
-            .run(&script, None, sink, TAIL_LINES)
+            .run(&SshTarget::guarded(&script), None, sink, TAIL_LINES)
             .await
             .map_err(|e| engine("ssh", e))?;
         Ok(ExecOutcome {

@@ -78,7 +78,7 @@ networks = ["lan"]
 }
 
 #[test]
-fn ctrl_c_while_a_vm_boots_acts_at_once_and_the_next_up_finishes_it() {
+fn ctrl_c_while_a_vm_boots_acts_at_once_and_a_killed_step_stops_in_the_guest() {
     require_docker();
     require_libvirt();
     let _slot = one_vm_test_at_a_time();
@@ -93,7 +93,7 @@ recipe = "{}"
 backend = "libvirt"
 box = "debian"
 memory = "384M"
-provision = [{{ shell = "echo done > /root/done" }}]
+provision = [{{ shell = "[ -f /root/once ] || {{ touch /root/once; sleep 299; }}; echo done > /root/done" }}]
 "#,
             repo().join("boxes/debian-bookworm").display()
         ),
@@ -123,6 +123,39 @@ provision = [{{ shell = "echo done > /root/done" }}]
     assert_eq!(out.status.code(), Some(130), "{err}");
     // It used to wait the boot out (88 s).
     assert!(waited < Duration::from_secs(10), "took {waited:?}: {err}");
+    // Killed (-9) during provisioning: the step stops in the guest too, instead of
+    // running on beside the one the next `up` starts (issue 16, case 5).
+    let mut child = env
+        .std_cmd()
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while env
+        .run(&["exec", "vm", "--", "test", "-f", "/root/once"])
+        .code
+        != 0
+    {
+        assert!(Instant::now() < deadline, "provisioning never began");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let count = "pgrep -a -x sleep | grep -c 299 || true";
+    loop {
+        let left = env.run(&["exec", "vm", "--", "sh", "-c", count]);
+        if left.stdout.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the step still runs in the guest: {left}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     assert_eq!(

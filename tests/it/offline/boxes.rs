@@ -1,6 +1,7 @@
 //! Box store tests: the built binary with `HDEV_HOME` in a temp folder, and real archives
 //! (built from the busybox recipe, or crafted to be hostile).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use predicates::str::contains;
@@ -266,6 +267,48 @@ fn an_archive_that_is_no_box_says_what_each_kind_of_box_would_have() {
         ))
         .stderr(contains("nor a vagrant box (which has a `metadata.json`"));
     assert!(w.stored().is_empty());
+}
+
+#[test]
+fn a_compression_bomb_is_refused_by_its_ratio_before_it_is_written() {
+    let w = world();
+    // 100 MiB of zeros as a vagrant box's disk: about 100 KiB once gzip'd (it used to be
+    // accepted up to the 64 GiB limit).
+    let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let meta = br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(meta.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "metadata.json", &meta[..])
+        .expect("meta");
+    let size = 100u64 << 20;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "box.img", std::io::repeat(0).take(size))
+        .expect("disk");
+    let bytes = t.into_inner().expect("tar").finish().expect("gzip");
+    let bomb = w.path().join("bomb.box");
+    std::fs::write(&bomb, &bytes).expect("write");
+    w.cmd()
+        .args([
+            "box",
+            "add",
+            bomb.to_str().expect("utf-8"),
+            "--name",
+            "bomb",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("more than 32 times its compressed size"))
+        .stderr(contains("compression bomb"));
+    assert!(w.stored().is_empty());
+    assert!(w.leftovers().is_empty(), "{:?}", w.leftovers());
 }
 
 #[test]
