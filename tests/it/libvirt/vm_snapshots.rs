@@ -112,6 +112,11 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
     let r = env.run(&["reset"]);
     assert_eq!(r.code, 0, "{r}");
     assert_resumed(&env);
+    // Status reads the same record of the layers as reset (issue 16, case 12: it said
+    // BASELINE no after a reset).
+    let st = env.run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["machines"][0]["baseline"], true, "after reset: {st}");
     let (code, d) = drift(&env);
     assert_eq!(code, 0, "no drift after reset: {d}");
     let c = sh(
