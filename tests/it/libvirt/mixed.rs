@@ -3,27 +3,10 @@
 //! both ways, and destroyed without leftovers in Docker or libvirt; a VM that cannot be
 //! built, or that forces KVM where KVM cannot run, fails by name.
 
-use std::path::Path;
-
-use crate::support::engines::{labelled_counts, libvirt_domains, one_vm_test_at_a_time};
+use crate::support::engines::{
+    build_debian_box, labelled_counts, libvirt_domains, one_vm_test_at_a_time,
+};
 use crate::support::{machine, repo, require_docker, require_libvirt, subnet, TestEnv};
-
-/// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
-/// gets a bound of its own and `up` is measured on its own.
-fn build_debian_box(env: &TestEnv, recipe: &Path) {
-    let build = env
-        .cmd()
-        .args(["box", "build"])
-        .arg(recipe)
-        .timeout(std::time::Duration::from_secs(1500))
-        .output()
-        .expect("box build");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-}
 
 #[test]
 fn a_container_and_a_vm_share_a_network_and_provisioning_reaches_the_vm() {

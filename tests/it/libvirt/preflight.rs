@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::engines::{
-    labelled_counts, libvirt_domains, libvirt_leftovers, one_vm_test_at_a_time,
+    build_debian_box, labelled_counts, libvirt_domains, libvirt_leftovers, one_vm_test_at_a_time,
 };
 use crate::support::{repo, require_docker, require_libvirt, subnet, TestEnv};
 
@@ -98,6 +98,8 @@ provision = [{{ shell = "[ -f /root/once ] || {{ touch /root/once; sleep 299; }}
             repo().join("boxes/debian-bookworm").display()
         ),
     );
+    // The box first (minutes on a fresh machine), so that the interrupt lands in the boot.
+    build_debian_box(&env, &repo().join("boxes/debian-bookworm"));
     let child = env
         .std_cmd()
         .arg("up")

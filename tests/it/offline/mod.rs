@@ -3,6 +3,7 @@
 
 mod boxes;
 mod envfile;
+mod fuzz;
 mod hardening;
 mod hash_props;
 mod releases;

@@ -241,3 +241,20 @@ fn virsh_names(instance: &str, args: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Builds the debian box into the test store. It takes minutes on a fresh machine, so it
+/// gets a bound of its own and `up` is measured on its own.
+pub(crate) fn build_debian_box(env: &crate::support::TestEnv, recipe: &Path) {
+    let build = env
+        .cmd()
+        .args(["box", "build"])
+        .arg(recipe)
+        .timeout(std::time::Duration::from_secs(1500))
+        .output()
+        .expect("box build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+}
