@@ -20,6 +20,11 @@ pub(crate) struct RunAs {
 
 impl RunAs {
     pub(crate) fn new(dir: &Path) -> RunAs {
+        RunAs::in_groups(dir, &["docker"])
+    }
+
+    /// The user in `groups` (`docker`, and `libvirt` for VMs) besides its own.
+    pub(crate) fn in_groups(dir: &Path, groups: &[&str]) -> RunAs {
         let bin = dir.join("hdev");
         std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
         if !is_root() {
@@ -40,11 +45,11 @@ impl RunAs {
             assert!(ok, "cannot create user {USER}");
         }
         let ok = Command::new("usermod")
-            .args(["-aG", "docker", USER])
+            .args(["-aG", &groups.join(","), USER])
             .status()
             .expect("usermod")
             .success();
-        assert!(ok, "cannot add {USER} to the docker group");
+        assert!(ok, "cannot add {USER} to the groups {groups:?}");
         let ok = Command::new("chown")
             .args(["-R", USER])
             .arg(dir)

@@ -8,6 +8,7 @@ mod cloud_image;
 mod doctor;
 mod harness;
 mod mixed;
+mod nonroot;
 mod preflight;
 mod remote;
 #[cfg(feature = "libvirt")]

@@ -89,18 +89,23 @@ fn ctrl_c_while_a_vm_boots_acts_at_once_and_a_killed_step_stops_in_the_guest() {
 [box.debian]
 recipe = "{}"
 
+[network.lan]
+subnet = "{lan}"
+
 [machine.vm]
 backend = "libvirt"
 box = "debian"
 memory = "384M"
+networks = ["lan"]
 provision = [{{ shell = "[ -f /root/once ] || {{ touch /root/once; sleep 299; }}; echo done > /root/done" }}]
 "#,
-            repo().join("boxes/debian-bookworm").display()
+            repo().join("boxes/debian-bookworm").display(),
+            lan = subnet()
         ),
     );
     // The box first (minutes on a fresh machine), so that the interrupt lands in the boot.
     build_debian_box(&env, &repo().join("boxes/debian-bookworm"));
-    let child = env
+    let mut child = env
         .std_cmd()
         .arg("up")
         .stdout(std::process::Stdio::null())
@@ -110,6 +115,13 @@ provision = [{{ shell = "[ -f /root/once ] || {{ touch /root/once; sleep 299; }}
     // Bounded: the VM's domain is defined and running, then Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(300);
     while libvirt_domains(&env.instance()).is_empty() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "up ended ({status}) before the VM was defined: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         assert!(Instant::now() < deadline, "the VM was never defined");
         std::thread::sleep(Duration::from_millis(200));
     }
