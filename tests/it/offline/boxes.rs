@@ -158,6 +158,15 @@ fn tampered_boxes_are_refused_and_leave_nothing() {
 }
 
 /// A tar entry written with raw header fields, so that hostile names get through.
+/// Appends a regular file of `size` bytes read from `data` to a tar archive.
+fn append_file<W: std::io::Write>(t: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, name, data).expect("append");
+}
+
 fn raw_entry(
     b: &mut tar::Builder<Vec<u8>>,
     name: &str,
@@ -279,19 +288,9 @@ fn a_compression_bomb_is_refused_by_its_ratio_before_it_is_written() {
         flate2::Compression::fast(),
     ));
     let meta = br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#;
-    let mut h = tar::Header::new_gnu();
-    h.set_size(meta.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    t.append_data(&mut h, "metadata.json", &meta[..])
-        .expect("meta");
+    append_file(&mut t, "metadata.json", meta.len() as u64, &meta[..]);
     let size = 100u64 << 20;
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_cksum();
-    t.append_data(&mut h, "box.img", std::io::repeat(0).take(size))
-        .expect("disk");
+    append_file(&mut t, "box.img", size, std::io::repeat(0).take(size));
     let bytes = t.into_inner().expect("tar").finish().expect("gzip");
     let bomb = w.path().join("bomb.box");
     std::fs::write(&bomb, &bytes).expect("write");
@@ -409,12 +408,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut t = tar::Builder::new(gz);
     let meta = br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#;
-    let mut h = tar::Header::new_gnu();
-    h.set_size(meta.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    t.append_data(&mut h, "metadata.json", &meta[..])
-        .expect("meta");
+    append_file(&mut t, "metadata.json", meta.len() as u64, &meta[..]);
     t.append_path_with_name(&disk, "box.img").expect("img");
     let vf = b"Vagrant.configure(2) {}\n";
     let mut h = tar::Header::new_gnu();
@@ -441,12 +435,7 @@ fn cloud_qcow2_and_vagrant_boxes_are_added_for_libvirt() {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut t = tar::Builder::new(gz);
     let meta = br#"{"provider":"virtualbox"}"#;
-    let mut h = tar::Header::new_gnu();
-    h.set_size(meta.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    t.append_data(&mut h, "metadata.json", &meta[..])
-        .expect("meta");
+    append_file(&mut t, "metadata.json", meta.len() as u64, &meta[..]);
     let bytes = t.into_inner().expect("tar").finish().expect("gzip");
     std::fs::write(&vbox, bytes).expect("write");
     w.cmd()
