@@ -214,9 +214,10 @@ fn stays_in(dir: &Path, written: &str) -> bool {
 /// container's limit cannot exceed what the machine has).
 const VCPUS_PER_CPU: u32 = 4;
 
-/// What this machine cannot give machines `names` of `env` that run on it (more CPUs
-/// than it has), found before anything is created; each problem at its place in the
-/// Envfile. Not part of loading: the same Envfile validates and hashes on any machine.
+/// What `up` must refuse before it creates machines `names` of `env`, each problem at
+/// its place in the Envfile: more CPUs than this machine has (for those that run on it),
+/// a VM on no network (hdev could not reach it). Not part of loading: the same Envfile
+/// validates and hashes on any machine, and plans need no network to be shown.
 pub fn check_this_host(env: &Env, names: &[&str]) -> Result<(), LoadError> {
     let here = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let text = read_text(&env.file, TEXT_LIMIT).map_err(|source| LoadError::Io {
@@ -225,6 +226,20 @@ pub fn check_this_host(env: &Env, names: &[&str]) -> Result<(), LoadError> {
     })?;
     let mut items = Vec::new();
     for m in names.iter().filter_map(|n| env.machines.get(*n)) {
+        if m.backend == Backend::Libvirt && m.networks.is_empty() {
+            let span = read::span_of(&text, &["machine", &m.group, "backend"]).unwrap_or(0..0);
+            items.push(
+                Diagnostic::new(
+                    span,
+                    format!(
+                        "VM `{}` is on no network, so hdev cannot reach it over SSH",
+                        m.name
+                    ),
+                )
+                .label("a VM without `networks`")
+                .help("give it `networks = [\"...\"]`"),
+            );
+        }
         if m.place.host.is_some() || m.libvirt_uri.is_some() {
             continue; // another host's CPUs are not known here
         }

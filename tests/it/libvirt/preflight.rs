@@ -10,7 +10,7 @@ use crate::support::engines::{
 use crate::support::{repo, require_docker, require_libvirt, subnet, TestEnv};
 
 #[test]
-fn up_refuses_too_many_cpus_and_a_vm_without_a_disk_before_creating_anything() {
+fn up_refuses_too_many_cpus_a_vm_without_a_disk_or_a_network_before_creating_anything() {
     require_docker();
     require_libvirt();
     let lan = subnet();
@@ -72,6 +72,19 @@ networks = ["lan"]
     assert_eq!(up.code, 1, "{up}");
     assert!(up.stderr.contains("nothing was created"), "{up}");
     assert!(up.stderr.contains("machine `vm`"), "{up}");
+    let instance = env.instance();
+    assert_eq!(labelled_counts(&instance), (0, 0, 0), "{up}");
+    assert!(libvirt_leftovers(&instance).is_empty());
+
+    // A VM on no network: hdev could never reach it; said at its `backend`.
+    let env = TestEnv::new(
+        "nonet",
+        "\n[machine.db]\nbackend = \"docker\"\nbox = \"busybox\"\n\n[machine.vm]\nbackend = \"libvirt\"\nbox = \"busybox\"\n",
+    );
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 1, "{up}");
+    assert!(up.stderr.contains("VM `vm` is on no network"), "{up}");
+    assert!(up.stderr.contains("[Envfile:14:11]"), "{up}");
     let instance = env.instance();
     assert_eq!(labelled_counts(&instance), (0, 0, 0), "{up}");
     assert!(libvirt_leftovers(&instance).is_empty());
