@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{hdev_bin, repo, require_docker};
+use crate::support::{hdev_bin, require_docker, subnet};
 
 const USER: &str = "hdev-nonroot";
 
@@ -119,37 +119,20 @@ fn a_user_who_is_not_root_brings_up_tests_resets_and_destroys() {
     let tmp = tempfile::tempdir().expect("temp folder");
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let recipe = dir.join("boxes/busybox");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    for f in ["box.toml", "build.sh"] {
-        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
-    }
-    std::fs::write(
-        dir.join("Envfile"),
-        r#"
-[env]
-name = "nonroot"
-
-[box.busybox]
-recipe = "boxes/busybox"
-
-[machine.web]
-backend = "docker"
-box = "busybox"
-command = "httpd -f -p 80 -h /var/www"
-
-[[machine.web.provision]]
-shell = "mkdir -p /var/www && echo 'served to a user' > /var/www/index.html"
-
-[[test]]
-name = "serves"
-machine = "web"
-run = "wget -q -O- http://127.0.0.1:80/"
-expect_output = "served to a user"
-"#,
-    )
-    .expect("write Envfile");
     let who = RunAs::new(dir);
+    // The minimal template, as a new user starts: `hdev init`, written by the user. Its
+    // fixed subnet and host port are swapped for this run's own (tests run side by side).
+    who.ok(dir, &["init"]);
+    let envfile = dir.join("Envfile");
+    let text = std::fs::read_to_string(&envfile).expect("Envfile");
+    assert!(
+        text.contains("10.77.0.0/24") && text.contains("127.0.0.1:8080:80"),
+        "{text}"
+    );
+    let text = text
+        .replace("10.77.0.0/24", &subnet())
+        .replace("127.0.0.1:8080:80", "80");
+    std::fs::write(&envfile, text).expect("write Envfile");
     let _cleanup = Cleanup(&who, dir);
 
     who.ok(dir, &["up"]);
