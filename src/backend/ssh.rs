@@ -104,6 +104,18 @@ pub struct RemoteOutcome {
     pub tail: Vec<String>,
 }
 
+/// Makes a child process end (SIGTERM) when hdev does, however hdev ends: ssh sessions
+/// and forwards must not outlive the command that needed them.
+pub fn dies_with_hdev(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
 impl SshTarget {
     /// Options for every connection: the environment key only, no host key pinning, no
     /// prompts.
@@ -160,13 +172,7 @@ impl SshTarget {
         let mut cmd = Command::new("ssh");
         // If hdev dies (even by SIGKILL), ssh goes with it: the session closes and the
         // guard of `guarded` stops the command in the guest.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        dies_with_hdev(&mut cmd);
         let mut child = cmd
             .args(self.args(10))
             .arg("-o")

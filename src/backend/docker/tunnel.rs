@@ -48,6 +48,8 @@ impl Tunnel {
             let _ = old.kill().await;
         }
         let mut c = tokio::process::Command::new("ssh");
+        // The forward ends with hdev, even when hdev is killed.
+        crate::backend::ssh::dies_with_hdev(&mut c);
         // A session the VM forgot (a restored snapshot) ends within seconds; the first
         // value of an option wins, so these come before the target's own.
         c.args(["-N", "-o", "ExitOnForwardFailure=yes"])
