@@ -56,19 +56,24 @@ pub(crate) async fn converge(
         .filter(|mp| mp.steps.contains(&plan::Step::Create))
         .map(|mp| mp.name.as_str())
         .collect();
-    crate::envfile::check_this_host(env, &creating)?;
+    // Everything that would fail after objects exist, said at once, before any does.
+    let here = crate::envfile::check_this_host(env, &creating);
     let unusable = apply::unusable(env, &plan, images);
-    if !unusable.is_empty() {
-        let list: Vec<String> = unusable
-            .iter()
-            .map(|(m, why)| format!("  machine `{m}`: {why}"))
-            .collect();
-        anyhow::bail!(
-            "nothing was created: {} machine{} cannot be made:\n{}",
-            unusable.len(),
-            if unusable.len() == 1 { "" } else { "s" },
-            list.join("\n")
-        );
+    if here.is_err() || !unusable.is_empty() {
+        let mut problems: Vec<String> = here.err().map(|e| e.to_string()).into_iter().collect();
+        if !unusable.is_empty() {
+            let list: Vec<String> = unusable
+                .iter()
+                .map(|(m, why)| format!("  machine `{m}`: {why}"))
+                .collect();
+            problems.push(format!(
+                "{} machine{} cannot be made:\n{}",
+                unusable.len(),
+                if unusable.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            ));
+        }
+        anyhow::bail!("nothing was created:\n{}", problems.join("\n"));
     }
     run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
 }

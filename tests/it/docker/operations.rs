@@ -77,7 +77,9 @@ image = "hdev-no-such-image:never"
         ),
         "{up}"
     );
+    // Found before anything is made, so the other machine is not made either.
+    assert!(up.stderr.contains("nothing was created"), "{up}");
     let st = local.status();
-    assert_eq!(machine(&st, "local")["state"], "running");
+    assert_eq!(machine(&st, "local")["state"], "not created");
     assert_eq!(machine(&st, "missing")["state"], "not created");
 }
