@@ -97,9 +97,6 @@ pub struct LibvirtBackend {
 
 impl LibvirtBackend {
     pub async fn connect(uri: &str) -> Result<LibvirtBackend, LibvirtError> {
-        // libvirt prints every error to stderr by default; hdev reports them itself.
-        static QUIET: std::sync::Once = std::sync::Once::new();
-        QUIET.call_once(virt::error::clear_error_callback);
         let u = uri.to_string();
         let conn = tokio::task::spawn_blocking(move || Connect::open(Some(&u)))
             .await
