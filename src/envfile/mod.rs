@@ -187,8 +187,9 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
 fn stays_in(dir: &Path, written: &str) -> bool {
     use std::path::Component;
     let p = Path::new(written);
-    if p.is_absolute() {
-        return p.starts_with(dir);
+    if p.is_absolute() && (!p.starts_with(dir) || p.components().any(|c| c == Component::ParentDir))
+    {
+        return false;
     }
     let mut depth = 0i32;
     for c in p.components() {
@@ -295,4 +296,31 @@ pub fn display_name(path: &Path) -> String {
         .and_then(|c| path.strip_prefix(c).ok())
         .unwrap_or(path);
     shown.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_in;
+
+    #[test]
+    fn host_paths_stay_in_the_envfile_folder_by_their_words_and_their_links() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        std::fs::write(dir.join("conf/app.conf"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("conf/out")).unwrap();
+        assert!(stays_in(&dir, "conf/app.conf"));
+        assert!(stays_in(&dir, "conf/../conf/app.conf"));
+        assert!(stays_in(
+            &dir,
+            &dir.join("conf/app.conf").display().to_string()
+        ));
+        assert!(!stays_in(&dir, "../../../../etc/shadow"));
+        assert!(!stays_in(&dir, "conf/../../x"));
+        assert!(!stays_in(&dir, "/etc/shadow"));
+        let sneaky = format!("{}/../etc/shadow", dir.display());
+        assert!(!stays_in(&dir, &sneaky));
+        // A link inside the folder that leads out of it.
+        assert!(!stays_in(&dir, "conf/out"));
+    }
 }
