@@ -1,8 +1,9 @@
 //! Fuzzing the two readers of untrusted input, proptest-driven and bounded in cases (a
 //! few seconds): the Envfile reader (mutations of the HARNESS example, and arbitrary
 //! text) and the box archive reader (mutations of a small valid box). Neither may panic;
-//! every diagnostic points inside the file; a damaged archive is refused and leaves
-//! nothing behind. A failing case is kept by proptest in `tests/proptest-regressions/`
+//! every diagnostic points inside the file; a damaged archive pinned by digest is
+//! refused, an unpinned one is another box only where its manifest's words changed, and
+//! nothing is left behind. A failing case is kept by proptest in `tests/proptest-regressions/`
 //! and replayed first from then on.
 
 use std::collections::BTreeMap;
@@ -134,15 +135,23 @@ proptest! {
         let work = tempfile::tempdir().unwrap();
         let valid = small_box(work.path());
         let bytes = mutate(valid.clone(), &edits);
+        let good = Store::at(work.path().join("good"))
+            .add_reader(&valid[..], "tiny.box", None)
+            .unwrap();
+        // Pinned by digest (as an Envfile's `sha256` or a lock pins it): the damaged
+        // archive is refused, unless the change left the very same box.
         let store = Store::at(work.path().join("store"));
-        let r = store.add_reader(&bytes[..], "fuzzed.box", None);
-        if bytes != valid && r.is_ok() {
-            // A change in padding or unused header bytes can leave the box intact: then
-            // it must be the very box the valid archive holds.
-            let good = Store::at(work.path().join("good"))
-                .add_reader(&valid[..], "tiny.box", None)
-                .unwrap();
-            prop_assert_eq!(&r.as_ref().unwrap().digest, &good.digest);
+        if let Ok(b) = store.add_reader(&bytes[..], "fuzzed.box", Some(&good.digest)) {
+            prop_assert_eq!(&b.digest, &good.digest);
+        }
+        // Unpinned: a change to the manifest's own words makes another box (another
+        // digest), but never one whose artifact differs from what its manifest says.
+        let loose = Store::at(work.path().join("loose"));
+        if let Ok(b) = loose.add_reader(&bytes[..], "fuzzed.box", None) {
+            for a in b.manifest.artifacts.values() {
+                let stored = std::fs::read(b.dir.join(&a.path)).unwrap();
+                prop_assert_eq!(stored, b"hello from a box\n".repeat(20));
+            }
         }
         // Nothing but the store was written, and no partial folder is left.
         let mut names: Vec<String> = std::fs::read_dir(work.path())
@@ -151,13 +160,15 @@ proptest! {
             .collect();
         names.sort();
         prop_assert!(
-            names.iter().all(|n| ["good", "rootfs.tar", "store", "tiny.box"].contains(&n.as_str())),
+            names.iter().all(|n| ["good", "loose", "rootfs.tar", "store", "tiny.box"].contains(&n.as_str())),
             "{names:?}"
         );
-        let tmp = work.path().join("store/tmp");
-        if tmp.exists() {
-            let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
-            prop_assert!(left.is_empty(), "partial folders left: {left:?}");
+        for s in ["store", "loose"] {
+            let tmp = work.path().join(s).join("tmp");
+            if tmp.exists() {
+                let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+                prop_assert!(left.is_empty(), "partial folders left: {left:?}");
+            }
         }
     }
 }
