@@ -552,7 +552,6 @@ fn interrupted(name: &str) -> MachineError {
     }
 }
 
-/// Waits until every machine `mp` depends on is up (and healthy, where it has a check).
 /// A slot among the machine operations that run at once (or the run was stopped).
 async fn acquire<'s>(
     sh: &'s Shared<'_>,
@@ -594,6 +593,8 @@ async fn wait_for_guests(sh: &Shared<'_>, vm: &str) -> Result<(), MachineError> 
     Ok(())
 }
 
+/// Waits until every machine `mp` depends on is up (and healthy, where it has a check);
+/// the VM a container is in, only until it is ready for it.
 async fn wait_for_dependencies(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineError> {
     let host = sh
         .env

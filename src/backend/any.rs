@@ -249,7 +249,7 @@ impl Backends {
                     VM_ENGINE_AT_CONNECT.as_secs()
                 ),
             };
-            let at = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
+            let at = crate::envfile::vm_endpoint(&vm);
             out.errors.insert(EngineKey::docker(Some(&at)), why);
         }
         Ok(out)
@@ -271,7 +271,7 @@ impl Backends {
                 });
             };
             let target = v.target(&super::vm_domain(&self.instance, vm)).await?;
-            let endpoint = format!("{}{vm}", crate::envfile::VM_ENDPOINT);
+            let endpoint = crate::envfile::vm_endpoint(vm);
             let d = docker::DockerBackend::connect_in_vm(vm, &endpoint, &target).await?;
             Ok(AnyBackend::Docker(d))
         })

@@ -89,15 +89,25 @@ impl Place {
     pub fn in_vm(vm: &str) -> Place {
         Place {
             host: Some(vm.to_string()),
-            docker: Some(format!("{VM_ENDPOINT}{vm}")),
+            docker: Some(vm_endpoint(vm)),
             libvirt_uri: None,
         }
     }
 
     /// The VM whose Docker engine holds the machine, if it is in one.
     pub fn vm_host(&self) -> Option<&str> {
-        self.docker.as_deref()?.strip_prefix(VM_ENDPOINT)
+        vm_of_engine(self.docker.as_deref())
     }
+}
+
+/// The Docker endpoint of VM `vm`'s own engine.
+pub fn vm_endpoint(vm: &str) -> String {
+    format!("{VM_ENDPOINT}{vm}")
+}
+
+/// The VM whose own Docker engine `engine` is (`vm://NAME`), if it is one.
+pub fn vm_of_engine(engine: Option<&str>) -> Option<&str> {
+    engine?.strip_prefix(VM_ENDPOINT)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

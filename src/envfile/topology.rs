@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{Backend, Env, Machine, VM_ENDPOINT};
+use super::model::{Backend, Env, Machine};
 
 /// Envfile-side name of the network containers without `networks` join.
 pub const DEFAULT_NETWORK: &str = "_default";
@@ -260,10 +260,7 @@ pub fn docker_engines(env: &Env) -> BTreeSet<Option<String>> {
         .collect()
 }
 
-/// The VM whose own Docker engine `engine` is (`vm://NAME`), if it is one.
-pub fn vm_of_engine(engine: Option<&str>) -> Option<&str> {
-    engine?.strip_prefix(VM_ENDPOINT)
-}
+pub use super::model::vm_of_engine;
 
 /// Whether network `name` joins only containers inside VMs: it is made in the VM's
 /// engine, with them, not where the environment's networks are.
@@ -340,14 +337,14 @@ pub struct VmSpanError {
 pub fn check_vm_networks(env: &Env) -> Result<(), VmSpanError> {
     for (network, places) in placements(env) {
         let vm = places.keys().find_map(|s| match s {
-            Site::Engine(Some(e)) => e.strip_prefix(VM_ENDPOINT),
+            Site::Engine(e) => vm_of_engine(e.as_deref()),
             _ => None,
         });
         let Some(vm) = vm else { continue };
         if places.len() > 1 {
-            let (inside, outside): (Vec<_>, Vec<_>) = places
-                .iter()
-                .partition(|(s, _)| matches!(s, Site::Engine(Some(e)) if e.strip_prefix(VM_ENDPOINT) == Some(vm)));
+            let (inside, outside): (Vec<_>, Vec<_>) = places.iter().partition(
+                |(s, _)| matches!(s, Site::Engine(e) if vm_of_engine(e.as_deref()) == Some(vm)),
+            );
             return Err(VmSpanError {
                 network,
                 vm: vm.to_string(),
