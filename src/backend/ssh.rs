@@ -1,9 +1,11 @@
 //! Commands in VMs over SSH, through the system's OpenSSH client.
 //!
 //! Every environment has its own key pair in `.hdev/ssh/` (never a shared insecure key);
-//! the public half reaches the guest at first boot. Host keys are not pinned: guests are
-//! local, on the environment's private bridge, and are recreated at will, which is what
-//! Vagrant does too.
+//! the public half reaches the guest at first boot. Every VM has its own host key, made by
+//! hdev before the VM first boots and handed to it through its seed disk ([`HostKey`]);
+//! hdev pins it in the environment's own `.hdev/ssh/known_hosts` and checks it on every
+//! connection (`StrictHostKeyChecking=yes`), so nothing on the network can stand in for a
+//! VM, not even at first contact.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ pub use crate::envfile::topology::shell_quote;
 /// cloud-init's own verdict (a failed module is the image's business, not a hang).
 const READY: &str = "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi";
 
+/// How long a booting guest may answer with a host key other than the pinned one
+/// before hdev gives up on it.
+const HOST_KEY_GRACE: Duration = Duration::from_secs(10);
+
 /// Why an SSH operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -32,6 +38,9 @@ pub enum SshError {
     /// `ssh-keygen` failed.
     #[error("`ssh-keygen` failed for `{}`: {message}", path.display())]
     Keygen { path: PathBuf, message: String },
+    /// The guest answered with a host key other than the one hdev gave it.
+    #[error("{host} presented an SSH host key other than the one hdev gave it (pinned in `{}`): either its box does not take host keys from hdev's seed (rebuild or re-import the box) or something else answers at that address; hdev does not connect", known_hosts.display())]
+    HostKey { host: String, known_hosts: PathBuf },
     /// The guest's SSH server did not answer in time.
     #[error("{host} did not accept SSH within {secs}s (last error: {last})")]
     Timeout {
@@ -86,6 +95,130 @@ impl SshKey {
     }
 }
 
+/// A VM's own SSH host key (ed25519), made by hdev before the VM's first boot: the private
+/// half goes to the guest through its seed disk, the public half is pinned in the
+/// environment's `known_hosts` under the VM's domain name (`HostKeyAlias`), so the pin
+/// does not depend on the VM's address.
+#[derive(Debug, Clone)]
+pub struct HostKey {
+    pub private: String,
+    pub public: String,
+}
+
+/// How a connection checks the VM's host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPin {
+    /// The name the key is pinned under (the VM's domain).
+    pub alias: String,
+    pub known_hosts: PathBuf,
+}
+
+fn host_key_dir(state_root: &Path) -> PathBuf {
+    state_root.join("ssh").join("hosts")
+}
+
+/// The environment's `known_hosts`: one line per VM host key hdev made.
+pub fn known_hosts(state_root: &Path) -> PathBuf {
+    state_root.join("ssh").join("known_hosts")
+}
+
+fn io_error(program: &'static str) -> impl Fn(std::io::Error) -> SshError {
+    move |source| SshError::Spawn { program, source }
+}
+
+impl HostKey {
+    /// The host key of VM `domain`, made on first use and pinned.
+    pub fn ensure(state_root: &Path, domain: &str) -> Result<HostKey, SshError> {
+        let dir = host_key_dir(state_root);
+        let private = dir.join(domain);
+        let public = dir.join(format!("{domain}.pub"));
+        if !private.exists() || !public.exists() {
+            std::fs::create_dir_all(&dir).map_err(io_error("ssh-keygen"))?;
+            let _ = std::fs::remove_file(&private);
+            let _ = std::fs::remove_file(&public);
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(domain)
+                .arg("-f")
+                .arg(&private)
+                .output()
+                .map_err(io_error("ssh-keygen"))?;
+            if !out.status.success() {
+                return Err(SshError::Keygen {
+                    path: private,
+                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        let key = HostKey {
+            private: std::fs::read_to_string(&private).map_err(io_error("ssh-keygen"))?,
+            public: std::fs::read_to_string(&public)
+                .map_err(io_error("ssh-keygen"))?
+                .trim()
+                .to_string(),
+        };
+        write_known_hosts(state_root)?;
+        Ok(key)
+    }
+
+    /// How to check VM `domain`'s host key: pinned when hdev made one, otherwise `None`
+    /// (a VM defined by an hdev from before host keys were pinned).
+    pub fn pin(state_root: &Path, domain: &str) -> Option<HostPin> {
+        host_key_dir(state_root)
+            .join(format!("{domain}.pub"))
+            .exists()
+            .then(|| HostPin {
+                alias: domain.to_string(),
+                known_hosts: known_hosts(state_root),
+            })
+    }
+
+    /// Forgets VM `domain`'s host key, when the VM is gone.
+    pub fn forget(state_root: &Path, domain: &str) -> Result<(), SshError> {
+        let dir = host_key_dir(state_root);
+        for f in [dir.join(domain), dir.join(format!("{domain}.pub"))] {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error("rm")(e))
+                }
+                _ => {}
+            }
+        }
+        write_known_hosts(state_root)
+    }
+}
+
+/// Rewrites `known_hosts` from the host keys hdev holds (atomically: a reader never sees
+/// half a file).
+fn write_known_hosts(state_root: &Path) -> Result<(), SshError> {
+    if !host_key_dir(state_root).is_dir() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    if let Ok(rd) = std::fs::read_dir(host_key_dir(state_root)) {
+        let mut pubs: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+            .collect();
+        pubs.sort();
+        for p in pubs {
+            let (Some(alias), Ok(key)) = (p.file_stem(), std::fs::read_to_string(&p)) else {
+                continue;
+            };
+            // `type base64` only: the comment is not part of the pin.
+            let mut parts = key.split_whitespace();
+            if let (Some(kind), Some(b64)) = (parts.next(), parts.next()) {
+                lines.push_str(&format!("{} {kind} {b64}\n", alias.to_string_lossy()));
+            }
+        }
+    }
+    let path = known_hosts(state_root);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, lines).map_err(io_error("write known_hosts"))?;
+    std::fs::rename(&tmp, &path).map_err(io_error("write known_hosts"))
+}
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -95,6 +228,8 @@ pub struct SshTarget {
     /// How to get to `host` when it is not reachable from here: the `ProxyCommand` of a
     /// VM on a remote libvirt host.
     pub proxy: Option<String>,
+    /// The pinned host key; `None` only for VMs defined before hdev pinned host keys.
+    pub pin: Option<HostPin>,
 }
 
 /// Output of a remote command: its exit code and its last lines.
@@ -117,31 +252,56 @@ pub fn dies_with_hdev(cmd: &mut Command) {
 }
 
 impl SshTarget {
-    /// Options for every connection: the environment key only, no host key pinning, no
-    /// prompts.
-    pub fn args(&self, connect_timeout_secs: u64) -> Vec<String> {
-        let mut a = vec![
-            "-i".into(),
-            self.key.to_string_lossy().into_owned(),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=no".into(),
-            "-o".into(),
-            "UserKnownHostsFile=/dev/null".into(),
-            "-o".into(),
-            "LogLevel=ERROR".into(),
-            "-o".into(),
-            format!("ConnectTimeout={connect_timeout_secs}"),
-            "-o".into(),
-            "ServerAliveInterval=15".into(),
-        ];
+    /// The `-o` options of every connection, ansible's included: the environment key
+    /// only, the VM's pinned host key only, no prompts.
+    pub fn options(&self) -> Vec<String> {
+        let mut o = vec!["IdentitiesOnly=yes".to_string()];
+        match &self.pin {
+            Some(pin) => o.extend([
+                "StrictHostKeyChecking=yes".to_string(),
+                format!("UserKnownHostsFile={}", pin.known_hosts.display()),
+                "GlobalKnownHostsFile=/dev/null".to_string(),
+                format!("HostKeyAlias={}", pin.alias),
+                "HostKeyAlgorithms=ssh-ed25519".to_string(),
+                "UpdateHostKeys=no".to_string(),
+            ]),
+            None => o.extend([
+                "StrictHostKeyChecking=no".to_string(),
+                "UserKnownHostsFile=/dev/null".to_string(),
+            ]),
+        }
         if let Some(p) = &self.proxy {
+            o.push(format!("ProxyCommand={p}"));
+        }
+        o
+    }
+
+    /// Arguments of `ssh` for a connection: [`Self::options`], the key, and the target.
+    pub fn args(&self, connect_timeout_secs: u64) -> Vec<String> {
+        let mut a = vec!["-i".into(), self.key.to_string_lossy().into_owned()];
+        let mut options = self.options();
+        options.extend([
+            "LogLevel=ERROR".to_string(),
+            format!("ConnectTimeout={connect_timeout_secs}"),
+            "ServerAliveInterval=15".to_string(),
+        ]);
+        for o in options {
             a.push("-o".into());
-            a.push(format!("ProxyCommand={p}"));
+            a.push(o);
         }
         a.push(format!("{}@{}", self.user, self.host));
         a
+    }
+
+    /// The error for an ssh that ended with `stderr`, when it refused the VM's host key.
+    fn host_key_refused(&self, stderr: &str) -> Option<SshError> {
+        let pin = self.pin.as_ref()?;
+        (stderr.contains("Host key verification failed")
+            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"))
+        .then(|| SshError::HostKey {
+            host: self.host.to_string(),
+            known_hosts: pin.known_hosts.clone(),
+        })
     }
 
     /// An interactive session, or one command (with a terminal when `tty`), for
@@ -231,6 +391,13 @@ impl SshTarget {
             program: "ssh",
             source,
         })?;
+        if status.code() == Some(255) {
+            if let Some(e) =
+                self.host_key_refused(&tail.iter().cloned().collect::<Vec<_>>().join("\n"))
+            {
+                return Err(e);
+            }
+        }
         Ok(RemoteOutcome {
             exit_code: status.code().map(i64::from).unwrap_or(-1),
             tail: tail.into_iter().collect(),
@@ -269,6 +436,10 @@ impl SshTarget {
     ) -> Result<(), SshError> {
         let start = Instant::now();
         let mut last = String::from("no attempt finished");
+        // When the host key was first refused: a guest still booting might answer with
+        // another key for a moment (an image's own, before the seed's is in place), so
+        // the refusal counts once it has lasted HOST_KEY_GRACE.
+        let mut refused_since: Option<Instant> = None;
         let mut pause = Duration::from_millis(200);
         while start.elapsed() < timeout {
             let out = Command::new("ssh")
@@ -278,7 +449,20 @@ impl SshTarget {
                 .output();
             match tokio::time::timeout(Duration::from_secs(20), out).await {
                 Ok(Ok(o)) if o.status.success() => return Ok(()),
-                Ok(Ok(o)) => last = String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Ok(Ok(o)) => {
+                    last = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                    // A wrong host key does not get better by waiting long.
+                    match self.host_key_refused(&last) {
+                        Some(e)
+                            if refused_since.get_or_insert_with(Instant::now).elapsed()
+                                >= HOST_KEY_GRACE =>
+                        {
+                            return Err(e)
+                        }
+                        Some(_) => {}
+                        None => refused_since = None,
+                    }
+                }
                 Ok(Err(source)) => {
                     return Err(SshError::Spawn {
                         program: "ssh",

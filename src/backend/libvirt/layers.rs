@@ -228,8 +228,9 @@ fn prune(
     let mut keep: BTreeSet<String> = layers.values().map(|l| l.volume.clone()).collect();
     keep.extend(layers.values().filter_map(|l| l.memory.clone()));
     keep.insert(file_name(top));
-    // The cloud-init seed is no layer, but the domain still uses it.
+    // The seed disks are no layers, but the domain still uses them.
     keep.insert(format!("{domain}.seed.iso"));
+    keep.insert(format!("{domain}.seed.tar"));
     let mut todo: Vec<String> = keep.iter().cloned().collect();
     while let Some(n) = todo.pop() {
         if let Some(b) = vols.get(&n).and_then(backing_of).map(|p| file_name(&p)) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::remote;
 use super::vm::{self, VmInputs};
 use super::{LibvirtBackend, LibvirtError, ObservedVm};
-use crate::backend::ssh::{SshKey, SshTarget};
+use crate::backend::ssh::{HostKey, SshKey, SshTarget};
 use crate::backend::{
     BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, Resolved, RunState,
     TAIL_LINES,
@@ -239,6 +239,8 @@ impl Vms {
                 base,
                 layout: &layout,
                 key: self.key()?,
+                host_key: &HostKey::ensure(&self.state_root, &layout.domain)
+                    .map_err(|e| engine("SSH host key", e))?,
                 domain_type: self.domain_type(spec)?,
                 console_log: vm::console_log(&self.state_root, &layout.domain),
             },
@@ -281,6 +283,7 @@ impl Vms {
             user: "root".into(),
             host,
             proxy: remote_host(&self.lv_for(id).uri).map(|r| r.proxy_command()),
+            pin: HostKey::pin(&self.state_root, id),
         })
     }
 
@@ -322,7 +325,11 @@ impl Vms {
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        self.lv_for(id).destroy(id).await.map_err(err)
+        self.lv_for(id).destroy(id).await.map_err(err)?;
+        if self.key.is_none() {
+            return Ok(()); // gc: no environment folder to tidy
+        }
+        HostKey::forget(&self.state_root, id).map_err(|e| engine("SSH host key", e))
     }
 
     pub async fn exec(
@@ -386,12 +393,11 @@ impl Vms {
             ),
             (
                 "ansible_ssh_common_args".to_string(),
-                format!(
-                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes{}",
-                    t.proxy
-                        .map(|p| format!(" -o {}", shell_quote(&format!("ProxyCommand={p}"))))
-                        .unwrap_or_default()
-                ),
+                t.options()
+                    .iter()
+                    .map(|o| format!("-o {}", shell_quote(o)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ),
         ]))
     }

@@ -150,10 +150,11 @@ impl LibvirtBackend {
         .await
     }
 
-    /// Writes the machine's cloud-init seed into the pool as `<name>.seed.iso` (replacing
-    /// an older one) through a libvirt stream, so remote hosts get it too.
-    pub async fn put_seed(&self, name: &str, iso: Vec<u8>) -> Result<PathBuf, LibvirtError> {
-        let vol_name = format!("{name}.seed.iso");
+    /// Writes a machine's seed disk into the pool as volume `vol_name` (replacing an older
+    /// one) through a libvirt stream, so remote hosts get it too. Only its owner reads it:
+    /// it holds the VM's host key.
+    pub async fn put_seed(&self, vol_name: &str, iso: Vec<u8>) -> Result<PathBuf, LibvirtError> {
+        let vol_name = vol_name.to_string();
         let uri = self.uri.clone();
         self.blocking(move |c| {
             let pool = volumes::ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
@@ -161,7 +162,7 @@ impl LibvirtBackend {
                 old.delete(0).map_err(call(format!("replace `{vol_name}`")))?;
             }
             let xml = format!(
-                "<volume><name>{vol_name}</name><capacity unit='bytes'>{}</capacity><target><format type='raw'/><permissions><mode>0644</mode></permissions></target></volume>",
+                "<volume><name>{vol_name}</name><capacity unit='bytes'>{}</capacity><target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>",
                 iso.len()
             );
             let v = StorageVol::create_xml(&pool, &xml, 0)

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use super::xml::Nic;
+use crate::backend::ssh::HostKey;
 
 /// Volume label cloud-init's NoCloud data source looks for.
 pub const LABEL: &str = "cidata";
@@ -22,6 +23,8 @@ pub struct SeedSpec<'a> {
     /// Changes when the seed does, so cloud-init applies a changed seed again.
     pub instance_id: &'a str,
     pub ssh_public_key: &'a str,
+    /// The VM's own host key, the only one its sshd offers.
+    pub host_key: &'a HostKey,
     pub nics: &'a [Nic],
     /// Name servers for the first NIC.
     pub dns: &'a [std::net::Ipv4Addr],
@@ -32,18 +35,47 @@ fn q(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// `#cloud-config`: hostname, and root reachable with the environment's key only.
+/// `#cloud-config`: hostname, root reachable with the environment's key only, and the
+/// host key hdev made for this VM as its only host key (the image's own are deleted).
 pub fn user_data(s: &SeedSpec) -> String {
     let key = q(s.ssh_public_key.trim());
     format!(
         "#cloud-config\n\
-         # Written by hdev: the machine's name and the environment's SSH key for root.\n\
+         # Written by hdev: the machine's name, the environment's SSH key for root, and the\n\
+         # host key hdev pinned for this machine.\n\
          hostname: {host}\n\
          manage_etc_hosts: true\n\
          disable_root: false\n\
-         users:\n  - name: root\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {key}\n",
+         users:\n  - name: root\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {key}\n\
+         ssh_deletekeys: true\n\
+         ssh_genkeytypes: []\n\
+         ssh_keys:\n  ed25519_private: {private}\n  ed25519_public: {public}\n",
         host = q(s.hostname),
+        private = q(&s.host_key.private),
+        public = q(s.host_key.public.trim()),
     )
+}
+
+/// The seed of a directly booted VM: a tar archive, read from the raw disk by the box's
+/// `hdev-guest-init`, holding the VM's host key as `ssh_host_ed25519_key{,.pub}`. Fixed
+/// owners and times, so the same key gives the same bytes.
+pub fn host_key_tar(key: &HostKey) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let public = format!("{}\n", key.public.trim());
+    for (name, mode, data) in [
+        ("ssh_host_ed25519_key", 0o600, key.private.as_bytes()),
+        ("ssh_host_ed25519_key.pub", 0o644, public.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        // Writing to a Vec cannot fail.
+        let _ = b.append_data(&mut h, name, data);
+    }
+    b.into_inner().unwrap_or_default()
 }
 
 pub fn meta_data(s: &SeedSpec) -> String {
@@ -348,10 +380,17 @@ mod tests {
     #[test]
     fn the_seed_says_name_key_and_addresses() {
         let nics = spec_nics();
+        let host_key = HostKey {
+            private:
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n"
+                    .into(),
+            public: "ssh-ed25519 AAAAhost hdev-e-1-db\n".into(),
+        };
         let s = SeedSpec {
             hostname: "db",
             instance_id: "hdev-e-1-db-0123",
             ssh_public_key: "ssh-ed25519 AAAAC3Nz hdev@e\n",
+            host_key: &host_key,
             nics: &nics,
             dns: &[Ipv4Addr::new(10, 0, 0, 2)],
         };
@@ -360,6 +399,49 @@ mod tests {
         assert!(u.contains("hostname: \"db\""), "{u}");
         assert!(u.contains("- \"ssh-ed25519 AAAAC3Nz hdev@e\"\n"), "{u}");
         assert!(u.contains("disable_root: false"), "{u}");
+        // The host key hdev pinned is the guest's only one.
+        assert!(
+            u.contains("ssh_deletekeys: true\nssh_genkeytypes: []\n"),
+            "{u}"
+        );
+        assert!(
+            u.contains("  ed25519_private: \"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Bl\\n-----END OPENSSH PRIVATE KEY-----\\n\"\n"),
+            "{u}"
+        );
+        assert!(
+            u.contains("  ed25519_public: \"ssh-ed25519 AAAAhost hdev-e-1-db\"\n"),
+            "{u}"
+        );
+        // The directly booted guest's seed: the same key, as a tar archive.
+        let tar = host_key_tar(&host_key);
+        assert_eq!(tar, host_key_tar(&host_key));
+        let mut a = tar::Archive::new(&tar[..]);
+        let got: Vec<(String, u32, String)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                let name = e.path().unwrap().display().to_string();
+                (name, e.header().mode().unwrap(), text)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ssh_host_ed25519_key".into(),
+                    0o600,
+                    host_key.private.clone()
+                ),
+                (
+                    "ssh_host_ed25519_key.pub".into(),
+                    0o644,
+                    "ssh-ed25519 AAAAhost hdev-e-1-db\n".into()
+                ),
+            ]
+        );
         let n = network_config(&s);
         assert!(n.contains("macaddress: \"52:54:00:01:02:03\""), "{n}");
         assert!(n.contains("addresses: [\"10.2.0.200/16\"]"), "{n}");

@@ -11,7 +11,7 @@ use super::seed;
 use super::volumes::BaseVolumes;
 use super::xml::{self, Boot, DomainSpec, Nic};
 use super::{LibvirtBackend, LibvirtError};
-use crate::backend::ssh::{SshKey, SshTarget};
+use crate::backend::ssh::{HostKey, SshKey, SshTarget};
 use crate::backend::MachineSpec;
 use crate::boxes::manifest::Boot as BoxBoot;
 use crate::host::DomainType;
@@ -98,17 +98,19 @@ pub fn layout(
     })
 }
 
-/// The SSH endpoint of a VM: its first NIC's address.
-pub fn ssh_target(key: &SshKey, layout: &VmLayout) -> Option<SshTarget> {
+/// The SSH endpoint of a VM: its first NIC's address, checked against the host key hdev
+/// pinned for it in the environment's state folder `state_root`.
+pub fn ssh_target(key: &SshKey, layout: &VmLayout, state_root: &Path) -> Option<SshTarget> {
     layout.nics.first().map(|n| SshTarget {
         key: key.private.clone(),
         user: "root".into(),
         host: n.address,
         proxy: None,
+        pin: HostKey::pin(state_root, &layout.domain),
     })
 }
 
-/// Inputs of [`bring_up`] that come from outside the libvirt backend.
+/// Inputs of [`define`] that come from outside the libvirt backend.
 pub struct VmInputs<'a> {
     pub spec: &'a MachineSpec,
     pub instance: &'a str,
@@ -117,28 +119,10 @@ pub struct VmInputs<'a> {
     pub base: &'a BaseVolumes,
     pub layout: &'a VmLayout,
     pub key: &'a SshKey,
+    /// The VM's own host key, handed to it through its seed.
+    pub host_key: &'a HostKey,
     pub domain_type: DomainType,
     pub console_log: PathBuf,
-}
-
-/// Defines and starts the VM (or starts it when it is defined and stopped), then waits
-/// until it accepts SSH.
-pub async fn bring_up(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
-    let (key, layout, machine, console) =
-        (v.key, v.layout, v.spec.name.clone(), v.console_log.clone());
-    define(lv, v).await?;
-    lv.start(&layout.domain).await?;
-    let target = ssh_target(key, layout).ok_or_else(|| VmError::NoNetwork {
-        machine: machine.clone(),
-    })?;
-    target
-        .wait_ready(BOOT_TIMEOUT)
-        .await
-        .map_err(|e| VmError::Boot {
-            machine,
-            message: e.to_string(),
-            console,
-        })
 }
 
 /// Defines the VM on a fresh or existing overlay of its base volume, without starting it.
@@ -151,9 +135,17 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
     let a = v.base;
     let dns = crate::host::upstream_resolvers();
     let boot = match (a.boot, &a.kernel, &a.initrd) {
+        // The kernel command line says the rest, but it is readable by every user in the
+        // guest: the host key's private half comes on a seed disk only root reads.
         (BoxBoot::Kernel, Some(k), Some(i)) => Boot::Kernel {
             kernel: k.clone(),
             initrd: i.clone(),
+            seed: lv
+                .put_seed(
+                    &format!("{}.seed.tar", v.layout.domain),
+                    seed::host_key_tar(v.host_key),
+                )
+                .await?,
         },
         (BoxBoot::Kernel, _, _) => {
             return Err(VmError::NoKernel {
@@ -166,7 +158,9 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         (BoxBoot::CloudInit | BoxBoot::Disk, _, _) => {
             let iso = seed_iso_for(&v, &dns);
             Boot::Disk {
-                seed: lv.put_seed(&v.layout.domain, iso).await?,
+                seed: lv
+                    .put_seed(&format!("{}.seed.iso", v.layout.domain), iso)
+                    .await?,
             }
         }
     };
@@ -205,6 +199,7 @@ fn seed_iso_for(v: &VmInputs<'_>, dns: &[std::net::Ipv4Addr]) -> Vec<u8> {
         hostname: &v.spec.name,
         instance_id: "",
         ssh_public_key: &v.key.public,
+        host_key: v.host_key,
         nics: &v.layout.nics,
         dns,
     };

@@ -46,11 +46,19 @@ pub struct Nic {
     pub gateway: Ipv4Addr,
 }
 
-/// How a VM boots.
+/// The serial number of a VM's seed disk, as the guest sees it.
+pub const SEED_SERIAL: &str = "hdev-seed";
+
+/// How a VM boots. Either way the VM gets a read-only seed disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Boot {
-    /// The box's own kernel and initrd, configured through the kernel command line.
-    Kernel { kernel: PathBuf, initrd: PathBuf },
+    /// The box's own kernel and initrd, configured through the kernel command line; the
+    /// seed is a tar archive of the VM's host key (see [`super::seed::host_key_tar`]).
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        seed: PathBuf,
+    },
     /// The disk's boot loader; configured through a cloud-init NoCloud seed.
     Disk { seed: PathBuf },
 }
@@ -164,7 +172,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(x, "  <os>");
     let _ = writeln!(x, "    <type arch='x86_64' machine='pc'>hvm</type>");
     match &spec.boot {
-        Boot::Kernel { kernel, initrd } => {
+        Boot::Kernel { kernel, initrd, .. } => {
             let _ = writeln!(x, "    <kernel>{}</kernel>", esc(&kernel.to_string_lossy()));
             let _ = writeln!(x, "    <initrd>{}</initrd>", esc(&initrd.to_string_lossy()));
             let _ = writeln!(x, "    <cmdline>{}</cmdline>", esc(&kernel_cmdline(spec)));
@@ -191,13 +199,16 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     );
     let _ = writeln!(x, "      <target dev='vda' bus='virtio'/>");
     let _ = writeln!(x, "    </disk>");
-    if let Boot::Disk { seed } = &spec.boot {
+    {
         // A virtio disk rather than a CD drive: every cloud image has the virtio driver,
-        // not every cloud kernel has SATA or IDE. No snapshot ever includes it.
+        // not every cloud kernel has SATA or IDE. No snapshot ever includes it. Its serial
+        // is how `hdev-guest-init` finds it.
+        let (Boot::Disk { seed } | Boot::Kernel { seed, .. }) = &spec.boot;
         let _ = writeln!(x, "    <disk type='file' device='disk' snapshot='no'>");
         let _ = writeln!(x, "      <driver name='qemu' type='raw'/>");
         let _ = writeln!(x, "      <source file='{}'/>", esc(&seed.to_string_lossy()));
         let _ = writeln!(x, "      <target dev='vdb' bus='virtio'/>");
+        let _ = writeln!(x, "      <serial>{SEED_SERIAL}</serial>");
         let _ = writeln!(x, "      <readonly/>");
         let _ = writeln!(x, "    </disk>");
     }
@@ -302,6 +313,7 @@ mod tests {
             boot: Boot::Kernel {
                 kernel: "/pool/k".into(),
                 initrd: "/pool/i".into(),
+                seed: "/pool/s.tar".into(),
             },
             nics: vec![Nic {
                 network: "mgmt".into(),

@@ -1,6 +1,7 @@
 //! A real VM under the real libvirtd: the debian-bookworm box booted directly from its
 //! kernel on an overlay, configured from the kernel command line, reached over SSH with
-//! the environment's own key, and destroyed without leftovers.
+//! the environment's own key and the host key hdev pinned for it (and refused when
+//! another host key answers), and destroyed without leftovers.
 //!
 //! The box is built once into a store under the target folder and reused by later runs.
 
@@ -9,7 +10,7 @@ use std::path::Path;
 
 use hdev::backend::libvirt::vm::{self, VmInputs};
 use hdev::backend::libvirt::LibvirtBackend;
-use hdev::backend::ssh::SshKey;
+use hdev::backend::ssh::{HostKey, SshError, SshKey};
 use hdev::boxes::Store;
 use hdev::envfile::Env;
 use hdev::host::{self, KvmProbe};
@@ -107,27 +108,35 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     );
     let layout = vm::layout(&instance, &spec, &bridges).unwrap();
     assert_eq!(layout.nics[0].address.to_string(), "10.231.7.192");
-    let key = SshKey::ensure(&dir.path().join(".hdev")).unwrap();
+    let state = dir.path().join(".hdev");
+    let key = SshKey::ensure(&state).unwrap();
+    let host_key = HostKey::ensure(&state, &layout.domain).unwrap();
     let domain_type = host::choose(env.settings.accel, &KvmProbe::read()).unwrap();
     let console = vm::console_log(&dir.path().join(".hdev"), &layout.domain);
 
-    let result = vm::bring_up(
-        &lv,
-        VmInputs {
-            spec: &spec,
-            instance: &instance,
-            env_dir: dir.path(),
-            base: &base,
-            layout: &layout,
-            key: &key,
-            domain_type,
-            console_log: console.clone(),
-        },
-    )
-    .await;
+    let target = vm::ssh_target(&key, &layout, &state).unwrap();
+    assert!(
+        target.pin.is_some(),
+        "the host key is pinned before first contact"
+    );
     let outcome = async {
-        result?;
-        let target = vm::ssh_target(&key, &layout).unwrap();
+        vm::define(
+            &lv,
+            VmInputs {
+                spec: &spec,
+                instance: &instance,
+                env_dir: dir.path(),
+                base: &base,
+                layout: &layout,
+                key: &key,
+                host_key: &host_key,
+                domain_type,
+                console_log: console.clone(),
+            },
+        )
+        .await?;
+        lv.start(&layout.domain).await?;
+        target.wait_ready(vm::BOOT_TIMEOUT).await?;
         let out = target
             .run(
                 "hostname; awk '/^nameserver/ {print $2}' /etc/resolv.conf | paste -sd, -; cat /proc/cmdline | tr ' ' '\\n' | grep -c hdev.; exit 7",
@@ -137,13 +146,36 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
             )
             .await?;
         let observed = lv.observe(Some(&instance)).await?;
-        Ok::<_, Box<dyn std::error::Error>>((out, observed))
+        // The guest's sshd offers the host key hdev made, and no other.
+        let keys = target
+            .run(
+                "cat /etc/ssh/ssh_host_ed25519_key.pub; ls /etc/ssh | grep -c '^ssh_host_.*_key$'",
+                None,
+                &|_| {},
+                5,
+            )
+            .await?;
+        // Something else answering at the VM's address: here, the VM itself with a new
+        // host key. hdev refuses it at once, never waiting for it to get better.
+        target
+            .run(
+                "rm -f /etc/ssh/ssh_host_ed25519_key*; ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh",
+                None,
+                &|_| {},
+                5,
+            )
+            .await?;
+        let started = std::time::Instant::now();
+        let impostor = target.run("true", None, &|_| {}, 5).await;
+        let waited = target.wait_ready(std::time::Duration::from_secs(60)).await;
+        let refused_in = started.elapsed();
+        Ok::<_, Box<dyn std::error::Error>>((out, observed, keys, impostor, waited, refused_in))
     }
     .await;
     let destroyed = lv.destroy(&layout.domain).await;
     let left = lv.observe(Some(&instance)).await.unwrap();
     let console_text = std::fs::read_to_string(&console).unwrap_or_default();
-    let (out, observed) = outcome.unwrap_or_else(|e| {
+    let (out, observed, keys, impostor, waited, refused_in) = outcome.unwrap_or_else(|e| {
         panic!(
             "{e}\n--- console (last 3000 bytes) ---\n{}",
             &console_text[console_text.len().saturating_sub(3000)..]
@@ -161,6 +193,22 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
     if !dns.is_empty() {
         assert_eq!(out.tail.get(1), Some(&dns.join(",")), "{:?}", out.tail);
     }
+    let pinned: Vec<&str> = host_key.public.split_whitespace().take(2).collect();
+    let offered: Vec<&str> = keys.tail[0].split_whitespace().take(2).collect();
+    assert_eq!(offered, pinned, "the guest holds the pinned host key");
+    assert_eq!(keys.tail[1], "1", "and no other host key: {:?}", keys.tail);
+    let known = std::fs::read_to_string(hdev::backend::ssh::known_hosts(&state)).unwrap();
+    assert_eq!(known, format!("{} {}\n", layout.domain, pinned.join(" ")));
+    for refused in [impostor.map(|o| o.exit_code), waited.map(|()| 0)] {
+        assert!(
+            matches!(refused, Err(SshError::HostKey { .. })),
+            "another host key is refused: {refused:?}"
+        );
+    }
+    assert!(
+        refused_in < std::time::Duration::from_secs(30),
+        "a wrong host key fails at once, not after the boot timeout: {refused_in:?}"
+    );
     assert_eq!(observed.len(), 1);
     assert_eq!(observed[0].machine, "vm");
     assert_eq!(observed[0].addresses["lan"], "10.231.7.192");
