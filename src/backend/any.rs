@@ -224,6 +224,8 @@ impl Backends {
         if env.machines.values().any(|m| m.backend == Backend::Libvirt) {
             match libvirt::machines::Vms::connect(env).await {
                 Ok(v) => out.insert(AnyBackend::Libvirt(Box::new(v))),
+                // Not in this build: its machines are `unavailable`, not unreachable.
+                Err(BackendError::Unavailable { .. }) => {}
                 Err(e) => {
                     out.errors
                         .insert(EngineKey::of(Backend::Libvirt, None), e.to_string());
@@ -356,9 +358,10 @@ impl Backends {
         in_vm
             .or_else(|| self.map.get(key))
             .ok_or_else(|| match self.errors.get(key) {
-                Some(message) => BackendError::Unreachable {
-                    backend: key.kind,
-                    message: format!("machine `{name}`: {message}"),
+                // The message already says which engine and what to do.
+                Some(message) => BackendError::Engine {
+                    action: format!("machine `{name}`"),
+                    message: message.clone(),
                 },
                 None => BackendError::Unavailable {
                     machine: name.to_string(),
@@ -393,12 +396,15 @@ impl Backends {
     /// The engine `key` that `what` (a host, a network, a machine) needs, or why it is
     /// not there.
     pub fn engine(&self, what: &str, key: &EngineKey) -> Result<&AnyBackend, BackendError> {
-        self.map.get(key).ok_or_else(|| BackendError::Unreachable {
-            backend: key.kind,
-            message: format!(
-                "{what}: {}",
-                self.errors.get(key).map_or("not connected", String::as_str)
-            ),
+        self.map.get(key).ok_or_else(|| match self.errors.get(key) {
+            Some(message) => BackendError::Engine {
+                action: what.to_string(),
+                message: message.clone(),
+            },
+            None => BackendError::Unreachable {
+                backend: key.kind,
+                message: format!("{what}: not connected"),
+            },
         })
     }
 
@@ -418,8 +424,14 @@ impl Backends {
         }
     }
 
+    /// The kinds of engine this build has and the environment uses: connected, or
+    /// failed to connect (their machines are unreachable, not unavailable).
     pub fn available(&self) -> BTreeSet<Backend> {
-        self.map.keys().map(|k| k.kind).collect()
+        self.map
+            .keys()
+            .chain(self.errors.keys())
+            .map(|k| k.kind)
+            .collect()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &AnyBackend> {

@@ -56,11 +56,46 @@ pub const LABEL_NETWORK: &str = "hdev.network";
 /// Label on images that hold a machine's state: `baseline` or a snapshot name.
 pub const LABEL_SNAPSHOT: &str = "hdev.snapshot";
 
+/// What to do about an engine that cannot be reached, from why it cannot: a user who may
+/// not use its socket is told which group to join, not to start a daemon that runs.
+pub fn reach_hint(backend: Backend, message: &str) -> String {
+    let m = message.to_ascii_lowercase();
+    if m.contains("permission denied") || m.contains("polkit") || m.contains("authentication") {
+        let group = match backend {
+            Backend::Docker => "docker",
+            Backend::Libvirt => "libvirt",
+        };
+        let polkit = match backend {
+            Backend::Libvirt => "; where no polkit runs, libvirtd's socket must be opened to that group (README: *On a laptop, as yourself*)",
+            Backend::Docker => "",
+        };
+        format!("your user may not use the {backend} daemon's socket: add it to the `{group}` group (`sudo usermod -aG {group} $USER`, then log in again){polkit}")
+    } else {
+        "is the daemon running? (`hdev doctor` checks)".to_string()
+    }
+}
+
+/// An error and its sources, `: `-separated (bollard's own message hides the cause, such
+/// as a socket's permission).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
 /// Why a backend operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The engine could not be reached at all.
-    #[error("cannot reach the {backend} engine: {message}; is the daemon running? (`hdev doctor` checks)")]
+    #[error("cannot reach the {backend} engine: {message}; {}", reach_hint(*backend, message))]
     Unreachable { backend: Backend, message: String },
     /// The object asked for does not exist (a 404 from the engine).
     #[error("{what} `{name}` does not exist")]

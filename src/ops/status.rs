@@ -44,6 +44,9 @@ pub(crate) struct StatusReport {
     pub networks: BTreeMap<String, ObservedNetwork>,
     /// The environment places machines on hosts (status shows a HOST column).
     pub placed: bool,
+    /// Engines the environment uses that could not be reached, with why and what to do:
+    /// their machines show `unreachable`.
+    pub unreachable: Vec<String>,
 }
 
 /// Reads the engines and the state.
@@ -143,6 +146,10 @@ pub(crate) fn report(
         machines: rows,
         networks: observed.networks,
         placed: !env.layout.hosts.is_empty(),
+        unreachable: backends
+            .errors()
+            .map(|(k, e)| format!("{k}: {e}"))
+            .collect(),
     }
 }
 

@@ -58,7 +58,24 @@ pub(crate) async fn converge(
         .collect();
     // Everything that would fail after objects exist, said at once, before any does.
     let here = crate::envfile::check_this_host(env, &creating);
-    let unusable = apply::unusable(env, &plan, images);
+    let mut unusable = apply::unusable(env, &plan, images);
+    // A machine whose engine cannot be reached (a VM's engine is asked once it runs).
+    for name in &creating {
+        let Some(m) = env.machines.get(*name) else {
+            continue;
+        };
+        if m.place.vm_host().is_none() {
+            if let Err(e) = backends.get(m) {
+                let why = match e {
+                    crate::backend::BackendError::Engine { message, .. } => message,
+                    other => other.to_string(),
+                };
+                if !unusable.iter().any(|(n, _)| n == name) {
+                    unusable.push((name.to_string(), why));
+                }
+            }
+        }
+    }
     if here.is_err() || !unusable.is_empty() {
         let mut problems: Vec<String> = here.err().map(|e| e.to_string()).into_iter().collect();
         if !unusable.is_empty() {

@@ -158,8 +158,8 @@ impl DockerBackend {
         let unreachable = |e: bollard::errors::Error| BackendError::Unreachable {
             backend: Backend::Docker,
             message: match endpoint {
-                Some(at) => format!("{at}: {e}"),
-                None => e.to_string(),
+                Some(at) => format!("{at}: {}", super::error_chain(&e)),
+                None => super::error_chain(&e),
             },
         };
         let timeout = 600;

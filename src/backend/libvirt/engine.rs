@@ -202,6 +202,7 @@ pub async fn probe(uri: &str) -> Probe {
         format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)
     }
     let uri = uri.to_string();
+    super::quiet();
     let r = tokio::task::spawn_blocking(move || match virt::connect::Connect::open(Some(&uri)) {
         Ok(c) => (
             true,

@@ -38,7 +38,10 @@ pub use volumes::{BaseVolumes, POOL};
 #[derive(Debug, thiserror::Error)]
 pub enum LibvirtError {
     /// libvirtd could not be reached at the URI.
-    #[error("cannot connect to libvirt at `{uri}`: {message}; is libvirtd running? (`hdev doctor` checks)")]
+    #[error(
+        "cannot connect to libvirt at `{uri}`: {message}; {}",
+        crate::backend::reach_hint(crate::envfile::Backend::Libvirt, message)
+    )]
     Unreachable { uri: String, message: String },
     /// A domain, volume or pool that was asked for does not exist.
     #[error("{what} `{name}` does not exist in libvirt")]
@@ -55,6 +58,14 @@ pub enum LibvirtError {
     /// The blocking task running a libvirt call was lost.
     #[error("a libvirt call was interrupted: {0}")]
     Join(String),
+}
+
+/// Stops libvirt printing every error on stderr itself (its default handler): hdev reports
+/// the ones that matter in its own words (a refused connection included), and a volume
+/// that is not there yet is expected. Once per process, before the first connection.
+pub(crate) fn quiet() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(virt::error::clear_error_callback);
 }
 
 fn is_not_found(e: &virt::error::Error) -> bool {
@@ -97,6 +108,7 @@ pub struct LibvirtBackend {
 
 impl LibvirtBackend {
     pub async fn connect(uri: &str) -> Result<LibvirtBackend, LibvirtError> {
+        quiet();
         let u = uri.to_string();
         let conn = tokio::task::spawn_blocking(move || Connect::open(Some(&u)))
             .await

@@ -94,7 +94,7 @@ pub async fn import_box(store: &Store, uri: &str, b: &StoredBox) -> Result<BaseV
                 message: e.to_string(),
             }
         };
-        quiet();
+        super::quiet();
         let conn = Connect::open(Some(&uri)).map_err(err(format!("connecting to `{uri}`")))?;
         let result = (|| {
             let pool = ensure_pool(&conn, &uri).map_err(err(format!("pool `{POOL}`")))?;
@@ -134,12 +134,6 @@ pub async fn import_box(store: &Store, uri: &str, b: &StoredBox) -> Result<BaseV
         result
     })
     .await
-}
-
-/// Stops libvirt printing every error itself: hdev reports the ones that matter, and a
-/// volume that is not there yet is expected.
-fn quiet() {
-    virt::error::clear_error_callback();
 }
 
 fn is_not_found(e: &virt::error::Error) -> bool {
@@ -321,7 +315,7 @@ pub fn remove_volumes(store: &Store, uri: &str, b: &StoredBox) -> Result<usize, 
         action: "removing base volumes".into(),
         message: e.to_string(),
     };
-    quiet();
+    super::quiet();
     let conn = Connect::open(Some(uri)).map_err(err)?;
     let pool = match conn.lookup_storage_pool_by_name(POOL) {
         Ok(p) => p,

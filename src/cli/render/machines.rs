@@ -41,6 +41,9 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
     for r in rows {
         p.line(status_row(r, w, hw));
     }
+    for u in &report.unreachable {
+        p.note(format!("unreachable: {u}"));
+    }
 }
 
 /// A HOST cell and its gap, or nothing when the column is not shown (`width` 0).

@@ -25,40 +25,62 @@ impl RunAs {
 
     /// The user in `groups` (`docker`, and `libvirt` for VMs) besides its own.
     pub(crate) fn in_groups(dir: &Path, groups: &[&str]) -> RunAs {
-        let bin = dir.join("hdev");
-        std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
         if !is_root() {
+            let bin = dir.join("hdev");
+            std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
             return RunAs { user: None, bin };
         }
+        RunAs::made(dir, USER, groups)
+    }
+
+    /// A user made for the test, in exactly `groups` besides its own: only root can make
+    /// one. Without root, under CI that is a failure; elsewhere the test says it did not
+    /// run and returns `None`.
+    pub(crate) fn outsider(dir: &Path, user: &str, groups: &[&str]) -> Option<RunAs> {
+        if !is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "this test makes a user: run it as root"
+            );
+            eprintln!("not run: this test makes a user, which needs root");
+            return None;
+        }
+        Some(RunAs::made(dir, user, groups))
+    }
+
+    fn made(dir: &Path, user: &str, groups: &[&str]) -> RunAs {
+        let bin = dir.join("hdev");
+        std::fs::copy(hdev_bin(), &bin).expect("copy the binary");
         let exists = Command::new("id")
-            .arg(USER)
+            .arg(user)
             .output()
             .expect("id")
             .status
             .success();
         if !exists {
             let ok = Command::new("useradd")
-                .args(["--no-create-home", "--shell", "/bin/sh", USER])
+                .args(["--no-create-home", "--shell", "/bin/sh", user])
                 .status()
                 .expect("useradd")
                 .success();
-            assert!(ok, "cannot create user {USER}");
+            assert!(ok, "cannot create user {user}");
         }
+        // Exactly these groups (`-G` replaces; an empty list leaves none).
         let ok = Command::new("usermod")
-            .args(["-aG", &groups.join(","), USER])
+            .args(["-G", &groups.join(","), user])
             .status()
             .expect("usermod")
             .success();
-        assert!(ok, "cannot add {USER} to the groups {groups:?}");
+        assert!(ok, "cannot put {user} in the groups {groups:?}");
         let ok = Command::new("chown")
-            .args(["-R", USER])
+            .args(["-R", user])
             .arg(dir)
             .status()
             .expect("chown")
             .success();
-        assert!(ok, "cannot give {} to {USER}", dir.display());
+        assert!(ok, "cannot give {} to {user}", dir.display());
         RunAs {
-            user: Some(USER.to_string()),
+            user: Some(user.to_string()),
             bin,
         }
     }
@@ -157,4 +179,31 @@ fn a_user_who_is_not_root_brings_up_tests_resets_and_destroys() {
     }
     let out = who.ok(dir, &["destroy", "-y"]);
     assert!(out.contains("1 container(s)"), "{out}");
+}
+
+/// A user outside the `docker` group is told so, and what to do, in hdev's words.
+#[test]
+fn a_user_outside_the_docker_group_is_told_which_group_to_join() {
+    require_docker();
+    let tmp = tempfile::tempdir().expect("temp folder");
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        dir.join("Envfile"),
+        "[env]\nname = \"outsider\"\n\n[machine.web]\nbackend = \"docker\"\nimage = \"busybox\"\n",
+    )
+    .expect("Envfile");
+    let Some(who) = RunAs::outsider(dir, "hdev-nogroups", &[]) else {
+        return;
+    };
+    for args in [&["status"][..], &["up"]] {
+        let o = who.run(dir, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "hdev {args:?} cannot work: {err}");
+        assert!(
+            err.contains("Permission denied") && err.contains("add it to the `docker` group"),
+            "hdev {args:?} says why and what to do: {err}"
+        );
+        assert!(!err.contains("is the daemon running"), "{err}");
+    }
 }

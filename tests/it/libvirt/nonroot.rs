@@ -107,3 +107,101 @@ run = "ping -c1 -W3 vm"
     who.ok(dir, &["destroy", "-y"]);
     assert!(libvirt_leftovers(&instance).is_empty());
 }
+
+/// A user in the `docker` group but not in `libvirt`: `status` shows the VM unreachable
+/// with why and what to do, `up` refuses before it creates anything, and libvirt's own
+/// error printing (`libvirt: XML-RPC error : …` on stderr) stays silent.
+#[test]
+fn a_user_outside_the_libvirt_group_is_told_why_in_hdevs_words() {
+    require_docker();
+    require_libvirt();
+    let tmp = tempfile::tempdir().expect("temp folder");
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let recipe = dir.join("boxes/busybox");
+    std::fs::create_dir_all(&recipe).expect("mkdir");
+    for f in ["box.toml", "build.sh"] {
+        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
+    }
+    std::fs::write(
+        dir.join("Envfile"),
+        format!(
+            r#"
+[env]
+name = "nolibvirt"
+
+[box.busybox]
+recipe = "boxes/busybox"
+
+[network.lan]
+subnet = "{}"
+
+[machine.vm]
+backend = "libvirt"
+image = "disk.qcow2"
+networks = ["lan"]
+
+[machine.web]
+backend = "docker"
+box = "busybox"
+networks = ["lan"]
+"#,
+            subnet()
+        ),
+    )
+    .expect("Envfile");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(dir.join("disk.qcow2"))
+        .arg("64M")
+        .status()
+        .expect("qemu-img");
+    assert!(made.success(), "qemu-img create");
+    let Some(who) = RunAs::outsider(dir, "hdev-nolibvirt", &["docker"]) else {
+        return;
+    };
+    let _cleanup = Cleanup(&who, dir);
+    let quiet = |err: &str| {
+        assert!(
+            !err.lines().any(|l| l.starts_with("libvirt:")),
+            "libvirt prints nothing itself: {err}"
+        );
+    };
+    let o = who.run(dir, &["status"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    quiet(&err);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vm ") && l.contains("unreachable")),
+        "{out}"
+    );
+    assert!(
+        err.contains("Permission denied") && err.contains("add it to the `libvirt` group"),
+        "status says why and what to do: {err}"
+    );
+    let o = who.run(dir, &["up"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    quiet(&err);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("nothing was created") && err.contains("add it to the `libvirt` group"),
+        "{err}"
+    );
+    let status = who.ok(dir, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status");
+    let web = status["machines"]
+        .as_array()
+        .expect("machines")
+        .iter()
+        .find(|m| m["name"] == "web")
+        .expect("web");
+    assert_eq!(web["state"], "not created", "{status}");
+    assert_eq!(
+        status["networks"],
+        serde_json::json!({}),
+        "no network was made: {status}"
+    );
+}
