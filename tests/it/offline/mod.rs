@@ -6,4 +6,5 @@ mod envfile;
 mod fuzz;
 mod hardening;
 mod hash_props;
+mod hashspec;
 mod releases;
