@@ -195,6 +195,19 @@ pub(crate) async fn apply(
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
     ensure_networks(a, plan).await?;
+    // What `status` recorded about their drift is no longer true of the machines this
+    // run changes.
+    let changing = |mp: &&MachinePlan| {
+        mp.steps
+            .iter()
+            .any(|s| !matches!(s, Step::Save | Step::Health))
+    };
+    a.rec.dir().forget_drift(
+        plan.machines
+            .iter()
+            .filter(changing)
+            .map(|mp| mp.name.as_str()),
+    );
     let done = plan
         .machines
         .iter()
@@ -235,6 +248,25 @@ pub(crate) async fn apply(
     let tasks = plan.machines.iter().map(|mp| machine_task(&shared, mp));
     let machines = futures_util::future::join_all(tasks).await;
     let interrupted = *cancel.borrow();
+    // A machine that just took its baseline or returned to it has not drifted.
+    let at_baseline: Vec<(String, String, usize)> = {
+        let state = a.rec.snapshot();
+        machines
+            .iter()
+            .filter(|r| r.outcome == Outcome::Done)
+            .filter_map(|r| {
+                let mp = plan.machines.iter().find(|mp| mp.name == r.name)?;
+                let id = state.machines.get(&r.name)?.id.clone()?;
+                mp.steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Baseline | Step::Reset))
+                    .then(|| (r.name.clone(), id, 0))
+            })
+            .collect()
+    };
+    a.rec
+        .dir()
+        .record_drift(crate::state::drift::now(), at_baseline);
     if !interrupted && containers_moved(plan) {
         hosts::refresh(a.env, a.ctx, a.backends, a.progress).await;
     }

@@ -41,6 +41,11 @@ impl Recorder {
         self.dir.save(&self.lock, &st)
     }
 
+    /// The environment's state folder.
+    pub(crate) fn dir(&self) -> &StateDir {
+        &self.dir
+    }
+
     pub(crate) fn snapshot(&self) -> State {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

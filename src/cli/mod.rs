@@ -138,8 +138,14 @@ pub(crate) enum Command {
     /// Check that the running environment was built from exactly HASH (default: the
     /// Envfile's), reporting every difference.
     Verify { hash: Option<String> },
-    /// Each machine's state, address, ports and baseline, read from the engines.
-    Status,
+    /// Each machine's state, address, ports and baseline, read from the engines; drift as
+    /// last checked, with its age (no guest is asked).
+    Status {
+        /// Check every machine's drift now (a `docker diff` per container, a round trip
+        /// per VM), and record it.
+        #[arg(long)]
+        drift: bool,
+    },
     /// Run a command in a machine; its exit code is hdev's.
     Exec {
         machine: String,
@@ -225,7 +231,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         }
         C::Test { .. } | C::Ci { .. } | C::Verify { .. } => check_command(p, file, cmd),
         C::Plan
-        | C::Status
+        | C::Status { .. }
         | C::Exec { .. }
         | C::Ssh { .. }
         | C::Logs { .. }
@@ -312,7 +318,7 @@ fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
 fn machine_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     match cmd {
         Command::Plan => machinecmds::plan_cmd(p, file),
-        Command::Status => machinecmds::status(p, file),
+        Command::Status { drift } => machinecmds::status(p, file, *drift),
         Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
         Command::Ssh { machine } => machinecmds::ssh(p, file, machine),
         Command::Logs {

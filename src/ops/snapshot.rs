@@ -115,7 +115,7 @@ pub(crate) async fn drift(o: &Session, machine: Option<&str>) -> anyhow::Result<
     }
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
-    let machines = drifts(&backends, &o.project.env, &observed, machine).await;
+    let machines = check_drift(o, &backends, &observed, machine).await;
     let summary = summarize(&machines);
     Ok(DriftReport { machines, summary })
 }
@@ -134,17 +134,25 @@ fn summarize(rows: &[MachineDrift]) -> DriftSummary {
     }
 }
 
-/// Drift per machine, for `status`: `true` when it drifted (absent when it cannot tell).
-pub(crate) async fn drifted(
+/// Drift of the machines (or of one), computed now and recorded for `status`.
+pub(crate) async fn check_drift(
+    o: &Session,
     backends: &Backends,
-    env: &Env,
     observed: &Observation,
-) -> BTreeMap<String, bool> {
-    drifts(backends, env, observed, None)
-        .await
-        .into_iter()
-        .filter_map(|d| d.drift.map(|x| (d.machine, !x.is_empty())))
-        .collect()
+    only: Option<&str>,
+) -> Vec<MachineDrift> {
+    let started = crate::state::drift::now();
+    let machines = drifts(backends, &o.project.env, observed, only).await;
+    let checks = machines
+        .iter()
+        .filter_map(|d| {
+            let drift = d.drift.as_ref()?;
+            let id = observed.machines.get(&d.machine)?.id.clone();
+            Some((d.machine.clone(), id, drift.total()))
+        })
+        .collect();
+    o.project.state.record_drift(started, checks);
+    machines
 }
 
 /// Every snapshot of the environment (the baseline included), by name, parts sorted by

@@ -23,9 +23,12 @@ pub(crate) struct Row {
     pub definition: Option<&'static str>,
     pub provisioned: bool,
     pub baseline: bool,
-    /// Whether files changed since the baseline (absent when it cannot be told: no
-    /// baseline, not running).
+    /// Whether files changed since the baseline, as the last drift check found (absent
+    /// when none was made of this machine since hdev last changed it, or it could not be
+    /// told: no baseline, not running).
     pub drifted: Option<bool>,
+    /// How many seconds ago that check was made (0: by this `status --drift`).
+    pub drift_age: Option<u64>,
     /// In the engine but no longer in the Envfile.
     pub orphan: bool,
     pub addresses: BTreeMap<String, String>,
@@ -49,14 +52,35 @@ pub(crate) struct StatusReport {
     pub unreachable: Vec<String>,
 }
 
-/// Reads the engines and the state.
-pub(crate) async fn status(o: &Session) -> anyhow::Result<StatusReport> {
+/// Reads the engines and the state. Drift comes from the last recorded check (no guest
+/// is asked), unless `check_drift` asks for a check now, which is recorded in turn.
+pub(crate) async fn status(o: &Session, check_drift: bool) -> anyhow::Result<StatusReport> {
     let state = load_state(&o.project)?;
-    let env = &o.project.env;
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
-    let drifted = super::snapshot::drifted(&backends, env, &observed).await;
+    let drifted = match check_drift {
+        true => super::snapshot::check_drift(o, &backends, &observed, None)
+            .await
+            .into_iter()
+            .filter_map(|d| d.drift.map(|x| (d.machine, (!x.is_empty(), 0))))
+            .collect(),
+        false => recorded_drift(o, &observed),
+    };
     Ok(report(o, &state, &backends, observed, &drifted))
+}
+
+/// Drift as last checked, with the check's age, for the machines the engines hold now.
+pub(crate) fn recorded_drift(o: &Session, observed: &Observation) -> BTreeMap<String, (bool, u64)> {
+    let records = o.project.state.drift_records();
+    let now = crate::state::drift::now();
+    observed
+        .machines
+        .iter()
+        .filter_map(|(name, ob)| {
+            let c = records.check(name, &ob.id)?;
+            Some((name.clone(), (c.files > 0, now.saturating_sub(c.at))))
+        })
+        .collect()
 }
 
 /// The report from what was read: pure.
@@ -65,7 +89,7 @@ pub(crate) fn report(
     state: &State,
     backends: &Backends,
     observed: Observation,
-    drifted: &BTreeMap<String, bool>,
+    drifted: &BTreeMap<String, (bool, u64)>,
 ) -> StatusReport {
     let env: &Env = &o.project.env;
     let available = backends.available();
@@ -126,7 +150,8 @@ pub(crate) fn report(
         rows.push(Row {
             host,
             baseline: observed.baselines.contains(&name),
-            drifted: drifted.get(&name).copied(),
+            drifted: drifted.get(&name).map(|d| d.0),
+            drift_age: drifted.get(&name).map(|d| d.1),
             orphan: m.is_none(),
             addresses: obs.map(|o| o.addresses.clone()).unwrap_or_default(),
             ports: obs.map(|o| o.ports.clone()).unwrap_or_default(),

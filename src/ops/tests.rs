@@ -273,6 +273,80 @@ async fn reset_returns_files_to_the_baseline_and_drift_sees_them_first() {
     assert!(fake.drift("db", &db.id).await.expect("drift").is_empty());
 }
 
+/// What `status` says of each machine's drift, from the records alone.
+async fn status_drift(w: &World) -> BTreeMap<String, Option<bool>> {
+    let observed = w.backends.observe(&w.o.ctx).await.expect("observe");
+    let state = load_state(&w.o.project).expect("state");
+    let recorded = super::status::recorded_drift(&w.o, &observed);
+    let report = super::status::report(&w.o, &state, &w.backends, observed, &recorded);
+    report
+        .machines
+        .iter()
+        .map(|r| (r.name.clone(), r.drifted))
+        .collect()
+}
+
+/// `status` shows drift as last checked, with no guest asked: a check (`drift`, `status
+/// --drift`) is recorded per machine id; a baseline or reset records "no drift"; hdev
+/// changing a machine forgets what was recorded.
+#[tokio::test]
+async fn status_shows_the_last_drift_check_and_forgets_it_when_hdev_changes_a_machine() {
+    let w = World::new(CHAIN);
+    assert!(w.up().await.ok());
+    // Each machine just took its baseline: no drift, recorded without any check.
+    let calls_before = w.fake().calls().len();
+    let s = status_drift(&w).await;
+    assert!(s.values().all(|d| *d == Some(false)), "{s:?}");
+    assert_eq!(
+        w.fake().calls().len(),
+        calls_before,
+        "status asked no machine anything"
+    );
+    let observed = w.backends.observe(&w.o.ctx).await.expect("observe");
+    let db = observed.machines["db"].id.clone();
+    let fake = w.fake();
+    fake.exec(&db, &["sh".into(), "-c".into(), "touch /x".into()], &|_| {})
+        .await
+        .expect("exec");
+    // Not checked since: status still says what the last check found.
+    assert_eq!(status_drift(&w).await["db"], Some(false));
+    let checked = super::snapshot::check_drift(&w.o, &w.backends, &observed, None).await;
+    assert_eq!(checked.len(), 3);
+    assert_eq!(status_drift(&w).await["db"], Some(true));
+    assert_eq!(status_drift(&w).await["api"], Some(false));
+    // A reset of `db` alone: its record says no drift again; the others keep theirs.
+    let plan = plan::targeted_plan(
+        &w.o.project.env,
+        &observed,
+        &["db".to_string()],
+        &[Step::Reset],
+        false,
+    )
+    .expect("reset plan");
+    w.o.project.state.record_drift(
+        crate::state::drift::now(),
+        vec![("api".into(), observed.machines["api"].id.clone(), 7)],
+    );
+    assert!(w.apply(&plan, None).await.ok());
+    let s = status_drift(&w).await;
+    assert_eq!(s["db"], Some(false), "{s:?}");
+    assert_eq!(s["api"], Some(true), "{s:?}");
+    // hdev changing a machine (here provisioning it again, without a new baseline)
+    // forgets its record.
+    let plan = plan::targeted_plan(
+        &w.o.project.env,
+        &w.backends.observe(&w.o.ctx).await.expect("observe"),
+        &["api".to_string()],
+        &[Step::Provision],
+        true,
+    )
+    .expect("provision plan");
+    assert!(w.apply(&plan, None).await.ok());
+    let s = status_drift(&w).await;
+    assert_eq!(s["api"], None, "{s:?}");
+    assert_eq!(s["db"], Some(false), "{s:?}");
+}
+
 #[tokio::test]
 async fn targeted_plans_refuse_machines_that_are_not_there() {
     let w = World::new(CHAIN);
@@ -304,7 +378,11 @@ async fn status_reports_what_the_engine_holds_beside_the_record() {
     let _ = w.up().await;
     let observed = w.backends.observe(&w.o.ctx).await.expect("observe");
     let state = load_state(&w.o.project).expect("state");
-    let drifted = super::snapshot::drifted(&w.backends, &w.o.project.env, &observed).await;
+    let drifted = super::snapshot::check_drift(&w.o, &w.backends, &observed, None)
+        .await
+        .into_iter()
+        .filter_map(|d| d.drift.map(|x| (d.machine, (!x.is_empty(), 0))))
+        .collect();
     let report = super::status::report(&w.o, &state, &w.backends, observed, &drifted);
     let mut v = serde_json::to_value(&report).expect("json");
     // What depends on the temporary folder.

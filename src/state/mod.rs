@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Version of `state.json`; a newer one is refused rather than misread.
+pub(crate) mod drift;
+
 pub(crate) const STATE_VERSION: u32 = 1;
 
 /// Why state could not be read, written or locked.

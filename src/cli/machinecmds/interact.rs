@@ -69,6 +69,8 @@ pub(crate) fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[Stri
     if cmd.is_empty() {
         anyhow::bail!("no command given\nhelp: hdev exec {machine} -- COMMAND [ARGS...]");
     }
+    // The command may change files: the last drift check no longer holds.
+    o.project.state.forget_drift([machine]);
     interactive(&o, machine, cmd)
 }
 
@@ -76,6 +78,7 @@ pub(crate) fn exec(_p: &Printer, file: Option<&Path>, machine: &str, cmd: &[Stri
 /// OpenSSH client; for a container, an exec of a shell).
 pub(crate) fn ssh(_p: &Printer, file: Option<&Path>, machine: &str) -> CmdResult {
     let o = open(file)?;
+    o.project.state.forget_drift([machine]);
     interactive(&o, machine, &[])
 }
 

@@ -7,9 +7,9 @@ use crate::ops::session::{open, runtime};
 use crate::ops::status::status as read_status;
 use crate::output::Printer;
 
-pub(crate) fn status(p: &Printer, file: Option<&Path>) -> CmdResult {
+pub(crate) fn status(p: &Printer, file: Option<&Path>, drift: bool) -> CmdResult {
     let o = open(file)?;
-    let report = runtime()?.block_on(read_status(&o))?;
+    let report = runtime()?.block_on(read_status(&o, drift))?;
     render::machines::status(p, &report);
     Ok(0)
 }

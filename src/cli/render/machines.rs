@@ -27,7 +27,7 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
         false => 0,
     };
     p.line(p.bold(&format!(
-        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  PORTS",
+        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<9}  {:<24}  PORTS",
         "MACHINE",
         host_cell("HOST", hw),
         "BACKEND",
@@ -67,7 +67,7 @@ fn status_row(r: &Row, w: usize, hw: usize) -> String {
         .map(|(n, a)| format!("{n}={a}"))
         .collect();
     format!(
-        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<7}  {:<24}  {}",
+        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<9}  {:<24}  {}",
         r.name,
         host_cell(&r.host, hw),
         r.backend,
@@ -75,10 +75,21 @@ fn status_row(r: &Row, w: usize, hw: usize) -> String {
         def,
         yes(r.provisioned),
         yes(r.baseline),
-        r.drifted.map_or("-", yes),
+        drift_cell(r),
         dash_or_join(&addr),
         dash_or_join(&r.ports),
     )
+}
+
+/// `yes`/`no` from a check made now, with the age of a recorded one (`no 5m`), or `-`
+/// when none was made since hdev last changed the machine.
+fn drift_cell(r: &Row) -> String {
+    let word = |b: bool| if b { "yes" } else { "no" };
+    match (r.drifted, r.drift_age) {
+        (None, _) => "-".to_string(),
+        (Some(d), None | Some(0)) => word(d).to_string(),
+        (Some(d), Some(age)) => format!("{} {}", word(d), crate::state::drift::age(age)),
+    }
 }
 
 fn dash_or_join(v: &[String]) -> String {

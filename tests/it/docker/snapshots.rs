@@ -77,6 +77,14 @@ provision = [{ shell = "echo 1 >> /counter/web; echo web > /etc/role; echo d > /
         "echo changed > /etc/role && echo new > /etc/added && rm /etc/doomed && mkdir -p /opt/x && echo y > /opt/x/y",
     ]);
     assert_eq!(e.code, 0, "{e}");
+    // `status` asks no machine: after an exec, the last check no longer holds.
+    let st = env.status();
+    assert_eq!(
+        machine(&st, "web")["drifted"],
+        serde_json::Value::Null,
+        "{st}"
+    );
+    assert_eq!(machine(&st, "db")["drifted"], false, "{st}");
     let (code, v) = drift(&env, &[]);
     assert_eq!(code, 1, "drift exits 1: {v}");
     assert_eq!(paths(&v, "web", "changed"), ["/etc/role"]);
@@ -96,7 +104,19 @@ provision = [{ shell = "echo 1 >> /counter/web; echo web > /etc/role; echo d > /
             .contains("1 of 1 machine drifted: 4 added, 1 changed, 1 deleted"),
         "{human}"
     );
-    assert_eq!(machine(&env.status(), "web")["drifted"], true);
+    // What `drift` found is what `status` shows, with its age; `status --drift` checks.
+    let st = env.status();
+    assert_eq!(machine(&st, "web")["drifted"], true, "{st}");
+    assert!(machine(&st, "web")["drift_age"].is_u64(), "{st}");
+    let fresh = env.run(&["status", "--drift"]);
+    assert_eq!(fresh.code, 0, "{fresh}");
+    assert!(
+        fresh
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(" yes ")),
+        "{fresh}"
+    );
 
     // A named snapshot of the whole environment, then more changes.
     let s = env.run(&["snapshot", "save", "s1"]);
