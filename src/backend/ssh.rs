@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -230,6 +231,48 @@ pub struct SshTarget {
     pub proxy: Option<String>,
     /// The pinned host key; `None` only for VMs defined before hdev pinned host keys.
     pub pin: Option<HostPin>,
+    /// The socket of the connection shared by every session to this VM (OpenSSH's
+    /// ControlMaster, kept [`CONTROL_PERSIST`] after its last session); `None`: a
+    /// connection per session.
+    pub control: Option<PathBuf>,
+}
+
+/// How long a shared connection outlives its last session, so that the commands a
+/// developer runs one after another reuse it.
+pub const CONTROL_PERSIST: &str = "60";
+
+/// The control socket of the connection shared by the sessions to VM `domain`, under
+/// the environment's `.hdev/ssh/`; `None` when that path would be too long for a Unix
+/// socket (OpenSSH adds a temporary suffix of 17 bytes to it; the limit is 108).
+pub fn control_path(state_root: &Path, domain: &str) -> Option<PathBuf> {
+    let digest = hex::encode(sha2::Sha256::digest(domain.as_bytes()));
+    let p = state_root.join("ssh").join("c").join(&digest[..16]);
+    (p.as_os_str().len() <= 88).then_some(p)
+}
+
+/// Ends the connection shared through `control`, if one is open: the VM is about to
+/// stop, or to return to a state whose network connections are not this one.
+pub fn close_shared(control: &Path) {
+    if !control.exists() {
+        return;
+    }
+    let _ = std::process::Command::new("ssh")
+        .arg("-o")
+        .arg(format!("ControlPath={}", control.display()))
+        .args(["-O", "exit", "hdev-vm"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(control);
+}
+
+/// What a remote command reads.
+enum Stdin {
+    Empty,
+    Bytes(Vec<u8>),
+    /// A pipe hdev holds open, never written, until the command ends.
+    HeldOpen,
 }
 
 /// Output of a remote command: its exit code and its last lines.
@@ -276,10 +319,32 @@ impl SshTarget {
         o
     }
 
+    /// The options that share one connection per VM, when it has a control socket.
+    fn sharing(&self) -> Vec<String> {
+        match &self.control {
+            Some(c) => {
+                if let Some(dir) = c.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                    let _ = std::fs::set_permissions(
+                        dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                    );
+                }
+                vec![
+                    "ControlMaster=auto".to_string(),
+                    format!("ControlPath={}", c.display()),
+                    format!("ControlPersist={CONTROL_PERSIST}"),
+                ]
+            }
+            None => vec![],
+        }
+    }
+
     /// Arguments of `ssh` for a connection: [`Self::options`], the key, and the target.
     pub fn args(&self, connect_timeout_secs: u64) -> Vec<String> {
         let mut a = vec!["-i".into(), self.key.to_string_lossy().into_owned()];
         let mut options = self.options();
+        options.extend(self.sharing());
         options.extend([
             "LogLevel=ERROR".to_string(),
             format!("ConnectTimeout={connect_timeout_secs}"),
@@ -329,6 +394,32 @@ impl SshTarget {
         sink: &(dyn Fn(&str) + Send + Sync),
         tail_lines: usize,
     ) -> Result<RemoteOutcome, SshError> {
+        let stdin = match input {
+            Some(bytes) => Stdin::Bytes(bytes),
+            None => Stdin::Empty,
+        };
+        self.run_with(script, stdin, sink, tail_lines).await
+    }
+
+    /// Runs `script` (its stdin empty) so that it stops in the guest when hdev no longer
+    /// watches it (see [`Self::guarded`]).
+    pub async fn run_guarded(
+        &self,
+        script: &str,
+        sink: &(dyn Fn(&str) + Send + Sync),
+        tail_lines: usize,
+    ) -> Result<RemoteOutcome, SshError> {
+        self.run_with(&Self::guarded(script), Stdin::HeldOpen, sink, tail_lines)
+            .await
+    }
+
+    async fn run_with(
+        &self,
+        script: &str,
+        input: Stdin,
+        sink: &(dyn Fn(&str) + Send + Sync),
+        tail_lines: usize,
+    ) -> Result<RemoteOutcome, SshError> {
         let mut cmd = Command::new("ssh");
         // If hdev dies (even by SIGKILL), ssh goes with it: the session closes and the
         // guard of `guarded` stops the command in the guest.
@@ -339,10 +430,9 @@ impl SshTarget {
             .arg("BatchMode=yes")
             .arg("--")
             .arg(script)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
+            .stdin(match input {
+                Stdin::Empty => Stdio::null(),
+                Stdin::Bytes(_) | Stdin::HeldOpen => Stdio::piped(),
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -352,11 +442,18 @@ impl SshTarget {
                 program: "ssh",
                 source,
             })?;
-        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&bytes).await;
-                let _ = stdin.shutdown().await;
-            });
+        // Held open until the command ends: the guard of `guarded` reads it, and its end
+        // is how the guest learns that hdev is gone.
+        let mut held = None;
+        match (input, child.stdin.take()) {
+            (Stdin::Bytes(bytes), Some(mut stdin)) => {
+                tokio::spawn(async move {
+                    let _ = stdin.write_all(&bytes).await;
+                    let _ = stdin.shutdown().await;
+                });
+            }
+            (Stdin::HeldOpen, stdin) => held = stdin,
+            _ => {}
         }
         let stdout = child.stdout.take().map(BufReader::new);
         let stderr = child.stderr.take().map(BufReader::new);
@@ -391,6 +488,7 @@ impl SshTarget {
             program: "ssh",
             source,
         })?;
+        drop(held);
         if status.code() == Some(255) {
             if let Some(e) =
                 self.host_key_refused(&tail.iter().cloned().collect::<Vec<_>>().join("\n"))
@@ -405,16 +503,18 @@ impl SshTarget {
     }
 
     /// `script` wrapped so that it stops when the SSH session that started it is gone
-    /// (hdev killed, the connection lost): run in a session of its own, watched once a
-    /// second, its whole process group is ended (TERM, then KILL) when the session's
-    /// sshd process is no more. Without it a step whose hdev died kept running, and the
-    /// next `up` started the same step beside it.
+    /// (hdev killed, the connection lost): run in a session of its own with an empty
+    /// stdin, while a guard reads the session's stdin, which hdev holds open and never
+    /// writes; when that ends, hdev is gone, and the script's whole process group is ended
+    /// (TERM, then KILL). Without it a step whose hdev died kept running, and the next
+    /// `up` started the same step beside it. (Watching the session's sshd process would
+    /// not do: sessions on a shared connection all have the same one.)
     pub fn guarded(script: &str) -> String {
         format!(
-            "p=$PPID; setsid sh -c {} & c=$!; \
-             (while kill -0 $p && kill -0 $c; do sleep 1; done; \
-              kill -0 $c && {{ kill -TERM -$c; sleep 2; kill -KILL -$c; }}) >/dev/null 2>&1 & w=$!; \
-             wait $c; rc=$?; kill $w 2>/dev/null; exit $rc",
+            "exec 3<&0; setsid sh -c {} </dev/null & c=$!; \
+             {{ cat <&3 >/dev/null 2>&1; kill -0 $c 2>/dev/null && \
+                {{ kill -TERM -$c; sleep 2; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+             exec 3<&-; wait $c; rc=$?; kill $w 2>/dev/null; exit $rc",
             shell_quote(script)
         )
     }

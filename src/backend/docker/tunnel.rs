@@ -55,6 +55,9 @@ impl Tunnel {
         c.args(["-N", "-o", "ExitOnForwardFailure=yes"])
             .args(["-o", "StreamLocalBindUnlink=yes"])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"])
+            // A connection of its own: a forward must not ride on (or become) the VM's
+            // shared connection, whose life is not the forward's.
+            .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
             .arg("-L")
             .arg(format!("{}:/var/run/docker.sock", self.sock.display()))
             .args(self.target.args(10))

@@ -121,7 +121,11 @@ impl Engine for Vms {
         id: &str,
         name: &str,
     ) -> Result<Captured, BackendError> {
-        let layer = snapshot::capture(self, &spec.name, id, name).await?;
+        let layer = snapshot::capture(self, &spec.name, id, name).await;
+        // Taking a memory state may restore the VM from it: the shared connection's
+        // network state is not the guest's any more.
+        self.close_shared(id);
+        let layer = layer?;
         Ok(Captured {
             id: id.to_string(),
             location: layer,
@@ -135,7 +139,9 @@ impl Engine for Vms {
         id: &str,
         name: &str,
     ) -> Result<String, BackendError> {
+        self.close_shared(id);
         snapshot::restore(self, &spec.name, id, name).await?;
+        self.close_shared(id);
         Ok(id.to_string())
     }
 

@@ -125,5 +125,14 @@ mod tests {
         );
         assert!(diff_lists(a, a).is_empty());
         assert!(list_command().contains("-path /proc -o -path /sys"));
+        // The guest sends only the lines that differ (`comm -3`): the same drift.
+        let only = |x: &str, y: &str| -> String {
+            let other: std::collections::BTreeSet<&str> = y.lines().collect();
+            x.lines()
+                .filter(|l| !other.contains(l))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        assert_eq!(diff_lists(&only(a, b), &only(b, a)), diff_lists(a, b));
     }
 }

@@ -284,11 +284,28 @@ impl Vms {
             host,
             proxy: remote_host(&self.lv_for(id).uri).map(|r| r.proxy_command()),
             pin: HostKey::pin(&self.state_root, id),
+            control: self.control(id),
         })
+    }
+
+    /// The control socket of the connection shared by the sessions to VM `id` (none for
+    /// the connection `gc` uses).
+    fn control(&self, id: &str) -> Option<PathBuf> {
+        self.key.as_ref()?;
+        crate::backend::ssh::control_path(&self.state_root, id)
+    }
+
+    /// Closes the connection shared with VM `id`: it stops, goes, or returns to a state
+    /// whose network connections are not that one.
+    pub fn close_shared(&self, id: &str) {
+        if let Some(c) = self.control(id) {
+            crate::backend::ssh::close_shared(&c);
+        }
     }
 
     /// Starts the VM and waits until it accepts SSH.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
+        self.close_shared(id);
         self.lv_for(id).start(id).await.map_err(err)?;
         self.wait_ready(id).await
     }
@@ -317,6 +334,7 @@ impl Vms {
     }
 
     pub async fn stop(&self, id: &str) -> Result<(), BackendError> {
+        self.close_shared(id);
         self.lv_for(id)
             .halt(id, HALT_TIMEOUT)
             .await
@@ -325,6 +343,7 @@ impl Vms {
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        self.close_shared(id);
         self.lv_for(id).destroy(id).await.map_err(err)?;
         if self.key.is_none() {
             return Ok(()); // gc: no environment folder to tidy
@@ -345,7 +364,7 @@ impl Vms {
             .collect::<Vec<_>>()
             .join(" ");
         let o = target
-            .run(&SshTarget::guarded(&script), None, sink, TAIL_LINES)
+            .run_guarded(&script, sink, TAIL_LINES)
             .await
             .map_err(|e| engine("ssh", e))?;
         Ok(ExecOutcome {

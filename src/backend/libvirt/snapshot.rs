@@ -22,22 +22,37 @@ fn lv(e: LibvirtError) -> BackendError {
 }
 
 /// Runs a shell command in the guest; (exit code, every output line).
+/// The most a guest's answer to one of these commands may hold.
+const GUEST_OUTPUT_LIMIT: usize = 256 << 20;
+
 async fn run(
     vms: &Vms,
     machine: &str,
     id: &str,
     script: &str,
 ) -> Result<(i64, Vec<String>), BackendError> {
-    let lines = Mutex::new(Vec::new());
+    // Bounded: a guest cannot make hdev hold more than GUEST_OUTPUT_LIMIT bytes.
+    let lines = Mutex::new((Vec::new(), 0usize));
     let sink = |l: &str| {
         if let Ok(mut v) = lines.lock() {
-            v.push(l.to_string());
+            v.1 += l.len() + 1;
+            if v.1 <= GUEST_OUTPUT_LIMIT {
+                v.0.push(l.to_string());
+            }
         }
     };
     let cmd = ["sh".to_string(), "-c".to_string(), script.to_string()];
-    let _ = machine;
     let o = vms.exec(id, &cmd, &sink).await?;
-    Ok((o.exit_code, lines.into_inner().unwrap_or_default()))
+    let (lines, bytes) = lines.into_inner().unwrap_or_default();
+    if bytes > GUEST_OUTPUT_LIMIT {
+        return Err(BackendError::Engine {
+            action: format!("read from `{machine}`"),
+            message: format!(
+                "the guest sent {bytes} bytes, more than hdev reads ({GUEST_OUTPUT_LIMIT})"
+            ),
+        });
+    }
+    Ok((o.exit_code, lines))
 }
 
 /// Captures the VM's disk as state `name`; for the baseline, the guest's file list is
@@ -102,10 +117,38 @@ pub(super) async fn restore(
 
 /// Files added, changed and deleted in the guest since its baseline.
 pub(super) async fn drift(vms: &Vms, machine: &str, id: &str) -> Result<Drift, BackendError> {
-    let (code, base) = run(vms, machine, id, &format!("cat {GUEST_BASELINE_LIST}")).await?;
-    if code != 0 {
-        return Err(missing(machine, BASELINE).into());
+    // One round trip; the guest compares its file list with the baseline's and sends only
+    // the lines that differ: the baseline's (as they were) and the current ones (after a
+    // tab), which `diff_lists` reads like whole lists.
+    let script = format!(
+        "[ -r {GUEST_BASELINE_LIST} ] || exit 3; t=$(mktemp); \
+         ({}) 2>/dev/null | LC_ALL=C sort > \"$t\"; \
+         LC_ALL=C sort {GUEST_BASELINE_LIST} | LC_ALL=C comm -3 - \"$t\"; rc=$?; rm -f \"$t\"; exit $rc",
+        list_command()
+    );
+    let (code, lines) = run(vms, machine, id, &script).await?;
+    match code {
+        0 => {}
+        3 => return Err(missing(machine, BASELINE).into()),
+        c => {
+            return Err(BackendError::Engine {
+                action: format!("drift of `{machine}`"),
+                message: format!("the file list comparison in the guest failed (exit {c})"),
+            })
+        }
     }
-    let (_, now) = run(vms, machine, id, &format!("{} 2>/dev/null", list_command())).await?;
-    Ok(diff_lists(&base.join("\n"), &now.join("\n")))
+    let (mut base, mut now) = (String::new(), String::new());
+    for l in &lines {
+        match l.strip_prefix('\t') {
+            Some(current) => {
+                now.push_str(current);
+                now.push('\n');
+            }
+            None => {
+                base.push_str(l);
+                base.push('\n');
+            }
+        }
+    }
+    Ok(diff_lists(&base, &now))
 }

@@ -107,6 +107,7 @@ pub fn ssh_target(key: &SshKey, layout: &VmLayout, state_root: &Path) -> Option<
         host: n.address,
         proxy: None,
         pin: HostKey::pin(state_root, &layout.domain),
+        control: None,
     })
 }
 
