@@ -323,4 +323,34 @@ mod tests {
         // A link inside the folder that leads out of it.
         assert!(!stays_in(&dir, "conf/out"));
     }
+
+    #[test]
+    fn integers_in_env_are_their_value_in_decimal_however_written() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("Envfile");
+        std::fs::write(
+            &path,
+            "[env]\nname = \"e\"\n[machine.m]\nbackend = \"docker\"\nimage = \"x\"\nenv = { A = 0xff, B = 0o17, C = 0b101, D = +3, E = -0, F = 1_000, G = -7, H = true }\n",
+        )
+        .unwrap();
+        let env = super::load(&path).unwrap();
+        let got: Vec<(&str, &str)> = env.machines["m"]
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A", "255"),
+                ("B", "15"),
+                ("C", "5"),
+                ("D", "3"),
+                ("E", "0"),
+                ("F", "1000"),
+                ("G", "-7"),
+                ("H", "true")
+            ]
+        );
+    }
 }

@@ -653,7 +653,18 @@ fn read_ansible_step(
 fn scalar_string(ctx: &mut Ctx, v: &Value<'_>, what: &str) -> Option<String> {
     match v.get_ref() {
         DeValue::String(s) => Some(s.to_string()),
-        DeValue::Integer(i) => Some(i.as_str().to_string()),
+        // The integer's value in decimal, however it is written (`0xff` is `255`, `+3` is
+        // `3`): what the machine gets is what the TOML means.
+        DeValue::Integer(i) => match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+            Ok(n) => Some(n.to_string()),
+            Err(e) => {
+                ctx.push(
+                    Diagnostic::new(v.span(), format!("`{what}` is not a 64-bit integer: {e}"))
+                        .label("here"),
+                );
+                None
+            }
+        },
         DeValue::Boolean(b) => Some(b.to_string()),
         _ => {
             ctx.wrong_type(v, what, "a string, integer or boolean", None);

@@ -179,7 +179,7 @@ def parse_port_map(s: str) -> dict:
 
 def scalar_string(v) -> str:
     """An environment variable or extra var: strings as they are, booleans and integers
-    as text (integers in decimal; see docs/HASH.md on other spellings)."""
+    as text (an integer's value in decimal, however it is written)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
