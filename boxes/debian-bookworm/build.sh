@@ -8,8 +8,24 @@
 #   SERVICES="x y"      more systemd units to enable
 #   ROOTFS=0            no root file system for Docker (a box for libvirt only)
 #   DISK_SIZE=3G        a larger disk
+#
+# Reproducibility: hdev runs this with SOURCE_DATE_EPOCH (box.toml's source_date_epoch).
+# Every file made during the build gets that time, archives are written sorted with
+# fixed owners and times, the ext4 file system gets a fixed UUID, hash seed and time, and
+# logs, caches and machine ids are left out. What still moves is the mirror: a later build
+# may install newer package versions. For the very same versions, build from a snapshot:
+#   MIRROR=https://snapshot.debian.org/archive/debian/$(date -u -d @EPOCH +%Y%m%dT%H%M%SZ)
+# The packages installed (dpkg-query -W) go to HDEV_PACKAGES, which hdev records.
 set -eu
 out=${1:?usage: build.sh OUT}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
+export SOURCE_DATE_EPOCH
+epoch=$SOURCE_DATE_EPOCH
+packages=${HDEV_PACKAGES:-/dev/null}
+# A fixed file system UUID (VMs find their root by /dev/vda, never by UUID) and directory
+# hash seed: mkfs.ext4 draws both at random otherwise.
+fs_uuid=9c6b2b5e-0d1f-4e2a-9b1c-68646576626f
+umask 022
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=${MIRROR:-http://deb.debian.org/debian}
 size=${DISK_SIZE:-2G}
@@ -52,13 +68,28 @@ chroot "$root" passwd -l root >/dev/null
 # machine's resolver does not belong in the box.
 rm -f "$root/etc/resolv.conf" && : > "$root/etc/resolv.conf"
 chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old
+# What records when and where the build ran: logs, caches keyed by time, ids.
+find "$root/var/log" -type f -delete
+rm -f "$root/var/cache/ldconfig/aux-cache" "$root/var/lib/dbus/machine-id" \
+  "$root/var/lib/systemd/catalog/database" "$root"/etc/*- "$root/etc/.pwd.lock"
+# Python byte code is made again on first use; compiled at install time it can carry
+# the build's time.
+find "$root/usr" -xdev -type d -name __pycache__ -prune -exec rm -rf {} +
+
+# The packages the box is made of, for the manifest.
+chroot "$root" dpkg-query -W -f '${binary:Package} ${Version}\n' > "$packages"
 
 cp -L "$root/vmlinuz" "$out/vmlinuz" 2>/dev/null || cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
 cp -L "$root/initrd.img" "$out/initrd.img" 2>/dev/null || cp "$root"/boot/initrd.img-* "$out/initrd.img"
 
+# Every file the build made or touched gets the fixed time (files from packages keep
+# their own, older times).
+find "$root" -xdev -newermt "@$epoch" -print0 | xargs -0r touch -h -d "@$epoch"
+
 # Docker does without the kernel, its modules and the device nodes.
-[ "${ROOTFS:-1}" = 0 ] || tar --sort=name --numeric-owner -C "$root" \
+[ "${ROOTFS:-1}" = 0 ] || tar --format=gnu --sort=name --numeric-owner \
+    --mtime="@$epoch" --clamp-mtime -C "$root" \
     --exclude=./boot --exclude=./vmlinuz --exclude=./vmlinuz.old --exclude=./initrd.img \
     --exclude=./initrd.img.old --exclude=./usr/lib/modules --exclude=./lib/modules \
     --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' \
@@ -66,6 +97,7 @@ cp -L "$root/initrd.img" "$out/initrd.img" 2>/dev/null || cp "$root"/boot/initrd
 
 raw="$out/disk.raw"
 truncate -s "$size" "$raw"
-mkfs.ext4 -q -F -L hdev-root -d "$root" "$raw"
+E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 -q -F -L hdev-root -U "$fs_uuid" \
+  -E "hash_seed=$fs_uuid,root_owner=0:0" -d "$root" "$raw"
 qemu-img convert -O qcow2 "$raw" "$out/disk.qcow2"
 rm -f "$raw"

@@ -172,6 +172,7 @@ fn disk_manifest(
         description: Some(origin.description),
         recipe: None,
         boot: Some(origin.boot),
+        packages: vec![],
         artifacts: BTreeMap::from([(
             manifest::LIBVIRT_DISK.to_string(),
             Artifact {

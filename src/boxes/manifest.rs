@@ -35,10 +35,44 @@ pub struct Artifact {
 /// Where a box came from, for `box list` and for finding a built box again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipeRef {
-    /// Recipe folder as given when it was built.
+    /// The recipe folder's name (older boxes: the folder as given when it was built).
+    /// Only the name, so that the same recipe reached by another path gives one digest.
     pub path: String,
-    /// Digest of the recipe's folder and its host inputs (see `recipe::recipe_digest`).
+    /// Digest of the recipe's folder and its host inputs (see `Recipe::digest`).
     pub digest: String,
+    /// The fixed build time the script ran with (`SOURCE_DATE_EPOCH`, Unix seconds).
+    /// Absent in boxes built before builds were reproducible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+}
+
+/// One package a box was built from, as its build script reported it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// Parses a package list as build scripts write it (`dpkg-query -W` output): one
+/// `NAME VERSION` per line (tab or spaces between), blank lines and `#` comments
+/// skipped. Sorted by name, duplicates dropped; a line without a version is an error.
+pub fn parse_packages(text: &str) -> Result<Vec<Package>, String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(name), Some(version), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("line {}: `{line}` is not `NAME VERSION`", i + 1));
+        };
+        out.insert(Package {
+            name: name.to_string(),
+            version: version.to_string(),
+        });
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// How a libvirt machine boots from this box.
@@ -59,7 +93,11 @@ pub struct Manifest {
     pub format: u32,
     pub name: String,
     pub version: String,
-    /// RFC 3339 UTC time of the build or import.
+    /// RFC 3339 UTC: for a built box its recipe's `SOURCE_DATE_EPOCH` (never the wall
+    /// clock, so that two builds of one recipe give one digest); for an imported image the
+    /// file's modification time. When a box entered this store is [`StoredBox::stored`].
+    ///
+    /// [`StoredBox::stored`]: super::StoredBox::stored
     pub created: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -69,6 +107,10 @@ pub struct Manifest {
     pub boot: Option<Boot>,
     /// Provider -> artifact.
     pub artifacts: BTreeMap<String, Artifact>,
+    /// The packages (name and version) the box was built from, sorted by name, as its
+    /// build script reported them. Absent in older boxes and in imported images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
 }
 
 impl Manifest {
@@ -112,6 +154,13 @@ impl Manifest {
         }
         if m.artifacts.is_empty() {
             return Err("the manifest lists no artifacts".into());
+        }
+        if let Some(p) = m
+            .packages
+            .iter()
+            .find(|p| p.name.is_empty() || p.name.chars().any(char::is_control))
+        {
+            return Err(format!("package `{}` has no usable name", p.name));
         }
         Ok(m)
     }
@@ -194,6 +243,7 @@ mod tests {
             description: None,
             recipe: None,
             boot: None,
+            packages: vec![],
             artifacts: [(
                 DOCKER.to_string(),
                 Artifact {
@@ -219,6 +269,34 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(Manifest::parse(&bytes).expect("parse"), m);
         assert_eq!(m.digest(), BoxDigest::of(&bytes));
+    }
+
+    /// A manifest as hdev wrote it before provenance was recorded (no `packages`, no
+    /// `source_date_epoch`) still loads, and its bytes, hence its digest, are unchanged.
+    #[test]
+    fn an_older_manifest_still_loads_with_its_digest() {
+        let old = format!(
+            "{{\n  \"format\": 1,\n  \"name\": \"busybox\",\n  \"version\": \"1.35.0\",\n  \"created\": \"2026-01-02T03:04:05Z\",\n  \"recipe\": {{\n    \"path\": \"/x/boxes/busybox\",\n    \"digest\": \"sha256:{0}\"\n  }},\n  \"artifacts\": {{\n    \"docker\": {{\n      \"path\": \"rootfs.tar\",\n      \"sha256\": \"{0}\",\n      \"size\": 3\n    }}\n  }}\n}}\n",
+            "0".repeat(64)
+        );
+        let m = Manifest::parse(old.as_bytes()).expect("older manifest loads");
+        assert!(m.packages.is_empty());
+        assert_eq!(m.recipe.as_ref().and_then(|r| r.source_date_epoch), None);
+        assert_eq!(m.to_bytes(), old.as_bytes(), "re-serialised byte for byte");
+        assert_eq!(m.digest(), BoxDigest::of(old.as_bytes()));
+    }
+
+    #[test]
+    fn package_lists_parse_sorted_and_refuse_garbage() {
+        let p = parse_packages(
+            "# comment\nlibc6:amd64\t2.36-9\n\nbusybox 1:1.35.0-4\nbusybox 1:1.35.0-4\n",
+        )
+        .expect("parse");
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["busybox", "libc6:amd64"]);
+        assert_eq!(p[0].version, "1:1.35.0-4");
+        assert!(parse_packages("busybox\n").is_err());
+        assert!(parse_packages("a b c\n").is_err());
     }
 
     #[test]

@@ -14,6 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::digest::hash_file;
 use super::manifest::{Artifact, Boot, Manifest, RecipeRef, FORMAT_VERSION};
+
+/// The build time of a recipe without `source_date_epoch`: the Unix epoch itself.
+pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 0;
+
+/// The latest `source_date_epoch` accepted: 9999-12-31T23:59:59Z.
+const MAX_SOURCE_DATE_EPOCH: i64 = 253_402_300_799;
 use super::BoxError;
 
 /// File name of a recipe's data.
@@ -31,6 +37,7 @@ struct RecipeWire {
     #[serde(default)]
     include: Vec<String>,
     boot: Option<Boot>,
+    source_date_epoch: Option<i64>,
     artifacts: BTreeMap<String, String>,
 }
 
@@ -51,6 +58,10 @@ pub struct Recipe {
     /// (relative to this folder) and where they are.
     pub include: Vec<(String, PathBuf)>,
     pub boot: Option<Boot>,
+    /// The fixed time the build pretends to run at (Unix seconds), handed to the script
+    /// as `SOURCE_DATE_EPOCH` and recorded as the box's `created`: `source_date_epoch`
+    /// in `box.toml`, else [`DEFAULT_SOURCE_DATE_EPOCH`]. Part of the recipe (its file is).
+    pub source_date_epoch: i64,
     /// Provider -> file the script writes.
     pub artifacts: BTreeMap<String, String>,
 }
@@ -101,6 +112,12 @@ impl Recipe {
                 )));
             }
         }
+        let source_date_epoch = w.source_date_epoch.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+        if !(0..=MAX_SOURCE_DATE_EPOCH).contains(&source_date_epoch) {
+            return Err(bad(format!(
+                "`source_date_epoch = {source_date_epoch}` must be Unix seconds between 0 and {MAX_SOURCE_DATE_EPOCH} (e.g. `date -u +%s` at the time the recipe was written)"
+            )));
+        }
         let mut include = Vec::new();
         for rel in &w.include {
             let p = std::fs::canonicalize(dir.join(rel))
@@ -125,6 +142,7 @@ impl Recipe {
             script: w.script,
             inputs: w.inputs.into_iter().map(PathBuf::from).collect(),
             boot: w.boot,
+            source_date_epoch,
             artifacts: w.artifacts,
         })
     }
@@ -151,42 +169,60 @@ impl Recipe {
         Ok(format!("sha256:{}", hex::encode(h.finalize())))
     }
 
+    /// The recipe folder's name, as the manifest records it: the same recipe reached by
+    /// another path (`./boxes/x`, `/abs/boxes/x`) gives the same box.
+    pub fn folder_name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone())
+    }
+
     /// Runs the build script with `out` as its output folder and returns the manifest of
     /// what it wrote. The script's output goes to `log`.
+    ///
+    /// The script runs with `SOURCE_DATE_EPOCH` (the recipe's fixed build time), `TZ=UTC`,
+    /// `LC_ALL=C`, and `HDEV_PACKAGES`: a file where it may list the packages the box is
+    /// made of (`NAME VERSION` per line, as `dpkg-query -W` prints them), recorded in the
+    /// manifest. Nothing in the manifest depends on when or where the build ran.
     pub fn build(&self, out: &Path, log: &Path) -> Result<Manifest, BoxError> {
         let digest = self.digest()?;
         let log_file = std::fs::File::create(log).map_err(BoxError::io(log))?;
         let log_err = log_file.try_clone().map_err(BoxError::io(log))?;
+        let failed = |message: String| BoxError::Build {
+            recipe: self.display.clone(),
+            message,
+            log: log.to_path_buf(),
+        };
+        // Outside `out`, which must hold only artifacts.
+        let packages_file = tempfile::Builder::new()
+            .prefix("hdev-packages-")
+            .tempfile()
+            .map_err(|e| failed(format!("cannot make the package list file: {e}")))?;
         let status = std::process::Command::new("sh")
             .arg(self.dir.join(&self.script))
             .arg(out)
             .current_dir(&self.dir)
+            .env("SOURCE_DATE_EPOCH", self.source_date_epoch.to_string())
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .env("HDEV_PACKAGES", packages_file.path())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
             .status()
-            .map_err(|e| BoxError::Build {
-                recipe: self.display.clone(),
-                message: format!("cannot run `sh {}`: {e}", self.script),
-                log: log.to_path_buf(),
-            })?;
+            .map_err(|e| failed(format!("cannot run `sh {}`: {e}", self.script)))?;
         if !status.success() {
-            return Err(BoxError::Build {
-                recipe: self.display.clone(),
-                message: format!("`{}` failed ({status})", self.script),
-                log: log.to_path_buf(),
-            });
+            return Err(failed(format!("`{}` failed ({status})", self.script)));
         }
         let mut artifacts = BTreeMap::new();
         for (provider, file) in &self.artifacts {
             let p = out.join(file);
-            let (sha256, size) = hash_file(&p).map_err(|e| BoxError::Build {
-                recipe: self.display.clone(),
-                message: format!(
+            let (sha256, size) = hash_file(&p).map_err(|e| {
+                failed(format!(
                     "`{}` did not write artifact `{provider}` (`{file}`): {e}",
                     self.script
-                ),
-                log: log.to_path_buf(),
+                ))
             })?;
             artifacts.insert(
                 provider.clone(),
@@ -197,18 +233,32 @@ impl Recipe {
                 },
             );
         }
+        let listed = crate::envfile::read_text(packages_file.path(), crate::envfile::TEXT_LIMIT)
+            .map_err(|e| {
+                failed(format!(
+                    "cannot read the package list `$HDEV_PACKAGES`: {e}"
+                ))
+            })?;
+        let packages = super::manifest::parse_packages(&listed).map_err(|e| {
+            failed(format!(
+                "`{}` wrote a bad package list to `$HDEV_PACKAGES`: {e}",
+                self.script
+            ))
+        })?;
         Ok(Manifest {
             format: FORMAT_VERSION,
             name: self.name.clone(),
             version: self.version.clone(),
-            created: super::manifest::now_rfc3339(),
+            created: super::manifest::rfc3339(self.source_date_epoch),
             description: self.description.clone(),
             recipe: Some(RecipeRef {
-                path: self.display.clone(),
+                path: self.folder_name(),
                 digest,
+                source_date_epoch: Some(self.source_date_epoch),
             }),
             boot: self.boot,
             artifacts,
+            packages,
         })
     }
 }

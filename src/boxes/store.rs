@@ -24,6 +24,10 @@ pub struct StoredBox {
     pub digest: BoxDigest,
     pub manifest: Manifest,
     pub dir: PathBuf,
+    /// When the box entered this store (its manifest file's modification time). Kept
+    /// outside the manifest, so that it never changes a digest; orders a name's versions.
+    #[serde(skip)]
+    pub stored: Option<std::time::SystemTime>,
 }
 
 impl StoredBox {
@@ -33,6 +37,21 @@ impl StoredBox {
             .artifacts
             .get(provider)
             .map(|a| self.dir.join(&a.path))
+    }
+
+    /// [`StoredBox::stored`] as RFC 3339 UTC, for listings.
+    pub fn stored_rfc3339(&self) -> Option<String> {
+        let secs = self
+            .stored?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(super::manifest::rfc3339(secs as i64))
+    }
+
+    /// Newest first: the later stored, then the later created.
+    fn newest_first(a: &StoredBox, b: &StoredBox) -> std::cmp::Ordering {
+        (b.stored, &b.manifest.created, &b.digest).cmp(&(a.stored, &a.manifest.created, &a.digest))
     }
 
     /// `name@short-digest`, for messages.
@@ -118,11 +137,10 @@ impl Store {
             }
         }
         out.sort_by(|a, b| {
-            (a.manifest.name.as_str(), &b.manifest.created, &a.digest).cmp(&(
-                b.manifest.name.as_str(),
-                &a.manifest.created,
-                &b.digest,
-            ))
+            a.manifest
+                .name
+                .cmp(&b.manifest.name)
+                .then_with(|| StoredBox::newest_first(a, b))
         });
         Ok(out)
     }
@@ -138,10 +156,12 @@ impl Store {
                 archive: p.display().to_string(),
                 message,
             })?;
+        let stored = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
         Ok(StoredBox {
             digest: digest.clone(),
             manifest,
             dir,
+            stored,
         })
     }
 
@@ -181,7 +201,7 @@ impl Store {
                     .is_some_and(|r| r.digest == recipe_digest)
             })
             .collect();
-        found.sort_by(|a, b| b.manifest.created.cmp(&a.manifest.created));
+        found.sort_by(StoredBox::newest_first);
         Ok(found.into_iter().next())
     }
 

@@ -1,4 +1,4 @@
-//! `hdev box build|add|list|remove|verify|prune`: the box store from the command line.
+//! `hdev box build|add|list|show|remove|verify|prune`: the box store from the command line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,12 @@ pub(crate) enum BoxCmd {
     },
     /// List the boxes in the store.
     List,
+    /// Print a box's manifest: digest, recipe, build time, artifacts and packages.
+    Show {
+        /// A box name (its newest version) or a digest prefix (7+ hex digits).
+        #[arg(value_name = "NAME|DIGEST")]
+        query: String,
+    },
     /// Remove boxes by name (every version) or digest prefix.
     Remove {
         #[arg(required = true)]
@@ -67,6 +73,10 @@ pub(super) fn run(p: &Printer, cmd: &BoxCmd) -> CmdResult {
             name,
         } => add(p, &store, source, sha256.as_deref(), name.as_deref()),
         BoxCmd::List => list(p, &store),
+        BoxCmd::Show { query } => {
+            render::boxes::show(p, &store.find_one(query)?);
+            Ok(0)
+        }
         BoxCmd::Remove { boxes } => remove(p, &store, boxes),
         BoxCmd::Verify { boxes } => verify(p, &store, boxes),
         BoxCmd::Prune { keep, dry_run } => prune(p, &store, *keep, *dry_run),

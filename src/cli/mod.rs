@@ -99,6 +99,13 @@ pub(crate) enum Command {
     /// Move the running environment to a release (default: the latest tag), recreating only
     /// machines whose hash changed.
     Update { tag: Option<String> },
+    /// A citation of the environment (BibTeX and plain text): its hash and, when HEAD is at
+    /// a release tag, the tag, commit and Software Heritage identifier of the tagged tree.
+    Cite {
+        /// What to print (default: BibTeX, then plain text); `--json` means `json`.
+        #[arg(long, value_enum)]
+        format: Option<releasecmds::CiteFormat>,
+    },
     /// Test a throwaway copy of HEAD and tag it only when every `[[test]]` check passes.
     Release {
         tag: String,
@@ -226,7 +233,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         C::Init { .. } | C::Validate | C::Hash { .. } | C::Lock { .. } | C::Doctor { .. } => {
             envfile_command(p, file, cmd)
         }
-        C::Releases | C::Up { .. } | C::Update { .. } | C::Release { .. } => {
+        C::Releases | C::Up { .. } | C::Update { .. } | C::Release { .. } | C::Cite { .. } => {
             release_command(p, file, cmd)
         }
         C::Test { .. } | C::Ci { .. } | C::Verify { .. } => check_command(p, file, cmd),
@@ -266,7 +273,7 @@ fn envfile_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
     }
 }
 
-/// `releases`, `up`, `update`, `release`.
+/// `releases`, `up`, `update`, `release`, `cite`.
 fn release_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     match cmd {
         Command::Releases => releasecmds::releases(p, file),
@@ -281,6 +288,7 @@ fn release_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
         }
         Command::Update { tag } => releasecmds::update(p, file, tag.as_deref()),
         Command::Release { tag, timeout } => releasecmds::release(p, file, tag, *timeout),
+        Command::Cite { format } => releasecmds::cite(p, file, *format),
         _ => unreachable!("`dispatch` routes only release commands here"),
     }
 }

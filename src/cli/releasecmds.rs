@@ -76,3 +76,32 @@ pub(super) fn release(p: &Printer, file: Option<&Path>, tag: &str, timeout: u64)
         Ok(report.code())
     })
 }
+
+/// What `hdev cite` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CiteFormat {
+    Bibtex,
+    Text,
+    Json,
+}
+
+/// `hdev cite [--format bibtex|text|json]`: the environment's citation; warnings (no
+/// release tag at HEAD, a hash that differs from the release's) go to stderr.
+pub(super) fn cite(p: &Printer, file: Option<&Path>, format: Option<CiteFormat>) -> CmdResult {
+    let project = crate::throwaway::open_project(file)?;
+    let report = project.hash()?;
+    let env = &project.env;
+    let c = crate::release::cite::cite(
+        &env.settings.name,
+        env.settings.description.as_deref(),
+        &env.dir,
+        &report,
+    )?;
+    let format = if p.json {
+        Some(CiteFormat::Json)
+    } else {
+        format
+    };
+    render::releases::citation(p, &c, format);
+    Ok(0)
+}

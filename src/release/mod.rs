@@ -5,6 +5,7 @@
 //! through its command line: the libgit2 and gitoxide crates would pull in a libc that
 //! the virt crate cannot share.
 
+pub(crate) mod cite;
 pub(crate) mod gatekeeper;
 pub(crate) mod update;
 

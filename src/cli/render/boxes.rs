@@ -19,8 +19,88 @@ pub(crate) fn box_json(b: &StoredBox) -> serde_json::Value {
         "size": b.manifest.size(),
         "providers": b.manifest.providers(),
         "recipe": b.manifest.recipe,
+        "stored": b.stored_rfc3339(),
         "path": b.dir,
     })
+}
+
+/// `box show`: the manifest with its provenance, as a person or a program reads it.
+pub(crate) fn show(p: &Printer, b: &StoredBox) {
+    let m = &b.manifest;
+    let epoch = m.recipe.as_ref().and_then(|r| r.source_date_epoch);
+    if p.json {
+        let mut v = box_json(b);
+        v["description"] = json!(m.description);
+        v["boot"] = json!(m.boot);
+        v["format"] = json!(m.format);
+        v["source_date_epoch"] = json!(epoch);
+        v["artifacts"] = json!(m.artifacts);
+        v["packages"] = json!(m.packages);
+        p.json(&v);
+        return;
+    }
+    let row = |k: &str, v: String| p.line(format!("{k:<13}{v}"));
+    row("name", m.name.clone());
+    row("version", m.version.clone());
+    row("digest", b.digest.to_string());
+    if let Some(d) = &m.description {
+        row("description", d.clone());
+    }
+    match &m.recipe {
+        Some(r) => {
+            row("recipe", format!("{} ({})", r.path, r.digest));
+            row(
+                "built at",
+                match r.source_date_epoch {
+                    Some(e) => format!("{} (SOURCE_DATE_EPOCH={e})", m.created),
+                    None => format!(
+                        "{} (wall clock: built before boxes were reproducible)",
+                        m.created
+                    ),
+                },
+            );
+        }
+        None => row(
+            "created",
+            format!("{} (not built from a recipe)", m.created),
+        ),
+    }
+    if let Some(boot) = m.boot {
+        row("boot", format!("{boot:?}").to_lowercase());
+    }
+    if let Some(s) = b.stored_rfc3339() {
+        row(
+            "stored",
+            format!("{s} (in this store; not part of the digest)"),
+        );
+    }
+    row("path", b.dir.display().to_string());
+    p.line(format!(
+        "artifacts ({}, {})",
+        m.artifacts.len(),
+        human(m.size())
+    ));
+    for (provider, a) in &m.artifacts {
+        p.line(format!(
+            "  {provider:<16} {:<12} {:>10}  sha256:{}",
+            a.path,
+            human(a.size),
+            a.sha256
+        ));
+    }
+    if m.packages.is_empty() {
+        p.line(if m.recipe.is_some() {
+            "packages     not recorded (built before hdev recorded them, or the recipe lists none)"
+        } else {
+            "packages     not recorded (an imported image)"
+        });
+    } else {
+        p.line(format!("packages ({})", m.packages.len()));
+        let w = m.packages.iter().map(|k| k.name.len()).max().unwrap_or(0);
+        for k in &m.packages {
+            p.line(format!("  {:<w$} {}", k.name, k.version));
+        }
+    }
 }
 
 /// `box build`: built, or found up to date; how long it took; the archive written.

@@ -91,3 +91,31 @@ pub(crate) fn release(p: &Printer, r: &ReleaseReport) -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// `cite`: BibTeX, plain text, both (the default) or JSON; warnings to stderr.
+pub(crate) fn citation(
+    p: &Printer,
+    c: &crate::release::cite::Citation,
+    format: Option<crate::cli::releasecmds::CiteFormat>,
+) {
+    use crate::cli::releasecmds::CiteFormat as F;
+    match format {
+        Some(F::Json) => {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["bibtex"] = serde_json::json!(c.bibtex());
+            v["text"] = serde_json::json!(c.text());
+            v["rebuild"] = serde_json::json!(c.rebuild());
+            p.json(&v);
+            return;
+        }
+        Some(F::Bibtex) => p.line(c.bibtex().trim_end()),
+        Some(F::Text) => p.line(c.text().trim_end()),
+        None => {
+            p.line(c.bibtex());
+            p.line(c.text().trim_end());
+        }
+    }
+    for w in &c.warnings {
+        eprintln!("{} {w}", p.red("warning:"));
+    }
+}

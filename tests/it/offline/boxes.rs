@@ -538,13 +538,21 @@ fn boxes_are_added_from_a_url_with_a_checksum() {
 
 #[test]
 fn prune_keeps_the_newest_versions_and_clears_leftovers() {
-    let w = world();
-    let recipe = repo().join("boxes/busybox");
+    let w = TestEnv::build().own_home().recipe_copy("busybox").create();
+    let recipe = w.path().join("boxes/busybox");
     let r = recipe.to_str().expect("utf-8");
     let first = w.json(&["box", "build", r]);
-    // A different `created` second gives a different box digest.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = w.json(&["box", "build", r, "--force"]);
+    // A rebuild is the same box; a changed recipe is a new version of it.
+    let again = w.json(&["box", "build", r, "--force"]);
+    assert_eq!(first["digest"], again["digest"]);
+    let toml = recipe.join("box.toml");
+    let text = std::fs::read_to_string(&toml).expect("read box.toml");
+    std::fs::write(
+        &toml,
+        text.replace("version = \"1.35.0\"", "version = \"1.35.0-2\""),
+    )
+    .expect("write box.toml");
+    let second = w.json(&["box", "build", r]);
     assert_ne!(first["digest"], second["digest"]);
     assert_eq!(w.stored().len(), 2);
     // What an interrupted add would leave.
@@ -563,4 +571,107 @@ fn prune_keeps_the_newest_versions_and_clears_leftovers() {
     assert_eq!(list.as_array().expect("list").len(), 1);
     assert_eq!(list[0]["digest"], second["digest"]);
     assert!(w.leftovers().is_empty());
+}
+
+/// Reproducible boxes (#14): the busybox recipe built twice, into two stores, from two
+/// paths (a copy of the recipe), some time apart, gives one box digest; the manifest
+/// records the recipe, its fixed build time and the packages; and the digest still moves
+/// with the recipe (another `source_date_epoch`, another digest).
+#[test]
+fn two_builds_of_one_recipe_give_one_digest() {
+    let a = world();
+    let b = TestEnv::build().own_home().recipe_copy("busybox").create();
+    let (_, first) = a.build_busybox();
+    // Let the clock move on: a wall-clock time anywhere in the manifest would show.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let copy = b.path().join("boxes/busybox");
+    let copy = copy.to_str().expect("utf-8");
+    let second = b.json(&["box", "build", copy]);
+    assert_eq!(second["built"], true);
+    assert_eq!(second["digest"], first.as_str(), "two builds, two digests");
+    let ma = std::fs::read(
+        a.home()
+            .join("boxes")
+            .join(&first[7..])
+            .join("manifest.json"),
+    )
+    .expect("manifest a");
+    let mb = std::fs::read(
+        b.home()
+            .join("boxes")
+            .join(&first[7..])
+            .join("manifest.json"),
+    )
+    .expect("manifest b");
+    assert_eq!(ma, mb);
+
+    let shown = b.json(&["box", "show", "busybox"]);
+    assert_eq!(shown["digest"], first.as_str());
+    let toml = std::fs::read_to_string(b.path().join("boxes/busybox/box.toml")).expect("toml");
+    let epoch: i64 = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("source_date_epoch = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("source_date_epoch in box.toml");
+    assert_eq!(shown["source_date_epoch"], epoch);
+    assert_eq!(shown["recipe"]["path"], "busybox");
+    assert!(shown["recipe"]["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+    let packages = shown["packages"].as_array().expect("packages");
+    assert!(
+        packages.iter().any(
+            |p| p["name"].as_str().is_some_and(|n| n.starts_with("busybox"))
+                && p["version"].as_str().is_some_and(|v| v.contains("1.35"))
+        ),
+        "{packages:?}"
+    );
+    assert!(shown["artifacts"]["docker"]["size"].as_u64().unwrap_or(0) > 0);
+    // By a digest prefix, as text.
+    let text = b.ok(&["box", "show", &first[7..19]]);
+    assert!(
+        text.contains(&format!("SOURCE_DATE_EPOCH={epoch}")),
+        "{text}"
+    );
+    assert!(text.contains("packages ("), "{text}");
+
+    // The digest depends on the recipe: a changed build time is another box.
+    let path = b.path().join("boxes/busybox/box.toml");
+    std::fs::write(
+        &path,
+        toml.replace(
+            &format!("source_date_epoch = {epoch}"),
+            &format!("source_date_epoch = {}", epoch + 86_400),
+        ),
+    )
+    .expect("write box.toml");
+    let third = b.json(&["box", "build", copy]);
+    assert_eq!(third["built"], true);
+    assert_ne!(third["digest"], first.as_str());
+    // ... and `box show busybox` now names the newest.
+    assert_eq!(
+        b.json(&["box", "show", "busybox"])["digest"],
+        third["digest"]
+    );
+
+    // Bad input says what is wrong.
+    std::fs::write(
+        &path,
+        toml.replace(
+            &format!("source_date_epoch = {epoch}"),
+            "source_date_epoch = -5",
+        ),
+    )
+    .expect("write box.toml");
+    b.cmd()
+        .args(["box", "build", copy])
+        .assert()
+        .code(1)
+        .stderr(contains("source_date_epoch = -5"));
+    b.cmd()
+        .args(["box", "show", "nosuchbox"])
+        .assert()
+        .code(1)
+        .stderr(contains("no box `nosuchbox`"));
 }

@@ -111,6 +111,7 @@ fn small_box(dir: &Path) -> Vec<u8> {
         description: None,
         recipe: None,
         boot: None,
+        packages: vec![],
         artifacts: BTreeMap::from([(
             "docker".to_string(),
             Artifact {
