@@ -160,7 +160,9 @@ impl Recipe {
         let mut inputs: Vec<&PathBuf> = self.inputs.iter().collect();
         inputs.sort();
         for p in inputs {
-            let (d, _) = hash_file(p).map_err(|e| BoxError::Recipe {
+            // A relative input is the recipe folder's, where the script runs; it is
+            // named as written, so the digest does not depend on where hdev started.
+            let (d, _) = hash_file(&self.dir.join(p)).map_err(|e| BoxError::Recipe {
                 recipe: self.display.clone(),
                 message: format!("cannot read input `{}`: {e}", p.display()),
             })?;

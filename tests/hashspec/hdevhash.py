@@ -332,8 +332,8 @@ def recipe_digest(folder: str) -> str:
     for rel, p in includes:
         h.update(f"include {rel} {digest_path(p)}\n".encode())
     for p in sorted(recipe.get("inputs", []), key=path_key):
-        # As hdev reads them: a relative input from the current folder (docs/HASH.md).
-        h.update(f"input {p} {file_hex(p)}\n".encode())
+        # Named as written; a relative input is read from the recipe's folder.
+        h.update(f"input {p} {file_hex(os.path.join(folder, p))}\n".encode())
     return "sha256:" + h.hexdigest()
 
 
