@@ -21,6 +21,88 @@ use crate::envfile::hash::BoxInput;
 use crate::envfile::{BoxSource, Env};
 
 pub use digest::BoxDigest;
+
+/// Where long box work (a recipe's build) says how it goes: set once by the command
+/// line; silent otherwise (tests, the library).
+static PROGRESS: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>> = std::sync::OnceLock::new();
+
+/// Sets where box work reports its progress (the first call wins).
+pub fn set_progress(f: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = PROGRESS.set(Box::new(f));
+}
+
+pub(crate) fn progress(message: &str) {
+    if let Some(f) = PROGRESS.get() {
+        f(message);
+    }
+}
+
+/// Reports, every `every`, how long the build of `name` has run and the last line of its
+/// log, until dropped.
+pub(crate) struct BuildWatch {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BuildWatch {
+    pub(crate) fn start(name: &str, log: &Path, every: std::time::Duration) -> BuildWatch {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (name, log, s) = (name.to_string(), log.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let (lock, cv) = &*s;
+            let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let (d, _) = cv
+                    .wait_timeout(done, every)
+                    .unwrap_or_else(|p| p.into_inner());
+                done = d;
+                if *done {
+                    return;
+                }
+                let last = last_line(&log).unwrap_or_default();
+                progress(&format!(
+                    "box `{name}`: building for {} s{}{}",
+                    t0.elapsed().as_secs(),
+                    if last.is_empty() { "" } else { ": " },
+                    last
+                ));
+            }
+        });
+        BuildWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BuildWatch {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The last non-empty line of a log (read from its last 4 KiB), shortened for a line.
+fn last_line(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let line = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())?;
+    let clean: String = line.chars().filter(|c| !c.is_control()).take(100).collect();
+    Some(clean)
+}
 pub use ensure::{
     ensure_box, ensure_box_in, libvirt_artifacts, libvirt_artifacts_in, LibvirtArtifacts,
 };

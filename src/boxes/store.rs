@@ -343,7 +343,19 @@ impl Store {
             .tempdir_in(&tmp)
             .map_err(BoxError::io(&tmp))?;
         let log = self.build_log(&recipe.name)?;
-        let manifest = recipe.build(partial.path(), &log)?;
+        let manifest = {
+            // Every 10 s (HDEV_PROGRESS_MS changes it), how long and the log's last line.
+            let every = std::env::var("HDEV_PROGRESS_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            let _watch = super::BuildWatch::start(
+                &recipe.name,
+                &log,
+                std::time::Duration::from_millis(every),
+            );
+            recipe.build(partial.path(), &log)?
+        };
         // Keep only the artifacts: scripts may leave other files behind.
         let keep: Vec<&str> = manifest
             .artifacts

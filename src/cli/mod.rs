@@ -215,6 +215,8 @@ pub(crate) fn main() -> i32 {
         }
     };
     let printer = Printer::new(cli.json);
+    // A box build says how it goes while `up` (or `box build`) waits for it.
+    crate::boxes::set_progress(move |m| printer.note(m));
     match dispatch(&cli, &printer) {
         Ok(code) => code,
         Err(e) => report_error(&printer, &e),

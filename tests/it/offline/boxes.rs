@@ -580,7 +580,11 @@ fn prune_keeps_the_newest_versions_and_clears_leftovers() {
 #[test]
 fn two_builds_of_one_recipe_give_one_digest() {
     let a = world();
-    let b = TestEnv::build().own_home().recipe_copy("busybox").create();
+    let b = TestEnv::build()
+        .own_home()
+        .recipe_copy("busybox")
+        .var("HDEV_PROGRESS_MS", "300")
+        .create();
     let (_, first) = a.build_busybox();
     // Let the clock move on: a wall-clock time anywhere in the manifest would show.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -646,7 +650,14 @@ fn two_builds_of_one_recipe_give_one_digest() {
         ),
     )
     .expect("write box.toml");
-    let third = b.json(&["box", "build", copy]);
+    let built = b.run(&["--json", "box", "build", copy]);
+    assert_eq!(built.code, 0, "{built}");
+    // A build says how it goes while it runs: how long, and its log's last line.
+    assert!(
+        built.stderr.contains("box `busybox`: building for "),
+        "{built}"
+    );
+    let third: Value = serde_json::from_str(&built.stdout).expect("json");
     assert_eq!(third["built"], true);
     assert_ne!(third["digest"], first.as_str());
     // ... and `box show busybox` now names the newest.
