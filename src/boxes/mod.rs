@@ -24,7 +24,9 @@ pub use digest::BoxDigest;
 
 /// Where long box work (a recipe's build) says how it goes: set once by the command
 /// line; silent otherwise (tests, the library).
-static PROGRESS: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>> = std::sync::OnceLock::new();
+static PROGRESS: std::sync::OnceLock<ProgressSink> = std::sync::OnceLock::new();
+
+type ProgressSink = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Sets where box work reports its progress (the first call wins).
 pub fn set_progress(f: impl Fn(&str) + Send + Sync + 'static) {
