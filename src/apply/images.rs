@@ -57,17 +57,21 @@ pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
             return out;
         }
     };
+    // Each base once, all at once: boxes build in parallel with each other (a box shared
+    // by several engines is built once; `ensure_box_in` serializes on it).
+    let mut todo = BTreeMap::new();
     for m in env.machines.values() {
         let key = BaseKey::of(env, m);
-        if out.contains_key(&key) {
-            continue;
+        if let Ok(engine) = backends.get(m) {
+            todo.entry(key).or_insert((m, engine));
         }
-        let Ok(engine) = backends.get(m) else {
-            continue;
-        };
-        let r = prepare_one(&store, env, m, engine, key.place.clone()).await;
-        out.insert(key, r);
     }
+    let store = &store;
+    let jobs = todo.into_iter().map(|(key, (m, engine))| async move {
+        let r = prepare_one(store, env, m, engine, key.place.clone()).await;
+        (key, r)
+    });
+    out.extend(futures_util::future::join_all(jobs).await);
     out
 }
 
