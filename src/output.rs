@@ -80,3 +80,103 @@ pub(crate) fn timestamp() -> String {
         now.subsec_millis()
     )
 }
+
+/// Where long work below the command line (a box build, a VM boot) says how it goes: set
+/// once by the command line; silent otherwise (tests, the library).
+static PROGRESS: std::sync::OnceLock<ProgressSink> = std::sync::OnceLock::new();
+
+type ProgressSink = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Sets where long work reports its progress (the first call wins).
+pub(crate) fn set_progress(f: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = PROGRESS.set(Box::new(f));
+}
+
+/// Reports progress of long work, if anyone listens.
+pub(crate) fn progress(message: &str) {
+    if let Some(f) = PROGRESS.get() {
+        f(message);
+    }
+}
+
+/// Reports `message(elapsed)` through [`progress`] every `every` while long work runs,
+/// until dropped.
+pub(crate) struct Watch {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    pub(crate) fn start(
+        every: std::time::Duration,
+        message: impl Fn(std::time::Duration) -> String + Send + 'static,
+    ) -> Watch {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let (lock, cv) = &*s;
+            let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let (d, _) = cv
+                    .wait_timeout(done, every)
+                    .unwrap_or_else(|p| p.into_inner());
+                done = d;
+                if *done {
+                    return;
+                }
+                progress(&message(t0.elapsed()));
+            }
+        });
+        Watch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How often long work reports: every 10 s, or `HDEV_PROGRESS_MS`.
+    pub(crate) fn period() -> std::time::Duration {
+        std::time::Duration::from_millis(
+            std::env::var("HDEV_PROGRESS_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000),
+        )
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The last non-empty line of a log file (read from its last 4 KiB), without control
+/// characters and at most 100 characters long: what a progress line shows of it.
+pub(crate) fn last_line(log: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let line = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())?;
+    Some(line.chars().filter(|c| !c.is_control()).take(100).collect())
+}
+
+/// `what for N s: LAST LINE` (or without the line when there is none).
+pub(crate) fn waiting(what: &str, elapsed: std::time::Duration, last: Option<String>) -> String {
+    match last.filter(|l| !l.is_empty()) {
+        Some(l) => format!("{what} for {} s: {l}", elapsed.as_secs()),
+        None => format!("{what} for {} s", elapsed.as_secs()),
+    }
+}

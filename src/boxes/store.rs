@@ -345,15 +345,10 @@ impl Store {
         let log = self.build_log(&recipe.name)?;
         let manifest = {
             // Every 10 s (HDEV_PROGRESS_MS changes it), how long and the log's last line.
-            let every = std::env::var("HDEV_PROGRESS_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(10_000);
-            let _watch = super::BuildWatch::start(
-                &recipe.name,
-                &log,
-                std::time::Duration::from_millis(every),
-            );
+            let (what, log2) = (format!("box `{}`: building", recipe.name), log.clone());
+            let _watch = crate::output::Watch::start(crate::output::Watch::period(), move |t| {
+                crate::output::waiting(&what, t, crate::output::last_line(&log2))
+            });
             recipe.build(partial.path(), &log)?
         };
         // Keep only the artifacts: scripts may leave other files behind.

@@ -215,8 +215,14 @@ pub(crate) fn main() -> i32 {
         }
     };
     let printer = Printer::new(cli.json);
-    // A box build says how it goes while `up` (or `box build`) waits for it.
-    crate::boxes::set_progress(move |m| printer.note(m));
+    // A box build or a VM boot says how it goes while a command waits for it. On a
+    // terminal a VM boots under its machine's live line (which shows the time already),
+    // so only box builds, which come before those lines, print there.
+    crate::output::set_progress(move |m| {
+        if !printer.tty || m.starts_with("box ") {
+            printer.note(m);
+        }
+    });
     match dispatch(&cli, &printer) {
         Ok(code) => code,
         Err(e) => report_error(&printer, &e),

@@ -310,10 +310,15 @@ impl Vms {
         self.wait_ready(id).await
     }
 
-    /// Waits until a running VM is ready (see [`SshTarget::wait_ready`]).
+    /// Waits until a running VM is ready (see [`SshTarget::wait_ready`]), saying every
+    /// 10 s how long and the console's last line.
     pub async fn wait_ready(&self, id: &str) -> Result<(), BackendError> {
-        self.target(id)
-            .await?
+        let target = self.target(id).await?;
+        let (what, console) = (format!("VM `{id}`: booting"), self.console_log(id));
+        let _watch = crate::output::Watch::start(crate::output::Watch::period(), move |t| {
+            crate::output::waiting(&what, t, crate::output::last_line(&console))
+        });
+        target
             .wait_ready(vm::BOOT_TIMEOUT)
             .await
             .map_err(|e| engine(&format!("boot `{id}`"), e))
