@@ -48,8 +48,9 @@ pub(super) async fn discover(vms: &Vms, instance: Option<&str>) -> Result<Discov
                 });
             }
         }
-        // Every environment (gc, no Envfile): the networks named for an instance whose
-        // VMs were found, on the VMs' host.
+        // Every environment (gc, no Envfile): every network hdev made, with the folder
+        // its metadata records, else that of the instance's VMs; one that names neither
+        // (made by an older hdev, its VMs gone) serves no VM and counts as dead.
         None => {
             let owners: BTreeMap<(String, String), String> = out
                 .found
@@ -59,17 +60,17 @@ pub(super) async fn discover(vms: &Vms, instance: Option<&str>) -> Result<Discov
                     Some(((uri, f.instance.clone()), f.dir.clone()))
                 })
                 .collect();
-            for ((uri, inst), dir) in owners {
-                let Some(lv) = vms.conns.get(&uri) else {
-                    continue;
-                };
-                for name in lv.network_names(&inst).await.map_err(err)? {
+            for (uri, lv) in &vms.conns {
+                for (name, inst, dir) in lv.hdev_networks().await.map_err(err)? {
+                    let dir = dir
+                        .or_else(|| owners.get(&(uri.clone(), inst.clone())).cloned())
+                        .unwrap_or_default();
                     out.found.push(Found {
                         backend: Backend::Libvirt,
                         kind: ObjectKind::Network,
                         id: name,
-                        instance: inst.clone(),
-                        dir: dir.clone(),
+                        instance: inst,
+                        dir,
                         place: Some(uri.clone()),
                     });
                 }

@@ -225,7 +225,7 @@ impl Vms {
         for n in spec.networks.iter().filter(|n| n.remote.is_some()) {
             lv.ensure_network(
                 &remote::network_name(&ctx.instance, &n.name),
-                remote::network_xml(&ctx.instance, n),
+                remote::network_xml(&ctx.instance, &self.env_dir, n),
             )
             .await
             .map_err(err)?;

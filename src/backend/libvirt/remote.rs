@@ -12,14 +12,16 @@ pub fn network_name(instance: &str, network: &str) -> String {
     format!("hdev-{instance}-{network}")
 }
 
-/// The libvirt network XML: the bridge name VMs plug into, the gateway on it, NAT out.
-pub fn network_xml(instance: &str, n: &NetSpec) -> String {
+/// The libvirt network XML: the bridge name VMs plug into, the gateway on it, NAT out;
+/// its metadata names the environment and its folder, so `gc` can tell when it is gone.
+pub fn network_xml(instance: &str, env_dir: &std::path::Path, n: &NetSpec) -> String {
     format!(
-        "<network><name>{}</name><metadata><hdev:network xmlns:hdev='{}' env='{}' network='{}'/></metadata><forward mode='nat'/><bridge name='{}' stp='off'/><ip address='{}' prefix='{}'/></network>",
+        "<network><name>{}</name><metadata><hdev:network xmlns:hdev='{}' env='{}' network='{}' dir='{}'/></metadata><forward mode='nat'/><bridge name='{}' stp='off'/><ip address='{}' prefix='{}'/></network>",
         esc(&network_name(instance, &n.name)),
         "https://hdev.dev/xmlns/network/1",
         esc(instance),
         esc(&n.name),
+        esc(&env_dir.display().to_string()),
         crate::backend::docker::bridge_name(instance, &n.name),
         n.subnet.gateway(),
         n.subnet.prefix
@@ -51,6 +53,28 @@ impl LibvirtBackend {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Every libvirt network hdev made, whatever the environment: `(name, instance, the
+    /// environment's folder if recorded)`, from each network's metadata.
+    pub async fn hdev_networks(
+        &self,
+    ) -> Result<Vec<(String, String, Option<String>)>, LibvirtError> {
+        self.blocking(move |c| {
+            let mut nets = c.list_all_networks(0).map_err(call("list networks"))?;
+            let mut out = Vec::new();
+            for net in nets.drain(..) {
+                let (Ok(name), Ok(xml)) = (net.name(), net.xml_desc(0)) else {
+                    continue;
+                };
+                let meta = super::xml::parse_element_metadata(&xml, "network");
+                if let Some(env) = meta.get("env") {
+                    out.push((name, env.clone(), meta.get("dir").cloned()));
+                }
+            }
+            Ok(out)
         })
         .await
     }

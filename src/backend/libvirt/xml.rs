@@ -266,8 +266,16 @@ pub fn parse_addresses(s: &str) -> BTreeMap<String, String> {
 
 /// hdev's metadata read back from a domain: `(attribute, value)` pairs.
 pub fn parse_metadata(xml: &str) -> BTreeMap<String, String> {
+    parse_element_metadata(xml, "machine")
+}
+
+/// hdev's metadata element `element` (`machine`, `network`) read back: its attributes.
+pub fn parse_element_metadata(xml: &str, element: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Some(start) = xml.find(":machine ").or_else(|| xml.find("<machine ")) else {
+    let Some(start) = xml
+        .find(&format!(":{element} "))
+        .or_else(|| xml.find(&format!("<{element} ")))
+    else {
         return out;
     };
     let rest = &xml[start..];

@@ -234,3 +234,68 @@ networks = {web_networks}
     );
     drop(sshd);
 }
+
+/// A libvirt network hdev made for a VM on another host outlives its VM when a command
+/// dies between the two removals: `gc` finds it by its metadata (the environment's folder
+/// is recorded in it) and removes it once that folder is gone, and only then. (Before,
+/// gc looked only for networks of environments whose VMs it found.)
+#[test]
+fn gc_removes_a_remote_network_whose_environment_folder_is_gone() {
+    require_libvirt();
+    let alive = tempfile::tempdir().expect("temp folder");
+    let pid = std::process::id();
+    let define = |tag: &str, dir: &str, octet: u32| {
+        let name = format!("hdev-gcnet{tag}-{pid}-far");
+        let xml = format!(
+            "<network><name>{name}</name><metadata><hdev:network xmlns:hdev='https://hdev.dev/xmlns/network/1' env='gcnet{tag}-{pid}' network='far' dir='{dir}'/></metadata><bridge name='hdg{tag}{}' stp='off'/><ip address='10.236.{octet}.1' prefix='24'/></network>",
+            pid % 100_000
+        );
+        let file = alive.path().join(format!("{tag}.xml"));
+        std::fs::write(&file, xml).expect("xml");
+        let ok = Command::new("virsh")
+            .args(["-c", "qemu:///system", "net-define"])
+            .arg(&file)
+            .status()
+            .expect("virsh")
+            .success();
+        assert!(ok, "define {name}");
+        name
+    };
+    let gone_dir = alive.path().join("gone");
+    let dead = define("d", &gone_dir.display().to_string(), pid % 200 + 20);
+    let kept = define("k", &alive.path().display().to_string(), pid % 200 + 21);
+    let home = tempfile::tempdir().expect("home");
+    let out = Command::new(crate::support::hdev_bin())
+        .arg("gc")
+        .env("HDEV_HOME", home.path())
+        .current_dir(alive.path())
+        .output()
+        .expect("hdev gc");
+    let nets = String::from_utf8_lossy(
+        &Command::new("virsh")
+            .args(["-c", "qemu:///system", "net-list", "--all", "--name"])
+            .output()
+            .expect("virsh")
+            .stdout,
+    )
+    .to_string();
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "net-undefine", &kept])
+        .output();
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "net-undefine", &dead])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !nets.lines().any(|l| l.trim() == dead),
+        "gc removed {dead}: {nets}"
+    );
+    assert!(
+        nets.lines().any(|l| l.trim() == kept),
+        "gc kept {kept}: {nets}"
+    );
+}
