@@ -38,9 +38,11 @@ time_ms() { # command... -> ms
   echo $((t1 - t0))
 }
 series() { # label command... : median of $reps (the first dropped), raw runs kept
-  local runs=()
-  for _ in $(seq "$reps"); do runs+=("$(time_ms "$@")"); done
-  echo "$1 [${runs[*]:1}]" >> "$work/raw.txt"
+  local label=$1 runs=()
+  shift
+  for _ in $(seq "$reps"); do runs+=("$(time_ms "$@")") || exit 1; done
+  [ -n "${runs[0]}" ] || { echo "failed: $label" >&2; exit 1; }
+  echo "$label [${runs[*]:1}]" >> "$work/raw.txt"
   printf '%s\n' "${runs[@]:1}" | median
 }
 engines() { docker ps -a --filter "label=hdev.env" >/dev/null && virsh -c qemu:///system list --all >/dev/null; }
@@ -61,8 +63,10 @@ m_exec_cold=$(series exec_cold cold_exec)
 "$hdev" exec vm -- true
 m_exec_warm=$(series exec_shared "$hdev" exec vm -- true)
 ssh -o ControlPath="$raw_master" -O exit x >/dev/null 2>&1 || true
+check() { for v in "$@"; do [[ $v =~ ^[0-9.]+$ ]] || { echo "a series failed" >&2; exit 1; }; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+check "$m_engines" "$m_status" "$m_drift" "$m_raw_cold" "$m_raw_warm" "$m_exec_cold" "$m_exec_warm"
 section=$(cat <<EOF
 ## Status and SSH
 

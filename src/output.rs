@@ -170,7 +170,25 @@ pub(crate) fn last_line(log: &std::path::Path) -> Option<String> {
         .split(['\n', '\r'])
         .map(str::trim)
         .rfind(|l| !l.is_empty())?;
-    Some(line.chars().filter(|c| !c.is_control()).take(100).collect())
+    // Without terminal escapes (colours: ESC [ ... letter) and other control characters.
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_control() {
+            out.push(c);
+        }
+    }
+    Some(out.chars().take(100).collect())
 }
 
 /// `what for N s: LAST LINE` (or without the line when there is none).
@@ -178,5 +196,28 @@ pub(crate) fn waiting(what: &str, elapsed: std::time::Duration, last: Option<Str
     match last.filter(|l| !l.is_empty()) {
         Some(l) => format!("{what} for {} s: {l}", elapsed.as_secs()),
         None => format!("{what} for {} s", elapsed.as_secs()),
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    #[test]
+    fn a_progress_line_shows_a_logs_last_line_without_terminal_escapes() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("console.log");
+        std::fs::write(
+            &log,
+            "first\r\nStarting \u{1b}[0;1;39mmodprobe@configfs\u{1b}[0m - Load\u{7}\r\n\n  \n",
+        )
+        .unwrap();
+        assert_eq!(
+            super::last_line(&log).as_deref(),
+            Some("Starting modprobe@configfs - Load")
+        );
+        assert_eq!(super::last_line(&d.path().join("none")), None);
+        assert_eq!(
+            super::waiting("VM `a`: booting", std::time::Duration::from_secs(12), None),
+            "VM `a`: booting for 12 s"
+        );
     }
 }
