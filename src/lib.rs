@@ -6,6 +6,7 @@ pub(crate) mod apply;
 pub mod backend;
 pub mod boxes;
 pub(crate) mod cli;
+pub(crate) mod graph;
 pub mod envfile;
 pub mod host;
 #[cfg(test)]
