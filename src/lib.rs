@@ -6,8 +6,8 @@ pub(crate) mod apply;
 pub mod backend;
 pub mod boxes;
 pub(crate) mod cli;
-pub(crate) mod graph;
 pub mod envfile;
+pub(crate) mod graph;
 pub mod host;
 #[cfg(test)]
 mod layering;

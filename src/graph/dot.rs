@@ -42,7 +42,11 @@ pub(crate) fn render(p: &Picture) -> String {
     let _ = writeln!(s, "  edge [fontname=\"monospace\", fontsize=10];");
     for (i, h) in p.hosts.iter().enumerate() {
         let _ = writeln!(s, "  subgraph cluster_{i} {{");
-        let _ = writeln!(s, "    label={}; style=dashed;", q(&format!("host {}", h.name)));
+        let _ = writeln!(
+            s,
+            "    label={}; style=dashed;",
+            q(&format!("host {}", h.name))
+        );
         for n in p.nodes.iter().filter(|n| n.host == h.name) {
             let mut label = format!("{}\\n{}\\n{}", n.name, n.kind.label(), n.status);
             for port in &n.ports {

@@ -170,6 +170,7 @@ pub(crate) struct Rect {
 
 impl Rect {
     /// Whether the two share any area (touching edges do not count).
+    #[cfg(test)]
     pub(crate) fn overlaps(&self, o: &Rect) -> bool {
         self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
     }
@@ -183,7 +184,7 @@ pub(crate) struct Text {
     pub y: i32,
     pub size: i32,
     pub text: String,
-    /// What it is: `title`, `note`, `host`, `name`, `line`, `address`, `bus`, `legend`.
+    /// What it is: `title`, `note`, `host`, `name`, `line`, `address`, `busname`, `legend`, `legend-title`.
     pub class: &'static str,
 }
 

@@ -63,8 +63,18 @@ pub(crate) fn layout(d: &Description) -> Picture {
     g.nodes(&mut p, &rows, &xs);
     g.buses(&mut p, &rows, &xs);
     g.edges(&mut p, &rows, &xs);
-    let bottom = p.hosts.iter().map(|h| h.rect.y + h.rect.h).max().unwrap_or(top);
-    let right = p.hosts.iter().map(|h| h.rect.x + h.rect.w).max().unwrap_or(0);
+    let bottom = p
+        .hosts
+        .iter()
+        .map(|h| h.rect.y + h.rect.h)
+        .max()
+        .unwrap_or(top);
+    let right = p
+        .hosts
+        .iter()
+        .map(|h| h.rect.x + h.rect.w)
+        .max()
+        .unwrap_or(0);
     let texts_right = p.texts.iter().map(|t| t.x + t.bbox().w).max().unwrap_or(0);
     p.width = (right + MARGIN).max(texts_right + MARGIN).max(MIN_WIDTH);
     p.height = legend(&mut p, bottom + 28) + MARGIN;
@@ -85,7 +95,8 @@ fn header(p: &mut Picture, d: &Description) -> i32 {
     p.texts.push(text(MARGIN, y, 16, title, "title"));
     for note in &d.notes {
         y += 18;
-        p.texts.push(text(MARGIN, y, LINE_SIZE, note.clone(), "note"));
+        p.texts
+            .push(text(MARGIN, y, LINE_SIZE, note.clone(), "note"));
     }
     y + 14
 }
@@ -163,11 +174,18 @@ impl<'a> Graph<'a> {
             .enumerate()
             .map(|(i, m)| boxed(m, &net_index, edges.iter().filter(|e| e.0 == i).count()))
             .collect();
-        let used: std::collections::BTreeSet<usize> =
-            boxes.iter().flat_map(|b| b.links.iter().map(|l| l.0)).collect();
+        let used: std::collections::BTreeSet<usize> = boxes
+            .iter()
+            .flat_map(|b| b.links.iter().map(|l| l.0))
+            .collect();
         let nets = used
             .into_iter()
-            .map(|i| (i, format!("{} {}", d.networks[i].name, d.networks[i].subnet)))
+            .map(|i| {
+                (
+                    i,
+                    format!("{} {}", d.networks[i].name, d.networks[i].subnet),
+                )
+            })
             .collect();
         Graph {
             d,
@@ -365,7 +383,8 @@ impl<'a> Graph<'a> {
             for (l, geo) in rows.iter().enumerate() {
                 if let (Some(y), Some(end)) = (geo.rails.get(net), ends.get(&(l, *net))) {
                     rails.push([MARGIN + label_w.unwrap_or(0) + 4, *y, *end, *y]);
-                    p.texts.push(text(MARGIN, y + 4, SMALL, label.clone(), "bus"));
+                    p.texts
+                        .push(text(MARGIN, y + 4, SMALL, label.clone(), "busname"));
                 }
             }
             let trunk = match (rails.first(), rails.last()) {
@@ -387,10 +406,8 @@ impl<'a> Graph<'a> {
         let chain = |e: usize| -> Vec<Slot> {
             let (a, b) = self.edges[e];
             let mut v = vec![Slot::Machine(a)];
-            let passes = (self.ord.layer[a] + 1..self.ord.layer[b]).map(|l| Slot::Pass {
-                edge: e,
-                layer: l,
-            });
+            let passes = (self.ord.layer[a] + 1..self.ord.layer[b])
+                .map(|l| Slot::Pass { edge: e, layer: l });
             v.extend(passes);
             v.push(Slot::Machine(b));
             v
@@ -431,7 +448,11 @@ impl<'a> Graph<'a> {
             for (i, s) in c.iter().enumerate().skip(1) {
                 let l = self.ord.layer[a] + i - 1;
                 let ty = rows[l].tracks + tracks[&(l, e)] * TRACK;
-                let nx = if i == c.len() - 1 { entry[&e] } else { centre(*s) };
+                let nx = if i == c.len() - 1 {
+                    entry[&e]
+                } else {
+                    centre(*s)
+                };
                 pts.push([x, ty]);
                 if nx != x {
                     pts.push([nx, ty]);
@@ -460,7 +481,11 @@ impl<'a> Graph<'a> {
             let c = chain(e);
             for i in 1..c.len() {
                 let from = if i == 1 { exit[&e] } else { centre(c[i - 1]) };
-                let to = if i == c.len() - 1 { entry[&e] } else { centre(c[i]) };
+                let to = if i == c.len() - 1 {
+                    entry[&e]
+                } else {
+                    centre(c[i])
+                };
                 let l = self.ord.layer[a] + i - 1;
                 under.entry(l).or_default().push(((from, to), e));
             }
@@ -518,7 +543,9 @@ fn boxed(m: &super::Machine, nets: &BTreeMap<&str, usize>, outs: usize) -> Boxed
     };
     let h = PAD + NAME + (lines.len() as i32 - 1) * LINE + PAD;
     Boxed {
-        w: (text_w.unwrap_or(0) + 2 * PAD).max(below + arrows).max(MIN_W),
+        w: (text_w.unwrap_or(0) + 2 * PAD)
+            .max(below + arrows)
+            .max(MIN_W),
         h,
         lines,
         links,
@@ -542,11 +569,20 @@ fn legend(p: &mut Picture, top: i32) -> i32 {
         .map(|(t, c)| ("state", *c, t.to_string()))
         .collect();
     items.push(("container", "shape", Kind::Container.label().to_string()));
-    items.push(("vm", "shape", format!("{} (double border)", Kind::Vm.label())));
+    items.push((
+        "vm",
+        "shape",
+        format!("{} (double border)", Kind::Vm.label()),
+    ));
     items.push(("depends_on", "dep", "waits for (depends_on)".to_string()));
     items.push(("network", "bus", "network, address".to_string()));
-    p.texts
-        .push(text(MARGIN, top, NAME, "legend".to_string(), "legend-title"));
+    p.texts.push(text(
+        MARGIN,
+        top,
+        NAME,
+        "legend".to_string(),
+        "legend-title",
+    ));
     let cell = items
         .iter()
         .map(|i| text_width(&i.2, LINE_SIZE))
@@ -559,13 +595,9 @@ fn legend(p: &mut Picture, top: i32) -> i32 {
     for (i, (kind, class, label)) in items.into_iter().enumerate() {
         let x = MARGIN + (i % cols) as i32 * cell;
         let y = top + 12 + (i / cols) as i32 * 22;
-        let rect = Rect {
-            x,
-            y,
-            w: 24,
-            h: 14,
-        };
-        p.texts.push(text(x + 30, y + 11, LINE_SIZE, label.clone(), "legend"));
+        let rect = Rect { x, y, w: 24, h: 14 };
+        p.texts
+            .push(text(x + 30, y + 11, LINE_SIZE, label.clone(), "legend"));
         p.legend.push(LegendItem {
             kind,
             class,

@@ -13,7 +13,7 @@ svg { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
 text { fill: #1f2328; }
 text.title, text.name, text.legend-title { font-weight: bold; }
 text.note { fill: #9a6700; }
-text.address, text.bus, text.host { fill: #59636e; }
+text.address, text.busname, text.host { fill: #59636e; }
 .band { fill: #f6f8fa; stroke: #afb8c1; stroke-dasharray: 6 4; }
 .bus { stroke: #0969da; stroke-width: 3; }
 .trunk { stroke: #0969da; stroke-width: 3; }
@@ -36,7 +36,7 @@ text.address, text.bus, text.host { fill: #59636e; }
   .bg { fill: #0d1117; }
   text { fill: #e6edf3; }
   text.note { fill: #d29922; }
-  text.address, text.bus, text.host { fill: #9198a1; }
+  text.address, text.busname, text.host { fill: #9198a1; }
   .band { fill: #161b22; stroke: #3d444d; }
   .bus, .trunk, .link { stroke: #4493f8; }
   .junction { fill: #4493f8; }
@@ -65,7 +65,11 @@ pub(crate) fn render(p: &Picture) -> String {
         w = p.width,
         h = p.height
     );
-    let _ = writeln!(s, "<title>{}</title>", esc(&format!("{}: topology", p.title)));
+    let _ = writeln!(
+        s,
+        "<title>{}</title>",
+        esc(&format!("{}: topology", p.title))
+    );
     let _ = writeln!(s, "<style>{STYLE}</style>");
     s.push_str(concat!(
         r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" "#,
@@ -102,7 +106,15 @@ fn summary(p: &Picture) -> String {
     let machines: Vec<String> = p
         .nodes
         .iter()
-        .map(|n| format!("{} ({} on host {}, {})", n.name, n.kind.label(), n.host, n.status))
+        .map(|n| {
+            format!(
+                "{} ({} on host {}, {})",
+                n.name,
+                n.kind.label(),
+                n.host,
+                n.status
+            )
+        })
         .collect();
     format!(
         "Topology of {}: {}",
@@ -133,7 +145,12 @@ fn draw_hosts(s: &mut String, p: &Picture) {
 
 fn draw_buses(s: &mut String, p: &Picture) {
     for b in &p.buses {
-        let _ = write!(s, "<g><title>network {} {}</title>", esc(&b.name), esc(&b.subnet));
+        let _ = write!(
+            s,
+            "<g><title>network {} {}</title>",
+            esc(&b.name),
+            esc(&b.subnet)
+        );
         for [x1, y1, x2, y2] in &b.rails {
             let _ = write!(
                 s,
@@ -146,7 +163,11 @@ fn draw_buses(s: &mut String, p: &Picture) {
                 r#"<line class="trunk" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}"/>"#
             );
             for r in &b.rails {
-                let _ = write!(s, r#"<circle class="junction" cx="{x1}" cy="{}" r="4"/>"#, r[1]);
+                let _ = write!(
+                    s,
+                    r#"<circle class="junction" cx="{x1}" cy="{}" r="4"/>"#,
+                    r[1]
+                );
             }
         }
         s.push_str("</g>\n");
@@ -184,7 +205,13 @@ fn draw_lines(s: &mut String, p: &Picture) {
 
 fn draw_nodes(s: &mut String, p: &Picture) {
     for n in &p.nodes {
-        let mut alt = format!("{}: {} on host {}, {}", n.name, n.kind.label(), n.host, n.status);
+        let mut alt = format!(
+            "{}: {} on host {}, {}",
+            n.name,
+            n.kind.label(),
+            n.host,
+            n.status
+        );
         if !n.ports.is_empty() {
             let _ = write!(alt, ", ports {}", n.ports.join(" "));
         }

@@ -60,7 +60,10 @@ fn problems(p: &Picture) -> Vec<String> {
         let down = ys.windows(2).all(|w| w[0] <= w[1]);
         let ends = ys[0] == from.rect.y + from.rect.h && *ys.last().unwrap() == to.rect.y;
         if !down || !ends || from.layer >= to.layer {
-            out.push(format!("arrow {} -> {} does not run down: {ys:?}", e.from, e.to));
+            out.push(format!(
+                "arrow {} -> {} does not run down: {ys:?}",
+                e.from, e.to
+            ));
         }
     }
     out
@@ -103,7 +106,11 @@ fn layering_takes_the_longest_path_and_long_arrows_pass_between_boxes() {
         machine("d", &["b"]),
     ]));
     assert_eq!(layer_of(&p, "b"), 2);
-    let long = p.edges.iter().find(|e| e.from == "a" && e.to == "b").unwrap();
+    let long = p
+        .edges
+        .iter()
+        .find(|e| e.from == "a" && e.to == "b")
+        .unwrap();
     let c = p.nodes.iter().find(|n| n.name == "c").unwrap().rect;
     let d = p.nodes.iter().find(|n| n.name == "d").unwrap().rect;
     for w in long.points.windows(2) {
@@ -113,14 +120,19 @@ fn layering_takes_the_longest_path_and_long_arrows_pass_between_boxes() {
             w: (w[0][0] - w[1][0]).abs().max(1),
             h: (w[0][1] - w[1][1]).abs().max(1),
         };
-        assert!(!seg.overlaps(&c) && !seg.overlaps(&d), "{long:?} crosses a box");
+        assert!(
+            !seg.overlaps(&c) && !seg.overlaps(&d),
+            "{long:?} crosses a box"
+        );
     }
     assert_eq!(problems(&p), Vec::<String>::new());
 }
 
 #[test]
 fn a_wide_layer_and_two_hosts_keep_boxes_and_texts_apart() {
-    let mut ms: Vec<Machine> = (0..9).map(|i| machine(&format!("worker-{i}"), &[])).collect();
+    let mut ms: Vec<Machine> = (0..9)
+        .map(|i| machine(&format!("worker-{i}"), &[]))
+        .collect();
     for m in ms.iter_mut().skip(5) {
         m.host = "far".to_string();
         m.kind = Kind::Vm;
@@ -133,11 +145,18 @@ fn a_wide_layer_and_two_hosts_keep_boxes_and_texts_apart() {
     let p = layout(&describe(ms));
     assert_eq!(p.layers.len(), 2);
     assert_eq!(p.layers[1].len(), 9);
-    assert_eq!(p.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["local", "far"]);
+    assert_eq!(
+        p.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["local", "far"]
+    );
     let far = p.hosts[1].rect;
     for n in p.nodes.iter().filter(|n| n.host == "far") {
         let r = n.rect;
-        assert!(r.x >= far.x && r.x + r.w <= far.x + far.w, "{} outside its host", n.name);
+        assert!(
+            r.x >= far.x && r.x + r.w <= far.x + far.w,
+            "{} outside its host",
+            n.name
+        );
     }
     assert_eq!(problems(&p), Vec::<String>::new());
 }
@@ -167,7 +186,10 @@ fn a_state_is_in_words_and_the_worst_flag_colours_it() {
     m.flags.push(Flag::Unhealthy);
     assert_eq!(m.class(), "unhealthy");
     let p = layout(&describe(vec![m]));
-    assert!(p.texts.iter().any(|t| t.text == "running, failed health, drifted, changed definition"));
+    assert!(p
+        .texts
+        .iter()
+        .any(|t| t.text == "running, failed health, drifted, changed definition"));
 }
 
 #[test]
