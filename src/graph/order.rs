@@ -53,8 +53,13 @@ pub(super) fn order(host: &[usize], names: &[String], edges: &[(usize, usize)]) 
         rows[layer[m]].push(Slot::Machine(m));
     }
     for (e, &(a, b)) in edges.iter().enumerate() {
-        for l in layer[a] + 1..layer[b] {
-            rows[l].push(Slot::Pass { edge: e, layer: l });
+        let between = layer[a] + 1..layer[b];
+        for (l, row) in rows
+            .iter_mut()
+            .enumerate()
+            .filter(|(l, _)| between.contains(l))
+        {
+            row.push(Slot::Pass { edge: e, layer: l });
         }
     }
     let band = |s: &Slot| match *s {

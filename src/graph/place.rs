@@ -476,7 +476,9 @@ impl<'a> Graph<'a> {
         entry: &BTreeMap<usize, i32>,
         centre: &dyn Fn(Slot) -> i32,
     ) -> BTreeMap<(usize, usize), i32> {
-        let mut under: BTreeMap<usize, Vec<((i32, i32), usize)>> = BTreeMap::new();
+        // Under each layer: (from x, to x) and arrow of each sideways run.
+        type Runs = Vec<((i32, i32), usize)>;
+        let mut under: BTreeMap<usize, Runs> = BTreeMap::new();
         for (e, &(a, _)) in self.edges.iter().enumerate() {
             let c = chain(e);
             for i in 1..c.len() {

@@ -58,7 +58,7 @@ fn well_formed(xml: &str) -> Result<(), String> {
                 .chars()
                 .take_while(|c| !c.is_whitespace() && *c != '/')
                 .collect();
-            if tag.matches('"').count() % 2 != 0 {
+            if !tag.matches('"').count().is_multiple_of(2) {
                 return Err(format!("unbalanced quotes in <{tag}>"));
             }
             if !tag.ends_with('/') {
