@@ -11,7 +11,7 @@ use super::status::{host_of, status, StatusReport};
 use crate::envfile::{addresses, Backend, Env};
 use crate::graph::{self, Description, Flag, Kind, Link, Picture, State};
 
-/// What `graph` drew, and the notes it drew under the title.
+/// What `graph` drew: the laid out picture, with its notes (what could not be read).
 #[derive(Debug)]
 pub(crate) struct GraphReport {
     pub picture: Picture,
