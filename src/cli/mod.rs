@@ -153,6 +153,19 @@ pub(crate) enum Command {
         #[arg(long)]
         drift: bool,
     },
+    /// The topology as a picture: machines by host and layer along `depends_on`, networks
+    /// as buses with addresses, published ports, and each machine's state in colour and words.
+    Graph {
+        /// What to write (default: svg; `--json` means json).
+        #[arg(long, value_enum)]
+        format: Option<render::graph::GraphFormat>,
+        /// Write it to FILE instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read no engine: every machine drawn as not created (the README's picture).
+        #[arg(long, hide = true)]
+        offline: bool,
+    },
     /// Run a command in a machine; its exit code is hdev's.
     Exec {
         machine: String,
@@ -247,6 +260,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         C::Test { .. } | C::Ci { .. } | C::Verify { .. } => check_command(p, file, cmd),
         C::Plan
         | C::Status { .. }
+        | C::Graph { .. }
         | C::Exec { .. }
         | C::Ssh { .. }
         | C::Logs { .. }
@@ -330,11 +344,16 @@ fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     }
 }
 
-/// `plan`, `status`, `exec`, `ssh`, `logs`, `provision`, `halt`, `destroy`, `gc`.
+/// `plan`, `status`, `graph`, `exec`, `ssh`, `logs`, `provision`, `halt`, `destroy`, `gc`.
 fn machine_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     match cmd {
         Command::Plan => machinecmds::plan_cmd(p, file),
         Command::Status { drift } => machinecmds::status(p, file, *drift),
+        Command::Graph {
+            format,
+            output,
+            offline,
+        } => machinecmds::graph(p, file, *format, output.as_deref(), *offline),
         Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
         Command::Ssh { machine } => machinecmds::ssh(p, file, machine),
         Command::Logs {

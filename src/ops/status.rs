@@ -179,7 +179,7 @@ pub(crate) fn report(
 }
 
 /// The host a machine is on: where the engine found it, else where the Envfile places it.
-fn host_of(
+pub(crate) fn host_of(
     env: &Env,
     m: Option<&crate::envfile::Machine>,
     obs: Option<&crate::backend::ObservedMachine>,

@@ -15,7 +15,7 @@ use crate::output::Printer;
 use crate::plan;
 
 pub(super) use interact::{exec, logs, ssh};
-pub(super) use status::status;
+pub(super) use status::{graph, status};
 pub(super) use teardown::{destroy, gc, halt};
 
 /// `hdev plan`: what `up` would do.

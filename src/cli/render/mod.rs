@@ -5,6 +5,7 @@
 pub(super) mod boxes;
 pub(super) mod checks;
 pub(super) mod envfile;
+pub(super) mod graph;
 pub(super) mod machines;
 pub(super) mod releases;
 pub(super) mod snapshots;
