@@ -255,6 +255,7 @@ fn gc_removes_a_remote_network_whose_environment_folder_is_gone() {
         let ok = Command::new("virsh")
             .args(["-c", "qemu:///system", "net-define"])
             .arg(&file)
+            .stdout(Stdio::null())
             .status()
             .expect("virsh")
             .success();
