@@ -211,10 +211,15 @@ pub fn download(
     let out = child
         .wait_with_output()
         .map_err(|e| err(format!("`curl` did not finish: {e}")))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    match added {
+        // The archive was refused while curl was still sending it (tampered, too big):
+        // curl then fails to write (exit 23), and the refusal is what to say.
+        Err(refused) if out.status.success() || out.status.code() == Some(23) => Err(refused),
+        _ if !out.status.success() => {
+            Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+        added => added,
     }
-    added
 }
 
 /// Checks a stored box before use: the manifest against the digest, and each artifact
