@@ -62,38 +62,34 @@ impl SshKey {
     pub fn ensure(state_root: &Path) -> Result<SshKey, SshError> {
         let dir = state_root.join("ssh");
         let private = dir.join("id_ed25519");
-        let public_path = dir.join("id_ed25519.pub");
-        if !private.exists() || !public_path.exists() {
-            std::fs::create_dir_all(&dir).map_err(|source| SshError::Spawn {
-                program: "ssh-keygen",
-                source,
-            })?;
-            let _ = std::fs::remove_file(&private);
-            let _ = std::fs::remove_file(&public_path);
-            let out = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "hdev", "-f"])
-                .arg(&private)
-                .output()
-                .map_err(|source| SshError::Spawn {
-                    program: "ssh-keygen",
-                    source,
-                })?;
-            if !out.status.success() {
-                return Err(SshError::Keygen {
-                    path: private,
-                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
-        }
-        let public = std::fs::read_to_string(&public_path)
-            .map_err(|source| SshError::Spawn {
-                program: "ssh-keygen",
-                source,
-            })?
-            .trim()
-            .to_string();
+        let public = keygen(&private, "hdev")?.trim().to_string();
         Ok(SshKey { private, public })
     }
+}
+
+/// The ed25519 key pair at `private` and `private.pub`, made (with `comment`) when either
+/// half is missing; returns the public half as the file holds it.
+fn keygen(private: &Path, comment: &str) -> Result<String, SshError> {
+    let public = PathBuf::from(format!("{}.pub", private.display()));
+    if !private.exists() || !public.exists() {
+        if let Some(dir) = private.parent() {
+            std::fs::create_dir_all(dir).map_err(io_error("ssh-keygen"))?;
+        }
+        let _ = std::fs::remove_file(private);
+        let _ = std::fs::remove_file(&public);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(private)
+            .output()
+            .map_err(io_error("ssh-keygen"))?;
+        if !out.status.success() {
+            return Err(SshError::Keygen {
+                path: private.to_path_buf(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+    }
+    std::fs::read_to_string(&public).map_err(io_error("ssh-keygen"))
 }
 
 /// A VM's own SSH host key (ed25519), made by hdev before the VM's first boot: the private
@@ -130,33 +126,11 @@ fn io_error(program: &'static str) -> impl Fn(std::io::Error) -> SshError {
 impl HostKey {
     /// The host key of VM `domain`, made on first use and pinned.
     pub fn ensure(state_root: &Path, domain: &str) -> Result<HostKey, SshError> {
-        let dir = host_key_dir(state_root);
-        let private = dir.join(domain);
-        let public = dir.join(format!("{domain}.pub"));
-        if !private.exists() || !public.exists() {
-            std::fs::create_dir_all(&dir).map_err(io_error("ssh-keygen"))?;
-            let _ = std::fs::remove_file(&private);
-            let _ = std::fs::remove_file(&public);
-            let out = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-                .arg(domain)
-                .arg("-f")
-                .arg(&private)
-                .output()
-                .map_err(io_error("ssh-keygen"))?;
-            if !out.status.success() {
-                return Err(SshError::Keygen {
-                    path: private,
-                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
-        }
+        let private = host_key_dir(state_root).join(domain);
+        let public = keygen(&private, domain)?.trim().to_string();
         let key = HostKey {
             private: std::fs::read_to_string(&private).map_err(io_error("ssh-keygen"))?,
-            public: std::fs::read_to_string(&public)
-                .map_err(io_error("ssh-keygen"))?
-                .trim()
-                .to_string(),
+            public,
         };
         write_known_hosts(state_root)?;
         Ok(key)
@@ -214,10 +188,12 @@ fn write_known_hosts(state_root: &Path) -> Result<(), SshError> {
             }
         }
     }
-    let path = known_hosts(state_root);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, lines).map_err(io_error("write known_hosts"))?;
-    std::fs::rename(&tmp, &path).map_err(io_error("write known_hosts"))
+    crate::state::write_atomic(&known_hosts(state_root), lines.as_bytes()).map_err(|e| {
+        SshError::Spawn {
+            program: "write known_hosts",
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
 }
 
 /// Where and as whom to connect.
