@@ -59,14 +59,23 @@ pub(crate) async fn status(o: &Session, check_drift: bool) -> anyhow::Result<Sta
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
     let drifted = match check_drift {
-        true => super::snapshot::check_drift(o, &backends, &observed, None)
-            .await
-            .into_iter()
-            .filter_map(|d| d.drift.map(|x| (d.machine, (!x.is_empty(), 0))))
-            .collect(),
+        true => checked_drift(o, &backends, &observed).await,
         false => recorded_drift(o, &observed),
     };
     Ok(report(o, &state, &backends, observed, &drifted))
+}
+
+/// Drift checked now (and recorded), with age 0, as `report` takes it.
+pub(crate) async fn checked_drift(
+    o: &Session,
+    backends: &Backends,
+    observed: &Observation,
+) -> BTreeMap<String, (bool, u64)> {
+    super::snapshot::check_drift(o, backends, observed, None)
+        .await
+        .into_iter()
+        .filter_map(|d| d.drift.map(|x| (d.machine, (!x.is_empty(), 0))))
+        .collect()
 }
 
 /// Drift as last checked, with the check's age, for the machines the engines hold now.

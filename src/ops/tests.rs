@@ -378,11 +378,7 @@ async fn status_reports_what_the_engine_holds_beside_the_record() {
     let _ = w.up().await;
     let observed = w.backends.observe(&w.o.ctx).await.expect("observe");
     let state = load_state(&w.o.project).expect("state");
-    let drifted = super::snapshot::check_drift(&w.o, &w.backends, &observed, None)
-        .await
-        .into_iter()
-        .filter_map(|d| d.drift.map(|x| (d.machine, (!x.is_empty(), 0))))
-        .collect();
+    let drifted = super::status::checked_drift(&w.o, &w.backends, &observed).await;
     let report = super::status::report(&w.o, &state, &w.backends, observed, &drifted);
     let mut v = serde_json::to_value(&report).expect("json");
     // What depends on the temporary folder.

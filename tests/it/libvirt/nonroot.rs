@@ -9,6 +9,16 @@ use crate::docker::nonroot::{Cleanup, RunAs};
 use crate::support::engines::{build_debian_box, libvirt_leftovers, one_vm_test_at_a_time};
 use crate::support::{hdev_home, repo, require_docker, require_libvirt, subnet, TestEnv};
 
+/// The repository's busybox recipe, copied into `dir/boxes/busybox` (the user cannot
+/// read the build folder).
+fn copy_busybox_recipe(dir: &std::path::Path) {
+    let recipe = dir.join("boxes/busybox");
+    std::fs::create_dir_all(&recipe).expect("mkdir");
+    for f in ["box.toml", "build.sh"] {
+        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
+    }
+}
+
 #[test]
 fn a_user_in_the_libvirt_group_brings_up_a_vm_and_a_container() {
     require_docker();
@@ -38,11 +48,7 @@ fn a_user_in_the_libvirt_group_brings_up_a_vm_and_a_container() {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     hdev::boxes::archive::write_archive(&stored.manifest, &stored.dir, &dir.join("debian.box"))
         .expect("write the box archive");
-    let recipe = dir.join("boxes/busybox");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    for f in ["box.toml", "build.sh"] {
-        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
-    }
+    copy_busybox_recipe(dir);
     std::fs::write(
         dir.join("Envfile"),
         format!(
@@ -118,11 +124,7 @@ fn a_user_outside_the_libvirt_group_is_told_why_in_hdevs_words() {
     let tmp = tempfile::tempdir().expect("temp folder");
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let recipe = dir.join("boxes/busybox");
-    std::fs::create_dir_all(&recipe).expect("mkdir");
-    for f in ["box.toml", "build.sh"] {
-        std::fs::copy(repo().join("boxes/busybox").join(f), recipe.join(f)).expect("copy");
-    }
+    copy_busybox_recipe(dir);
     std::fs::write(
         dir.join("Envfile"),
         format!(
