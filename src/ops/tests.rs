@@ -344,6 +344,13 @@ async fn status_shows_the_last_drift_check_and_forgets_it_when_hdev_changes_a_ma
     assert!(w.apply(&plan, None).await.ok());
     let s = status_drift(&w).await;
     assert_eq!(s["api"], None, "{s:?}");
+    assert!(
+        matches!(
+            w.o.project.state.drift_records().machines.get("api"),
+            Some(crate::state::drift::DriftEntry::ChangedAt(_))
+        ),
+        "the run forgot api's check"
+    );
     assert_eq!(s["db"], Some(false), "{s:?}");
 }
 
