@@ -28,3 +28,8 @@ pub(crate) mod throwaway;
 pub fn run() -> i32 {
     cli::main()
 }
+
+/// Ends the process with `code` (see `host::exit_now`: no C exit handlers racing threads).
+pub fn exit(code: i32) -> ! {
+    host::exit_now(code)
+}

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(hdev::run());
+    hdev::exit(hdev::run());
 }

@@ -90,7 +90,7 @@ pub(crate) fn ctrl_c(p: &Printer) -> watch::Receiver<bool> {
             p.note("interrupted: no new work starts; press Ctrl-C again to quit at once");
             tx.send_replace(true);
             if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+                crate::host::exit_now(130);
             }
         }
     });
