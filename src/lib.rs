@@ -7,6 +7,7 @@ pub mod backend;
 pub mod boxes;
 pub(crate) mod cli;
 pub mod envfile;
+pub(crate) mod export;
 pub(crate) mod graph;
 pub mod host;
 #[cfg(test)]

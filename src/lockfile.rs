@@ -88,13 +88,19 @@ pub(crate) fn read(path: &Path) -> Result<Option<Lockfile>, LockError> {
 }
 
 pub(crate) fn write(path: &Path, lock: &Lockfile) -> Result<(), LockError> {
+    crate::state::write_atomic(path, text(path, lock)?.as_bytes())?;
+    Ok(())
+}
+
+/// The text of the lock file at `path` (named in errors) that records `lock`.
+pub(crate) fn text(path: &Path, lock: &Lockfile) -> Result<String, LockError> {
     let body = toml::to_string_pretty(lock).map_err(|e| LockError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let text = format!("# Written by `hdev lock`. Do not edit: run `hdev lock` again.\n{body}");
-    crate::state::write_atomic(path, text.as_bytes())?;
-    Ok(())
+    Ok(format!(
+        "# Written by `hdev lock`. Do not edit: run `hdev lock` again.\n{body}"
+    ))
 }
 
 impl Lockfile {

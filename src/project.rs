@@ -148,11 +148,26 @@ fn hosts_layout(
     }
 }
 
+/// Gives each box the digest `Envfile.lock` pins it to, so that `up` uses the pinned box
+/// when the store has it, as the hash counts it. A lock that cannot be read pins nothing
+/// here; the commands that need it (`hash`, `up --locked`) say why.
+fn pin_boxes(env: &mut Env) {
+    let Ok(Some(lock)) = lockfile::read(&lockfile::path_for(&env.file)) else {
+        return;
+    };
+    for (name, digest) in lock.pins() {
+        if let Some(b) = env.boxes.get_mut(&name) {
+            b.pin = Some(digest);
+        }
+    }
+}
+
 impl Project {
     /// Opens the Envfile at `path` placed as given.
     pub(crate) fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
         let hosts = hosts_layout(path, placement.hosts_from.as_deref())?;
-        let env = envfile::load_with(path, hosts.as_ref())?;
+        let mut env = envfile::load_with(path, hosts.as_ref())?;
+        pin_boxes(&mut env);
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
             state: placement.state.unwrap_or_else(|| StateDir::new(&env.dir)),

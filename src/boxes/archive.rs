@@ -279,14 +279,18 @@ impl Reading<'_> {
     }
 }
 
-fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
+pub(crate) fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
     String::from_utf8_lossy(&e.path_bytes()).into_owned()
 }
 
 /// Refuses an entry that would escape `root` (absolute, `..`), a link pointing out of it,
 /// and anything that is not a file, folder or link. `root` is where the entry's path is
 /// resolved from, relative to the extraction target.
-fn check_entry<R: Read>(e: &tar::Entry<'_, R>, source: &str, root: &Path) -> Result<(), BoxError> {
+pub(crate) fn check_entry<R: Read>(
+    e: &tar::Entry<'_, R>,
+    source: &str,
+    root: &Path,
+) -> Result<(), BoxError> {
     let name = entry_name(e);
     let unsafe_entry = |reason: &str| BoxError::UnsafeEntry {
         archive: source.to_string(),
@@ -334,7 +338,7 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>, source: &str, root: &Path) -> Res
 }
 
 /// Normalises `p` lexically under `base`; None when a `..` climbs above `base`.
-fn inside(base: &Path, p: &Path) -> Option<PathBuf> {
+pub(crate) fn inside(base: &Path, p: &Path) -> Option<PathBuf> {
     let mut out = base.to_path_buf();
     let mut depth = 0usize;
     for c in p.components() {

@@ -83,10 +83,13 @@ fn ensure_blocking(store: &Store, def: &BoxDef, dir: &Path) -> Result<StoredBox,
         }
     };
     let b = match &def.source {
-        BoxSource::Recipe(p) => {
-            let recipe = Recipe::load(&resolve(p), p)?;
-            store.ensure_recipe(&recipe)?.0
-        }
+        BoxSource::Recipe(p) => match pinned_in_store(store, def, pinned.as_ref(), &resolve(p))? {
+            Some(b) => b,
+            None => {
+                let recipe = Recipe::load(&resolve(p), p)?;
+                store.ensure_recipe(&recipe)?.0
+            }
+        },
         BoxSource::File(p) => add_file_once(store, &resolve(p), pinned.as_ref(), &def.name)?,
         BoxSource::Url(u) => match pinned.as_ref().and_then(|d| store.load(d).ok()) {
             Some(b) => b,
@@ -110,6 +113,38 @@ fn ensure_blocking(store: &Store, def: &BoxDef, dir: &Path) -> Result<StoredBox,
     }
     verify_cached(store, &b)?;
     Ok(b)
+}
+
+/// The stored box a recipe box is pinned to (by its `sha256`, else by `Envfile.lock`),
+/// when the store holds it: a pin wins over the recipe as it is now (as in the hash), and
+/// no recipe runs, so an environment unpacked from an export comes up offline. A pinned
+/// box that is not stored, with no recipe folder to build it from, is an error that says
+/// how to get the box.
+fn pinned_in_store(
+    store: &Store,
+    def: &BoxDef,
+    sha256: Option<&BoxDigest>,
+    recipe: &Path,
+) -> Result<Option<StoredBox>, BoxError> {
+    let (pin, by) = match (sha256, def.pin.as_deref().and_then(BoxDigest::parse)) {
+        (Some(d), _) => (d.clone(), "its `sha256`"),
+        (None, Some(d)) => (d, "Envfile.lock"),
+        (None, None) => return Ok(None),
+    };
+    if let Ok(b) = store.load(&pin) {
+        return Ok(Some(b));
+    }
+    if recipe.exists() {
+        return Ok(None);
+    }
+    Err(BoxError::Recipe {
+        recipe: def.name.clone(),
+        message: format!(
+            "box `{}` is pinned to {pin} by {by}, which is not in the box store, and its recipe folder `{}` is not here; add that box (`hdev box add FILE`) or bring the recipe back",
+            def.name,
+            recipe.display()
+        ),
+    })
 }
 
 /// The stored box for a libvirt machine's `image = "FILE"`: a standard cloud qcow2

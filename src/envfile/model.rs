@@ -155,6 +155,10 @@ pub struct BoxDef {
     /// Expected box digest (hex sha256 of the manifest), when the Envfile pins one.
     pub sha256: Option<String>,
     pub version: Option<String>,
+    /// The digest `Envfile.lock` pins the box to, when there is one (set by whoever reads
+    /// the lock; never hashed: the hash counts the pin through the box's digest).
+    #[serde(skip)]
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -272,6 +272,7 @@ fn boxes_of(drafts: Vec<super::parse::BoxDraft>) -> BTreeMap<String, BoxDef> {
                     source: b.source?,
                     sha256: b.sha256,
                     version: b.version,
+                    pin: None,
                 },
             ))
         })
