@@ -92,9 +92,29 @@ pub(crate) enum Command {
         /// Bring up exactly this release (git tag) as this folder's environment.
         #[arg(long, value_name = "TAG")]
         at: Option<String>,
-        /// With `--at`: refuse, before any machine is touched, unless the release has this hash.
-        #[arg(long, value_name = "HASH", requires = "at")]
+        /// With `--at` or `--from`: refuse, before any machine is touched, unless the release
+        /// or the archive has this hash.
+        #[arg(long, value_name = "HASH")]
         expect_hash: Option<String>,
+        /// Bring up the environment packed in this archive (`hdev export`), with no network
+        /// and no recipe: unpacked into `--dir`, its boxes taken from the archive, verified.
+        #[arg(long, value_name = "FILE", conflicts_with = "at")]
+        from: Option<PathBuf>,
+        /// With `--from`: the folder to unpack into (default: one named after the
+        /// environment, here); an earlier interrupted `up --from` into it carries on.
+        #[arg(long, value_name = "DIR", requires = "from")]
+        dir: Option<PathBuf>,
+    },
+    /// Pack the environment into one archive named after its hash: the Envfile, a lock
+    /// pinning every box, every file provisioning reads, the synced folders and the boxes.
+    Export {
+        /// The archive to write (default: `NAME-HASH12.hdev.tar` in this folder).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Name the boxes by digest without carrying them (a small archive; whoever
+        /// unpacks it needs the boxes in their store).
+        #[arg(long)]
+        without_boxes: bool,
     },
     /// Move the running environment to a release (default: the latest tag), recreating only
     /// machines whose hash changed.
@@ -254,9 +274,12 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         C::Init { .. } | C::Validate | C::Hash { .. } | C::Lock { .. } | C::Doctor { .. } => {
             envfile_command(p, file, cmd)
         }
-        C::Releases | C::Up { .. } | C::Update { .. } | C::Release { .. } | C::Cite { .. } => {
-            release_command(p, file, cmd)
-        }
+        C::Releases
+        | C::Up { .. }
+        | C::Update { .. }
+        | C::Release { .. }
+        | C::Cite { .. }
+        | C::Export { .. } => release_command(p, file, cmd),
         C::Test { .. } | C::Ci { .. } | C::Verify { .. } => check_command(p, file, cmd),
         C::Plan
         | C::Status { .. }
@@ -304,10 +327,23 @@ fn release_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
             locked,
             at,
             expect_hash,
+            from,
+            dir,
         } => {
-            let (at, expect) = (at.as_deref(), expect_hash.as_deref());
-            releasecmds::up(p, file, *parallel, *locked, at, expect)
+            let up = releasecmds::UpArgs {
+                parallel: *parallel,
+                locked: *locked,
+                at: at.as_deref(),
+                expect_hash: expect_hash.as_deref(),
+                from: from.as_deref(),
+                dir: dir.as_deref(),
+            };
+            releasecmds::up(p, file, &up)
         }
+        Command::Export {
+            output,
+            without_boxes,
+        } => releasecmds::export(p, file, output.clone(), *without_boxes),
         Command::Update { tag } => releasecmds::update(p, file, tag.as_deref()),
         Command::Release { tag, timeout } => releasecmds::release(p, file, tag, *timeout),
         Command::Cite { format } => releasecmds::cite(p, file, *format),

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{machinecmds, render, CmdResult};
+use crate::ops::export;
 use crate::ops::release::{self, Target};
 use crate::ops::session::runtime;
 use crate::output::Printer;
@@ -16,28 +17,67 @@ pub(super) fn releases(p: &Printer, file: Option<&Path>) -> CmdResult {
     Ok(0)
 }
 
-/// `hdev up [--locked] [--at TAG [--expect-hash HASH]]`.
-pub(super) fn up(
-    p: &Printer,
-    file: Option<&Path>,
-    parallel: Option<usize>,
-    locked: bool,
-    at: Option<&str>,
-    expect_hash: Option<&str>,
-) -> CmdResult {
-    let Some(tag) = at else {
-        if locked {
+/// What `hdev up` was given.
+#[derive(Debug, Default)]
+pub(super) struct UpArgs<'a> {
+    pub parallel: Option<usize>,
+    pub locked: bool,
+    pub at: Option<&'a str>,
+    pub expect_hash: Option<&'a str>,
+    pub from: Option<&'a Path>,
+    pub dir: Option<&'a Path>,
+}
+
+/// `hdev up [--locked] [--at TAG | --from FILE [--dir DIR]] [--expect-hash HASH]`.
+pub(super) fn up(p: &Printer, file: Option<&Path>, a: &UpArgs<'_>) -> CmdResult {
+    if let Some(archive) = a.from {
+        return up_from(p, archive, a);
+    }
+    let Some(tag) = a.at else {
+        anyhow::ensure!(
+            a.expect_hash.is_none(),
+            "`--expect-hash` goes with `--at TAG` or `--from FILE`"
+        );
+        if a.locked {
             release::check_locked(&crate::throwaway::open_project(file)?)?;
         }
-        return machinecmds::up(p, file, parallel);
+        return machinecmds::up(p, file, a.parallel);
     };
     let target = Target {
         tag: Some(tag),
-        expect_hash,
-        locked,
+        expect_hash: a.expect_hash,
+        locked: a.locked,
         plan: false,
     };
-    to_release(p, file, &target, parallel)
+    to_release(p, file, &target, a.parallel)
+}
+
+/// `hdev up --from FILE`: unpacks the archive (boxes verified into the store, the hash
+/// checked), then brings the unpacked environment up as any other.
+fn up_from(p: &Printer, archive: &Path, a: &UpArgs<'_>) -> CmdResult {
+    let from = export::FromArchive {
+        file: archive,
+        dir: a.dir,
+        expect_hash: a.expect_hash,
+    };
+    let u = export::unpack(&from)?;
+    render::releases::unpacked(p, &u);
+    if a.locked {
+        release::check_locked(&crate::throwaway::open_project(Some(&u.envfile))?)?;
+    }
+    machinecmds::up(p, Some(&u.envfile), a.parallel)
+}
+
+/// `hdev export [-o FILE] [--without-boxes]`.
+pub(super) fn export(
+    p: &Printer,
+    file: Option<&Path>,
+    out: Option<std::path::PathBuf>,
+    without_boxes: bool,
+) -> CmdResult {
+    let o = export::ExportOptions { out, without_boxes };
+    render::releases::exported(p, &export::export(file, &o)?);
+    Ok(0)
 }
 
 /// `hdev update [TAG]`: moves the environment to a release (the latest when none is

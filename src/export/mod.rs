@@ -19,9 +19,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub(crate) use read::{read_index, unpack, Unpacked};
-pub(crate) use write::{tree_files, write, Content, Packing};
+pub(crate) use write::{tree_files, write, Content, PackedBoxes, Packing};
 
 use crate::boxes::BoxError;
+
+/// The archive's usual name: `NAME-HASH12.hdev.tar`.
+pub(crate) fn file_name(name: &str, hash: &str) -> String {
+    let short = crate::envfile::hash::EnvHash(hash.to_string())
+        .short()
+        .to_string();
+    format!("{name}-{short}.hdev.tar")
+}
 
 /// The index's name: the archive's first entry.
 pub(crate) const INDEX: &str = "hdev-export.json";
@@ -109,7 +117,7 @@ pub(crate) enum ExportError {
 }
 
 impl ExportError {
-    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ExportError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ExportError {
         let path = path.into();
         move |source| ExportError::Io { path, source }
     }

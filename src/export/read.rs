@@ -112,7 +112,10 @@ fn first_index<R: Read>(
         .read_to_end(&mut bytes)
         .map_err(|e| invalid(source, damaged(&e)))?;
     if bytes.len() as u64 != size {
-        return Err(invalid(source, "it is truncated: its index is cut short".into()));
+        return Err(invalid(
+            source,
+            "it is truncated: its index is cut short".into(),
+        ));
     }
     let index: Index = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(source, format!("`{INDEX}` is not a valid index: {e}")))?;

@@ -37,7 +37,7 @@ fn packing(dir: &Path) -> Packing {
     }
 }
 
-fn written() -> (tempfile::TempDir, std::path::PathBuf) {
+fn written() -> (tempfile::TempDir, PathBuf) {
     let src = folder();
     let out = src.path().join("x.hdev.tar");
     write(packing(src.path()), &out, src.path()).expect("write");
@@ -84,7 +84,7 @@ fn an_archive_reads_back_into_the_same_files_and_the_same_bytes_twice() {
 }
 
 /// The archive's bytes with the first occurrence of `from` replaced by `to` (same length).
-fn patched(out: &Path, from: &[u8], to: &[u8]) -> std::path::PathBuf {
+fn patched(out: &Path, from: &[u8], to: &[u8]) -> PathBuf {
     let mut bytes = std::fs::read(out).expect("read");
     let at = bytes
         .windows(from.len())
@@ -156,11 +156,7 @@ fn an_index_that_lies_or_a_foreign_tar_is_refused_before_anything_is_written() {
 }
 
 /// An archive made by hand: an index listing `files`, then `entries` as given.
-fn handmade(
-    dir: &Path,
-    files: Vec<FileEntry>,
-    entries: &[(&str, Option<&str>, &[u8])],
-) -> std::path::PathBuf {
+fn handmade(dir: &Path, files: Vec<FileEntry>, entries: &[(&str, Option<&str>, &[u8])]) -> PathBuf {
     let index = Index {
         format: FORMAT,
         name: "x".into(),

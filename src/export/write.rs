@@ -28,9 +28,11 @@ pub(crate) struct Packing {
     pub envfile: String,
     /// Relative path (`/`-separated) -> content.
     pub files: BTreeMap<String, Content>,
-    /// Box digest -> its names, and the stored box when the archive carries it.
-    pub boxes: BTreeMap<String, (Vec<String>, Option<StoredBox>)>,
+    pub boxes: PackedBoxes,
 }
+
+/// Box digest -> its names, and the stored box when the archive carries it.
+pub(crate) type PackedBoxes = BTreeMap<String, (Vec<String>, Option<StoredBox>)>;
 
 /// Adds every file and link at `root/rel` (the file itself, or a folder's tree without
 /// following links) to `out`, leaving out the paths in `skip`.
@@ -41,7 +43,7 @@ pub(crate) fn tree_files(
     out: &mut BTreeMap<String, Content>,
 ) -> Result<(), ExportError> {
     let abs = root.join(rel);
-    if skip.iter().any(|s| *s == abs) {
+    if skip.contains(&abs) {
         return Ok(());
     }
     let meta = std::fs::symlink_metadata(&abs).map_err(ExportError::io(&abs))?;

@@ -5,6 +5,7 @@
 pub(crate) mod ci;
 pub(crate) mod copy;
 pub(crate) mod doctor;
+pub(crate) mod export;
 pub(crate) mod graph;
 pub(crate) mod interact;
 pub(crate) mod release;

@@ -287,7 +287,20 @@ impl Citation {
             out.push_str(&format!("  Repository:        {u}\n"));
         }
         out.push_str(&format!("  Rebuild:           {}\n", self.rebuild()));
+        out.push_str(&format!(
+            "  Or, offline:       {}\n",
+            self.rebuild_offline()
+        ));
         out
+    }
+
+    /// Bringing the environment back from its archive (`hdev export`), with no network.
+    pub(crate) fn rebuild_offline(&self) -> String {
+        format!(
+            "hdev up --from {} --expect-hash {} (the archive `hdev export` writes)",
+            crate::export::file_name(&self.name, &self.hash),
+            self.hash
+        )
     }
 }
 

@@ -119,3 +119,48 @@ pub(crate) fn citation(
         eprintln!("{} {w}", p.red("warning:"));
     }
 }
+
+/// `export`: the archive, its hash and what it carries.
+pub(crate) fn exported(p: &Printer, r: &crate::ops::export::ExportReport) {
+    if p.json {
+        p.json(r);
+        return;
+    }
+    p.line(format!(
+        "wrote `{}` ({}): environment {}, {} machine{}, {} file{}",
+        r.file.display(),
+        super::human(r.bytes),
+        r.hash,
+        r.machines.len(),
+        super::plural(r.machines.len()),
+        r.files,
+        super::plural(r.files)
+    ));
+    for b in &r.boxes {
+        let how = if b.included { "carried" } else { "named only" };
+        p.line(format!(
+            "  box `{}` {} ({how})",
+            b.names.join("`, `"),
+            b.digest
+        ));
+    }
+}
+
+/// `up --from`: what was unpacked, before the machines come up.
+pub(crate) fn unpacked(p: &Printer, u: &crate::ops::export::Unpacked) {
+    let how = if u.resumed {
+        "found unpacked"
+    } else {
+        "unpacked"
+    };
+    p.note(format!(
+        "environment {} {how} in `{}`; boxes: {} added from the archive, {} already stored",
+        u.hash,
+        u.envfile
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .display(),
+        u.added.len(),
+        u.present.len()
+    ));
+}

@@ -2,6 +2,7 @@
 
 mod box_images;
 mod ci;
+mod export;
 mod graph;
 mod lifecycle;
 pub(crate) mod nonroot;
