@@ -149,7 +149,9 @@ impl Progress {
                     b.finish_with_message(format!("{message} ({:.1}s)", b.elapsed().as_secs_f64()));
                 }
             }
-            Mode::Plain | Mode::Sink(_) => self.plain(&mode, machine, if ok { "✓" } else { "✗" }, message),
+            Mode::Plain | Mode::Sink(_) => {
+                self.plain(&mode, machine, if ok { "✓" } else { "✗" }, message)
+            }
             Mode::Json => self.event(if ok { "done" } else { "failed" }, machine, message),
         }
     }

@@ -57,9 +57,9 @@ impl Request {
     /// What is wrong with it before anything is opened.
     fn problem(&self) -> Option<String> {
         match self {
-            Request::Save { name } | Request::Restore { name } => {
-                crate::snapshot::check_name(name).err().map(|e| e.to_string())
-            }
+            Request::Save { name } | Request::Restore { name } => crate::snapshot::check_name(name)
+                .err()
+                .map(|e| e.to_string()),
             _ => None,
         }
     }
@@ -197,7 +197,10 @@ fn sink(app: &Arc<App>) -> Sink {
 fn finish(app: &App, result: anyhow::Result<i32>) {
     let (ok, outcome) = match result {
         Ok(0) => (true, "done".to_string()),
-        Ok(code) => (false, format!("failed (exit code {code}): see the lines above")),
+        Ok(code) => (
+            false,
+            format!("failed (exit code {code}): see the lines above"),
+        ),
         Err(e) => {
             let m = format!("{e:#}");
             app.actions.push(&format!("error: {m}"));
@@ -214,7 +217,13 @@ fn finish(app: &App, result: anyhow::Result<i32>) {
 }
 
 /// Runs the operation of the command that does what `req` asks; its exit code.
-async fn run(app: &App, p: &Printer, o: &Session, lock: EnvLock, req: &Request) -> anyhow::Result<i32> {
+async fn run(
+    app: &App,
+    p: &Printer,
+    o: &Session,
+    lock: EnvLock,
+    req: &Request,
+) -> anyhow::Result<i32> {
     match req {
         Request::Up => {
             // Never cancelled from here: the sender lives as long as the run.
@@ -222,7 +231,8 @@ async fn run(app: &App, p: &Printer, o: &Session, lock: EnvLock, req: &Request) 
             up::up(p, app.file.as_deref(), None, Some(lock), rx).await
         }
         Request::Halt => {
-            let stopped = teardown::halt_env(o, &lock, &|n| p.note(format!("{n}: stopped"))).await?;
+            let stopped =
+                teardown::halt_env(o, &lock, &|n| p.note(format!("{n}: stopped"))).await?;
             p.note(format!("{} machine(s) stopped", stopped.len()));
             Ok(0)
         }

@@ -90,7 +90,10 @@ fn is_loopback_name(authority: &str) -> bool {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => authority,
     };
-    matches!(host.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost")
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost"
+    )
 }
 
 /// The value of `name` in a query string (`a=1&token=x`) or a Cookie header
@@ -165,7 +168,10 @@ mod tests {
             check(&t, &get("127.0.0.1:8000", Some("token=ab13"))),
             Err(Refusal::Token)
         );
-        assert_eq!(check(&t, &get("127.0.0.1:8000", Some("token=ab12"))), Ok(()));
+        assert_eq!(
+            check(&t, &get("127.0.0.1:8000", Some("token=ab12"))),
+            Ok(())
+        );
         assert_eq!(check(&t, &get("localhost", Some("x=1&token=ab12"))), Ok(()));
         let by_cookie = Asked {
             cookie: Some("theme=dark; hdev_token=ab12"),
@@ -227,6 +233,9 @@ mod tests {
             ..Asked::default()
         };
         assert_eq!(check(&t, &no_host), Err(Refusal::Host));
-        assert_eq!(check(&t, &get("LOCALHOST:8000", Some("token=ab12"))), Ok(()));
+        assert_eq!(
+            check(&t, &get("LOCALHOST:8000", Some("token=ab12"))),
+            Ok(())
+        );
     }
 }

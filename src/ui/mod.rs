@@ -37,7 +37,11 @@ pub(crate) struct App {
 impl App {
     /// Asks the refresher to read the environment now (after an action).
     fn poke(&self) {
-        let _ = self.pokes.lock().unwrap_or_else(|p| p.into_inner()).send(());
+        let _ = self
+            .pokes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(());
     }
 }
 

@@ -57,9 +57,15 @@ fn reply(status: StatusCode, kind: &str, body: impl Into<Bytes>) -> Reply {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("text/plain")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("text/plain")),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(
@@ -90,7 +96,11 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Reply {
         header: header(&req, auth::HEADER),
     };
     if let Err(refusal) = auth::check(&app.token, &asked) {
-        return reply(StatusCode::FORBIDDEN, "text/plain; charset=utf-8", refusal.message());
+        return reply(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            refusal.message(),
+        );
     }
     let from_query = asked
         .query
@@ -147,13 +157,21 @@ fn logs(app: &Arc<App>, query: &str) -> Reply {
     let after = auth::param(query, '&', "after")
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
-    json_reply(StatusCode::OK, &json!(super::logs::read(app, machine, after)))
+    json_reply(
+        StatusCode::OK,
+        &json!(super::logs::read(app, machine, after)),
+    )
 }
 
 async fn action(app: &Arc<App>, req: Request<Incoming>) -> Reply {
     let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return message(StatusCode::BAD_REQUEST, "the request body could not be read"),
+        Err(_) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        }
     };
     let request: actions::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -140,7 +140,8 @@ function renderDetails(v) {
   $('details-title').textContent = `Machine details: ${m.name}`;
   const list = $('details-list');
   list.replaceChildren();
-  dd(list, 'State', stateBadge(m.status || m.state, ''));
+  const node = (v.nodes || []).find((n) => n.name === m.name);
+  dd(list, 'State', stateBadge(m.status || m.state, node ? node.class : ''));
   dd(list, 'Kind', `${m.backend === 'libvirt' ? 'VM' : 'container'} on host ${m.host}`);
   dd(list, 'Engine id', m.id || '—');
   dd(list, 'Hash (Envfile)', el('code', {}, d.hash || '—'));
