@@ -49,7 +49,7 @@ pub(crate) async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) {
     }
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header(req: &Request<Incoming>, name: impl header::AsHeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -50,6 +50,18 @@ pub(crate) fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, String) {
+    let (status, _, body) = http_with_head(port, method, path, headers, body);
+    (status, body)
+}
+
+/// [`http`], with the response's head (status line and headers, lower-cased) too.
+pub(crate) fn http_with_head(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
     exchange(port, method, path, headers, body)
         .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
 }
@@ -60,7 +72,7 @@ fn exchange(
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(90))).ok();
     let body = body.unwrap_or("");
@@ -115,7 +127,7 @@ fn exchange(
     }
     let rest = String::from_utf8_lossy(&raw[head_end..]).to_string();
     let body = if chunked { dechunk(&rest) } else { rest };
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -324,7 +336,7 @@ impl Drop for Browser {
 fn http_ok(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let body = body.map(Value::to_string);
     let r = exchange(port, method, path, &[], body.as_deref()).map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&r.1).map_err(|e| format!("{e}: {}", r.1))?;
+    let v: Value = serde_json::from_str(&r.2).map_err(|e| format!("{e}: {}", r.2))?;
     if r.0 != 200 {
         return Err(format!("{}: {}", r.0, v["value"]));
     }
