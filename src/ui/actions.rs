@@ -152,9 +152,7 @@ pub(crate) fn start(app: &Arc<App>, req: Request) -> Result<u64, Refused> {
     }
     let o = open(app.file.as_deref()).map_err(|e| Refused::Bad(format!("{e:#}")))?;
     let lock = o.project.state.lock().map_err(|e| match e {
-        StateError::Locked { .. } => Refused::Busy(format!(
-            "another hdev command is working on this environment: {e}"
-        )),
+        StateError::Locked { .. } => Refused::Busy(e.to_string()),
         other => Refused::Bad(other.to_string()),
     })?;
     let id = last.as_ref().map_or(1, |r| r.view.id + 1);

@@ -33,6 +33,10 @@ impl Live {
     }
 }
 
+/// Seconds without a page asking after which the engines are no longer read (until one
+/// asks again).
+pub(crate) const IDLE_AFTER: u64 = 15;
+
 /// How often the picture is read again: every 1.5 s, or `HDEV_UI_REFRESH_MS`.
 pub(crate) fn period() -> Duration {
     Duration::from_millis(
@@ -56,6 +60,12 @@ pub(crate) fn refresher(app: Arc<App>, pokes: Receiver<()>, period: Duration) {
         };
         let mut seq = 0u64;
         loop {
+            if seq > 0 && app.idle() {
+                match pokes.recv() {
+                    Ok(()) => {}
+                    Err(_) => return,
+                }
+            }
             seq += 1;
             let mut v = rt.block_on(read(app.file.as_deref()));
             v["seq"] = json!(seq);

@@ -15,6 +15,7 @@ mod logs;
 mod server;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,9 @@ pub(crate) struct App {
     actions: actions::Actions,
     logs: logs::Logs,
     pokes: Mutex<Sender<()>>,
+    /// When a page last asked for the overview (seconds since the epoch): with no page
+    /// open, the refresher stops reading the engines.
+    last_seen: AtomicU64,
 }
 
 impl App {
@@ -42,6 +46,20 @@ impl App {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(());
+    }
+
+    /// A page asked for the overview: reads go on (at once, if they had stopped).
+    fn seen(&self) {
+        let now = crate::state::drift::now();
+        if now.saturating_sub(self.last_seen.swap(now, Ordering::Relaxed)) > live::IDLE_AFTER {
+            self.poke();
+        }
+    }
+
+    /// Whether no page asked for a while.
+    fn idle(&self) -> bool {
+        crate::state::drift::now().saturating_sub(self.last_seen.load(Ordering::Relaxed))
+            > live::IDLE_AFTER
     }
 }
 
@@ -72,6 +90,7 @@ pub(crate) fn serve(p: &Printer, file: Option<&Path>, opts: Options) -> anyhow::
         actions: actions::Actions::default(),
         logs: logs::Logs::default(),
         pokes: Mutex::new(tx),
+        last_seen: AtomicU64::new(crate::state::drift::now()),
     });
     live::refresher(app.clone(), rx, live::period());
     let url = format!("http://127.0.0.1:{port}/?token={}", app.token.as_str());

@@ -138,6 +138,7 @@ fn page(app: &App, from_query: bool) -> Reply {
 }
 
 fn overview(app: &App) -> Reply {
+    app.seen();
     let live = app.live.get();
     let mut v = (*live).clone();
     v["action"] = json!(app.actions.view());
