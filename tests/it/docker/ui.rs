@@ -138,7 +138,7 @@ expect_output = "hello"
 [[test]]
 name = "takes a while"
 machine = "db"
-run = "sleep 4"
+run = "sleep 8"
 "#
         ),
     );
