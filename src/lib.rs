@@ -24,6 +24,7 @@ pub(crate) mod snapshot;
 pub(crate) mod state;
 pub(crate) mod templates;
 pub(crate) mod throwaway;
+pub(crate) mod ui;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

@@ -9,19 +9,59 @@ pub(crate) struct Printer {
     pub json: bool,
     pub color: bool,
     pub tty: bool,
+    /// Where every line goes instead of stdout and stderr (a front end that shows the
+    /// progress of work itself, as the dashboard does); plain, uncoloured lines.
+    pub sink: Option<Sink>,
+}
+
+/// Where a [`Printer`] sends its lines instead of the terminal: one per process (leaked
+/// once), so that the printer stays `Copy`.
+#[derive(Clone, Copy)]
+pub(crate) struct Sink(pub &'static (dyn Fn(&str) + Send + Sync));
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 impl Printer {
     pub(crate) fn new(json: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let color = tty && std::env::var_os("NO_COLOR").is_none();
-        Printer { json, color, tty }
+        Printer {
+            json,
+            color,
+            tty,
+            sink: None,
+        }
+    }
+
+    /// A printer whose every line goes to `sink`: plain lines, no colour, no JSON.
+    pub(crate) fn to_sink(sink: Sink) -> Self {
+        Printer {
+            json: false,
+            color: false,
+            tty: false,
+            sink: Some(sink),
+        }
     }
 
     /// A result line on stdout.
     pub(crate) fn line(&self, s: impl AsRef<str>) {
+        if let Some(Sink(f)) = self.sink {
+            return f(s.as_ref());
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", s.as_ref());
+    }
+
+    /// An error line on stderr (`error: ...`).
+    pub(crate) fn error(&self, s: impl AsRef<str>) {
+        if let Some(Sink(f)) = self.sink {
+            return f(&format!("error: {}", s.as_ref()));
+        }
+        eprintln!("{} {}", self.red("error:"), s.as_ref());
     }
 
     /// A JSON document on stdout.
@@ -33,6 +73,9 @@ impl Printer {
 
     /// A progress or status note on stderr, with a timestamp when not on a terminal.
     pub(crate) fn note(&self, s: impl AsRef<str>) {
+        if let Some(Sink(f)) = self.sink {
+            return f(s.as_ref());
+        }
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = writeln!(err, "{}", s.as_ref());

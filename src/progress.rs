@@ -19,6 +19,8 @@ enum Mode {
         bars: BTreeMap<String, ProgressBar>,
     },
     Plain,
+    /// Plain lines (without the timestamp) to the printer's sink.
+    Sink(crate::output::Sink),
     Json,
 }
 
@@ -34,7 +36,9 @@ impl Progress {
     /// Progress for `machines` (the lines appear in this order on a terminal).
     pub(crate) fn new(p: &Printer, machines: &[String]) -> Progress {
         let width = machines.iter().map(String::len).max().unwrap_or(0);
-        let mode = if p.json {
+        let mode = if let Some(sink) = p.sink {
+            Mode::Sink(sink)
+        } else if p.json {
             Mode::Json
         } else if p.tty {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -77,7 +81,10 @@ impl Progress {
         let _ = writeln!(out, "{ev}");
     }
 
-    fn plain(&self, machine: &str, sep: &str, message: &str) {
+    fn plain(&self, mode: &Mode, machine: &str, sep: &str, message: &str) {
+        if let Mode::Sink(crate::output::Sink(f)) = mode {
+            return f(&format!("{machine:<w$} {sep} {message}", w = self.width));
+        }
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
@@ -97,7 +104,7 @@ impl Progress {
                     b.set_message(message.to_string());
                 }
             }
-            Mode::Plain => self.plain(machine, ":", message),
+            Mode::Plain | Mode::Sink(_) => self.plain(&mode, machine, ":", message),
             Mode::Json => self.event("status", machine, message),
         }
     }
@@ -115,7 +122,7 @@ impl Progress {
                 };
                 let _ = multi.println(format!("{prefix} {line}"));
             }
-            Mode::Plain => self.plain(machine, "|", line),
+            Mode::Plain | Mode::Sink(_) => self.plain(&mode, machine, "|", line),
             Mode::Json => self.event("output", machine, line),
         }
     }
@@ -142,7 +149,9 @@ impl Progress {
                     b.finish_with_message(format!("{message} ({:.1}s)", b.elapsed().as_secs_f64()));
                 }
             }
-            Mode::Plain => self.plain(machine, if ok { "✓" } else { "✗" }, message),
+            Mode::Plain | Mode::Sink(_) => {
+                self.plain(&mode, machine, if ok { "✓" } else { "✗" }, message)
+            }
             Mode::Json => self.event(if ok { "done" } else { "failed" }, machine, message),
         }
     }

@@ -6,12 +6,12 @@ pub(crate) mod run;
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::envfile::TestCheck;
 
 /// One check's outcome.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct TestResult {
     pub name: String,
     pub machine: String,
@@ -67,7 +67,7 @@ pub(crate) fn errored(check: &TestCheck, message: String) -> TestResult {
 }
 
 /// Totals over a run.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Summary {
     pub total: usize,
     pub passed: usize,

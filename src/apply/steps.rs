@@ -8,6 +8,7 @@ use super::{cancelled, MachineError, Shared};
 use crate::backend::{AnyBackend, Engine};
 use crate::envfile::Machine;
 use crate::provision;
+use crate::state::records::ProvisionOutput;
 use crate::state::{MachineRecord, Phase};
 
 /// Runs a machine's provisioning and records it; abandoned on Ctrl-C.
@@ -22,16 +23,27 @@ pub(super) async fn provision_one(
     let p = sh.progress;
     let n = m.provision.len();
     let on_step = |i: usize, d: &str| p.status(name, &format!("provisioning {i}/{n}: {d}"));
-    let sink = |line: &str| p.output(name, line);
+    // Kept for the dashboard (`.hdev/provision/NAME.json`), whether it succeeds or not.
+    let lines = Mutex::new(Vec::<String>::new());
+    let sink = |line: &str| {
+        p.output(name, line);
+        if let Ok(mut v) = lines.lock() {
+            v.push(line.to_string());
+        }
+    };
     if n == 0 {
         p.status(name, "nothing to provision");
     }
-    tokio::select! {
-        r = provision::run(sh.env, backend, id, m, &on_step, &sink) => r?,
+    let ran = tokio::select! {
+        r = provision::run(sh.env, backend, id, m, &on_step, &sink) => r,
         _ = cancelled(sh.cancel.clone()) => {
             return Err(MachineError::Interrupted { machine: name.clone() });
         }
-    }
+    };
+    let lines = lines.into_inner().unwrap_or_else(|p| p.into_inner());
+    let out = ProvisionOutput::new(ran.is_ok(), lines);
+    sh.rec.dir().record_provision(name, &out);
+    ran?;
     let (hash, id) = (hash.to_string(), id.to_string());
     sh.rec
         .update(name, |r| {

@@ -186,6 +186,16 @@ pub(crate) enum Command {
         #[arg(long, hide = true)]
         offline: bool,
     },
+    /// A live dashboard in the browser: the picture with states kept live, details, logs,
+    /// checks, and actions (reset, snapshots, halt, up, test), on 127.0.0.1 behind a token.
+    Ui {
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Print the address only; do not open a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Run a command in a machine; its exit code is hdev's.
     Exec {
         machine: String,
@@ -284,6 +294,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         C::Plan
         | C::Status { .. }
         | C::Graph { .. }
+        | C::Ui { .. }
         | C::Exec { .. }
         | C::Ssh { .. }
         | C::Logs { .. }
@@ -380,7 +391,7 @@ fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     }
 }
 
-/// `plan`, `status`, `graph`, `exec`, `ssh`, `logs`, `provision`, `halt`, `destroy`, `gc`.
+/// `plan`, `status`, `graph`, `ui`, `exec`, `ssh`, `logs`, `provision`, `halt`, `destroy`, `gc`.
 fn machine_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     match cmd {
         Command::Plan => machinecmds::plan_cmd(p, file),
@@ -390,6 +401,13 @@ fn machine_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
             output,
             offline,
         } => machinecmds::graph(p, file, *format, output.as_deref(), *offline),
+        Command::Ui { port, no_open } => {
+            let opts = crate::ui::Options {
+                port: *port,
+                open_browser: !*no_open,
+            };
+            crate::ui::serve(p, file, opts)
+        }
         Command::Exec { machine, command } => machinecmds::exec(p, file, machine, command),
         Command::Ssh { machine } => machinecmds::ssh(p, file, machine),
         Command::Logs {

@@ -45,7 +45,9 @@ pub(crate) fn baseline(p: &Printer, file: Option<&Path>, machine: Option<&str>) 
 
 /// `hdev reset [MACHINE...]`: returns machines to their baseline without provisioning.
 pub(crate) fn reset(p: &Printer, file: Option<&Path>, machines: &[String]) -> CmdResult {
-    act(p, file, machines, &[Step::Reset], false, None)
+    let o = open(file)?;
+    let lock = o.project.state.lock()?;
+    runtime()?.block_on(ops::reset(p, &o, lock, machines))
 }
 
 /// `hdev drift [MACHINE]`: exit 0 without drift, 1 with drift, 2 when it cannot tell.
@@ -59,10 +61,15 @@ pub(crate) fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> 
 /// `hdev snapshot ...`.
 pub(crate) fn snapshot(p: &Printer, file: Option<&Path>, cmd: &SnapshotCmd) -> CmdResult {
     match cmd {
-        SnapshotCmd::Save { name } => save(p, file, name),
+        SnapshotCmd::Save { name } => {
+            let o = open(file)?;
+            let lock = o.project.state.lock()?;
+            runtime()?.block_on(ops::save(p, &o, lock, name))
+        }
         SnapshotCmd::Restore { name } => {
-            snapshot::check_name(name)?;
-            act(p, file, &[], &[Step::Restore], false, Some(name))
+            let o = open(file)?;
+            let lock = o.project.state.lock()?;
+            runtime()?.block_on(ops::restore(p, &o, lock, name))
         }
         SnapshotCmd::List => {
             let o = open(file)?;
@@ -71,18 +78,6 @@ pub(crate) fn snapshot(p: &Printer, file: Option<&Path>, cmd: &SnapshotCmd) -> C
         }
         SnapshotCmd::Delete { name } => delete(p, file, name),
     }
-}
-
-/// `hdev snapshot save NAME`: refuses a name that is taken.
-fn save(p: &Printer, file: Option<&Path>, name: &str) -> CmdResult {
-    snapshot::check_name(name)?;
-    let o = open(file)?;
-    if runtime()?.block_on(ops::list(&o))?.contains_key(name) {
-        anyhow::bail!(
-            "snapshot `{name}` exists\nhelp: `hdev snapshot delete {name}` first, or choose another name"
-        );
-    }
-    act(p, file, &[], &[Step::Save], true, Some(name))
 }
 
 /// `hdev snapshot delete NAME`: from every machine that has it.

@@ -89,7 +89,7 @@ pub(crate) fn describe(env: &Env) -> Description {
 }
 
 /// Each machine's state, flags, host and addresses as `status` read them.
-fn with_states(d: &mut Description, report: &StatusReport) {
+pub(crate) fn with_states(d: &mut Description, report: &StatusReport) {
     let rows: BTreeMap<&str, _> = report
         .machines
         .iter()

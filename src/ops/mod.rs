@@ -4,6 +4,7 @@
 
 pub(crate) mod ci;
 pub(crate) mod copy;
+pub(crate) mod dashboard;
 pub(crate) mod doctor;
 pub(crate) mod export;
 pub(crate) mod graph;

@@ -14,6 +14,7 @@ use crate::envfile::{Backend, Env};
 use crate::output::Printer;
 use crate::plan::{self, Step};
 use crate::snapshot::Drift;
+use crate::state::EnvLock;
 
 /// Runs `steps` on `targets` (every machine when empty) as a plan, under the lock.
 pub(crate) async fn act(
@@ -25,6 +26,43 @@ pub(crate) async fn act(
     snapshot: Option<&str>,
 ) -> Code {
     let lock = o.project.state.lock()?;
+    act_locked(p, o, lock, targets, steps, need_running, snapshot).await
+}
+
+/// `reset [MACHINE...]` under the lock the caller holds: back to the baseline.
+pub(crate) async fn reset(p: &Printer, o: &Session, lock: EnvLock, targets: &[String]) -> Code {
+    act_locked(p, o, lock, targets, &[Step::Reset], false, None).await
+}
+
+/// `snapshot save NAME` under the lock the caller holds; refuses a name that is taken.
+pub(crate) async fn save(p: &Printer, o: &Session, lock: EnvLock, name: &str) -> Code {
+    crate::snapshot::check_name(name)?;
+    if list(o).await?.contains_key(name) {
+        anyhow::bail!(
+            "snapshot `{name}` exists\nhelp: `hdev snapshot delete {name}` first, or choose another name"
+        );
+    }
+    act_locked(p, o, lock, &[], &[Step::Save], true, Some(name)).await
+}
+
+/// `snapshot restore NAME` under the lock the caller holds.
+pub(crate) async fn restore(p: &Printer, o: &Session, lock: EnvLock, name: &str) -> Code {
+    crate::snapshot::check_name(name)?;
+    act_locked(p, o, lock, &[], &[Step::Restore], false, Some(name)).await
+}
+
+/// [`act`] under the lock the caller holds (a front end that took it to refuse a second
+/// action at once).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn act_locked(
+    p: &Printer,
+    o: &Session,
+    lock: EnvLock,
+    targets: &[String],
+    steps: &[Step],
+    need_running: bool,
+    snapshot: Option<&str>,
+) -> Code {
     let state = load_state(&o.project)?;
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
@@ -41,17 +79,17 @@ pub(crate) struct MachineDrift {
     pub error: Option<String>,
 }
 
-/// Drift of the machines (or of one), computed in parallel.
+/// Drift of the machines `pick` chooses, computed in parallel.
 pub(crate) async fn drifts(
     backends: &Backends,
     env: &Env,
     observed: &Observation,
-    only: Option<&str>,
+    pick: &(dyn Fn(&crate::envfile::Machine) -> bool + Sync),
 ) -> Vec<MachineDrift> {
     let jobs = env
         .topo_order()
         .into_iter()
-        .filter(|m| only.is_none_or(|o| o == m.name))
+        .filter(|m| pick(m))
         .map(|m| async move {
             let r = match (observed.machines.get(&m.name), backends.get(m)) {
                 (None, _) => Err("not created".to_string()),
@@ -141,8 +179,18 @@ pub(crate) async fn check_drift(
     observed: &Observation,
     only: Option<&str>,
 ) -> Vec<MachineDrift> {
+    check_drift_of(o, backends, observed, &|m| only.is_none_or(|n| n == m.name)).await
+}
+
+/// Drift of the machines `pick` chooses, computed now and recorded for `status`.
+pub(crate) async fn check_drift_of(
+    o: &Session,
+    backends: &Backends,
+    observed: &Observation,
+    pick: &(dyn Fn(&crate::envfile::Machine) -> bool + Sync),
+) -> Vec<MachineDrift> {
     let started = crate::state::drift::now();
-    let machines = drifts(backends, &o.project.env, observed, only).await;
+    let machines = drifts(backends, &o.project.env, observed, pick).await;
     let checks = machines
         .iter()
         .filter_map(|d| {
@@ -160,9 +208,18 @@ pub(crate) async fn check_drift(
 pub(crate) async fn list(o: &Session) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
+    states(o, &backends, &observed).await
+}
+
+/// [`list`] over engines already connected and read.
+pub(crate) async fn states(
+    o: &Session,
+    backends: &Backends,
+    observed: &Observation,
+) -> anyhow::Result<BTreeMap<String, Vec<StatePart>>> {
     let mut out: BTreeMap<String, Vec<StatePart>> = BTreeMap::new();
     for b in backends.all() {
-        for part in b.states(&o.ctx, &observed).await? {
+        for part in b.states(&o.ctx, observed).await? {
             out.entry(part.name.clone()).or_default().push(part);
         }
     }

@@ -11,6 +11,17 @@ use crate::backend::{Backends, Counts, Engine, Found, RunState};
 use crate::envfile::topology::{host_docker_engines, uris_of, vm_of_engine, DEFAULT_URI};
 use crate::envfile::{Backend, Env};
 
+/// `halt` under the lock the caller holds: stops every running machine of the session's
+/// environment; returns their names.
+pub(crate) async fn halt_env(
+    o: &crate::ops::session::Session,
+    _lock: &crate::state::EnvLock,
+    on_stopped: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Vec<String>> {
+    let backends = o.connect().await?;
+    halt(&backends, &o.ctx, on_stopped).await
+}
+
 /// Stops every running machine of the instance; returns their names.
 pub(crate) async fn halt(
     backends: &Backends,

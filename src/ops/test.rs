@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::session::Session;
 use crate::acceptance::run::{run_checks, RunOptions};
@@ -17,6 +17,26 @@ pub(crate) struct TestReport {
     pub ok: bool,
     pub summary: Summary,
     pub results: Vec<TestResult>,
+}
+
+/// The last run of the checks as `.hdev/tests.json` keeps it, for the dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TestRecord {
+    pub version: u32,
+    /// When the run ended (seconds since the epoch).
+    pub at: u64,
+    /// The environment hash it ran against.
+    pub env_hash: String,
+    /// The checks it was limited to (empty: all).
+    pub only: Vec<String>,
+    pub ok: bool,
+    pub summary: Summary,
+    pub results: Vec<TestResult>,
+}
+
+/// The last recorded run of the checks, if any.
+pub(crate) fn last_run(o: &Session) -> Option<TestRecord> {
+    o.project.state.last_tests()
 }
 
 impl TestReport {
@@ -59,6 +79,15 @@ pub(crate) async fn run(
     let results = run_checks(env, &backends, &observed, opts, only).await;
     write_junit(junit, &env.settings.name, &results)?;
     let summary = Summary::of(&results);
+    o.project.state.record_tests(&TestRecord {
+        version: crate::state::STATE_VERSION,
+        at: crate::state::drift::now(),
+        env_hash: o.env_hash.0.clone(),
+        only: only.to_vec(),
+        ok: summary.ok(),
+        summary,
+        results: results.clone(),
+    });
     Ok(TestReport {
         ok: summary.ok(),
         summary,

@@ -95,6 +95,23 @@ pub(crate) async fn converge(
     run_plan(p, o, backends, &plan, &rec, parallel, images, cancel, None).await
 }
 
+/// `up`: builds and imports the boxes, then brings the environment to its Envfile under
+/// the lock (`held` by the caller, or taken once the boxes are ready).
+pub(crate) async fn up(
+    p: &Printer,
+    file: Option<&std::path::Path>,
+    parallel: Option<usize>,
+    held: Option<crate::state::EnvLock>,
+    cancel: watch::Receiver<bool>,
+) -> Code {
+    let (o, backends, images) = super::session::open_with_images(file, p).await?;
+    let lock = match held {
+        Some(l) => l,
+        None => o.project.state.lock()?,
+    };
+    converge(p, &o, &backends, &images, lock, parallel, cancel).await
+}
+
 /// Runs a plan with progress and Ctrl-C handling; prints the summary; the exit code.
 /// `snapshot` names the snapshot that `Save` and `Restore` steps act on.
 #[allow(clippy::too_many_arguments)]
@@ -166,7 +183,7 @@ fn summarize(p: &Printer, report: &apply::ApplyReport) {
         .filter_map(|m| m.error.as_deref())
         .collect();
     for e in &failed {
-        eprintln!("{} {e}", p.red("error:"));
+        p.error(e);
     }
     let done = report
         .machines

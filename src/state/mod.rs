@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Version of `state.json`; a newer one is refused rather than misread.
 pub(crate) mod drift;
+pub(crate) mod records;
 
 pub(crate) const STATE_VERSION: u32 = 1;
 

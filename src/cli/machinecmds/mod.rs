@@ -9,7 +9,7 @@ mod teardown;
 use std::path::Path;
 
 use super::CmdResult;
-use crate::ops::session::{ctrl_c, load_state, open, open_with_images, runtime};
+use crate::ops::session::{ctrl_c, load_state, open, runtime};
 use crate::ops::up;
 use crate::output::Printer;
 use crate::plan;
@@ -45,11 +45,7 @@ pub(super) fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
 
 /// `hdev up`.
 pub(super) fn up(p: &Printer, file: Option<&Path>, parallel: Option<usize>) -> CmdResult {
-    runtime()?.block_on(async {
-        let (o, backends, images) = open_with_images(file, p).await?;
-        let lock = o.project.state.lock()?;
-        up::converge(p, &o, &backends, &images, lock, parallel, ctrl_c(p)).await
-    })
+    runtime()?.block_on(async { up::up(p, file, parallel, None, ctrl_c(p)).await })
 }
 
 /// `hdev provision [MACHINE]`: runs provisioning again on running machines.

@@ -13,14 +13,9 @@ use crate::state::State;
 /// `hdev halt`: stops every running machine; they keep their state for the next `up`.
 pub(crate) fn halt(p: &Printer, file: Option<&Path>) -> CmdResult {
     let o = open(file)?;
-    let _lock = o.project.state.lock()?;
-    let stopped = runtime()?.block_on(async {
-        let backends = o.connect().await?;
-        teardown::halt(&backends, &o.ctx, &|name| {
-            p.note(format!("{name}: stopped"))
-        })
-        .await
-    })?;
+    let lock = o.project.state.lock()?;
+    let on_stopped = |name: &str| p.note(format!("{name}: stopped"));
+    let stopped = runtime()?.block_on(teardown::halt_env(&o, &lock, &on_stopped))?;
     render::machines::halted(p, &stopped);
     Ok(0)
 }

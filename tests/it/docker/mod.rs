@@ -9,4 +9,5 @@ pub(crate) mod nonroot;
 mod operations;
 mod release;
 mod snapshots;
+mod ui;
 mod up;
