@@ -119,6 +119,9 @@ impl Engine for AnyBackend {
     async fn drift(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
         dispatch!(self, b => Engine::drift(b, machine, id).await)
     }
+    async fn drift_deep(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
+        dispatch!(self, b => Engine::drift_deep(b, machine, id).await)
+    }
     async fn states(
         &self,
         ctx: &EnvCtx,

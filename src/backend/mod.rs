@@ -435,6 +435,14 @@ pub trait Engine {
     /// Files added, changed and deleted in a machine since its baseline.
     async fn drift(&self, machine: &str, id: &str) -> Result<Drift, BackendError>;
 
+    /// [`Engine::drift`] with file contents compared to the baseline's, so that a change
+    /// that keeps a file's size and time is found too. The default is `drift` itself, for
+    /// engines whose drift already lists every file written since the baseline (Docker's
+    /// diff does: any write copies the file up).
+    async fn drift_deep(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
+        self.drift(machine, id).await
+    }
+
     /// Every captured state of the instance's machines.
     async fn states(
         &self,

@@ -149,6 +149,10 @@ impl Engine for Vms {
         snapshot::drift(self, machine, id).await
     }
 
+    async fn drift_deep(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
+        snapshot::drift_deep(self, machine, id).await
+    }
+
     async fn states(
         &self,
         _ctx: &EnvCtx,

@@ -55,6 +55,56 @@ pub(super) fn list_command() -> String {
     )
 }
 
+/// The serial of the baseline layer attached to a guest for a content comparison.
+pub(super) const BASELINE_SERIAL: &str = "hdev-baseline";
+
+/// A guest script that finds the disk with serial [`BASELINE_SERIAL`], mounts it read-only
+/// (its journal not replayed: the layer was captured from a running system), hashes every
+/// regular file under both it and `/` (volatile folders left out, as in the list) and
+/// prints only the lines that differ: the baseline's, then the current ones after a tab.
+pub(super) fn content_diff_command() -> String {
+    let prune: Vec<String> = VOLATILE.iter().map(|p| format!("-path .{p}")).collect();
+    let hash = format!(
+        "find . -xdev \\( {} \\) -prune -o -type f -print0 | xargs -0 -r sha256sum",
+        prune.join(" -o ")
+    );
+    format!(
+        "m=/run/hdev-baseline; umount $m 2>/dev/null; dev=; i=0; \
+         while [ -z \"$dev\" ] && [ $i -lt 100 ]; do \
+           for s in /sys/block/*/serial; do [ \"$(cat $s 2>/dev/null)\" = {BASELINE_SERIAL} ] && dev=/dev/$(basename $(dirname $s)); done; \
+           [ -n \"$dev\" ] || sleep 0.1; i=$((i+1)); done; \
+         [ -n \"$dev\" ] || exit 4; mkdir -p $m && mount -o ro,noload $dev $m || exit 5; \
+         a=$(mktemp); b=$(mktemp); \
+         (cd $m && {hash}) 2>/dev/null | LC_ALL=C sort > $a; \
+         (cd / && {hash}) 2>/dev/null | LC_ALL=C sort > $b; \
+         LC_ALL=C comm -3 $a $b; rc=$?; rm -f $a $b; umount $m; exit $rc"
+    )
+}
+
+/// The files whose contents differ in the output of [`content_diff_command`]: those hashed
+/// on both sides with different digests (a file on one side only is metadata drift).
+pub(super) fn content_changes(lines: &[String]) -> Vec<String> {
+    let parse = |l: &str| -> Option<(String, String)> {
+        // `sha256sum` marks a name it had to escape with a leading backslash.
+        let l = l.strip_prefix('\\').unwrap_or(l);
+        let (hash, path) = l.split_once("  ")?;
+        let path = path.strip_prefix('.').unwrap_or(path);
+        Some((path.to_string(), hash.to_string()))
+    };
+    let mut base = BTreeMap::new();
+    let mut now = BTreeMap::new();
+    for l in lines {
+        match l.strip_prefix('\t') {
+            Some(current) => now.extend(parse(current)),
+            None => base.extend(parse(l)),
+        }
+    }
+    base.into_iter()
+        .filter(|(p, h)| now.get(p).is_some_and(|n| n != h))
+        .map(|(p, _)| p)
+        .collect()
+}
+
 fn parse_list(text: &str) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
     for line in text.lines() {

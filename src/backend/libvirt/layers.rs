@@ -177,6 +177,15 @@ fn set_layers(d: &Domain, xml: &str, layers: &BTreeMap<String, Layer>) -> Result
     .map_err(call("record layers in the domain's metadata"))
 }
 
+/// A read-only virtio disk for `file`, told apart by `serial`.
+fn readonly_disk(file: &str, serial: &str) -> String {
+    format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vdz' bus='virtio'/><readonly/><serial>{}</serial></disk>",
+        esc(file),
+        esc(serial)
+    )
+}
+
 /// The backing file of a volume, from its XML.
 fn backing_of(v: &StorageVol) -> Option<String> {
     let x = v.xml_desc(0).ok()?;
@@ -375,6 +384,84 @@ impl LibvirtBackend {
     }
 
     /// The recorded layers of a domain with their disk use.
+    /// The file of state `name`'s disk layer (in the folder of the domain's disk).
+    pub async fn layer_file(&self, domain: &str, name: &str) -> Result<String, LibvirtError> {
+        let (domain, name) = (domain.to_string(), name.to_string());
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (xml, layers) = layers_of(&d)?;
+            let layer = layers.get(&name).ok_or_else(|| LibvirtError::NotFound {
+                what: "snapshot layer",
+                name: name.clone(),
+            })?;
+            let top = disk_source(&xml).ok_or_else(|| LibvirtError::NotFound {
+                what: "disk of domain",
+                name: domain.clone(),
+            })?;
+            let dir = Path::new(&top).parent().unwrap_or(Path::new("/"));
+            Ok(dir.join(&layer.volume).to_string_lossy().into_owned())
+        })
+        .await
+    }
+
+    /// Attaches the qcow2 `file` to the running domain as a read-only virtio disk with
+    /// `serial` (target `vdz`), for the guest to read; one left by an interrupted command
+    /// is taken away first. [`LibvirtBackend::detach_readonly`] takes it away.
+    pub async fn attach_readonly(
+        &self,
+        domain: &str,
+        file: &str,
+        serial: &str,
+    ) -> Result<(), LibvirtError> {
+        let _ = self.detach_readonly(domain, file, serial).await;
+        let (domain, xml) = (domain.to_string(), readonly_disk(file, serial));
+        self.blocking(move |c| {
+            lookup(c, &domain)?
+                .attach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(call(format!("attach a read-only disk to `{domain}`")))
+        })
+        .await
+    }
+
+    /// Takes the disk of [`LibvirtBackend::attach_readonly`] away, waiting (10 s at most)
+    /// until the domain no longer lists it.
+    pub async fn detach_readonly(
+        &self,
+        domain: &str,
+        file: &str,
+        serial: &str,
+    ) -> Result<(), LibvirtError> {
+        let (d, xml, s) = (
+            domain.to_string(),
+            readonly_disk(file, serial),
+            serial.to_string(),
+        );
+        self.blocking(move |c| {
+            let dom = lookup(c, &d)?;
+            let listed = |dom: &Domain| {
+                dom.xml_desc(0)
+                    .map(|x| x.contains(&format!("<serial>{}</serial>", esc(&s))))
+                    .unwrap_or(false)
+            };
+            if !listed(&dom) {
+                return Ok(());
+            }
+            dom.detach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+                .map_err(call(format!("detach the read-only disk from `{d}`")))?;
+            for _ in 0..100 {
+                if !listed(&dom) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(LibvirtError::Call {
+                action: format!("detach the read-only disk from `{d}`"),
+                message: "the guest did not let it go within 10 s".into(),
+            })
+        })
+        .await
+    }
+
     pub async fn layers(&self, domain: &str) -> Result<Vec<LayerUse>, LibvirtError> {
         let domain = domain.to_string();
         self.blocking(move |c| {
