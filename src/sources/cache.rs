@@ -143,11 +143,7 @@ impl Mirror {
         commit: &str,
         subdir: Option<&str>,
     ) -> Result<Option<String>, SourceError> {
-        let spec = match subdir {
-            Some(s) if !s.is_empty() => format!("{commit}:{s}^{{tree}}"),
-            _ => format!("{commit}^{{tree}}"),
-        };
-        Ok(git::rev_parse(&self.path, &spec)?)
+        Ok(git::tree_at(&self.path, commit, subdir.unwrap_or(""))?)
     }
 
     pub(crate) fn has_commit(&self, commit: &str) -> Result<bool, SourceError> {

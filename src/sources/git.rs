@@ -56,6 +56,19 @@ pub(crate) fn rev_parse(dir: &Path, spec: &str) -> Result<Option<String>, GitErr
     }
 }
 
+/// The tree at `path` in commit `commit` (`path` empty: the commit's own tree).
+pub(crate) fn tree_at(dir: &Path, commit: &str, path: &str) -> Result<Option<String>, GitError> {
+    if path.is_empty() {
+        return rev_parse(dir, &format!("{commit}^{{tree}}"));
+    }
+    // `REV:PATH` takes everything after the colon as the path: check the kind apart.
+    let Some(id) = rev_parse(dir, &format!("{commit}:{path}"))? else {
+        return Ok(None);
+    };
+    let kind = run(dir, &["cat-file", "-t", &id]).unwrap_or_default();
+    Ok((kind == "tree").then_some(id))
+}
+
 /// Whether commit `id` is in the repository at `dir`.
 pub(crate) fn has_commit(dir: &Path, id: &str) -> Result<bool, GitError> {
     Ok(rev_parse(dir, &format!("{id}^{{commit}}"))?.is_some())

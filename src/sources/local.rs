@@ -64,7 +64,7 @@ pub(crate) fn read(
     }
     let whole = tree_as_is(&top)?;
     let tree = match subdir.filter(|s| !s.is_empty()) {
-        Some(s) => match git::rev_parse(&top, &format!("{whole}:{s}^{{tree}}"))? {
+        Some(s) => match git::tree_at(&top, &whole, s)? {
             Some(t) => t,
             None => {
                 return Ok(Err(format!(

@@ -9,3 +9,4 @@ mod hardening;
 mod hash_props;
 mod hashspec;
 mod releases;
+mod sources;

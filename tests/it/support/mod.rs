@@ -16,6 +16,7 @@
 //! what the tests read back from Docker and libvirt.
 
 pub(crate) mod engines;
+pub(crate) mod git;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
