@@ -22,8 +22,9 @@ use proptest::sample::Index;
 
 use crate::support::{repo, TestEnv};
 
-/// The schema version the pins below were taken at.
-const PINNED_SCHEMA: u32 = 1;
+/// The schema version the pins below were taken at (an environment without sources is
+/// hashed at version 1, so the first two pins are those of version 1).
+const PINNED_SCHEMA: u32 = 2;
 
 /// The hashes of one environment, as either side reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -902,6 +903,13 @@ fn pinned() -> Vec<(
             "sha256:b29e0f3e321d8f0a3e8a210755c0546044e6820684417e095398eda9ee9f4327",
         ),
         (
+            "an environment with sources",
+            with_sources(),
+            "sha256:c6ef7503161f02f405aaa5a58ec94fa15ab54c85b70797160044cf04dcccbfe0",
+            "app-1",
+            "sha256:4d25385a9e481176370521fd11e9162ee89351db88deb74e3d26c89a888ad88e",
+        ),
+        (
             "tests/hashspec/cases/corners",
             case_copy("corners"),
             "sha256:ffe356b7264051c37ab0025d23ec8b3d043a0c11b955d12697723506b81dcc83",
@@ -909,6 +917,27 @@ fn pinned() -> Vec<(
             "sha256:84fc1b1b3b2527436de4f816ab3ce830a03a9d380be11a155305041be46c113d",
         ),
     ]
+}
+
+/// [`SMALL`] with a source used by one machine, from a repository made here with fixed
+/// files (so a fixed tree), pinned by `hdev lock`.
+fn with_sources() -> TestEnv {
+    let text = SMALL.replace(
+        "[machine.app]",
+        "[source.site]\ngit = \"repos/site\"\nbranch = \"main\"\nsubdir = \"www\"\n\n\
+         [machine.app]\nsynced_folders = [{ source = \"site\", guest = \"/srv/site\" }]",
+    ) + "\n[[machine.db.provision]]\nscript = \"source:site/init.sh\"\n";
+    let env = TestEnv::build().own_home().envfile(&text).create();
+    crate::support::git::repo_with(
+        &env.path().join("repos/site"),
+        &[
+            ("www/init.sh", "#!/bin/sh\necho init\n"),
+            ("www/index.html", "hello\n"),
+            ("README", "x\n"),
+        ],
+    );
+    env.ok(&["lock"]);
+    env
 }
 
 #[test]
