@@ -381,6 +381,34 @@ impl Project {
         self.lock_with(&locked.standing_pins(&self.env))
     }
 
+    /// What `hdev lock` writes, given the lock there is (`old`): with `update`, the named
+    /// sources (all when none is named) moved to where their refs are now and the boxes
+    /// kept at their pins; otherwise every input as it is, sources the lock does not pin
+    /// resolved afresh (unless only `check`ing).
+    pub(crate) fn next_lock(
+        &mut self,
+        update: Option<&[String]>,
+        old: Option<&Lockfile>,
+        check: bool,
+    ) -> Result<Lockfile, ProjectError> {
+        match (update, old) {
+            (Some(names), Some(old)) => {
+                self.update_sources(names)?;
+                self.current_lock_against(old)
+            }
+            (Some(names), None) => {
+                self.update_sources(names)?;
+                self.current_lock()
+            }
+            (None, _) => {
+                if !check {
+                    self.resolve_unlocked()?;
+                }
+                self.current_lock()
+            }
+        }
+    }
+
     /// The lock file of the inputs as they are, with boxes counted as `pins` pins them.
     fn lock_with(&self, pins: &Pins) -> Result<Lockfile, ProjectError> {
         let report = self.hash_with(pins)?;

@@ -74,14 +74,10 @@ pub(super) fn lock(
 ) -> CmdResult {
     let mut project = crate::throwaway::open_project(file)?;
     project.refuse_overrides("`hdev lock`")?;
-    match update {
-        Some(names) => project.update_sources(names)?,
-        None if !check => project.resolve_unlocked()?,
-        None => {}
-    }
-    let new = project.current_lock()?;
     let path = project.lock_path();
-    let changed = lockfile::read(&path)?.as_ref() != Some(&new);
+    let old = lockfile::read(&path)?;
+    let new = project.next_lock(update, old.as_ref(), check)?;
+    let changed = old.as_ref() != Some(&new);
     if check {
         return Ok(render::envfile::lock_checked(p, &path, changed, &new.hash));
     }

@@ -8,4 +8,5 @@ pub(crate) mod nonroot;
 mod operations;
 mod release;
 mod snapshots;
+mod sources;
 mod up;

@@ -182,6 +182,16 @@ fn write_lock(dir: &Path, boxes: &[(&str, String)]) {
             "\n[boxes.{name}]\ndigest = \"{digest}\"\nsource = \"test\"\n"
         );
     }
+    // The sources `hdev lock` pinned stay pinned.
+    let kept = std::fs::read_to_string(dir.join("Envfile.lock"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("sources").cloned());
+    if let Some(sources) = kept {
+        let table = toml::Table::from_iter([("sources".to_string(), sources)]);
+        text.push('\n');
+        text.push_str(&toml::to_string(&table).expect("sources as TOML"));
+    }
     std::fs::write(dir.join("Envfile.lock"), text).expect("write lock");
 }
 
@@ -226,6 +236,11 @@ fn the_specification_agrees_with_hdev_on_the_example_the_templates_and_the_cases
         let dir = folder();
         dir.cmd().args(["init", "--template", t]).assert().success();
         let envfile = dir.path().join("Envfile");
+        if crate::support::git::has_sources(&envfile) {
+            // Its repositories, pinned by `hdev lock` (what the specification reads).
+            crate::support::git::harness_repos(dir.path());
+            dir.ok(&["lock"]);
+        }
         let unpinned = check(
             agree(&dir, &envfile, &format!("template {t}")),
             &mut failures,

@@ -308,3 +308,19 @@ fn a_rev_pins_a_commit_and_the_sources_listing_says_what_the_cache_holds() {
     );
     assert!(!Path::new(&env.path().join(".hdev/sources")).exists());
 }
+
+#[test]
+fn the_harness_sources_template_validates_with_its_two_repositories() {
+    let env = TestEnv::build().own_home().create();
+    env.ok(&["init", "--template", "harness-sources"]);
+    let r = env.run(&["validate"]);
+    assert_eq!(r.code, 1, "no repositories yet: {r}");
+    assert!(
+        r.stderr.contains("cannot fetch") && r.stderr.contains("repos/scheduler"),
+        "{r}"
+    );
+    crate::support::git::harness_repos(env.path());
+    let r = env.run(&["validate"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("4 machines"), "{r}");
+}

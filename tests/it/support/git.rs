@@ -57,3 +57,29 @@ pub(crate) fn commit(dir: &Path, files: &[(&str, &str)], message: &str) -> Strin
     git(dir, &["commit", "-q", "-m", message]);
     git(dir, &["rev-parse", "HEAD"])
 }
+
+/// The two repositories the `harness-sources` template pulls its services from, made in
+/// `dir/repos/` from the HARNESS scripts: `scheduler` (its script and a `VERSION`) and
+/// `resource-managers` (the service script), each with one commit on `main`.
+pub(crate) fn harness_repos(dir: &Path) {
+    let script = |name: &str| {
+        std::fs::read_to_string(super::repo().join("templates/harness/provision").join(name))
+            .expect("HARNESS script")
+    };
+    repo_with(
+        &dir.join("repos/scheduler"),
+        &[
+            ("scheduler.sh", &script("scheduler.sh")),
+            ("VERSION", "scheduler 1.0\n"),
+        ],
+    );
+    repo_with(
+        &dir.join("repos/resource-managers"),
+        &[("service.sh", &script("service.sh"))],
+    );
+}
+
+/// Whether the Envfile at `path` declares sources (a template that needs [`harness_repos`]).
+pub(crate) fn has_sources(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains("[source."))
+}
