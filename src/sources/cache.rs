@@ -116,7 +116,7 @@ impl Mirror {
     fn unreachable(&self, e: GitError) -> SourceError {
         SourceError::Fetch {
             url: self.url.clone(),
-            source: e,
+            why: e,
         }
     }
 

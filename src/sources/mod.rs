@@ -39,8 +39,8 @@ pub(crate) enum SourceError {
     #[error(transparent)]
     Git(#[from] git::GitError),
     /// The repository could not be fetched (network, credentials, wrong URL).
-    #[error("cannot fetch `{url}`: {source}\nhelp: check the URL and that `git ls-remote {url}` works with your git setup (hdev uses your git's credentials)")]
-    Fetch { url: String, source: git::GitError },
+    #[error("cannot fetch `{url}`: {why}\nhelp: check the URL and that `git ls-remote {url}` works with your git setup (hdev uses your git's credentials)")]
+    Fetch { url: String, why: git::GitError },
     /// The Envfile or an override is wrong, at its place.
     #[error(transparent)]
     Load(#[from] LoadError),

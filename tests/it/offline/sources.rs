@@ -316,7 +316,7 @@ fn the_harness_sources_template_validates_with_its_two_repositories() {
     let r = env.run(&["validate"]);
     assert_eq!(r.code, 1, "no repositories yet: {r}");
     assert!(
-        r.stderr.contains("cannot fetch") && r.stderr.contains("repos/scheduler"),
+        r.stderr.contains("cannot fetch") && r.stderr.contains("repos/resource-managers"),
         "{r}"
     );
     crate::support::git::harness_repos(env.path());
