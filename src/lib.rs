@@ -21,6 +21,7 @@ pub(crate) mod project;
 pub(crate) mod provision;
 pub(crate) mod release;
 pub(crate) mod snapshot;
+pub(crate) mod sources;
 pub(crate) mod state;
 pub(crate) mod templates;
 pub(crate) mod throwaway;

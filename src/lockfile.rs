@@ -16,7 +16,9 @@ use crate::boxes::Pins;
 use crate::envfile::hash::HashReport;
 use crate::envfile::Env;
 
-pub(crate) const LOCK_VERSION: u32 = 1;
+/// Version 2 adds `[sources]`; a lock without sources is still written as version 1, so
+/// that older hdev reads it.
+pub(crate) const LOCK_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LockError {
@@ -43,6 +45,27 @@ pub(crate) struct LockedBox {
     pub source: String,
 }
 
+/// A source pinned to a commit, with what the Envfile said when it was pinned: the pin
+/// stands only while the Envfile still says the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LockedSource {
+    pub git: String,
+    /// The ref as the Envfile gives it: `branch main`, `tag v1`, `rev 0123abc`.
+    #[serde(rename = "ref")]
+    pub pin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+    pub commit: String,
+    pub tree: String,
+}
+
+impl LockedSource {
+    /// Whether this pin is for `def` as the Envfile says it now.
+    pub(crate) fn stands_for(&self, def: &crate::envfile::SourceDef) -> bool {
+        self.git == def.git && self.pin == def.pin.to_string() && self.subdir == def.subdir
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Lockfile {
     pub version: u32,
@@ -50,6 +73,8 @@ pub(crate) struct Lockfile {
     pub hash: String,
     #[serde(default)]
     pub boxes: BTreeMap<String, LockedBox>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, LockedSource>,
     #[serde(default)]
     pub machines: BTreeMap<String, String>,
 }
@@ -104,6 +129,22 @@ pub(crate) fn text(path: &Path, lock: &Lockfile) -> Result<String, LockError> {
 }
 
 impl Lockfile {
+    /// The commit and tree each source is pinned to, where the pin still stands for what
+    /// the Envfile says.
+    pub(crate) fn source_pins(&self, env: &Env) -> BTreeMap<String, crate::sources::Pin> {
+        self.sources
+            .iter()
+            .filter(|(n, l)| env.sources.defs.get(*n).is_some_and(|d| l.stands_for(d)))
+            .map(|(n, l)| {
+                let pin = crate::sources::Pin {
+                    commit: l.commit.clone(),
+                    tree: l.tree.clone(),
+                };
+                (n.clone(), pin)
+            })
+            .collect()
+    }
+
     /// The digest each box is pinned to.
     pub(crate) fn pins(&self) -> Pins {
         self.boxes
@@ -158,6 +199,7 @@ pub(crate) fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
             _ => {}
         }
     }
+    source_differences(locked, now, &mut out, &short);
     for (name, was, is) in pairs(&locked.machines, &now.machines) {
         match (was, is) {
             (Some(w), Some(i)) if w != i => out.push(format!(
@@ -182,13 +224,65 @@ pub(crate) fn differences(locked: &Lockfile, now: &Lockfile) -> Vec<String> {
     out
 }
 
+fn source_differences(
+    locked: &Lockfile,
+    now: &Lockfile,
+    out: &mut Vec<String>,
+    short: &dyn Fn(&str) -> String,
+) {
+    let names: std::collections::BTreeSet<&String> =
+        locked.sources.keys().chain(now.sources.keys()).collect();
+    for name in names {
+        match (locked.sources.get(name), now.sources.get(name)) {
+            (Some(w), Some(i)) if w.pin != i.pin || w.git != i.git || w.subdir != i.subdir => out
+                .push(format!(
+                    "source `{name}`: the lock pins {} of `{}`, the Envfile now says {} of `{}`",
+                    w.pin, w.git, i.pin, i.git
+                )),
+            (Some(w), Some(i)) if w.commit != i.commit || w.tree != i.tree => out.push(format!(
+                "source `{name}`: commit {} is locked, {} is now at {}",
+                short(&w.commit),
+                i.pin,
+                short(&i.commit)
+            )),
+            (Some(_), None) => {
+                out.push(format!("source `{name}` is locked but no longer declared"))
+            }
+            (None, Some(_)) => out.push(format!("source `{name}` is not in the lock file")),
+            _ => {}
+        }
+    }
+}
+
 /// The lock file of `env`'s inputs as they are, with boxes counted as `pins` pins them:
 /// `report` is the environment hash taken that way (the caller takes it, from the Envfile
 /// as written), and each box is resolved that way here.
-pub(crate) fn of_inputs(env: &Env, report: &HashReport, pins: &Pins) -> std::io::Result<Lockfile> {
+pub(crate) fn of_inputs(
+    env: &Env,
+    report: &HashReport,
+    pins: &Pins,
+    sources: &BTreeMap<String, crate::sources::Resolved>,
+) -> std::io::Result<Lockfile> {
     let boxes = crate::boxes::resolve_digests(env, pins)?;
+    let sources: BTreeMap<String, LockedSource> = env
+        .sources
+        .defs
+        .iter()
+        .filter_map(|(n, d)| {
+            let r = sources.get(n)?;
+            let locked = LockedSource {
+                git: d.git.clone(),
+                pin: d.pin.to_string(),
+                subdir: d.subdir.clone(),
+                commit: r.commit.clone(),
+                tree: r.tree.clone(),
+            };
+            Some((n.clone(), locked))
+        })
+        .collect();
     Ok(Lockfile {
-        version: LOCK_VERSION,
+        version: if sources.is_empty() { 1 } else { LOCK_VERSION },
+        sources,
         hash: report.hash.to_string(),
         boxes: boxes
             .into_iter()
@@ -226,6 +320,7 @@ mod tests {
                 },
             )]),
             machines: BTreeMap::from([("web".to_string(), web.into())]),
+            sources: BTreeMap::new(),
         }
     }
 

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::boxes::Pins;
 use crate::envfile::hash::{self, HashReport};
+use crate::envfile::Override;
 use crate::envfile::{self, Env, LoadError};
 use crate::lockfile::{self, LockError, Lockfile};
+use crate::sources::{Request, Resolved, SourceError};
 use crate::state::StateDir;
 
 pub(crate) struct Project {
@@ -29,6 +33,14 @@ pub(crate) struct Project {
     /// copy (subnets, host ports): hashes are taken from it, so a copy's machines carry the
     /// hashes of the environment they copy.
     original: Option<Box<Env>>,
+    /// Each source resolved: its commit and tree, and a working copy in its place.
+    pub sources: BTreeMap<String, Resolved>,
+    /// `Envfile.local`'s overrides, when the project was opened without them (a
+    /// throwaway copy): named so that the user knows they did not count.
+    pub ignored_local: Vec<String>,
+    /// The folder relative repository paths of sources are taken from, when not the
+    /// Envfile's (see [`Placement::hosts_from`]).
+    url_base: Option<PathBuf>,
 }
 
 /// Where a project lives when it is not simply its folder's environment.
@@ -43,6 +55,9 @@ pub(crate) struct Placement {
     /// The folder whose remembered hosts file places the machines (default: the
     /// Envfile's): a tagged release checked out elsewhere runs on its project's hosts.
     pub hosts_from: Option<PathBuf>,
+    /// Leave `Envfile.local` out (a throwaway copy runs with overrides only when `--use`
+    /// asks for them).
+    pub no_local: bool,
 }
 
 /// Why a project could not be opened.
@@ -67,6 +82,32 @@ pub(crate) enum ProjectError {
     /// A host file named by the Envfile could not be read for hashing.
     #[error("cannot read an input of the environment: {0}")]
     Input(std::io::Error),
+    /// A source could not be fetched or exported.
+    #[error(transparent)]
+    Source(SourceError),
+}
+
+impl From<SourceError> for ProjectError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            // Problems in the Envfile or Envfile.local are shown at their place.
+            SourceError::Load(l) => ProjectError::Load(l),
+            other => ProjectError::Source(other),
+        }
+    }
+}
+
+/// The overrides given on the command line (`--use NAME=PATH`), for this process.
+static USE_ARGS: std::sync::OnceLock<Vec<Override>> = std::sync::OnceLock::new();
+
+/// Sets the overrides for every project this process opens (`--use`).
+pub(crate) fn set_use_args(given: Vec<Override>) {
+    let _ = USE_ARGS.set(given);
+}
+
+/// The overrides `--use` gave.
+pub(crate) fn use_args() -> &'static [Override] {
+    USE_ARGS.get().map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// Finds the Envfile: the given path, or `Envfile` in the current folder or above.
@@ -167,6 +208,26 @@ impl Project {
     pub(crate) fn open_placed(path: &Path, placement: Placement) -> Result<Project, ProjectError> {
         let hosts = hosts_layout(path, placement.hosts_from.as_deref())?;
         let mut env = envfile::load_with(path, hosts.as_ref())?;
+        let local = envfile::load_local(&envfile::local_path(path))?;
+        let ignored_local = match placement.no_local {
+            true => local.iter().map(|o| o.source.clone()).collect(),
+            false => Vec::new(),
+        };
+        let local = if placement.no_local {
+            Vec::new()
+        } else {
+            local
+        };
+        let req = Request {
+            pins: match lockfile::read(&lockfile::path_for(path))? {
+                Some(l) => l.source_pins(&env),
+                None => BTreeMap::new(),
+            },
+            overrides: envfile::sources::merge_overrides(local, use_args()),
+            base: placement.hosts_from.clone(),
+            ..Request::default()
+        };
+        let sources = crate::sources::resolve(&mut env, &req)?;
         pin_boxes(&mut env);
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
@@ -174,7 +235,102 @@ impl Project {
             home: placement.home.unwrap_or_else(|| env.dir.clone()),
             env,
             original: None,
+            sources,
+            ignored_local,
+            url_base: placement.hosts_from,
         })
+    }
+
+    /// The overrides in force, as asked for.
+    fn override_list(&self) -> BTreeMap<String, Override> {
+        let local = match self.ignored_local.is_empty() {
+            true => envfile::load_local(&envfile::local_path(&self.env.file)).unwrap_or_default(),
+            false => Vec::new(),
+        };
+        envfile::sources::merge_overrides(local, use_args())
+    }
+
+    /// The sources a working copy stands for (`--use`, `Envfile.local`).
+    pub(crate) fn overrides(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .filter(|(_, r)| r.local.is_some())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Fails when a working copy stands for a source: what `action` makes must not
+    /// depend on a developer's files.
+    pub(crate) fn refuse_overrides(&self, action: &str) -> Result<(), ProjectError> {
+        let names = self.overrides();
+        if names.is_empty() {
+            return Ok(());
+        }
+        Err(ProjectError::Load(LoadError::Other(format!(
+            "{action} refuses to run while a working copy stands for source{} {}\nhelp: drop `--use` and the entries of `{}`",
+            if names.len() == 1 { "" } else { "s" },
+            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            envfile::display_name(&envfile::local_path(&self.env.file)),
+        ))))
+    }
+
+    /// Resolves sources `names` (every source when empty) afresh: their repositories
+    /// fetched, their refs followed, their lock pins left aside; the others keep theirs.
+    pub(crate) fn update_sources(&mut self, names: &[String]) -> Result<(), ProjectError> {
+        for n in names {
+            if !self.env.sources.defs.contains_key(n) {
+                let known: Vec<&str> = self.env.sources.defs.keys().map(String::as_str).collect();
+                return Err(ProjectError::Load(LoadError::Other(format!(
+                    "no source `{n}` in the Envfile; its sources: {}",
+                    known.join(", ")
+                ))));
+            }
+        }
+        let refresh: BTreeSet<String> = match names.is_empty() {
+            true => self.env.sources.defs.keys().cloned().collect(),
+            false => names.iter().cloned().collect(),
+        };
+        let pins = self
+            .sources
+            .iter()
+            .map(|(n, r)| {
+                let pin = crate::sources::Pin {
+                    commit: r.commit.clone(),
+                    tree: r.tree.clone(),
+                };
+                (n.clone(), pin)
+            })
+            .collect();
+        let req = Request {
+            pins,
+            refresh,
+            overrides: self.override_list(),
+            base: self.url_base.clone(),
+            ..Request::default()
+        };
+        self.sources = crate::sources::resolve(&mut self.env, &req)?;
+        Ok(())
+    }
+
+    /// Resolves the sources the lock does not pin (new ones, or ones whose Envfile entry
+    /// changed), fetching their repositories: what `hdev lock` pins.
+    pub(crate) fn resolve_unlocked(&mut self) -> Result<(), ProjectError> {
+        let pinned = match self.lockfile()? {
+            Some(l) => l.source_pins(&self.env),
+            None => BTreeMap::new(),
+        };
+        let fresh: Vec<String> = self
+            .env
+            .sources
+            .defs
+            .keys()
+            .filter(|n| !pinned.contains_key(*n))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.update_sources(&fresh)
     }
 
     /// Adjusts the environment for where this copy runs (other subnets, ephemeral host
@@ -211,7 +367,19 @@ impl Project {
     pub(crate) fn hash_with(&self, pins: &Pins) -> Result<HashReport, ProjectError> {
         let env = self.original.as_deref().unwrap_or(&self.env);
         let boxes = crate::boxes::resolve_digests(env, pins).map_err(ProjectError::Input)?;
-        let inputs = hash::read_inputs(env, boxes).map_err(ProjectError::Input)?;
+        let mut inputs = hash::read_inputs(env, boxes).map_err(ProjectError::Input)?;
+        inputs.sources = self
+            .sources
+            .iter()
+            .map(|(n, r)| {
+                let input = hash::SourceInput {
+                    tree: r.counted_tree.clone(),
+                    commit: r.local.is_none().then(|| r.commit.clone()),
+                    local: r.local.is_some(),
+                };
+                (n.clone(), input)
+            })
+            .collect();
         Ok(hash::compute(env, &inputs))
     }
 
@@ -228,9 +396,37 @@ impl Project {
         self.lock_with(&locked.standing_pins(&self.env))
     }
 
+    /// What `hdev lock` writes, given the lock there is (`old`): with `update`, the named
+    /// sources (all when none is named) moved to where their refs are now and the boxes
+    /// kept at their pins; otherwise every input as it is, sources the lock does not pin
+    /// resolved afresh (unless only `check`ing).
+    pub(crate) fn next_lock(
+        &mut self,
+        update: Option<&[String]>,
+        old: Option<&Lockfile>,
+        check: bool,
+    ) -> Result<Lockfile, ProjectError> {
+        match (update, old) {
+            (Some(names), Some(old)) => {
+                self.update_sources(names)?;
+                self.current_lock_against(old)
+            }
+            (Some(names), None) => {
+                self.update_sources(names)?;
+                self.current_lock()
+            }
+            (None, _) => {
+                if !check {
+                    self.resolve_unlocked()?;
+                }
+                self.current_lock()
+            }
+        }
+    }
+
     /// The lock file of the inputs as they are, with boxes counted as `pins` pins them.
     fn lock_with(&self, pins: &Pins) -> Result<Lockfile, ProjectError> {
         let report = self.hash_with(pins)?;
-        lockfile::of_inputs(&self.env, &report, pins).map_err(ProjectError::Input)
+        lockfile::of_inputs(&self.env, &report, pins, &self.sources).map_err(ProjectError::Input)
     }
 }

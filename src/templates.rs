@@ -32,6 +32,13 @@ pub(crate) const TEMPLATES: &[Template] = &[
         strip: "templates/harness/",
         folders: &[("templates/harness/", ""), ("boxes/", "boxes/")],
     },
+    Template {
+        name: "harness-sources",
+        about: "the HARNESS platform with its services from the teams' git repositories (sources)",
+        envfile: include_str!("../templates/harness-sources/Envfile"),
+        strip: "",
+        folders: &[("boxes/busybox/", "boxes/busybox/")],
+    },
 ];
 
 pub(crate) fn find(name: &str) -> Option<&'static Template> {

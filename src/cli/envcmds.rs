@@ -40,32 +40,44 @@ pub(super) fn validate(p: &Printer, file: Option<&Path>) -> CmdResult {
     Ok(0)
 }
 
+/// `hdev hash`: with `+local` when a working copy stands for a source.
 pub(super) fn hash(p: &Printer, file: Option<&Path>, explain: bool, short: bool) -> CmdResult {
     let project = crate::throwaway::open_project(file)?;
     let report = project.hash()?;
     if p.json {
-        p.json(&report);
+        let mut v = serde_json::to_value(&report)?;
+        v["hash"] = report.shown().into();
+        p.json(&v);
         return Ok(0);
     }
     if explain {
         for item in &report.inputs {
             p.line(format!("{:<40} {}", item.what, item.digest));
         }
-        p.line(format!("{:<40} {}", "environment", report.hash));
+        p.line(format!("{:<40} {}", "environment", report.shown()));
     } else if short {
-        p.line(report.hash.short());
+        p.line(report.shown_short());
     } else {
-        p.line(report.hash.to_string());
+        p.line(report.shown());
     }
+    render::envfile::local_note(p, &project);
     Ok(0)
 }
 
-/// `hdev lock [--check]`: writes `Envfile.lock`, or checks that it is up to date.
-pub(super) fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
-    let project = crate::throwaway::open_project(file)?;
-    let new = project.current_lock()?;
+/// `hdev lock [--check] [--update [NAME...]]`: writes `Envfile.lock`, or checks that it is
+/// up to date; refused while a working copy stands for a source.
+pub(super) fn lock(
+    p: &Printer,
+    file: Option<&Path>,
+    check: bool,
+    update: Option<&[String]>,
+) -> CmdResult {
+    let mut project = crate::throwaway::open_project(file)?;
+    project.refuse_overrides("`hdev lock`")?;
     let path = project.lock_path();
-    let changed = lockfile::read(&path)?.as_ref() != Some(&new);
+    let old = lockfile::read(&path)?;
+    let new = project.next_lock(update, old.as_ref(), check)?;
+    let changed = old.as_ref() != Some(&new);
     if check {
         return Ok(render::envfile::lock_checked(p, &path, changed, &new.hash));
     }
@@ -73,5 +85,12 @@ pub(super) fn lock(p: &Printer, file: Option<&Path>, check: bool) -> CmdResult {
         lockfile::write(&path, &new)?;
     }
     render::envfile::locked(p, &path, changed, &new);
+    Ok(0)
+}
+
+/// `hdev sources [--fetch]`.
+pub(super) fn sources(p: &Printer, file: Option<&Path>, fetch: bool) -> CmdResult {
+    let rows = crate::ops::sources::sources(file, fetch)?;
+    render::envfile::sources(p, &rows);
     Ok(0)
 }

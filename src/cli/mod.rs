@@ -36,6 +36,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "HDEV_HOSTS", value_name = "FILE")]
     pub hosts: Option<PathBuf>,
 
+    /// A working copy in place of a source (`--use scheduler=../scheduler`), for this
+    /// command; repeat it for several. `Envfile.local` holds such overrides too.
+    #[arg(long = "use", global = true, value_name = "NAME=PATH", value_parser = crate::envfile::parse_use)]
+    pub uses: Vec<crate::envfile::Override>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,11 +70,21 @@ pub(crate) enum Command {
         #[arg(long)]
         short: bool,
     },
-    /// Write Envfile.lock: the box digests and the environment hash.
+    /// Write Envfile.lock: the box digests, each source's commit and the environment hash.
     Lock {
         /// Fail if Envfile.lock would change (for CI).
         #[arg(long)]
         check: bool,
+        /// Move sources (all when none is named) to where their branch or tag is now.
+        #[arg(long, value_name = "NAME", num_args = 0.., conflicts_with = "check")]
+        update: Option<Vec<String>>,
+    },
+    /// The sources (`[source.NAME]`): pinned commit, what the cache holds, working copies
+    /// in their place.
+    Sources {
+        /// Ask each repository whether its branch or tag moved since the pin.
+        #[arg(long)]
+        fetch: bool,
     },
     /// List releases (git tags) with their environment hashes.
     Releases,
@@ -280,10 +295,14 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
     if let Some(h) = &cli.hosts {
         crate::project::set_hosts_arg(h.clone());
     }
+    crate::project::set_use_args(cli.uses.clone());
     match cmd {
-        C::Init { .. } | C::Validate | C::Hash { .. } | C::Lock { .. } | C::Doctor { .. } => {
-            envfile_command(p, file, cmd)
-        }
+        C::Init { .. }
+        | C::Validate
+        | C::Hash { .. }
+        | C::Lock { .. }
+        | C::Sources { .. }
+        | C::Doctor { .. } => envfile_command(p, file, cmd),
         C::Releases
         | C::Up { .. }
         | C::Update { .. }
@@ -313,7 +332,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
     }
 }
 
-/// `init`, `validate`, `hash`, `lock`, `doctor`.
+/// `init`, `validate`, `hash`, `lock`, `sources`, `doctor`.
 fn envfile_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
     match cmd {
         Command::Init {
@@ -323,7 +342,8 @@ fn envfile_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
         } => envcmds::init(p, template, *list, *force),
         Command::Validate => envcmds::validate(p, file),
         Command::Hash { explain, short } => envcmds::hash(p, file, *explain, *short),
-        Command::Lock { check } => envcmds::lock(p, file, *check),
+        Command::Lock { check, update } => envcmds::lock(p, file, *check, update.as_deref()),
+        Command::Sources { fetch } => envcmds::sources(p, file, *fetch),
         Command::Doctor { libvirt_uri } => doctor::doctor(p, libvirt_uri, file),
         _ => unreachable!("`dispatch` routes only Envfile commands here"),
     }

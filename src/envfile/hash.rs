@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::model::{Base, Env, Machine, SCHEMA_VERSION};
+use super::model::{source_ref, Base, Env, Machine};
 
 /// A `sha256:<hex>` digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -61,6 +61,19 @@ pub struct Inputs {
     pub files: BTreeMap<String, String>,
     /// Box name -> digest.
     pub boxes: BTreeMap<String, BoxInput>,
+    /// Source name -> its tree.
+    pub sources: BTreeMap<String, SourceInput>,
+}
+
+/// How a source counts: by the git tree id of its files.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceInput {
+    /// The git tree id (of `subdir` when the source has one).
+    pub tree: String,
+    /// The commit it is at (`None` for a working copy's own files).
+    pub commit: Option<String>,
+    /// A developer's working copy in place of the pinned commit (`--use`, `Envfile.local`).
+    pub local: bool,
 }
 
 /// Reads every host file the environment's provisioning reads.
@@ -68,7 +81,12 @@ pub fn read_inputs(env: &Env, boxes: BTreeMap<String, BoxInput>) -> std::io::Res
     let mut files = BTreeMap::new();
     for m in env.machines.values() {
         for step in &m.provision {
-            for p in step.inputs() {
+            // A file of a source counts through the source's tree.
+            for p in step
+                .inputs()
+                .into_iter()
+                .filter(|p| source_ref(p).is_none())
+            {
                 if !files.contains_key(p) {
                     let path = env.resolve(p);
                     let d = digest_path(&path).map_err(|e| {
@@ -79,7 +97,11 @@ pub fn read_inputs(env: &Env, boxes: BTreeMap<String, BoxInput>) -> std::io::Res
             }
         }
     }
-    Ok(Inputs { files, boxes })
+    Ok(Inputs {
+        files,
+        boxes,
+        sources: BTreeMap::new(),
+    })
 }
 
 /// Digest of a file's bytes, or of a folder's tree (names, kinds, executable bits, file
@@ -146,6 +168,27 @@ pub struct HashReport {
     pub schema_version: u32,
     pub machines: BTreeMap<String, EnvHash>,
     pub inputs: Vec<ExplainItem>,
+    /// Sources counted by a working copy rather than their pinned commit: the hash is
+    /// then not the environment's, and is shown with `+local`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<String>,
+}
+
+impl HashReport {
+    /// The hash as it is shown: with `+local` when a working copy counted.
+    pub fn shown(&self) -> String {
+        if self.local.is_empty() {
+            self.hash.to_string()
+        } else {
+            format!("{}+local", self.hash)
+        }
+    }
+
+    /// The short form as it is shown.
+    pub fn shown_short(&self) -> String {
+        let plus = if self.local.is_empty() { "" } else { "+local" };
+        format!("{}{plus}", self.hash.short())
+    }
 }
 
 /// JSON with object keys sorted at every level, whatever serde_json's map type is.
@@ -192,6 +235,17 @@ struct MachineInputs<'a> {
     files: BTreeMap<&'a str, &'a str>,
     base: Option<&'a str>,
     networks: BTreeMap<&'a str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<BTreeMap<&'a str, &'a str>>,
+}
+
+/// The tree each source counts by (`unresolved` when it was not resolved).
+fn tree_of<'a>(inputs: &'a Inputs, name: &str) -> &'a str {
+    inputs
+        .sources
+        .get(name)
+        .map(|s| s.tree.as_str())
+        .unwrap_or("unresolved")
 }
 
 /// Hashes one machine: its definition, the files it reads, its box and its networks.
@@ -200,6 +254,7 @@ pub fn machine_hash(env: &Env, m: &Machine, inputs: &Inputs) -> EnvHash {
         .provision
         .iter()
         .flat_map(|s| s.inputs())
+        .filter(|p| source_ref(p).is_none())
         .map(|p| {
             (
                 p,
@@ -223,12 +278,20 @@ pub fn machine_hash(env: &Env, m: &Machine, inputs: &Inputs) -> EnvHash {
         .filter_map(|a| env.networks.get(&a.network))
         .map(|n| (n.name.as_str(), n.subnet.to_string()))
         .collect();
+    let schema = env.schema();
+    let sources = (schema > 1).then(|| {
+        env.sources_of(m)
+            .into_iter()
+            .map(|n| (n, tree_of(inputs, n)))
+            .collect()
+    });
     EnvHash::of(&canonical_json(&MachineInputs {
-        schema: SCHEMA_VERSION,
+        schema,
         machine: m,
         files,
         base,
         networks,
+        sources,
     }))
 }
 
@@ -240,6 +303,8 @@ struct EnvInputs<'a> {
     networks: &'a BTreeMap<String, super::model::Network>,
     machines: &'a BTreeMap<String, EnvHash>,
     tests: &'a [super::model::TestCheck],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<BTreeMap<&'a str, &'a str>>,
 }
 
 /// Hashes the whole environment.
@@ -259,18 +324,40 @@ pub fn compute(env: &Env, inputs: &Inputs) -> HashReport {
             )
         })
         .collect();
+    let schema = env.schema();
+    let sources = (schema > 1).then(|| {
+        env.sources
+            .defs
+            .keys()
+            .map(|n| (n.as_str(), tree_of(inputs, n)))
+            .collect()
+    });
     let hash = EnvHash::of(&canonical_json(&EnvInputs {
-        schema: SCHEMA_VERSION,
+        schema,
         settings: &env.settings,
         boxes,
         networks: &env.networks,
         machines: &machines,
         tests: &env.tests,
+        sources,
     }));
     let mut items = vec![ExplainItem {
         what: "schema version".into(),
-        digest: SCHEMA_VERSION.to_string(),
+        digest: schema.to_string(),
     }];
+    for name in env.sources.defs.keys() {
+        let what = match inputs.sources.get(name) {
+            Some(s) if s.local => format!("source `{name}` (working copy)"),
+            Some(SourceInput {
+                commit: Some(c), ..
+            }) => format!("source `{name}` (commit {})", &c[..c.len().min(12)]),
+            _ => format!("source `{name}`"),
+        };
+        items.push(ExplainItem {
+            what,
+            digest: format!("tree {}", tree_of(inputs, name)),
+        });
+    }
     for (name, b) in &inputs.boxes {
         items.push(ExplainItem {
             what: format!("box `{name}` ({})", b.from),
@@ -291,8 +378,14 @@ pub fn compute(env: &Env, inputs: &Inputs) -> HashReport {
     }
     HashReport {
         hash,
-        schema_version: SCHEMA_VERSION,
+        schema_version: schema,
         machines,
         inputs: items,
+        local: inputs
+            .sources
+            .iter()
+            .filter(|(_, s)| s.local)
+            .map(|(n, _)| n.clone())
+            .collect(),
     }
 }

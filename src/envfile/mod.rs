@@ -11,6 +11,7 @@ mod hosts;
 pub mod model;
 mod parse;
 mod read;
+pub mod sources;
 pub mod topology;
 pub mod units;
 mod validate;
@@ -21,6 +22,7 @@ pub use diag::{Diagnostic, Diagnostics, SourceFile};
 pub use hosts::load_hosts_file;
 pub use model::*;
 use read::Ctx;
+pub use sources::{load_local, local_path, parse_use, Override, OverrideFrom};
 
 /// The name hdev looks for.
 pub const ENVFILE: &str = "Envfile";
@@ -37,6 +39,9 @@ pub enum LoadError {
     /// The file was read and has problems, each with its place in the file.
     #[error("{0}")]
     Invalid(Box<Diagnostics>),
+    /// A problem outside any file: a `--use` override, a source that cannot be reached.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// The most hdev reads of a text file it is given (Envfile, hosts file, lock, recipe):
@@ -122,12 +127,21 @@ pub fn load_source_with(
         // A syntax error makes everything after it unreliable; report only those.
         return Err(Diagnostics::new(source.clone(), ctx.diags));
     }
-    let draft = parse::read(&mut ctx, root.get_ref());
+    let mut draft = parse::read(&mut ctx, root.get_ref());
     if check_files {
         check_host_files(&mut ctx, &draft, dir);
     }
+    let defs = std::mem::take(&mut draft.sources);
+    let uses = sources::check_uses(&mut ctx, &draft, &defs);
     match validate::build(&mut ctx, draft, dir, &source.path, hosts) {
-        Some(env) if ctx.diags.is_empty() => Ok(env),
+        Some(mut env) if ctx.diags.is_empty() => {
+            env.sources = Sources {
+                defs: defs.into_iter().map(|d| (d.name.clone(), d)).collect(),
+                uses,
+                roots: Default::default(),
+            };
+            Ok(env)
+        }
         _ => Err(Diagnostics::new(source.clone(), ctx.diags)),
     }
 }
@@ -151,6 +165,9 @@ fn check_host_files(ctx: &mut Ctx, draft: &parse::Draft, dir: &Path) {
                     .map(|(_, p)| (p, "synced folder", false)),
             );
         for (p, what, file_only) in inputs {
+            if source_ref(&p.value).is_some() {
+                continue; // checked against the source's tree once it is resolved
+            }
             let path = if Path::new(&p.value).is_absolute() {
                 PathBuf::from(&p.value)
             } else {

@@ -13,7 +13,94 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the Envfile meaning; part of every hash so that a change in how hdev reads an
 /// Envfile can never be mistaken for the same environment.
-pub const SCHEMA_VERSION: u32 = 1;
+/// An environment that declares no source is hashed as in version 1 (see docs/HASH.md),
+/// so that every hash recorded before sources existed still holds.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// How the paths of an Envfile name a file of a source: `source:NAME/PATH`.
+pub const SOURCE_PREFIX: &str = "source:";
+
+/// The source and the path inside it that `written` names, when it names one
+/// (`source:scheduler/deploy.sh` is `("scheduler", "deploy.sh")`, `source:scheduler` is
+/// `("scheduler", "")`).
+pub fn source_ref(written: &str) -> Option<(&str, &str)> {
+    let rest = written.strip_prefix(SOURCE_PREFIX)?;
+    Some(rest.split_once('/').unwrap_or((rest, "")))
+}
+
+/// Which commit of its repository a source stands for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum GitRef {
+    /// A commit, by its id (or a prefix of it).
+    Rev(String),
+    /// A tag, which should not move.
+    Tag(String),
+    /// A branch, which moves: `Envfile.lock` pins where it was.
+    Branch(String),
+}
+
+impl GitRef {
+    /// The key the Envfile writes it with.
+    pub fn key(&self) -> &'static str {
+        match self {
+            GitRef::Rev(_) => "rev",
+            GitRef::Tag(_) => "tag",
+            GitRef::Branch(_) => "branch",
+        }
+    }
+
+    /// The written value.
+    pub fn value(&self) -> &str {
+        match self {
+            GitRef::Rev(v) | GitRef::Tag(v) | GitRef::Branch(v) => v,
+        }
+    }
+}
+
+impl fmt::Display for GitRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key(), self.value())
+    }
+}
+
+/// A `[source.NAME]`: a sub-project's git repository at one commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceDef {
+    pub name: String,
+    /// URL or path of the repository, as written (a relative path is relative to the
+    /// Envfile's folder).
+    pub git: String,
+    pub pin: GitRef,
+    /// The folder of the repository the source is (default: its root).
+    pub subdir: Option<String>,
+    /// Where `rev`/`tag`/`branch` is written, for errors found in the repository.
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+/// One place where the Envfile names a path in a source, checked against the source's
+/// tree once the source is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUse {
+    pub source: String,
+    /// The path inside the source (empty: the source's root).
+    pub path: String,
+    /// Whether it must be a file (a script, a playbook) rather than a file or a folder.
+    pub file_only: bool,
+    pub span: Range<usize>,
+}
+
+/// The sources of an environment: what the Envfile declares, where it uses them, and,
+/// once resolved outside the model, the folder that holds each one's files.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub defs: BTreeMap<String, SourceDef>,
+    pub uses: Vec<SourceUse>,
+    /// Source name -> the folder with its files (filled by whoever resolves sources; a
+    /// path in a source that is not resolved names nothing that exists).
+    pub roots: BTreeMap<String, PathBuf>,
+}
 
 /// A whole environment.
 #[derive(Debug, Clone)]
@@ -30,6 +117,8 @@ pub struct Env {
     pub tests: Vec<TestCheck>,
     /// Where machines run: hosts and the swarm. Never part of a hash.
     pub layout: Layout,
+    /// Sub-projects from git (`[source.NAME]`) and where the Envfile refers into them.
+    pub sources: Sources,
 }
 
 /// Where an environment's machines run: the hosts they are placed on (from the Envfile's
@@ -358,7 +447,8 @@ impl ProvisionStep {
         }
     }
 
-    /// Host paths this step reads (relative to the Envfile's folder unless absolute).
+    /// Host paths this step reads (relative to the Envfile's folder unless absolute, or
+    /// `source:NAME/PATH`).
     pub fn inputs(&self) -> Vec<&str> {
         match self {
             ProvisionStep::Shell { .. } => vec![],
@@ -410,6 +500,18 @@ pub struct Machine {
     pub place: Place,
 }
 
+impl Machine {
+    /// The sources this machine reads: through its provisioning and its synced folders.
+    pub fn sources(&self) -> std::collections::BTreeSet<&str> {
+        let steps = self.provision.iter().flat_map(|s| s.inputs());
+        let folders = self.synced_folders.iter().map(|s| s.host.as_str());
+        steps
+            .chain(folders)
+            .filter_map(|p| source_ref(p).map(|(n, _)| n))
+            .collect()
+    }
+}
+
 /// An acceptance check from `[[test]]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TestCheck {
@@ -452,8 +554,43 @@ impl Env {
         out
     }
 
-    /// Resolves a path from the Envfile against the Envfile's folder.
+    /// The schema version this environment's hash is taken at: 1 without sources.
+    pub fn schema(&self) -> u32 {
+        if self.sources.defs.is_empty() {
+            1
+        } else {
+            SCHEMA_VERSION
+        }
+    }
+
+    /// The sources machine `m` uses: through provisioning, synced folders and its box's
+    /// recipe or file.
+    pub fn sources_of<'a>(&'a self, m: &'a Machine) -> std::collections::BTreeSet<&'a str> {
+        let mut out = m.sources();
+        if let Base::Box(b) = &m.base {
+            if let Some(BoxSource::Recipe(p) | BoxSource::File(p)) =
+                self.boxes.get(b).map(|d| &d.source)
+            {
+                out.extend(source_ref(p).map(|(n, _)| n));
+            }
+        }
+        out
+    }
+
+    /// Resolves a path from the Envfile: against the Envfile's folder, or, for
+    /// `source:NAME/PATH`, against the folder that holds the source's files.
     pub fn resolve(&self, p: &str) -> PathBuf {
+        if let Some((name, rest)) = source_ref(p) {
+            let root = match self.sources.roots.get(name) {
+                Some(r) => r.clone(),
+                None => self.dir.join(".hdev").join("unresolved-source").join(name),
+            };
+            return if rest.is_empty() {
+                root
+            } else {
+                root.join(rest)
+            };
+        }
         let p = std::path::Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()

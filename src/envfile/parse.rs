@@ -20,6 +20,7 @@ pub(super) struct Draft {
     pub machines: Vec<MachineDraft>,
     pub tests: Vec<TestDraft>,
     pub hosts: Vec<super::hosts::HostDraft>,
+    pub sources: Vec<super::model::SourceDef>,
 }
 
 pub(super) struct EnvDraft {
@@ -37,6 +38,8 @@ pub(super) struct BoxDraft {
     pub source: Option<BoxSource>,
     pub sha256: Option<String>,
     pub version: Option<String>,
+    /// The recipe or file path as written, for paths in sources.
+    pub path: Option<Sp<String>>,
 }
 
 pub(super) struct NetworkDraft {
@@ -88,7 +91,7 @@ pub(super) struct TestDraft {
     pub timeout_ms: Option<u64>,
 }
 
-const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test", "host"];
+const TOP_KEYS: &[&str] = &["env", "box", "network", "machine", "test", "host", "source"];
 const ENV_KEYS: &[&str] = &[
     "name",
     "description",
@@ -121,7 +124,7 @@ const MACHINE_KEYS: &[&str] = &[
     "host",
 ];
 const ATTACH_KEYS: &[&str] = &["name", "address"];
-const SYNCED_KEYS: &[&str] = &["host", "guest", "readonly"];
+const SYNCED_KEYS: &[&str] = &["host", "source", "guest", "readonly"];
 const STEP_KINDS: &[&str] = &["shell", "script", "file", "ansible"];
 const STEP_KEYS: &[&str] = &[
     "name",
@@ -180,6 +183,7 @@ pub(super) fn read(ctx: &mut Ctx, root: &DeTable<'_>) -> Draft {
         machines: Vec::new(),
         tests: Vec::new(),
         hosts: super::hosts::read_hosts(ctx, root),
+        sources: super::sources::read_sources(ctx, root),
     };
     if let Some((_, v)) = get(root, "env") {
         if let Some(t) = ctx.table(v, "env") {
@@ -360,6 +364,7 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
     let file = opt_string(ctx, t, "file", &what);
     let url = opt_string(ctx, t, "url", &what);
     let sha256 = read_sha256(ctx, t, &what);
+    let path = recipe.clone().or_else(|| file.clone());
     let sources: Vec<BoxSource> = [
         recipe.map(|s| BoxSource::Recipe(s.value)),
         file.map(|s| BoxSource::File(s.value)),
@@ -379,6 +384,7 @@ fn read_box(ctx: &mut Ctx, name: Sp<String>, t: &DeTable<'_>) -> BoxDraft {
                 .to_ascii_lowercase()
         }),
         version: opt_string(ctx, t, "version", &what).map(|s| s.value),
+        path,
     }
 }
 
@@ -824,12 +830,19 @@ fn read_synced_folder(
 ) -> Option<(SyncedFolder, Sp<String>)> {
     let st = ctx.table(item, what)?;
     ctx.check_keys(st, SYNCED_KEYS, &format!("`{what}`"));
+    let from_source = opt_string(ctx, st, "source", what);
     let host = opt_string(ctx, st, "host", what);
     let guest = opt_string(ctx, st, "guest", what);
-    let readonly = get(st, "readonly")
-        .and_then(|(_, b)| ctx.boolean(b, "readonly"))
-        .map(|b| b.value)
-        .unwrap_or(false);
+    let readonly = get(st, "readonly").and_then(|(_, b)| ctx.boolean(b, "readonly"));
+    let host = match from_source {
+        Some(src) => source_folder(ctx, src, host.as_ref(), readonly.as_ref())?,
+        None => host,
+    };
+    let readonly = match &host {
+        // A pinned source's files are shared by every environment at its commit.
+        Some(h) if h.value.starts_with(super::model::SOURCE_PREFIX) => true,
+        _ => readonly.is_some_and(|b| b.value),
+    };
     match (host, guest) {
         (Some(h), Some(g)) if g.value.starts_with('/') => Some((
             SyncedFolder {
@@ -851,11 +864,42 @@ fn read_synced_folder(
             ctx.push(
                 Diagnostic::new(item.span(), "a synced folder needs `host` and `guest`")
                     .label("incomplete")
-                    .help("e.g. `{ host = \"./src\", guest = \"/src\" }`"),
+                    .help("e.g. `{ host = \"./src\", guest = \"/src\" }` or `{ source = \"scheduler\", guest = \"/srv/scheduler\" }`"),
             );
             None
         }
     }
+}
+
+/// `{ source = "NAME", guest = ... }`: the source's folder, written `source:NAME` in the
+/// model. Not with `host`; read-only, always.
+fn source_folder(
+    ctx: &mut Ctx,
+    src: Sp<String>,
+    host: Option<&Sp<String>>,
+    readonly: Option<&Sp<bool>>,
+) -> Option<Option<Sp<String>>> {
+    if let Some(h) = host {
+        ctx.push(
+            Diagnostic::new(h.span.clone(), "a synced folder has both `host` and `source`")
+                .label("one of them")
+                .help("`source = \"NAME\"` syncs the source's folder; `host = \"source:NAME/PATH\"` a folder in it"),
+        );
+        return None;
+    }
+    if let Some(b) = readonly.filter(|b| !b.value) {
+        ctx.push(
+            Diagnostic::new(b.span.clone(), "a source's folder is synced read-only")
+                .label("`readonly = false` on a source")
+                .help("a pinned source is shared by every environment at its commit; copy it in with a `file` step if the machine must change it"),
+        );
+        return None;
+    }
+    let name = src.value.trim_end_matches('/');
+    Some(Some(Sp::new(
+        format!("{}{name}", super::model::SOURCE_PREFIX),
+        src.span,
+    )))
 }
 
 fn read_env_vars(ctx: &mut Ctx, t: &DeTable<'_>, what: &str) -> BTreeMap<String, String> {

@@ -91,6 +91,7 @@ pub(super) fn build(
         machines,
         tests,
         layout,
+        sources: Sources::default(),
     };
     check_topology(ctx, &env, &spans).then_some(env)
 }

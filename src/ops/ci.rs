@@ -56,6 +56,19 @@ pub(crate) async fn run(
     let instance = throwaway::new_instance(&project.env.settings.name);
     let (copy, _run_lock) = Copy::create(&home, &instance, &envfile, "working tree")?;
     p.note(format!("throwaway copy `{instance}`"));
+    if let Ok(local) = crate::envfile::load_local(&crate::envfile::local_path(&envfile)) {
+        for o in local.iter().filter(|o| {
+            !crate::project::use_args()
+                .iter()
+                .any(|u| u.source == o.source)
+        }) {
+            p.note(format!(
+                "`Envfile.local` puts `{}` in place of source `{}`: not in this copy (give `--use` to test it)",
+                o.path.display(),
+                o.source
+            ));
+        }
+    }
     let opts = CopyOptions {
         home: &home,
         timeout: Duration::from_secs(a.timeout),

@@ -91,6 +91,11 @@ fn relative(env: &Env, p: &Path) -> Result<String, ExportError> {
 /// its roles are) and every synced folder; never `.hdev/` (keys, state) or the archive.
 fn files_of(project: &Project, out: &Path) -> anyhow::Result<BTreeMap<String, Content>> {
     let env = &project.env;
+    if let Some(name) = env.sources.defs.keys().next() {
+        anyhow::bail!(ExportError::Refused(format!(
+            "the environment takes files from source `{name}` (a git repository), and archives do not carry sources yet"
+        )));
+    }
     let skip = [env.dir.join(".hdev"), out.to_path_buf()];
     let mut paths = vec![env.file.clone()];
     for m in env.machines.values() {

@@ -12,6 +12,7 @@ pub(crate) mod interact;
 pub(crate) mod release;
 pub(crate) mod session;
 pub(crate) mod snapshot;
+pub(crate) mod sources;
 pub(crate) mod status;
 pub(crate) mod teardown;
 pub(crate) mod test;

@@ -59,6 +59,7 @@ pub(crate) fn releases(file: Option<&Path>) -> anyhow::Result<Vec<ReleaseRow>> {
 
 /// Refuses when the inputs no longer match `Envfile.lock`, naming every difference.
 pub(crate) fn check_locked(project: &Project) -> anyhow::Result<()> {
+    project.refuse_overrides("`hdev up --locked`")?;
     let path = project.lock_path();
     let Some(locked) = project.lockfile()? else {
         anyhow::bail!(
@@ -66,7 +67,8 @@ pub(crate) fn check_locked(project: &Project) -> anyhow::Result<()> {
             crate::envfile::display_name(&path)
         );
     };
-    let diffs = crate::lockfile::differences(&locked, &project.current_lock_against(&locked)?);
+    let mut diffs = crate::lockfile::differences(&locked, &project.current_lock_against(&locked)?);
+    diffs.extend(moved_sources(project)?);
     if diffs.is_empty() {
         return Ok(());
     }
@@ -75,6 +77,21 @@ pub(crate) fn check_locked(project: &Project) -> anyhow::Result<()> {
         crate::envfile::display_name(&path),
         diffs.join("\n  ")
     )
+}
+
+/// A sentence for each locked source whose branch or tag moved in its repository.
+fn moved_sources(project: &Project) -> anyhow::Result<Vec<String>> {
+    let moved = crate::sources::moved(&project.env, &project.sources)?;
+    Ok(moved
+        .into_iter()
+        .map(|(name, pin, now)| match now {
+            Some(c) => format!(
+                "source `{name}`: {pin} moved to {} in its repository; `hdev lock --update {name}` follows it",
+                &c[..c.len().min(12)]
+            ),
+            None => format!("source `{name}`: {pin} is gone from its repository"),
+        })
+        .collect())
 }
 
 /// Which release to move this folder's environment to, and on what terms.
@@ -220,8 +237,11 @@ impl ReleaseReport {
 pub(crate) fn gate(file: Option<&Path>, tag: &str) -> anyhow::Result<Gate> {
     let envfile = find_envfile(file)?;
     let home = copyrun::home_of(&envfile);
+    let here = throwaway::open_project(Some(&envfile))?;
+    // A release is what the repository says, never a developer's working copy.
+    here.refuse_overrides("`hdev release`")?;
     let cand = gatekeeper::preflight(&home, tag)?;
-    let env_name = throwaway::open_project(Some(&envfile))?.env.settings.name;
+    let env_name = here.env.settings.name;
     let short = cand.commit[..12.min(cand.commit.len())].to_string();
     Ok(Gate {
         cand,

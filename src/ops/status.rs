@@ -34,6 +34,9 @@ pub(crate) struct Row {
     pub addresses: BTreeMap<String, String>,
     pub ports: Vec<String>,
     pub id: Option<String>,
+    /// Sources this machine uses that a working copy stands for (`--use`, `Envfile.local`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<String>,
 }
 
 /// The whole of `status`.
@@ -50,6 +53,10 @@ pub(crate) struct StatusReport {
     /// Engines the environment uses that could not be reached, with why and what to do:
     /// their machines show `unreachable`.
     pub unreachable: Vec<String>,
+    /// Sources a working copy stands for, with the copy's folder and whether it has
+    /// uncommitted changes: the hash is then a developer's (`+local`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub local: BTreeMap<String, crate::sources::LocalUse>,
 }
 
 /// Reads the engines and the state. Drift comes from the last recorded check (no guest
@@ -156,7 +163,15 @@ pub(crate) fn report(
             _ => false,
         };
         let host = host_of(env, m, obs);
+        let local = m
+            .map(|m| env.sources_of(m))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| o.project.sources.get(*s).is_some_and(|r| r.local.is_some()))
+            .map(str::to_string)
+            .collect();
         rows.push(Row {
+            local,
             host,
             baseline: observed.baselines.contains(&name),
             drifted: drifted.get(&name).map(|d| d.0),
@@ -183,6 +198,12 @@ pub(crate) fn report(
         unreachable: backends
             .errors()
             .map(|(k, e)| format!("{k}: {e}"))
+            .collect(),
+        local: o
+            .project
+            .sources
+            .iter()
+            .filter_map(|(n, r)| Some((n.clone(), r.local.clone()?)))
             .collect(),
     }
 }

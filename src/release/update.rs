@@ -92,6 +92,7 @@ pub(crate) fn open_release(
             state: Some(StateDir::new(home)),
             home: Some(home.to_path_buf()),
             hosts_from: Some(home.to_path_buf()),
+            no_local: true,
         },
     )
     .map_err(|e| ReleaseError::Project {

@@ -205,6 +205,8 @@ impl Copy {
                 home: Some(self.root.clone()),
                 // The project it copies (`HOME/.hdev/ci/INSTANCE`): its hosts place the copy.
                 hosts_from: self.root.ancestors().nth(3).map(Path::to_path_buf),
+                // A copy runs with overrides only when `--use` asks for them.
+                no_local: true,
             },
         )?;
         let subnets = self.record.subnets.clone();

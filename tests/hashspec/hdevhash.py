@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""hdevhash: an independent implementation of hdev's environment hash, schema version 1.
+"""hdevhash: an independent implementation of hdev's environment hash, schema version 2
+(and version 1, which an environment without sources is hashed at).
 
 Written from docs/HASH.md alone (standard library only: tomllib, hashlib, json), so that
 the specification, not hdev's source, is what the hash means. It assumes the Envfile is
@@ -7,7 +8,11 @@ valid (`hdev validate` accepts it): it applies the defaults and expansions the
 specification describes, and does not repeat hdev's checks.
 
 Usage:
-    hdevhash.py ENVFILE [--lock FILE | --no-lock] [--box NAME=DIGEST]... [--json]
+    hdevhash.py ENVFILE [--lock FILE | --no-lock] [--box NAME=DIGEST]... [--source NAME=TREE]... [--json]
+
+Source trees (docs/HASH.md, "Sources"): the tree given with `--source NAME=TREE`, else
+the lock file's `tree` of `[sources.NAME]` while it stands for the Envfile's source (same
+`git`, ref and `subdir`).
 
 Box digests (docs/HASH.md, "Box digests"), first found wins: the Envfile's own
 `sha256`; the pin in the lock file (`ENVFILE.lock` beside the Envfile unless `--lock` or
@@ -30,7 +35,22 @@ import os
 import sys
 import tomllib
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SOURCE_PREFIX = "source:"
+
+
+def source_of(path: str) -> str | None:
+    """The source a `source:NAME/PATH` path names."""
+    if not path.startswith(SOURCE_PREFIX):
+        return None
+    return path[len(SOURCE_PREFIX):].split("/", 1)[0]
+
+
+def synced_folder(f: dict) -> dict:
+    if "source" in f:
+        return {"host": SOURCE_PREFIX + f["source"].rstrip("/"), "guest": f["guest"], "readonly": True}
+    readonly = True if f["host"].startswith(SOURCE_PREFIX) else f.get("readonly", False)
+    return {"host": f["host"], "guest": f["guest"], "readonly": readonly}
 
 # Unicode White_Space, what the size and duration readers trim.
 WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(
@@ -283,10 +303,7 @@ def machines_of(doc: dict) -> dict[str, dict]:
                 "disk": parse_size(m["disk"]) if "disk" in m else None,
                 "networks": networks,
                 "ports": [parse_port_map(p) for p in m.get("ports", [])],
-                "synced_folders": [
-                    {"host": f["host"], "guest": f["guest"], "readonly": f.get("readonly", False)}
-                    for f in m.get("synced_folders", [])
-                ],
+                "synced_folders": [synced_folder(f) for f in m.get("synced_folders", [])],
                 "env": {k: scalar_string(v) for k, v in m.get("env", {}).items()},
                 "command": command,
                 "provision": [provision_step(s) for s in m.get("provision", [])],
@@ -379,9 +396,43 @@ def box_def(name: str, b: dict) -> dict:
 # The hashes
 
 
-def compute(envfile: str, pins: dict[str, str], given: dict[str, str]) -> dict:
+def machine_sources(m: dict, doc: dict) -> list[str]:
+    """The sources machine `m` uses: provisioning, synced folders, its box's recipe or file."""
+    paths = [p for s in m["provision"] for p in step_inputs(s)]
+    paths += [f["host"] for f in m["synced_folders"]]
+    if "box" in m["base"]:
+        b = doc.get("box", {}).get(m["base"]["box"], {})
+        paths += [b[k] for k in ("recipe", "file") if k in b]
+    return sorted({n for n in map(source_of, paths) if n is not None})
+
+
+def source_ref(s: dict) -> str:
+    key = next(k for k in ("rev", "tag", "branch") if k in s)
+    return f"{key} {s[key]}"
+
+
+def source_trees(doc: dict, locked: dict, given: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for name, s in doc.get("source", {}).items():
+        pin = locked.get(name)
+        subdir = s["subdir"].strip("/") if "subdir" in s else None
+        stands = pin is not None and pin.get("git") == s["git"] and pin.get("ref") == source_ref(s) \
+            and pin.get("subdir") == subdir
+        if name in given:
+            out[name] = given[name]
+        elif stands:
+            out[name] = pin["tree"]
+        else:
+            out[name] = "unresolved"
+    return out
+
+
+def compute(envfile: str, pins: dict[str, str], given: dict[str, str],
+            locked_sources: dict | None = None, given_trees: dict[str, str] | None = None) -> dict:
     with open(envfile, "rb") as f:
         doc = tomllib.load(f)
+    trees = source_trees(doc, locked_sources or {}, given_trees or {})
+    schema = SCHEMA_VERSION if doc.get("source") else 1
     env_dir = os.path.realpath(os.path.dirname(envfile) or ".")
     resolve = lambda p: p if os.path.isabs(p) else os.path.join(env_dir, p)  # noqa: E731
     boxes = box_digests(doc, env_dir, pins, given)
@@ -392,21 +443,23 @@ def compute(envfile: str, pins: dict[str, str], given: dict[str, str]) -> dict:
     for m in machines.values():
         for step in m["provision"]:
             for p in step_inputs(step):
-                if p not in files:
+                if p not in files and source_of(p) is None:
                     files[p] = digest_path(resolve(p))
 
     machine_hashes = {}
     for name, m in machines.items():
         base = boxes.get(m["base"]["box"], "unresolved") if "box" in m["base"] else None
         doc_m = {
-            "schema": SCHEMA_VERSION,
+            "schema": schema,
             "machine": m,
-            "files": {p: files[p] for s in m["provision"] for p in step_inputs(s)},
+            "files": {p: files[p] for s in m["provision"] for p in step_inputs(s) if p in files},
             "base": base,
             "networks": {
                 a["network"]: "{}/{}".format(*subnets[a["network"]]) for a in m["networks"]
             },
         }
+        if schema > 1:
+            doc_m["sources"] = {n: trees[n] for n in machine_sources(m, doc)}
         machine_hashes[name] = sha256_of(canonical_json(doc_m))
 
     e = doc["env"]
@@ -432,7 +485,7 @@ def compute(envfile: str, pins: dict[str, str], given: dict[str, str]) -> dict:
             item["timeout_ms"] = parse_duration_ms(t["timeout"])
         tests.append(item)
     env_doc = {
-        "schema": SCHEMA_VERSION,
+        "schema": schema,
         "settings": settings,
         "boxes": {n: [box_def(n, b), boxes[n]] for n, b in doc.get("box", {}).items()},
         "networks": {
@@ -441,21 +494,26 @@ def compute(envfile: str, pins: dict[str, str], given: dict[str, str]) -> dict:
         "machines": machine_hashes,
         "tests": tests,
     }
+    if schema > 1:
+        env_doc["sources"] = trees
     return {
         "hash": sha256_of(canonical_json(env_doc)),
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema,
         "machines": machine_hashes,
         "boxes": boxes,
         "files": files,
     }
 
 
-def lock_pins(path: str) -> dict[str, str]:
+def read_lock(path: str) -> dict:
     try:
         with open(path, "rb") as f:
-            lock = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         return {}
+
+
+def lock_pins(lock: dict) -> dict[str, str]:
     return {name: b["digest"] for name, b in lock.get("boxes", {}).items()}
 
 
@@ -465,6 +523,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--lock", help="lock file whose box pins count (default: ENVFILE.lock)")
     ap.add_argument("--no-lock", action="store_true", help="read no lock file")
     ap.add_argument("--box", action="append", default=[], metavar="NAME=DIGEST")
+    ap.add_argument("--source", action="append", default=[], metavar="NAME=TREE")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     given = {}
@@ -473,9 +532,15 @@ def main(argv: list[str]) -> int:
         if not sep:
             ap.error(f"--box {b}: expected NAME=DIGEST")
         given[name] = digest
-    pins = {} if args.no_lock else lock_pins(args.lock or args.envfile + ".lock")
+    trees = {}
+    for t in args.source:
+        name, sep, tree = t.partition("=")
+        if not sep:
+            ap.error(f"--source {t}: expected NAME=TREE")
+        trees[name] = tree
+    lock = {} if args.no_lock else read_lock(args.lock or args.envfile + ".lock")
     try:
-        report = compute(args.envfile, pins, given)
+        report = compute(args.envfile, lock_pins(lock), given, lock.get("sources", {}), trees)
     except (SpecError, OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as e:
         print(f"hdevhash: {args.envfile}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

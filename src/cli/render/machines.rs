@@ -14,8 +14,13 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
         return;
     }
     let rows = &report.machines;
+    let plus = if report.local.is_empty() {
+        ""
+    } else {
+        "+local"
+    };
     p.line(format!(
-        "environment `{}` (instance `{}`, hash {})",
+        "environment `{}` (instance `{}`, hash {}{plus})",
         report.env,
         report.instance,
         EnvHash(report.env_hash.clone()).short()
@@ -27,7 +32,7 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
         false => 0,
     };
     p.line(p.bold(&format!(
-        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<9}  {:<24}  PORTS",
+        "{:<w$}  {}{:<7}  {:<11}  {:<13}  {:<11}  {:<8}  {:<9}  {:<24}  PORTS",
         "MACHINE",
         host_cell("HOST", hw),
         "BACKEND",
@@ -43,6 +48,17 @@ pub(crate) fn status(p: &Printer, report: &StatusReport) {
     }
     for u in &report.unreachable {
         p.note(format!("unreachable: {u}"));
+    }
+    for (name, l) in &report.local {
+        let dirty = if l.dirty {
+            ", with uncommitted changes"
+        } else {
+            ""
+        };
+        p.line(format!(
+            "+local: source `{name}` is the working copy `{}`{dirty} (machines marked `+local`)",
+            l.path.display()
+        ));
     }
 }
 
@@ -61,13 +77,15 @@ fn status_row(r: &Row, w: usize, hw: usize) -> String {
         (false, Some(d)) => d,
         (false, None) => "-",
     };
+    let plus = if r.local.is_empty() { "" } else { "+local" };
+    let def = format!("{def}{plus}");
     let addr: Vec<String> = r
         .addresses
         .iter()
         .map(|(n, a)| format!("{n}={a}"))
         .collect();
     format!(
-        "{:<w$}  {}{:<7}  {:<11}  {:<10}  {:<11}  {:<8}  {:<9}  {:<24}  {}",
+        "{:<w$}  {}{:<7}  {:<11}  {:<13}  {:<11}  {:<8}  {:<9}  {:<24}  {}",
         r.name,
         host_cell(&r.host, hw),
         r.backend,

@@ -9,5 +9,6 @@ pub(crate) mod nonroot;
 mod operations;
 mod release;
 mod snapshots;
+mod sources;
 mod ui;
 mod up;

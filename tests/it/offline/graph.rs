@@ -240,6 +240,9 @@ fn the_example_and_every_template_draw_without_overlaps() {
     for t in templates {
         let dir = env().create();
         hdev(&dir, dir.path(), &["init", "--template", t], &[]);
+        if crate::support::git::has_sources(&dir.path().join("Envfile")) {
+            crate::support::git::harness_repos(dir.path());
+        }
         problems.extend(check_drawings(&dir, dir.path(), "Envfile"));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -22,8 +22,9 @@ use proptest::sample::Index;
 
 use crate::support::{repo, TestEnv};
 
-/// The schema version the pins below were taken at.
-const PINNED_SCHEMA: u32 = 1;
+/// The schema version the pins below were taken at (an environment without sources is
+/// hashed at version 1, so the first two pins are those of version 1).
+const PINNED_SCHEMA: u32 = 2;
 
 /// The hashes of one environment, as either side reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +182,16 @@ fn write_lock(dir: &Path, boxes: &[(&str, String)]) {
             "\n[boxes.{name}]\ndigest = \"{digest}\"\nsource = \"test\"\n"
         );
     }
+    // The sources `hdev lock` pinned stay pinned.
+    let kept = std::fs::read_to_string(dir.join("Envfile.lock"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("sources").cloned());
+    if let Some(sources) = kept {
+        let table = toml::Table::from_iter([("sources".to_string(), sources)]);
+        text.push('\n');
+        text.push_str(&toml::to_string(&table).expect("sources as TOML"));
+    }
     std::fs::write(dir.join("Envfile.lock"), text).expect("write lock");
 }
 
@@ -225,6 +236,11 @@ fn the_specification_agrees_with_hdev_on_the_example_the_templates_and_the_cases
         let dir = folder();
         dir.cmd().args(["init", "--template", t]).assert().success();
         let envfile = dir.path().join("Envfile");
+        if crate::support::git::has_sources(&envfile) {
+            // Its repositories, pinned by `hdev lock` (what the specification reads).
+            crate::support::git::harness_repos(dir.path());
+            dir.ok(&["lock"]);
+        }
         let unpinned = check(
             agree(&dir, &envfile, &format!("template {t}")),
             &mut failures,
@@ -902,6 +918,13 @@ fn pinned() -> Vec<(
             "sha256:b29e0f3e321d8f0a3e8a210755c0546044e6820684417e095398eda9ee9f4327",
         ),
         (
+            "an environment with sources",
+            with_sources(),
+            "sha256:c6ef7503161f02f405aaa5a58ec94fa15ab54c85b70797160044cf04dcccbfe0",
+            "app-1",
+            "sha256:4d25385a9e481176370521fd11e9162ee89351db88deb74e3d26c89a888ad88e",
+        ),
+        (
             "tests/hashspec/cases/corners",
             case_copy("corners"),
             "sha256:ffe356b7264051c37ab0025d23ec8b3d043a0c11b955d12697723506b81dcc83",
@@ -909,6 +932,27 @@ fn pinned() -> Vec<(
             "sha256:84fc1b1b3b2527436de4f816ab3ce830a03a9d380be11a155305041be46c113d",
         ),
     ]
+}
+
+/// [`SMALL`] with a source used by one machine, from a repository made here with fixed
+/// files (so a fixed tree), pinned by `hdev lock`.
+fn with_sources() -> TestEnv {
+    let text = SMALL.replace(
+        "[machine.app]",
+        "[source.site]\ngit = \"repos/site\"\nbranch = \"main\"\nsubdir = \"www\"\n\n\
+         [machine.app]\nsynced_folders = [{ source = \"site\", guest = \"/srv/site\" }]",
+    ) + "\n[[machine.db.provision]]\nscript = \"source:site/init.sh\"\n";
+    let env = TestEnv::build().own_home().envfile(&text).create();
+    crate::support::git::repo_with(
+        &env.path().join("repos/site"),
+        &[
+            ("www/init.sh", "#!/bin/sh\necho init\n"),
+            ("www/index.html", "hello\n"),
+            ("README", "x\n"),
+        ],
+    );
+    env.ok(&["lock"]);
+    env
 }
 
 #[test]

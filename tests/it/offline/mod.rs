@@ -9,4 +9,5 @@ mod hardening;
 mod hash_props;
 mod hashspec;
 mod releases;
+mod sources;
 mod ui;

@@ -16,6 +16,7 @@
 //! what the tests read back from Docker and libvirt.
 
 pub(crate) mod engines;
+pub(crate) mod git;
 pub(crate) mod webdriver;
 
 use std::collections::HashMap;
