@@ -59,9 +59,14 @@ pub(super) fn ci(p: &Printer, file: Option<&Path>, a: &CiArgs<'_>) -> CmdResult 
 }
 
 /// `hdev verify [HASH]`: whether every machine runs what the environment hash stands for.
-pub(super) fn verify(p: &Printer, file: Option<&Path>, hash: Option<&str>) -> CmdResult {
+pub(super) fn verify(
+    p: &Printer,
+    file: Option<&Path>,
+    hash: Option<&str>,
+    deep: bool,
+) -> CmdResult {
     let o = open(file)?;
-    let report = runtime()?.block_on(verifying::verify(&o, hash))?;
+    let report = runtime()?.block_on(verifying::verify(&o, hash, deep))?;
     render::checks::verify(p, &report)?;
     Ok(report.code())
 }

@@ -179,7 +179,13 @@ pub(crate) enum Command {
     },
     /// Check that the running environment was built from exactly HASH (default: the
     /// Envfile's), reporting every difference.
-    Verify { hash: Option<String> },
+    Verify {
+        hash: Option<String>,
+        /// Also check that no machine drifted from its baseline, VM file contents compared
+        /// (not only their size and time).
+        #[arg(long)]
+        deep: bool,
+    },
     /// Each machine's state, address, ports and baseline, read from the engines; drift as
     /// last checked, with its age (no guest is asked).
     Status {
@@ -251,7 +257,13 @@ pub(crate) enum Command {
     /// Return machines to their baseline in seconds, without provisioning.
     Reset { machines: Vec<String> },
     /// Files added, changed and deleted since the baseline; exit 1 when there are any.
-    Drift { machine: Option<String> },
+    Drift {
+        machine: Option<String>,
+        /// Compare VM file contents with the baseline's too (reads both trees in the
+        /// guest: slower); containers' drift already lists every file written.
+        #[arg(long)]
+        deep: bool,
+    },
     /// Save, restore, list and delete snapshots of the whole environment.
     #[command(subcommand)]
     Snapshot(snapcmds::SnapshotCmd),
@@ -406,7 +418,7 @@ fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
             };
             cicmds::ci(p, file, &args)
         }
-        Command::Verify { hash } => cicmds::verify(p, file, hash.as_deref()),
+        Command::Verify { hash, deep } => cicmds::verify(p, file, hash.as_deref(), *deep),
         _ => unreachable!("`dispatch` routes only check commands here"),
     }
 }
@@ -448,7 +460,7 @@ fn snapshot_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResul
     match cmd {
         Command::Baseline { machine } => snapcmds::baseline(p, file, machine.as_deref()),
         Command::Reset { machines } => snapcmds::reset(p, file, machines),
-        Command::Drift { machine } => snapcmds::drift(p, file, machine.as_deref()),
+        Command::Drift { machine, deep } => snapcmds::drift(p, file, machine.as_deref(), *deep),
         Command::Snapshot(cmd) => snapcmds::snapshot(p, file, cmd),
         _ => unreachable!("`dispatch` routes only snapshot commands here"),
     }

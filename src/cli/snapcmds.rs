@@ -50,10 +50,16 @@ pub(crate) fn reset(p: &Printer, file: Option<&Path>, machines: &[String]) -> Cm
     runtime()?.block_on(ops::reset(p, &o, lock, machines))
 }
 
-/// `hdev drift [MACHINE]`: exit 0 without drift, 1 with drift, 2 when it cannot tell.
-pub(crate) fn drift(p: &Printer, file: Option<&Path>, machine: Option<&str>) -> CmdResult {
+/// `hdev drift [MACHINE] [--deep]`: exit 0 without drift, 1 with drift, 2 when it cannot
+/// tell.
+pub(crate) fn drift(
+    p: &Printer,
+    file: Option<&Path>,
+    machine: Option<&str>,
+    deep: bool,
+) -> CmdResult {
     let o = open(file)?;
-    let report = runtime()?.block_on(ops::drift(&o, machine))?;
+    let report = runtime()?.block_on(ops::drift(&o, machine, deep))?;
     render::snapshots::drift(p, &report)?;
     Ok(report.code())
 }

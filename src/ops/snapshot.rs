@@ -74,17 +74,32 @@ pub(crate) async fn act_locked(
 #[derive(Debug, Serialize)]
 pub(crate) struct MachineDrift {
     pub machine: String,
+    /// What was compared: `writes` (every file written since the baseline: Docker's
+    /// diff), `metadata` (type, mode, size and time of every file: a VM's default) or
+    /// `contents` (a VM's files read and hashed: `--deep`).
+    pub check: &'static str,
     #[serde(flatten)]
     pub drift: Option<Drift>,
     pub error: Option<String>,
 }
 
-/// Drift of the machines `pick` chooses, computed in parallel.
+/// What a machine's drift compares (see [`MachineDrift::check`]).
+fn check_of(m: &crate::envfile::Machine, deep: bool) -> &'static str {
+    match (m.backend, deep) {
+        (Backend::Docker, _) => "writes",
+        (_, true) => "contents",
+        (_, false) => "metadata",
+    }
+}
+
+/// Drift of the machines `pick` chooses, computed in parallel; with `deep`, file contents
+/// are compared where the engine's drift would not see them otherwise.
 pub(crate) async fn drifts(
     backends: &Backends,
     env: &Env,
     observed: &Observation,
     pick: &(dyn Fn(&crate::envfile::Machine) -> bool + Sync),
+    deep: bool,
 ) -> Vec<MachineDrift> {
     let jobs = env
         .topo_order()
@@ -99,6 +114,10 @@ pub(crate) async fn drifts(
                 {
                     Err(format!("not running (it is {})", o.state))
                 }
+                (Some(o), Ok(b)) if deep => b
+                    .drift_deep(&m.name, &o.id)
+                    .await
+                    .map_err(|e| e.to_string()),
                 (Some(o), Ok(b)) => b.drift(&m.name, &o.id).await.map_err(|e| e.to_string()),
             };
             let (drift, error) = match r {
@@ -107,6 +126,7 @@ pub(crate) async fn drifts(
             };
             MachineDrift {
                 machine: m.name.clone(),
+                check: check_of(m, deep),
                 drift,
                 error,
             }
@@ -146,14 +166,19 @@ impl DriftReport {
     }
 }
 
-/// `drift [MACHINE]`: the files added, changed and deleted since the baseline.
-pub(crate) async fn drift(o: &Session, machine: Option<&str>) -> anyhow::Result<DriftReport> {
+/// `drift [MACHINE] [--deep]`: the files added, changed and deleted since the baseline.
+pub(crate) async fn drift(
+    o: &Session,
+    machine: Option<&str>,
+    deep: bool,
+) -> anyhow::Result<DriftReport> {
     if let Some(m) = machine {
         super::session::check_machine(&o.project.env, m)?;
     }
     let backends = o.connect().await?;
     let observed = backends.observe(&o.ctx).await?;
-    let machines = check_drift(o, &backends, &observed, machine).await;
+    let pick = |m: &crate::envfile::Machine| machine.is_none_or(|n| n == m.name);
+    let machines = check_drift_at(o, &backends, &observed, &pick, deep).await;
     let summary = summarize(&machines);
     Ok(DriftReport { machines, summary })
 }
@@ -189,8 +214,19 @@ pub(crate) async fn check_drift_of(
     observed: &Observation,
     pick: &(dyn Fn(&crate::envfile::Machine) -> bool + Sync),
 ) -> Vec<MachineDrift> {
+    check_drift_at(o, backends, observed, pick, false).await
+}
+
+/// [`check_drift_of`], comparing file contents when `deep`.
+pub(crate) async fn check_drift_at(
+    o: &Session,
+    backends: &Backends,
+    observed: &Observation,
+    pick: &(dyn Fn(&crate::envfile::Machine) -> bool + Sync),
+    deep: bool,
+) -> Vec<MachineDrift> {
     let started = crate::state::drift::now();
-    let machines = drifts(backends, &o.project.env, observed, pick).await;
+    let machines = drifts(backends, &o.project.env, observed, pick, deep).await;
     let checks = machines
         .iter()
         .filter_map(|d| {

@@ -15,7 +15,7 @@ use crate::envfile::hash::EnvHash;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Difference {
     pub machine: String,
-    /// `missing`, `other-hash`, `not-running`, `extra`.
+    /// `missing`, `other-hash`, `not-running`, `extra`, `drifted` (with `--deep`).
     pub kind: &'static str,
     pub expected: Option<String>,
     pub found: Option<String>,
@@ -34,6 +34,9 @@ pub(crate) struct VerifyReport {
     /// Machine name -> the hash it should have been built from.
     pub machines: BTreeMap<String, String>,
     pub differences: Vec<Difference>,
+    /// With `--deep`: machine -> what its drift compared (`contents` for VMs, `writes`
+    /// for containers); empty otherwise.
+    pub drift_checks: BTreeMap<String, &'static str>,
 }
 
 impl VerifyReport {
@@ -43,20 +46,69 @@ impl VerifyReport {
     }
 }
 
-/// Checks the running environment against `hash` (the Envfile's when none is given).
-pub(crate) async fn verify(o: &Session, hash: Option<&str>) -> anyhow::Result<VerifyReport> {
+/// Checks the running environment against `hash` (the Envfile's when none is given); with
+/// `deep`, also that no machine drifted from its baseline, VM file contents compared.
+pub(crate) async fn verify(
+    o: &Session,
+    hash: Option<&str>,
+    deep: bool,
+) -> anyhow::Result<VerifyReport> {
     let want = hash.unwrap_or(&o.env_hash.0).to_string();
     // Before any engine is asked: an unknown hash is the caller's mistake, whatever runs.
     let (source, machines) = expected_machines(o, &want)?;
-    let observed = o.connect().await?.observe(&o.ctx).await?;
-    let differences = differences(&machines, &observed);
+    let backends = o.connect().await?;
+    let observed = backends.observe(&o.ctx).await?;
+    let mut differences = differences(&machines, &observed);
+    let mut drift_checks = BTreeMap::new();
+    if deep {
+        let ok: Vec<String> = machines
+            .keys()
+            .filter(|m| !differences.iter().any(|d| &d.machine == *m))
+            .cloned()
+            .collect();
+        let pick = |m: &crate::envfile::Machine| ok.contains(&m.name);
+        let rows = super::snapshot::check_drift_at(o, &backends, &observed, &pick, true).await;
+        for r in &rows {
+            drift_checks.insert(r.machine.clone(), r.check);
+        }
+        differences.extend(rows.iter().filter_map(drifted));
+    }
     Ok(VerifyReport {
+        drift_checks,
         ok: differences.is_empty(),
         instance: o.ctx.instance.clone(),
         hash: want,
         source,
         machines,
         differences,
+    })
+}
+
+/// A machine that drifted from its baseline (or whose drift could not be told).
+fn drifted(r: &super::snapshot::MachineDrift) -> Option<Difference> {
+    let message = match (&r.drift, &r.error) {
+        (Some(d), _) if d.is_empty() => return None,
+        (Some(d), _) => format!(
+            "machine `{}` differs from its baseline ({} compared): {} added, {} changed, {} deleted; `hdev drift {}` lists them",
+            r.machine,
+            r.check,
+            d.added.len(),
+            d.changed.len(),
+            d.deleted.len(),
+            r.machine
+        ),
+        (None, e) => format!(
+            "machine `{}`: its drift cannot be told: {}",
+            r.machine,
+            e.as_deref().unwrap_or("")
+        ),
+    };
+    Some(Difference {
+        machine: r.machine.clone(),
+        kind: "drifted",
+        expected: None,
+        found: None,
+        message,
     })
 }
 

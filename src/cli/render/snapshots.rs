@@ -21,14 +21,17 @@ pub(crate) fn drift(p: &Printer, r: &DriftReport) -> anyhow::Result<()> {
 
 fn machine_drift(p: &Printer, r: &MachineDrift) {
     match (&r.drift, &r.error) {
-        (Some(d), _) if d.is_empty() => p.line(format!("{}: no drift", r.machine)),
+        (Some(d), _) if d.is_empty() => {
+            p.line(format!("{}: no drift ({} compared)", r.machine, r.check))
+        }
         (Some(d), _) => {
             p.line(format!(
-                "{}: {} added, {} changed, {} deleted",
+                "{}: {} added, {} changed, {} deleted ({} compared)",
                 r.machine,
                 d.added.len(),
                 d.changed.len(),
-                d.deleted.len()
+                d.deleted.len(),
+                r.check
             ));
             for (sign, v) in [("+", &d.added), ("~", &d.changed), ("-", &d.deleted)] {
                 for path in v {

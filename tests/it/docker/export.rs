@@ -145,6 +145,26 @@ provision = [{{ script = "scripts/setup.sh" }}]
         "/srv/site/index.html",
     ]);
     assert_eq!(seen, "provisioned\nhello from the archive\n");
+    // `--deep` also holds the machines to their baselines; a container's drift lists
+    // every file written since (Docker's diff).
+    let v = w.json(&["-f", &f, "verify", &hash, "--deep", "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["drift_checks"]["web"], "writes", "{v}");
+    w.ok(&[
+        "-f",
+        &f,
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /etc/extra",
+    ]);
+    let v = w.run(&["-f", &f, "verify", &hash, "--deep", "--json"]);
+    assert_eq!(v.code, 1, "{v}");
+    let v: serde_json::Value = serde_json::from_str(&v.stdout).expect("json");
+    assert_eq!(v["differences"][0]["kind"], "drifted", "{v}");
+    w.ok(&["-f", &f, "reset"]);
 
     // Again into the same folder: found unpacked, nothing to do.
     let r = up_from(&w, &archive, &dir, &[]);

@@ -114,6 +114,24 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
     assert_eq!(list(&d, "added"), ["/etc/added"]);
     assert_eq!(list(&d, "changed"), ["/etc/role"]);
     assert_eq!(list(&d, "deleted"), ["/etc/doomed"]);
+    // A change that keeps the file's size and time: the metadata list cannot see it, a
+    // comparison of contents (the baseline's layer read in the guest) does.
+    let e = sh(
+        &env,
+        "f=/etc/debian_version; cp -p $f /tmp/ref && tr 0-9 9876543210 < /tmp/ref > $f && touch -r /tmp/ref $f && cmp -s /tmp/ref $f; test $? = 1",
+    );
+    assert_eq!(e.code, 0, "{e}");
+    let (_, d) = drift(&env);
+    assert_eq!(list(&d, "changed"), ["/etc/role"], "{d}");
+    assert_eq!(d["check"], "metadata", "{d}");
+    let deep = env.run(&["drift", "--deep", "--json"]);
+    assert_eq!(deep.code, 1, "{deep}");
+    let deep: serde_json::Value = serde_json::from_str(&deep.stdout).expect("json");
+    let d = &deep["machines"][0];
+    assert_eq!(d["check"], "contents", "{d}");
+    assert_eq!(list(d, "changed"), ["/etc/debian_version", "/etc/role"]);
+    assert_eq!(list(d, "added"), ["/etc/added"]);
+    assert_eq!(list(d, "deleted"), ["/etc/doomed"]);
 
     let s = env.run(&["snapshot", "save", "s1"]);
     assert_eq!(s.code, 0, "{s}");
