@@ -6,6 +6,7 @@
 mod box_volumes;
 mod cloud_image;
 mod doctor;
+mod export;
 mod harness;
 mod mixed;
 mod nonroot;
