@@ -487,10 +487,34 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
     drop(permit);
     if mp.steps.contains(&Step::Health) {
         if let (Some(def), Some(cid)) = (machine, id.as_deref()) {
-            wait_healthy(sh, backend, def, cid).await?;
+            let r = wait_healthy(sh, backend, def, cid).await;
+            if def.healthcheck.is_some() && !matches!(r, Err(MachineError::Interrupted { .. })) {
+                record_health(sh, &mp.name, cid, r.is_ok());
+            }
+            r?;
         }
     }
     Ok(())
+}
+
+/// Keeps what the health check found, for `status`, `graph` and the dashboard. A state
+/// file that cannot be written costs only this record: the check's verdict stands.
+fn record_health(sh: &Shared<'_>, name: &str, id: &str, ok: bool) {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let health = crate::state::HealthRecord {
+        id: id.to_string(),
+        ok,
+        at,
+    };
+    let _ = sh.rec.update(name, |r| {
+        r.map(|mut r| {
+            r.health = Some(health);
+            r
+        })
+    });
 }
 
 /// A container in a VM that did not run when the plan was made: what it needs, now that
@@ -806,6 +830,7 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
                 phase: Phase::Creating,
                 baseline: None,
                 provision_runs: 0,
+                health: None,
             })
         })
         .map_err(|e| m.state_err(e))?;

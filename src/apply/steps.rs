@@ -54,6 +54,7 @@ pub(super) async fn provision_one(
                 phase: Phase::Created,
                 baseline: None,
                 provision_runs: 0,
+                health: None,
             });
             r.id = Some(id);
             r.hash = hash;

@@ -113,6 +113,9 @@ pub(crate) fn with_states(d: &mut Description, report: &StatusReport) {
         if row.drifted == Some(true) {
             m.flags.push(Flag::Drifted);
         }
+        if row.health == Some("failed") {
+            m.flags.push(Flag::Unhealthy);
+        }
         m.host = row.host.clone();
         for l in &mut m.links {
             if let Some(a) = row.addresses.get(&l.network) {

@@ -22,6 +22,10 @@ pub(crate) struct Row {
     /// current, changed, or absent when not created.
     pub definition: Option<&'static str>,
     pub provisioned: bool,
+    /// The last health check `up` ran on this very machine: `passed` or `failed`;
+    /// absent without a check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<&'static str>,
     pub baseline: bool,
     /// Whether files changed since the baseline, as the last drift check found (absent
     /// when none was made of this machine since hdev last changed it, or it could not be
@@ -162,6 +166,7 @@ pub(crate) fn report(
             (Some(ob), Some(r)) => r.provisioned(&ob.id, ob.hash.as_deref()),
             _ => false,
         };
+        let health = obs.zip(rec).and_then(|(ob, r)| r.health_of(&ob.id));
         let host = host_of(env, m, obs);
         let local = m
             .map(|m| env.sources_of(m))
@@ -185,6 +190,7 @@ pub(crate) fn report(
             state: st,
             definition,
             provisioned,
+            health,
         });
     }
     StatusReport {

@@ -68,6 +68,7 @@ fn record(name: &str, hash: &str, phase: Phase) -> MachineRecord {
         phase,
         baseline: None,
         provision_runs: 1,
+        health: None,
     }
 }
 

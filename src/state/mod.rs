@@ -91,6 +91,28 @@ pub(crate) struct MachineRecord {
     /// How many times provisioning ran to completion.
     #[serde(default)]
     pub provision_runs: u32,
+    /// The last health check `up` ran on this machine, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
+}
+
+/// What the last health check of a machine found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct HealthRecord {
+    /// The engine id it ran on: a check of a machine since recreated says nothing.
+    pub id: String,
+    pub ok: bool,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl MachineRecord {
+    /// `passed` or `failed`: the last health check of the machine the engine holds as
+    /// `id`; None when it has no check or none ran on it.
+    pub(crate) fn health_of(&self, id: &str) -> Option<&'static str> {
+        let h = self.health.as_ref().filter(|h| h.id == id)?;
+        Some(if h.ok { "passed" } else { "failed" })
+    }
 }
 
 impl MachineRecord {

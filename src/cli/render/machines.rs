@@ -89,7 +89,12 @@ fn status_row(r: &Row, w: usize, hw: usize) -> String {
         r.name,
         host_cell(&r.host, hw),
         r.backend,
-        r.state,
+        // A running machine whose last health check failed says so where one looks.
+        if r.health == Some("failed") && r.state == "running" {
+            "unhealthy"
+        } else {
+            r.state.as_str()
+        },
         def,
         yes(r.provisioned),
         yes(r.baseline),

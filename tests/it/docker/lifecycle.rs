@@ -254,6 +254,17 @@ depends_on = ["svc"]
     );
     assert!(up.stderr.contains("machine `client` skipped"), "{up}");
     assert_eq!(machine(&env.status(), "client")["state"], "not created");
+    // What the check found is kept: status says so, in words and in JSON, and so does
+    // the picture.
+    assert_eq!(machine(&env.status(), "svc")["health"], "failed");
+    let text = env.ok(&["status"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("svc") && l.contains("unhealthy")),
+        "{text}"
+    );
+    let g = env.json(&["graph", "--format", "json"]);
+    assert!(g.to_string().contains("unhealthy"), "{g}");
     // Once the check passes, the next `up` checks the kept machine again and goes on.
     let r = env.run(&["exec", "svc", "--", "touch", "/tmp/ready"]);
     assert_eq!(r.code, 0, "{r}");
@@ -264,6 +275,7 @@ depends_on = ["svc"]
         "{up}"
     );
     assert_eq!(machine(&env.status(), "client")["state"], "running");
+    assert_eq!(machine(&env.status(), "svc")["health"], "passed");
 }
 
 #[test]
