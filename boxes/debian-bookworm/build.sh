@@ -99,5 +99,15 @@ raw="$out/disk.raw"
 truncate -s "$size" "$raw"
 E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 -q -F -L hdev-root -U "$fs_uuid" \
   -E "hash_seed=$fs_uuid,root_owner=0:0" -d "$root" "$raw"
+# mkfs.ext4 -d copies each file's access and change times from the build tree, and those
+# are moments of this build (a change time cannot be set from user space): set both to
+# the fixed time in the image itself, in one debugfs pass (which stamps the superblock
+# with the fixed time too). Without this, two builds of one package set differ there.
+cmds=$(mktemp)
+(cd "$root" && find . -xdev -print) | sed 's|^\.||; s|^$|/|' | while IFS= read -r p; do
+  printf 'sif "%s" atime @%s\nsif "%s" ctime @%s\n' "$p" "$epoch" "$p" "$epoch"
+done > "$cmds"
+E2FSPROGS_FAKE_TIME=$epoch debugfs -w -f "$cmds" "$raw" >/dev/null 2>&1
+rm -f "$cmds"
 qemu-img convert -O qcow2 "$raw" "$out/disk.qcow2"
 rm -f "$raw"
