@@ -1,5 +1,5 @@
 //! The provisioned-state cache, engine-neutral part: whether `up` uses it and how much it
-//! may hold ([`Policy`]), and its index in the store (`$HDEV_HOME/cache/index.json`: for
+//! may hold ([`Policy`]), and its index in the store (`$HDEV_HOME/cache/provisioned.json`: for
 //! each per-machine hash, where the engine keeps it, what it came from, its size and when
 //! it was last used), from which the least recently used entries go first when the cache
 //! holds more than its bound.
@@ -57,6 +57,15 @@ impl Policy {
 
     /// The policy of this process: the environment's, turned off by `--no-cache`.
     pub(crate) fn current() -> Policy {
+        // The fast tier never reads or writes the developer's store: its tests that want
+        // the cache set a policy of their own.
+        if cfg!(test) {
+            return Policy {
+                enabled: false,
+                max_bytes: DEFAULT_MAX_BYTES,
+                index: None,
+            };
+        }
         let mut p = Policy::from_env();
         if NO_CACHE.get().copied().unwrap_or(false) {
             p.enabled = false;
@@ -110,7 +119,7 @@ pub(crate) enum CacheError {
 
 /// The index file of the store at `root`.
 pub(crate) fn index_path(root: &Path) -> PathBuf {
-    root.join("cache").join("index.json")
+    root.join("cache").join("provisioned.json")
 }
 
 /// The index file of the default store (`$HDEV_HOME`).
