@@ -23,8 +23,12 @@ pub(crate) enum CacheCmd {
     },
 }
 
+/// A size with a unit (`2G`), or a plain number of bytes.
 fn parse_size(s: &str) -> Result<u64, String> {
-    crate::envfile::units::parse_size(s)
+    match s.trim().parse::<u64>() {
+        Ok(n) => Ok(n),
+        Err(_) => crate::envfile::units::parse_size(s),
+    }
 }
 
 pub(super) fn run(p: &Printer, cmd: &CacheCmd) -> CmdResult {
