@@ -443,11 +443,12 @@ fn gc_collects_environments_whose_folder_is_dead_and_asks_once_per_folder() {
 
 #[tokio::test]
 async fn the_engine_contract_holds_for_the_fake() {
-    use crate::backend::contract::{context, plain_spec, run};
+    use crate::backend::contract::{context, plain_spec, run, run_cache};
     let fake = FakeBackend::new(Backend::Docker);
     let dir = tempfile::tempdir().expect("temp folder");
     let ctx = context(Backend::Docker, dir.path());
     run(&fake, &ctx, plain_spec(Backend::Docker, "fake:image")).await;
+    run_cache(&fake, &ctx, plain_spec(Backend::Docker, "fake:image")).await;
 }
 
 /// A machine with provisioning, for the provisioned-state cache.
