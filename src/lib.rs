@@ -5,6 +5,7 @@ pub(crate) mod acceptance;
 pub(crate) mod apply;
 pub mod backend;
 pub mod boxes;
+pub(crate) mod cache;
 pub(crate) mod cli;
 pub mod envfile;
 pub(crate) mod export;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 mod anchors;
+mod cached;
 mod hosts;
 mod images;
 mod record;
@@ -122,6 +123,10 @@ pub(crate) struct MachineResult {
     pub outcome: Outcome,
     pub seconds: f64,
     pub error: Option<String>,
+    /// The per-machine hash (short) of the provisioned-state cache entry it was created
+    /// from, instead of being provisioned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_cache: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +156,7 @@ pub(super) struct Shared<'a> {
     cancel: watch::Receiver<bool>,
     images: &'a Images,
     snapshot: Option<&'a str>,
+    cache: &'a crate::cache::Policy,
     done: BTreeMap<String, watch::Sender<Option<bool>>>,
     /// VMs that host containers of the plan: ready for them (their own steps done, but
     /// for the snapshot steps, which wait for the containers: a VM's snapshot holds what
@@ -186,6 +192,8 @@ pub(crate) struct ApplyCtx<'a> {
     pub images: &'a Images,
     /// Snapshot the `Save` and `Restore` steps act on.
     pub snapshot: Option<&'a str>,
+    /// Whether machines are created from the provisioned-state cache, and its bound.
+    pub cache: &'a crate::cache::Policy,
 }
 
 /// Runs `plan`; Ctrl-C arrives through `cancel`.
@@ -232,6 +240,7 @@ pub(crate) async fn apply(
         cancel: cancel.clone(),
         images: a.images,
         snapshot: a.snapshot,
+        cache: a.cache,
         done,
         ready: guests
             .keys()
@@ -383,10 +392,12 @@ fn check_esp(
 async fn machine_task(shared: &Shared<'_>, mp: &MachinePlan) -> MachineResult {
     let t0 = Instant::now();
     let r = if mp.steps.is_empty() && mp.change == Change::Keep {
-        Ok(())
+        Ok(None)
     } else {
         run_machine(shared, mp).await
     };
+    let from_cache = r.as_ref().ok().cloned().flatten();
+    let r = r.map(|_| ());
     let ok = r.is_ok();
     if let Some(tx) = shared.ready.get(&mp.name) {
         if tx.borrow().is_none() {
@@ -406,6 +417,7 @@ async fn machine_task(shared: &Shared<'_>, mp: &MachinePlan) -> MachineResult {
     let msg = match (&r, outcome) {
         (_, Outcome::Unchanged) => "up to date".to_string(),
         (Ok(()), _) if mp.change == Change::Remove => "removed".to_string(),
+        (Ok(()), _) if from_cache.is_some() => "up, from the provisioned-state cache".to_string(),
         (Ok(()), _) => "up".to_string(),
         (Err(e), _) => e.to_string().lines().next().unwrap_or("").to_string(),
     };
@@ -418,10 +430,12 @@ async fn machine_task(shared: &Shared<'_>, mp: &MachinePlan) -> MachineResult {
         outcome,
         seconds: t0.elapsed().as_secs_f64(),
         error: r.err().map(|e| e.to_string()),
+        from_cache,
     }
 }
 
-async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineError> {
+/// Runs one machine's steps; the short hash of the cache entry it was created from, if any.
+async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>, MachineError> {
     let name = mp.name.as_str();
     wait_for_dependencies(sh, mp).await?;
     let machine = sh.env.machines.get(name);
@@ -456,14 +470,37 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
     };
     let mut permit = Some(acquire(sh, name).await?);
     let mut id = mp.existing.clone();
+    let caching = cached::applies(sh, mp, machine);
+    let from = match caching {
+        true => cached::lookup(sh, mp, backend).await,
+        false => None,
+    };
     let m = Machine {
         plan: mp,
         machine,
         backend,
+        from: from.as_deref(),
     };
     for step in &mp.steps {
         if *sh.cancel.borrow() {
             return Err(interrupted(name));
+        }
+        if let (Some(def), Some(cid)) = (machine.filter(|_| caching), id.as_deref()) {
+            match step {
+                Step::Provision if from.is_some() => {
+                    cached::mark_provisioned(sh, def, cid, &mp.hash).map_err(|source| {
+                        MachineError::State {
+                            machine: name.to_string(),
+                            source,
+                        }
+                    })?;
+                    continue;
+                }
+                Step::Baseline if from.is_none() => {
+                    id = Some(cached::keep(sh, backend, def, cid, &mp.hash).await?);
+                }
+                _ => {}
+            }
         }
         if matches!(step, Step::Baseline | Step::Save) && sh.guests.contains_key(name) {
             // Its snapshot holds its containers: they come first (without holding a slot,
@@ -494,7 +531,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<(), MachineErr
             r?;
         }
     }
-    Ok(())
+    Ok(from.map(|_| cached::short(&mp.hash)))
 }
 
 /// Keeps what the health check found, for `status`, `graph` and the dashboard. A state
@@ -683,6 +720,8 @@ struct Machine<'a> {
     plan: &'a MachinePlan,
     machine: Option<&'a crate::envfile::Machine>,
     backend: &'a AnyBackend,
+    /// The provisioned-state cache entry it is created from, if any.
+    from: Option<&'a str>,
 }
 
 impl Machine<'_> {
@@ -794,6 +833,7 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
         _ => None,
     };
     let resolved = match late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, def))) {
+        _ if m.from.is_some() => cached::base(m.from.unwrap_or_default()),
         Some(Ok(i)) => i.clone(),
         Some(Err(e)) => {
             return Err(m.err(BackendError::Engine {

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{
-    docker, libvirt, BackendError, BaseRequest, Captured, Counts, Discovery, Engine, EnvCtx,
-    ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Resolved, StatePart,
+    docker, libvirt, BackendError, BaseRequest, CachedState, Captured, Counts, Discovery, Engine,
+    EnvCtx, ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Resolved,
+    StatePart,
 };
 use crate::boxes::Store;
 use crate::envfile::{topology, Backend, Env, Machine};
@@ -121,6 +122,24 @@ impl Engine for AnyBackend {
     }
     async fn drift_deep(&self, machine: &str, id: &str) -> Result<Drift, BackendError> {
         dispatch!(self, b => Engine::drift_deep(b, machine, id).await)
+    }
+    async fn cache_find(&self, hash: &str) -> Result<Option<String>, BackendError> {
+        dispatch!(self, b => Engine::cache_find(b, hash).await)
+    }
+    async fn cache_keep(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        env: &str,
+    ) -> Result<Option<(String, CachedState)>, BackendError> {
+        dispatch!(self, b => Engine::cache_keep(b, ctx, spec, id, env).await)
+    }
+    async fn cache_list(&self) -> Result<Vec<CachedState>, BackendError> {
+        dispatch!(self, b => Engine::cache_list(b).await)
+    }
+    async fn cache_remove(&self, location: &str) -> Result<(), BackendError> {
+        dispatch!(self, b => Engine::cache_remove(b, location).await)
     }
     async fn states(
         &self,

@@ -156,6 +156,73 @@ pub(crate) async fn run<E: Engine>(e: &E, ctx: &EnvCtx, spec: MachineSpec) {
         .is_empty());
 }
 
+/// The provisioned-state cache: a machine kept runs on, a new machine created from the
+/// entry holds what the kept one had, neither `destroy` (discovery of the instance) nor
+/// `gc` (discovery of every instance) finds the entry, and removing it leaves none. An
+/// engine that keeps no cache answers `None` and finds nothing.
+pub(crate) async fn run_cache<E: Engine>(e: &E, ctx: &EnvCtx, mut spec: MachineSpec) {
+    spec.hash = format!("sha256:c0{:010x}", std::process::id());
+    e.ensure_network(ctx, None).await.expect("default network");
+    let id = e.create(ctx, &spec).await.expect("create");
+    e.start(&id).await.expect("start");
+    assert_eq!(sh(e, &id, "touch /cached-file").await, 0);
+    let Some((id, kept)) = e
+        .cache_keep(ctx, &spec, &id, "contract")
+        .await
+        .expect("keep")
+    else {
+        assert_eq!(e.cache_find(&spec.hash).await.expect("find"), None);
+        e.remove(&id).await.expect("remove");
+        return;
+    };
+    assert_eq!(kept.hash, spec.hash);
+    assert_eq!(kept.machine, "probe");
+    assert_eq!(sh(e, &id, "test -f /cached-file").await, 0);
+    let found = e.cache_find(&spec.hash).await.expect("find");
+    assert_eq!(found.as_deref(), Some(kept.location.as_str()));
+    assert_eq!(
+        e.cache_find("sha256:c1ffffffffff").await.expect("find"),
+        None
+    );
+    assert!(e
+        .cache_list()
+        .await
+        .expect("list")
+        .iter()
+        .any(|c| c.hash == spec.hash));
+    // Created anew from the entry: what was kept is there.
+    e.remove(&id).await.expect("remove");
+    let from = MachineSpec {
+        base: Resolved::Image(kept.location.clone()),
+        ..spec.clone()
+    };
+    let id = e.create(ctx, &from).await.expect("create from the cache");
+    e.start(&id).await.expect("start");
+    assert_eq!(sh(e, &id, "test -f /cached-file").await, 0);
+    // Owned by no environment.
+    for instance in [Some(ctx.instance.as_str()), None] {
+        let found = e.discover(instance).await.expect("discover").found;
+        assert!(
+            found.iter().all(|f| f.id != kept.location),
+            "{instance:?}: {found:?}"
+        );
+    }
+    let left = e
+        .discover(Some(&ctx.instance))
+        .await
+        .expect("discover")
+        .found;
+    e.remove_found(&left).await.expect("remove");
+    e.cache_remove(&kept.location).await.expect("remove entry");
+    assert_eq!(e.cache_find(&spec.hash).await.expect("find"), None);
+    assert!(e
+        .cache_list()
+        .await
+        .expect("list")
+        .iter()
+        .all(|c| c.hash != spec.hash));
+}
+
 mod live {
     //! The contract against the real engines: a missing daemon fails these tests (the
     //! fast tier leaves them out by name: `cargo test --lib -- --skip live::`).
@@ -214,6 +281,7 @@ mod live {
         };
         let ctx = context(Backend::Docker, dir.path());
         super::run(&d, &ctx, plain_spec(Backend::Docker, &image)).await;
+        super::run_cache(&d, &ctx, plain_spec(Backend::Docker, &image)).await;
         let left = d
             .discover(Some(&ctx.instance))
             .await

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::{
-    BackendError, BaseRequest, BaseSource, Captured, Counts, Discovery, Engine, EnvCtx,
-    ExecOutcome, Found, LineSink, LogLine, LogSink, MachineSpec, NetSpec, ObjectKind, Observation,
-    ObservedMachine, ObservedNetwork, Resolved, RunState, StatePart,
+    BackendError, BaseRequest, BaseSource, CachedState, Captured, Counts, Discovery, Engine,
+    EnvCtx, ExecOutcome, Found, LineSink, LogLine, LogSink, MachineSpec, NetSpec, ObjectKind,
+    Observation, ObservedMachine, ObservedNetwork, Resolved, RunState, StatePart,
 };
 use crate::boxes::Store;
 use crate::envfile::Backend;
@@ -38,7 +38,12 @@ struct Inner {
     calls: Vec<String>,
     /// Calls (`"create api"`) that fail.
     fail: BTreeSet<String>,
+    /// The provisioned-state cache: per-machine hash -> files then.
+    cache: BTreeMap<String, BTreeSet<String>>,
 }
+
+/// Where the fake keeps the cache entry of a hash.
+const CACHE_PREFIX: &str = "fake-cache:";
 
 /// An in-memory engine of kind `kind`.
 pub struct FakeBackend {
@@ -192,6 +197,13 @@ impl Engine for FakeBackend {
         Ok(self.with(|i| {
             i.next += 1;
             let id = format!("fake-{}-{}", spec.name, i.next);
+            let files = match &spec.base {
+                Resolved::Image(r) => r
+                    .strip_prefix(CACHE_PREFIX)
+                    .and_then(|h| i.cache.get(h).cloned())
+                    .unwrap_or_default(),
+                _ => BTreeSet::new(),
+            };
             i.machines.insert(
                 id.clone(),
                 FakeMachine {
@@ -200,7 +212,7 @@ impl Engine for FakeBackend {
                     dir: ctx.dir.to_string_lossy().into_owned(),
                     hash: spec.hash.clone(),
                     running: false,
-                    files: BTreeSet::new(),
+                    files,
                     states: BTreeMap::new(),
                     addresses: spec
                         .networks
@@ -316,6 +328,60 @@ impl Engine for FakeBackend {
                 location: format!("fake:{}:{name}", spec.name),
             })
         })
+    }
+
+    async fn cache_find(&self, hash: &str) -> Result<Option<String>, BackendError> {
+        Ok(self.with(|i| {
+            i.cache
+                .contains_key(hash)
+                .then(|| format!("{CACHE_PREFIX}{hash}"))
+        }))
+    }
+
+    async fn cache_keep(
+        &self,
+        _ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        env: &str,
+    ) -> Result<Option<(String, CachedState)>, BackendError> {
+        self.call("cache_keep", id)?;
+        let files = self.machine(id, |m| Ok(m.files.clone()))?;
+        let size = files.len() as u64;
+        self.with(|i| i.cache.insert(spec.hash.clone(), files));
+        Ok(Some((
+            id.to_string(),
+            CachedState {
+                hash: spec.hash.clone(),
+                location: format!("{CACHE_PREFIX}{}", spec.hash),
+                machine: spec.name.clone(),
+                env: env.to_string(),
+                size,
+                created: 0,
+            },
+        )))
+    }
+
+    async fn cache_list(&self) -> Result<Vec<CachedState>, BackendError> {
+        Ok(self.with(|i| {
+            i.cache
+                .iter()
+                .map(|(h, f)| CachedState {
+                    hash: h.clone(),
+                    location: format!("{CACHE_PREFIX}{h}"),
+                    machine: String::new(),
+                    env: String::new(),
+                    size: f.len() as u64,
+                    created: 0,
+                })
+                .collect()
+        }))
+    }
+
+    async fn cache_remove(&self, location: &str) -> Result<(), BackendError> {
+        let hash = location.strip_prefix(CACHE_PREFIX).unwrap_or(location);
+        self.with(|i| i.cache.remove(hash));
+        Ok(())
     }
 
     async fn restore(

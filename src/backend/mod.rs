@@ -55,6 +55,12 @@ pub const LABEL_DIR: &str = "hdev.dir";
 pub const LABEL_NETWORK: &str = "hdev.network";
 /// Label on images that hold a machine's state: `baseline` or a snapshot name.
 pub const LABEL_SNAPSHOT: &str = "hdev.snapshot";
+/// Label on a provisioned-state cache entry: the full per-machine hash it holds.
+pub const LABEL_CACHE: &str = "hdev.cache.hash";
+/// Label on a cache entry: the machine it was provisioned as.
+pub const LABEL_CACHE_MACHINE: &str = "hdev.cache.machine";
+/// Label on a cache entry: the environment (its name, not its instance) it came from.
+pub const LABEL_CACHE_ENV: &str = "hdev.cache.env";
 
 /// What to do about an engine that cannot be reached, from why it cannot: a user who may
 /// not use its socket is told which group to join, not to start a daemon that runs.
@@ -260,6 +266,24 @@ pub struct Captured {
     pub location: String,
 }
 
+/// A provisioned state an engine keeps in the provisioned-state cache: a machine as its
+/// provisioning left it, to be created from by any environment whose machine has the
+/// same per-machine hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CachedState {
+    /// The full per-machine hash.
+    pub hash: String,
+    /// Where the engine holds it (an image id).
+    pub location: String,
+    /// The machine and environment it was provisioned as.
+    pub machine: String,
+    pub env: String,
+    /// Bytes it adds to the base it was provisioned on.
+    pub size: u64,
+    /// When it was kept (seconds since the epoch).
+    pub created: i64,
+}
+
 /// One machine's part of a named snapshot (or of the baseline).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatePart {
@@ -458,6 +482,36 @@ pub trait Engine {
         id: Option<&str>,
         name: &str,
     ) -> Result<bool, BackendError>;
+
+    /// The provisioned-state cache entry of per-machine hash `hash` (its location), if
+    /// the engine holds one. Engines without a cache hold none.
+    async fn cache_find(&self, _hash: &str) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+
+    /// Keeps the provisioned machine `id` in the cache under its spec's hash, and moves
+    /// the machine onto what was kept (so that its baseline is taken on it and shares
+    /// it); returns the machine's id afterwards and the entry. `None`: the engine keeps
+    /// no cache, and the machine is left as it was.
+    async fn cache_keep(
+        &self,
+        _ctx: &EnvCtx,
+        _spec: &MachineSpec,
+        _id: &str,
+        _env: &str,
+    ) -> Result<Option<(String, CachedState)>, BackendError> {
+        Ok(None)
+    }
+
+    /// Every entry of the provisioned-state cache the engine holds.
+    async fn cache_list(&self) -> Result<Vec<CachedState>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes the cache entry at `location` (machines created from it keep running).
+    async fn cache_remove(&self, _location: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// Objects hdev made, of one instance or of every one (for `gc`).
     async fn discover(&self, instance: Option<&str>) -> Result<Discovery, BackendError>;

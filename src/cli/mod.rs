@@ -1,6 +1,7 @@
 //! The command line: clap types and one thin function per command.
 
 mod boxcmds;
+mod cachecmds;
 mod cicmds;
 mod doctor;
 mod envcmds;
@@ -119,6 +120,10 @@ pub(crate) enum Command {
         /// environment, here); an earlier interrupted `up --from` into it carries on.
         #[arg(long, value_name = "DIR", requires = "from")]
         dir: Option<PathBuf>,
+        /// Provision every machine created, even one whose per-machine hash the
+        /// provisioned-state cache holds, and keep nothing in it.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Pack the environment into one archive named after its hash: the Envfile, a lock
     /// pinning every box, every file provisioning reads, the synced folders and the boxes.
@@ -173,6 +178,10 @@ pub(crate) enum Command {
         /// Seconds a check may run when it sets no `timeout`.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Provision the copy's machines from scratch: do not use the provisioned-state
+        /// cache (which copies use by default) and keep nothing in it.
+        #[arg(long)]
+        no_cache: bool,
         /// A host command run against the copy after the checks (`HDEV_INSTANCE` names it).
         #[arg(last = true)]
         command: Vec<String>,
@@ -270,6 +279,10 @@ pub(crate) enum Command {
     /// Build, add, list, remove, verify and prune boxes.
     #[command(subcommand)]
     Box(boxcmds::BoxCmd),
+    /// List and prune the provisioned-state cache (machines as provisioning left them,
+    /// by per-machine hash, that `up` creates machines from instead of provisioning).
+    #[command(subcommand)]
+    Cache(cachecmds::CacheCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -308,6 +321,10 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
         crate::project::set_hosts_arg(h.clone());
     }
     crate::project::set_use_args(cli.uses.clone());
+    crate::cache::set_no_cache(matches!(
+        cmd,
+        C::Up { no_cache: true, .. } | C::Ci { no_cache: true, .. }
+    ));
     match cmd {
         C::Init { .. }
         | C::Validate
@@ -337,6 +354,7 @@ fn dispatch(cli: &Cli, p: &Printer) -> CmdResult {
             snapshot_command(p, file, cmd)
         }
         C::Box(cmd) => boxcmds::run(p, cmd),
+        C::Cache(cmd) => cachecmds::run(p, cmd),
         C::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hdev", &mut std::io::stdout());
             Ok(0)
@@ -372,6 +390,7 @@ fn release_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult
             expect_hash,
             from,
             dir,
+            ..
         } => {
             let up = releasecmds::UpArgs {
                 parallel: *parallel,
@@ -408,6 +427,7 @@ fn check_command(p: &Printer, file: Option<&Path>, cmd: &Command) -> CmdResult {
             clean,
             timeout,
             command,
+            ..
         } => {
             let args = cicmds::CiArgs {
                 junit: junit.as_deref(),

@@ -2,6 +2,7 @@
 //! line (and any other front end) to call. An operation works in a [`session::Session`]
 //! environment and returns what happened; it never parses arguments or renders a table.
 
+pub(crate) mod cache;
 pub(crate) mod ci;
 pub(crate) mod copy;
 pub(crate) mod dashboard;

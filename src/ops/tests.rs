@@ -48,6 +48,7 @@ struct World {
     _dir: tempfile::TempDir,
     o: Session,
     backends: Backends,
+    cache: crate::cache::Policy,
 }
 
 impl World {
@@ -62,6 +63,7 @@ impl World {
             _dir: dir,
             o,
             backends,
+            cache: crate::cache::Policy::off(),
         }
     }
 
@@ -114,6 +116,7 @@ impl World {
             parallel: 4,
             images: &images,
             snapshot,
+            cache: &self.cache,
         };
         apply::apply(&a, plan, cancel).await.expect("apply")
     }
@@ -440,9 +443,92 @@ fn gc_collects_environments_whose_folder_is_dead_and_asks_once_per_folder() {
 
 #[tokio::test]
 async fn the_engine_contract_holds_for_the_fake() {
-    use crate::backend::contract::{context, plain_spec, run};
+    use crate::backend::contract::{context, plain_spec, run, run_cache};
     let fake = FakeBackend::new(Backend::Docker);
     let dir = tempfile::tempdir().expect("temp folder");
     let ctx = context(Backend::Docker, dir.path());
     run(&fake, &ctx, plain_spec(Backend::Docker, "fake:image")).await;
+    run_cache(&fake, &ctx, plain_spec(Backend::Docker, "fake:image")).await;
+}
+
+/// A machine with provisioning, for the provisioned-state cache.
+const CACHED: &str = r#"
+[env]
+name = "cached"
+
+[machine.web]
+backend = "docker"
+image = "fake:web"
+
+[[machine.web.provision]]
+shell = "touch /provisioned"
+"#;
+
+#[tokio::test]
+async fn a_cached_hash_is_created_from_the_cache_and_not_provisioned() {
+    let mut w = World::new(CACHED);
+    w.cache = crate::cache::Policy {
+        enabled: true,
+        max_bytes: crate::cache::DEFAULT_MAX_BYTES,
+        index: None,
+    };
+    // First up: provisioned, then kept in the cache before its baseline.
+    let r = w.up().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(r.machines[0].from_cache.is_none());
+    let calls = w.fake().calls();
+    assert!(position(&calls, "exec web") < position(&calls, "cache_keep web"));
+    assert!(position(&calls, "cache_keep web") < position(&calls, "capture:baseline web"));
+    // Destroyed (the engine's machine gone, the record with it): up again is served from
+    // the cache, with no provisioning, and its files are the provisioned ones.
+    let id = r.machines[0].name.clone();
+    let obs = w.backends.observe(&w.o.ctx).await.expect("observe");
+    let cid = obs.machines.get(&id).expect("web exists").id.clone();
+    w.fake().remove(&cid).await.expect("remove");
+    w.fake().clear_calls();
+    let r = w.up().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(r.machines[0].from_cache.is_some(), "{r:?}");
+    let calls = w.fake().calls();
+    assert!(!calls.iter().any(|c| c == "exec web"), "{calls:?}");
+    assert!(!calls.iter().any(|c| c == "cache_keep web"), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c == "capture:baseline web"),
+        "{calls:?}"
+    );
+    let obs = w.backends.observe(&w.o.ctx).await.expect("observe");
+    let cid = obs.machines.get(&id).expect("web exists").id.clone();
+    let drift = w.fake().drift("web", &cid).await.expect("drift");
+    assert!(drift.is_empty(), "{drift:?}");
+    // The record says provisioned and ready: a further up changes nothing.
+    assert!(w.plan().await.is_noop());
+}
+
+#[tokio::test]
+async fn a_different_hash_or_the_cache_off_provisions() {
+    let mut w = World::new(CACHED);
+    w.cache = crate::cache::Policy {
+        enabled: true,
+        max_bytes: crate::cache::DEFAULT_MAX_BYTES,
+        index: None,
+    };
+    assert!(w.up().await.ok());
+    // An entry of another hash only: provisioned again.
+    let other = World::new(&CACHED.replace("/provisioned", "/other"));
+    let mut other = other;
+    other.cache = w.cache.clone();
+    other.backends = std::mem::take(&mut w.backends);
+    let r = other.up().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(r.machines[0].from_cache.is_none());
+    assert!(other.fake().calls().iter().any(|c| c == "exec web"));
+    // Same hash again in a third folder, with the cache off: provisioned.
+    let mut third = World::new(CACHED);
+    third.backends = std::mem::take(&mut other.backends);
+    third.fake().clear_calls();
+    let r = third.up().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(r.machines[0].from_cache.is_none());
+    assert!(third.fake().calls().iter().any(|c| c == "exec web"));
+    assert!(!third.fake().calls().iter().any(|c| c == "cache_keep web"));
 }

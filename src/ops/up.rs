@@ -135,6 +135,7 @@ pub(crate) async fn run_plan(
         .map(|m| m.name.clone())
         .collect();
     let progress = Progress::new(p, &names);
+    let cache = crate::cache::Policy::current();
     let a = apply::ApplyCtx {
         env,
         ctx: &o.ctx,
@@ -144,6 +145,7 @@ pub(crate) async fn run_plan(
         parallel: parallel.unwrap_or(env.settings.parallel as usize),
         images,
         snapshot,
+        cache: &cache,
     };
     let report = apply::apply(&a, plan, cancel).await;
     progress.close();

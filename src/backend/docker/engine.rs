@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{image, snapshot, DockerBackend};
+use super::{cache, image, snapshot, DockerBackend};
 use crate::backend::{
-    BackendError, BaseRequest, BaseSource, Captured, Counts, Discovery, Engine, EnvCtx,
-    ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Probe, Resolved,
-    StatePart,
+    BackendError, BaseRequest, BaseSource, CachedState, Captured, Counts, Discovery, Engine,
+    EnvCtx, ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Probe,
+    Resolved, StatePart,
 };
 use crate::boxes::Store;
 use crate::envfile::Backend;
@@ -167,6 +167,28 @@ impl Engine for DockerBackend {
         name: &str,
     ) -> Result<bool, BackendError> {
         Ok(snapshot::delete(self, &ctx.instance, machine, name).await)
+    }
+
+    async fn cache_find(&self, hash: &str) -> Result<Option<String>, BackendError> {
+        Ok(cache::find(self, hash).await)
+    }
+
+    async fn cache_keep(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        env: &str,
+    ) -> Result<Option<(String, CachedState)>, BackendError> {
+        cache::keep(self, ctx, spec, id, env).await.map(Some)
+    }
+
+    async fn cache_list(&self) -> Result<Vec<CachedState>, BackendError> {
+        cache::list(self).await
+    }
+
+    async fn cache_remove(&self, location: &str) -> Result<(), BackendError> {
+        cache::remove(self, location).await
     }
 
     async fn discover(&self, instance: Option<&str>) -> Result<Discovery, BackendError> {

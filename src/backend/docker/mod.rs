@@ -8,6 +8,7 @@
 //! environment created.
 
 pub mod anchor;
+pub mod cache;
 mod create;
 mod engine;
 mod exec;
@@ -419,7 +420,12 @@ impl DockerBackend {
             .map_err(map_err("list images", "images", ""))?;
         for i in is {
             // Box images are shared between environments; only per-environment images go.
-            if i.labels.contains_key(LABEL_SNAPSHOT) {
+            // Cache entries belong to no environment: `hdev cache prune` removes them.
+            let cached = i
+                .labels
+                .get(crate::backend::LABEL_CACHE)
+                .is_some_and(|h| !h.is_empty());
+            if i.labels.contains_key(LABEL_SNAPSHOT) && !cached {
                 pick(ObjectKind::Image, i.id, Some(&i.labels));
             }
         }

@@ -75,6 +75,8 @@ pub async fn capture(
         // box images by label takes a snapshot for one.
         ("hdev.box".to_string(), String::new()),
         ("hdev.box.digest".to_string(), String::new()),
+        // Inherited from a container made from a cache entry: a snapshot is not one.
+        (crate::backend::LABEL_CACHE.to_string(), String::new()),
     ]);
     if name != BASELINE {
         let drift = drift(d, &m.name, id).await?;
@@ -142,7 +144,7 @@ pub async fn restore(
     recreate(d, ctx, m, id, &image).await
 }
 
-async fn recreate(
+pub(super) async fn recreate(
     d: &DockerBackend,
     ctx: &EnvCtx,
     m: &MachineSpec,

@@ -3,6 +3,7 @@
 //! anything; the command functions call one operation and hand its report here.
 
 pub(super) mod boxes;
+pub(super) mod cache;
 pub(super) mod checks;
 pub(super) mod envfile;
 pub(super) mod graph;

@@ -1,6 +1,7 @@
 //! Tests that need the Docker engine (and no libvirtd).
 
 mod box_images;
+mod cache;
 mod ci;
 mod export;
 mod graph;

@@ -227,6 +227,9 @@ impl TestEnv {
             .env_remove("HDEV_ENVFILE")
             .env_remove("HDEV_HOSTS")
             .env_remove("HDEV_BOX_MAX_BYTES")
+            // The provisioned-state cache would spare provisioning that tests watch run;
+            // its own tests turn it on (`var("HDEV_NO_CACHE", "0")`).
+            .env("HDEV_NO_CACHE", "1")
             .envs(self.vars.iter().map(|(k, v)| (k, v)));
         if let Some(t) = self.timeout {
             c.timeout(t);
@@ -243,6 +246,9 @@ impl TestEnv {
             .env_remove("HDEV_ENVFILE")
             .env_remove("HDEV_HOSTS")
             .env_remove("HDEV_BOX_MAX_BYTES")
+            // The provisioned-state cache would spare provisioning that tests watch run;
+            // its own tests turn it on (`var("HDEV_NO_CACHE", "0")`).
+            .env("HDEV_NO_CACHE", "1")
             .envs(self.vars.iter().map(|(k, v)| (k, v)));
         c
     }

@@ -1,0 +1,184 @@
+//! The provisioned-state cache in a run: a machine created anew whose per-machine hash the
+//! engine holds a provisioned state of is created from it and not provisioned; one that
+//! was provisioned on a fresh create is kept in the cache before its baseline, and the
+//! cache is brought back under its bound (least recently used first). A hash that
+//! differs is never served: entries are found by the exact hash.
+
+use super::{MachineError, Shared};
+use crate::backend::{spec_for, AnyBackend, CachedState, Engine, Resolved};
+use crate::cache::{over_bound, Entry, Index};
+use crate::envfile::Machine;
+use crate::plan::{MachinePlan, Step};
+use crate::state::{MachineRecord, Phase};
+
+/// Whether the cache can serve or keep this machine in this run: the cache is on, the
+/// machine is created anew and then provisioned, it has provisioning to skip, and its
+/// engine is this host's own.
+pub(super) fn applies(sh: &Shared<'_>, mp: &MachinePlan, def: Option<&Machine>) -> bool {
+    sh.cache.enabled
+        && mp.steps.contains(&Step::Create)
+        && mp.steps.contains(&Step::Provision)
+        && def.is_some_and(|d| {
+            !d.provision.is_empty() && d.place.docker.is_none() && d.place.vm_host().is_none()
+        })
+}
+
+/// The cache entry this machine is created from, if the engine holds one of its hash
+/// (its last use recorded).
+pub(super) async fn lookup(
+    sh: &Shared<'_>,
+    mp: &MachinePlan,
+    backend: &AnyBackend,
+) -> Option<String> {
+    let found = backend.cache_find(&mp.hash).await.ok().flatten()?;
+    update_index(sh, |i| {
+        if let Some(e) = i.entries.get_mut(&mp.hash) {
+            e.last_used = crate::cache::now();
+        }
+    });
+    sh.progress.status(
+        &mp.name,
+        &format!(
+            "from the provisioned-state cache ({}…): not provisioned again",
+            short(&mp.hash)
+        ),
+    );
+    Some(found)
+}
+
+/// `sha256:` and the first 12 hex digits of a hash.
+pub(super) fn short(hash: &str) -> String {
+    let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
+/// The base a machine served from the cache is created on.
+pub(super) fn base(location: &str) -> Resolved {
+    Resolved::Image(location.to_string())
+}
+
+/// Records a machine served from the cache as provisioned (its runs unchanged: nothing ran).
+pub(super) fn mark_provisioned(
+    sh: &Shared<'_>,
+    def: &Machine,
+    id: &str,
+    hash: &str,
+) -> Result<(), crate::state::StateError> {
+    let (id, hash) = (id.to_string(), hash.to_string());
+    sh.rec.update(&def.name, |r| {
+        let mut r = r.unwrap_or(MachineRecord {
+            backend: def.backend,
+            id: Some(id.clone()),
+            hash: hash.clone(),
+            phase: Phase::Created,
+            baseline: None,
+            provision_runs: 0,
+            health: None,
+        });
+        r.id = Some(id);
+        r.hash = hash;
+        r.phase = r.phase.max(Phase::Provisioned);
+        Some(r)
+    })
+}
+
+/// Keeps provisioned machine `id` in the cache; its id afterwards. A cache that cannot
+/// keep it is said on the machine's output and the machine goes on as it was.
+pub(super) async fn keep(
+    sh: &Shared<'_>,
+    backend: &AnyBackend,
+    def: &Machine,
+    id: &str,
+    hash: &str,
+) -> Result<String, MachineError> {
+    let name = &def.name;
+    sh.progress
+        .status(name, "keeping its provisioned state in the cache");
+    let spec = spec_for(sh.env, def, hash, Resolved::Image(String::new()));
+    let kept = match backend
+        .cache_keep(sh.ctx, &spec, id, &sh.env.settings.name)
+        .await
+    {
+        Ok(Some(k)) => k,
+        Ok(None) => return Ok(id.to_string()),
+        Err(e) => {
+            sh.progress.output(
+                name,
+                &format!("not kept in the provisioned-state cache: {e}"),
+            );
+            // The commit may have failed after the container was replaced: find it again.
+            return Ok(backend
+                .observe(sh.ctx)
+                .await
+                .ok()
+                .and_then(|mut o| o.machines.remove(name))
+                .map_or_else(|| id.to_string(), |o| o.id));
+        }
+    };
+    let (new_id, state) = kept;
+    let rid = new_id.clone();
+    sh.rec
+        .update(name, |r| {
+            r.map(|mut r| {
+                r.id = Some(rid);
+                r
+            })
+        })
+        .map_err(|source| MachineError::State {
+            machine: name.clone(),
+            source,
+        })?;
+    add_and_bound(sh, backend, state).await;
+    Ok(new_id)
+}
+
+/// Adds `state` to the index, then removes the least recently used entries beyond the
+/// bound (never the one just kept).
+async fn add_and_bound(sh: &Shared<'_>, backend: &AnyBackend, state: CachedState) {
+    let hash = state.hash.clone();
+    let mut evict = Vec::new();
+    update_index(sh, |i| {
+        i.entries.insert(
+            state.hash.clone(),
+            Entry {
+                location: state.location.clone(),
+                machine: state.machine.clone(),
+                env: state.env.clone(),
+                size: state.size,
+                created: state.created,
+                last_used: crate::cache::now(),
+            },
+        );
+        for h in over_bound(i, sh.cache.max_bytes, &[hash.as_str()]) {
+            if let Some(e) = i.entries.remove(&h) {
+                evict.push((h, e));
+            }
+        }
+    });
+    for (h, e) in evict {
+        let _ = backend.cache_remove(&e.location).await;
+        sh.progress.output(
+            &state.machine,
+            &format!(
+                "the provisioned-state cache is over {} bytes: removed {} (machine `{}` of `{}`, last used first)",
+                sh.cache.max_bytes,
+                short(&h),
+                e.machine,
+                e.env
+            ),
+        );
+    }
+}
+
+/// Reads, changes and writes the index, when one is kept (best effort: the engine is
+/// the truth about entries; the index only adds their last use).
+fn update_index(sh: &Shared<'_>, f: impl FnOnce(&mut Index)) {
+    let Some(path) = sh.cache.index.as_deref() else {
+        return;
+    };
+    let Ok(mut index) = Index::load(path) else {
+        return;
+    };
+    f(&mut index);
+    let _ = index.save(path);
+}
