@@ -57,12 +57,14 @@ pub(super) fn base(location: &str) -> Resolved {
     Resolved::Image(location.to_string())
 }
 
-/// Records a machine served from the cache as provisioned (its runs unchanged: nothing ran).
+/// Records machine `def` (engine id `id`, built from `hash`) as provisioned; `ran` when
+/// its steps ran to completion (counted in its runs), not when it came from the cache.
 pub(super) fn mark_provisioned(
     sh: &Shared<'_>,
     def: &Machine,
     id: &str,
     hash: &str,
+    ran: bool,
 ) -> Result<(), crate::state::StateError> {
     let (id, hash) = (id.to_string(), hash.to_string());
     sh.rec.update(&def.name, |r| {
@@ -78,6 +80,7 @@ pub(super) fn mark_provisioned(
         r.id = Some(id);
         r.hash = hash;
         r.phase = r.phase.max(Phase::Provisioned);
+        r.provision_runs += u32::from(ran);
         Some(r)
     })
 }

@@ -488,7 +488,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
         if let (Some(def), Some(cid)) = (machine.filter(|_| caching), id.as_deref()) {
             match step {
                 Step::Provision if from.is_some() => {
-                    cached::mark_provisioned(sh, def, cid, &mp.hash).map_err(|source| {
+                    cached::mark_provisioned(sh, def, cid, &mp.hash, false).map_err(|source| {
                         MachineError::State {
                             machine: name.to_string(),
                             source,

@@ -9,7 +9,6 @@ use crate::backend::{AnyBackend, Engine};
 use crate::envfile::Machine;
 use crate::provision;
 use crate::state::records::ProvisionOutput;
-use crate::state::{MachineRecord, Phase};
 
 /// Runs a machine's provisioning and records it; abandoned on Ctrl-C.
 pub(super) async fn provision_one(
@@ -44,28 +43,10 @@ pub(super) async fn provision_one(
     let out = ProvisionOutput::new(ran.is_ok(), lines);
     sh.rec.dir().record_provision(name, &out);
     ran?;
-    let (hash, id) = (hash.to_string(), id.to_string());
-    sh.rec
-        .update(name, |r| {
-            let mut r = r.unwrap_or(MachineRecord {
-                backend: m.backend,
-                id: Some(id.clone()),
-                hash: hash.clone(),
-                phase: Phase::Created,
-                baseline: None,
-                provision_runs: 0,
-                health: None,
-            });
-            r.id = Some(id);
-            r.hash = hash;
-            r.phase = r.phase.max(Phase::Provisioned);
-            r.provision_runs += 1;
-            Some(r)
-        })
-        .map_err(|source| MachineError::State {
-            machine: name.clone(),
-            source,
-        })
+    super::cached::mark_provisioned(sh, m, id, hash, true).map_err(|source| MachineError::State {
+        machine: name.clone(),
+        source,
+    })
 }
 
 pub(super) async fn wait_healthy(

@@ -14,10 +14,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::ContainerConfig;
-use bollard::query_parameters::{
-    CommitContainerOptions, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 
 use super::{map_err, snapshot, DockerBackend};
 use crate::backend::{
@@ -72,28 +69,8 @@ pub async fn keep(
         .await
         .ok()
         .and_then(|c| c.image);
-    let opts = CommitContainerOptions {
-        container: Some(id.to_string()),
-        repo: Some(repo.to_string()),
-        tag: Some(tag.to_string()),
-        comment: Some(format!("hdev provisioned state of machine `{}`", m.name)),
-        pause: true,
-        ..Default::default()
-    };
-    let config = ContainerConfig {
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let image = d
-        .client()
-        .commit_container(opts, config)
-        .await
-        .map_err(map_err(
-            format!("commit machine `{}` into `{reference}`", m.name),
-            "container",
-            id,
-        ))?
-        .id;
+    let comment = format!("hdev provisioned state of machine `{}`", m.name);
+    let image = snapshot::commit(d, id, &m.name, (repo, tag), comment, labels).await?;
     let size = size_of(d, &image).await - size_of_opt(d, base.as_deref()).await;
     let new_id = snapshot::recreate(d, ctx, m, id, &image).await?;
     Ok((

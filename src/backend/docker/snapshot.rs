@@ -86,28 +86,8 @@ pub async fn capture(
         );
     }
     let old = image_id(d, &format!("{repo}:{tag}")).await;
-    let opts = CommitContainerOptions {
-        container: Some(id.to_string()),
-        repo: Some(repo.clone()),
-        tag: Some(tag.clone()),
-        comment: Some(format!("hdev snapshot `{name}` of machine `{}`", m.name)),
-        pause: true,
-        ..Default::default()
-    };
-    let config = ContainerConfig {
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let image = d
-        .client()
-        .commit_container(opts, config)
-        .await
-        .map_err(map_err(
-            format!("commit machine `{}` into `{repo}:{tag}`", m.name),
-            "container",
-            id,
-        ))?
-        .id;
+    let comment = format!("hdev snapshot `{name}` of machine `{}`", m.name);
+    let image = commit(d, id, &m.name, (&repo, &tag), comment, labels).await?;
     // A container that changed nothing on its image (no provisioning, say) already has
     // the change list of its baseline: it need not be recreated, which halves what `up`
     // costs for such machines. `drift` accepts that container on its box image.
@@ -142,6 +122,39 @@ pub async fn restore(
         return Err(missing(&m.name, name).into());
     };
     recreate(d, ctx, m, id, &image).await
+}
+
+/// Commits container `id` (of machine `machine`) into `repo:tag` with `labels`, paused
+/// while it is written; the image's id.
+pub(super) async fn commit(
+    d: &DockerBackend,
+    id: &str,
+    machine: &str,
+    (repo, tag): (&str, &str),
+    comment: String,
+    labels: HashMap<String, String>,
+) -> Result<String, BackendError> {
+    let opts = CommitContainerOptions {
+        container: Some(id.to_string()),
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+        comment: Some(comment),
+        pause: true,
+        ..Default::default()
+    };
+    let config = ContainerConfig {
+        labels: Some(labels),
+        ..Default::default()
+    };
+    Ok(d.client()
+        .commit_container(opts, config)
+        .await
+        .map_err(map_err(
+            format!("commit machine `{machine}` into `{repo}:{tag}`"),
+            "container",
+            id,
+        ))?
+        .id)
 }
 
 pub(super) async fn recreate(
