@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
+use bollard::query_parameters::RemoveImageOptionsBuilder;
 
 use super::{map_err, snapshot, DockerBackend};
 use crate::backend::{
@@ -111,23 +111,7 @@ async fn size_of_opt(d: &DockerBackend, image: Option<&str>) -> i64 {
 /// Every cache entry of the engine (tagged `hdev-cache/…` and labelled with a hash).
 pub async fn list(d: &DockerBackend) -> Result<Vec<CachedState>, BackendError> {
     let filters = HashMap::from([("label".to_string(), vec![LABEL_CACHE.to_string()])]);
-    let images = d
-        .client()
-        .list_images(Some(
-            ListImagesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(map_err("list images", "images", ""))?;
-    let sizes: HashMap<String, i64> = d
-        .client()
-        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-        .await
-        .map_err(map_err("list images", "images", ""))?
-        .into_iter()
-        .map(|i| (i.id, i.size))
-        .collect();
+    let (images, sizes) = snapshot::images_and_sizes(d, &filters).await?;
     let mut out: Vec<CachedState> = images
         .into_iter()
         .filter_map(|i| {

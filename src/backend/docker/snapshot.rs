@@ -157,6 +157,30 @@ pub(super) async fn commit(
         .id)
 }
 
+/// The images `filters` choose, and the size of every image by id (a layer shared
+/// between images counts in each).
+pub(super) async fn images_and_sizes(
+    d: &DockerBackend,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<(Vec<bollard::models::ImageSummary>, HashMap<String, i64>), BackendError> {
+    let images = d
+        .client()
+        .list_images(Some(
+            ListImagesOptionsBuilder::default().filters(filters).build(),
+        ))
+        .await
+        .map_err(map_err("list images", "images", ""))?;
+    let sizes = d
+        .client()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(map_err("list images", "images", ""))?
+        .into_iter()
+        .map(|i| (i.id, i.size))
+        .collect();
+    Ok((images, sizes))
+}
+
 pub(super) async fn recreate(
     d: &DockerBackend,
     ctx: &EnvCtx,
@@ -323,23 +347,7 @@ pub async fn list(d: &DockerBackend, instance: &str) -> Result<Vec<ImageSnap>, B
             LABEL_SNAPSHOT.to_string(),
         ],
     )]);
-    let images = d
-        .client()
-        .list_images(Some(
-            ListImagesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(map_err("list images", "images", ""))?;
-    let sizes: HashMap<String, i64> = d
-        .client()
-        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-        .await
-        .map_err(map_err("list images", "images", ""))?
-        .into_iter()
-        .map(|i| (i.id, i.size))
-        .collect();
+    let (images, sizes) = images_and_sizes(d, &filters).await?;
     let mut out = Vec::new();
     for i in images {
         let (Some(machine), Some(name)) =
