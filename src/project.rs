@@ -189,13 +189,9 @@ fn hosts_layout(
     }
 }
 
-/// Gives each box the digest `Envfile.lock` pins it to, so that `up` uses the pinned box
-/// when the store has it, as the hash counts it. A lock that cannot be read pins nothing
-/// here; the commands that need it (`hash`, `up --locked`) say why.
-fn pin_boxes(env: &mut Env) {
-    let Ok(Some(lock)) = lockfile::read(&lockfile::path_for(&env.file)) else {
-        return;
-    };
+/// Gives each box the digest `lock` pins it to, so that `up` uses the pinned box when the
+/// store has it, as the hash counts it.
+fn pin_boxes(env: &mut Env, lock: &Lockfile) {
     for (name, digest) in lock.pins() {
         if let Some(b) = env.boxes.get_mut(&name) {
             b.pin = Some(digest);
@@ -218,17 +214,20 @@ impl Project {
         } else {
             local
         };
+        let lock = lockfile::read(&lockfile::path_for(path))?;
         let req = Request {
-            pins: match lockfile::read(&lockfile::path_for(path))? {
-                Some(l) => l.source_pins(&env),
-                None => BTreeMap::new(),
-            },
+            pins: lock
+                .as_ref()
+                .map(|l| l.source_pins(&env))
+                .unwrap_or_default(),
             overrides: envfile::sources::merge_overrides(local, use_args()),
             base: placement.hosts_from.clone(),
             ..Request::default()
         };
         let sources = crate::sources::resolve(&mut env, &req)?;
-        pin_boxes(&mut env);
+        if let Some(l) = &lock {
+            pin_boxes(&mut env, l);
+        }
         Ok(Project {
             instance: placement.instance.unwrap_or_else(|| instance_name(&env)),
             state: placement.state.unwrap_or_else(|| StateDir::new(&env.dir)),

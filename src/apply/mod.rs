@@ -537,14 +537,10 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
 /// Keeps what the health check found, for `status`, `graph` and the dashboard. A state
 /// file that cannot be written costs only this record: the check's verdict stands.
 fn record_health(sh: &Shared<'_>, name: &str, id: &str, ok: bool) {
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let health = crate::state::HealthRecord {
         id: id.to_string(),
         ok,
-        at,
+        at: crate::state::drift::now(),
     };
     let _ = sh.rec.update(name, |r| {
         r.map(|mut r| {

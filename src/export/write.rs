@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{BoxEntry, ExportError, FileEntry, HashingReader, Index, ENV_PREFIX, FORMAT, INDEX};
+use crate::boxes::digest::hash_file;
 use crate::boxes::{archive, StoredBox};
 
 /// Where a file's bytes come from: the environment's folder, or made for the archive (a
@@ -93,10 +94,7 @@ pub(crate) fn write(p: Packing, out: &Path, work: &Path) -> Result<Index, Export
         if let Some(b) = stored {
             let f = tmp.path().join(format!("{}.box", b.digest.hex()));
             archive::write_archive(&b.manifest, &b.dir, &f)?;
-            let opened = std::fs::File::open(&f).map_err(ExportError::io(&f))?;
-            (e.sha256, e.size) = HashingReader::new(opened)
-                .finish()
-                .map_err(ExportError::io(&f))?;
+            (e.sha256, e.size) = hash_file(&f).map_err(ExportError::io(&f))?;
             box_files.push((e.member(), f, e.size, e.sha256.clone()));
         }
         boxes.push(e);
@@ -166,10 +164,7 @@ fn entry_of(path: &str, c: &Content) -> Result<FileEntry, ExportError> {
                 }
                 e.link = Some(target.to_string_lossy().into_owned());
             } else if meta.is_file() {
-                let opened = std::fs::File::open(abs).map_err(ExportError::io(abs))?;
-                (e.sha256, e.size) = HashingReader::new(opened)
-                    .finish()
-                    .map_err(ExportError::io(abs))?;
+                (e.sha256, e.size) = hash_file(abs).map_err(ExportError::io(abs))?;
                 e.executable = meta.permissions().mode() & 0o111 != 0;
             } else {
                 return Err(ExportError::Refused(format!(

@@ -81,15 +81,9 @@ pub async fn keep(
             machine: m.name.clone(),
             env: env.to_string(),
             size: u64::try_from(size).unwrap_or(0),
-            created: now(),
+            created: crate::cache::now(),
         },
     ))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 async fn size_of(d: &DockerBackend, image: &str) -> i64 {
