@@ -5,9 +5,10 @@
 //! differs is never served: entries are found by the exact hash.
 
 use super::{MachineError, Shared};
+use crate::backend::libvirt::BaseVolumes;
 use crate::backend::{spec_for, AnyBackend, CachedState, Engine, Resolved};
 use crate::cache::{over_bound, Entry, Index};
-use crate::envfile::Machine;
+use crate::envfile::{Backend, Machine};
 use crate::plan::{MachinePlan, Step};
 use crate::state::{MachineRecord, Phase};
 
@@ -18,8 +19,12 @@ pub(super) fn applies(sh: &Shared<'_>, mp: &MachinePlan, def: Option<&Machine>) 
     sh.cache.enabled
         && mp.steps.contains(&Step::Create)
         && mp.steps.contains(&Step::Provision)
+        && !sh.guests.contains_key(&mp.name)
         && def.is_some_and(|d| {
-            !d.provision.is_empty() && d.place.docker.is_none() && d.place.vm_host().is_none()
+            !d.provision.is_empty()
+                && d.place.host.is_none()
+                && d.place.docker.is_none()
+                && d.place.vm_host().is_none()
         })
 }
 
@@ -52,9 +57,23 @@ pub(super) fn short(hash: &str) -> String {
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
-/// The base a machine served from the cache is created on.
-pub(super) fn base(location: &str) -> Resolved {
-    Resolved::Image(location.to_string())
+/// The base a machine served from the cache is created on: the entry's image for a
+/// container; for a VM, its box's boot files (kernel, initrd) with the entry's disk
+/// layer, so a VM's box must have been prepared.
+pub(super) fn base(
+    location: &str,
+    backend: Backend,
+    prepared: Option<&Result<Resolved, String>>,
+) -> Result<Resolved, String> {
+    match (backend, prepared) {
+        (Backend::Docker, _) => Ok(Resolved::Image(location.to_string())),
+        (Backend::Libvirt, Some(Ok(Resolved::Volumes(v)))) => Ok(Resolved::Volumes(BaseVolumes {
+            disk: location.into(),
+            ..v.clone()
+        })),
+        (Backend::Libvirt, Some(Err(e))) => Err(e.clone()),
+        (Backend::Libvirt, _) => Err("its box's boot files were not prepared".into()),
+    }
 }
 
 /// Records machine `def` (engine id `id`, built from `hash`) as provisioned; `ran` when
@@ -136,7 +155,7 @@ pub(super) async fn keep(
 }
 
 /// Adds `state` to the index, then removes the least recently used entries beyond the
-/// bound (never the one just kept).
+/// bound (never the one just kept), as far as they are this engine's.
 async fn add_and_bound(sh: &Shared<'_>, backend: &AnyBackend, state: CachedState) {
     let hash = state.hash.clone();
     let mut evict = Vec::new();
@@ -152,9 +171,17 @@ async fn add_and_bound(sh: &Shared<'_>, backend: &AnyBackend, state: CachedState
                 last_used: crate::cache::now(),
             },
         );
+        // This engine removes its own entries only (the other's go at its next keep, or
+        // with `hdev cache prune`, which sees every engine).
+        let kind = backend.kind();
         for h in over_bound(i, sh.cache.max_bytes, &[hash.as_str()]) {
-            if let Some(e) = i.entries.remove(&h) {
-                evict.push((h, e));
+            if i.entries
+                .get(&h)
+                .is_some_and(|e| held_by(kind, &e.location))
+            {
+                if let Some(e) = i.entries.remove(&h) {
+                    evict.push((h, e));
+                }
             }
         }
     });
@@ -171,6 +198,12 @@ async fn add_and_bound(sh: &Shared<'_>, backend: &AnyBackend, state: CachedState
             ),
         );
     }
+}
+
+/// Whether an entry at `location` is one engine `kind` keeps: libvirt's are volume paths,
+/// Docker's image ids.
+fn held_by(kind: Backend, location: &str) -> bool {
+    location.starts_with('/') == (kind == Backend::Libvirt)
 }
 
 /// Reads, changes and writes the index, when one is kept (best effort: the engine is

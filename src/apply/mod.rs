@@ -828,8 +828,15 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
         }
         _ => None,
     };
-    let resolved = match late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, def))) {
-        _ if m.from.is_some() => cached::base(m.from.unwrap_or_default()),
+    let prepared = late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, def)));
+    let resolved = match prepared {
+        _ if m.from.is_some() => cached::base(m.from.unwrap_or_default(), def.backend, prepared)
+            .map_err(|e| {
+                m.err(BackendError::Engine {
+                    action: "resolve its image".into(),
+                    message: e,
+                })
+            })?,
         Some(Ok(i)) => i.clone(),
         Some(Err(e)) => {
             return Err(m.err(BackendError::Engine {

@@ -1,12 +1,16 @@
-//! `hdev cache list|prune`: the provisioned-state cache of this host's Docker engine (the
-//! only engine that keeps one), each entry with what the index in the store adds (its
-//! last use); entries the index lacks are listed with their creation as last use, and
-//! index entries whose image is gone are dropped.
+//! `hdev cache list|prune`: the provisioned-state cache of this host's engines (Docker's
+//! images of containers, libvirt's disk layers of VMs on `qemu:///system`), each entry
+//! with what the index in the store adds (its last use); entries the index lacks are
+//! listed with their creation as last use, and index entries the engines no longer hold
+//! are dropped. An engine this host does not run holds no entries.
 
 use serde::Serialize;
 
+use std::collections::BTreeSet;
+
 use crate::backend::docker::DockerBackend;
-use crate::backend::{CachedState, Engine};
+use crate::backend::libvirt::machines::{Vms, DEFAULT_URI};
+use crate::backend::{AnyBackend, CachedState, Engine};
 use crate::cache::{over_bound, Entry, Index, Policy};
 
 /// One entry, as `cache list` shows it.
@@ -18,7 +22,10 @@ pub(crate) struct Listed {
     pub size: u64,
     pub created: i64,
     pub last_used: i64,
+    /// Where the engine holds it: an image id, or a volume path.
     pub image: String,
+    /// The engine holding it (`docker`, `libvirt`).
+    pub engine: String,
 }
 
 /// What `cache list` reports.
@@ -38,17 +45,43 @@ pub(crate) struct Pruned {
     pub left_bytes: u64,
 }
 
-/// The engine's entries joined with the index (which is brought up to date).
-async fn read(d: &DockerBackend, policy: &Policy) -> anyhow::Result<(Index, Vec<Listed>)> {
-    let states = d.cache_list().await?;
+/// This host's engines that can keep a cache: Docker, and libvirt's system connection
+/// when it answers. Neither answering is an error.
+async fn engines() -> anyhow::Result<Vec<AnyBackend>> {
+    let mut out = Vec::new();
+    let docker = DockerBackend::connect().await;
+    if let Ok(d) = &docker {
+        out.push(AnyBackend::Docker(d.clone()));
+    }
+    let uris = BTreeSet::from([DEFAULT_URI.to_string()]);
+    if let Ok(v) = Vms::at_uris(&uris, None).await {
+        out.push(AnyBackend::Libvirt(Box::new(v)));
+    }
+    if out.is_empty() {
+        docker?;
+    }
+    Ok(out)
+}
+
+/// The engines' entries joined with the index (which is brought up to date).
+async fn read(engines: &[AnyBackend], policy: &Policy) -> anyhow::Result<(Index, Vec<Listed>)> {
+    let mut states = Vec::new();
+    for e in engines {
+        states.extend(
+            e.cache_list()
+                .await?
+                .into_iter()
+                .map(|s| (e.kind().to_string(), s)),
+        );
+    }
     let mut index = match &policy.index {
         Some(path) => Index::load(path)?,
         None => Index::default(),
     };
     index
         .entries
-        .retain(|h, _| states.iter().any(|s| s.hash == *h));
-    for s in &states {
+        .retain(|h, _| states.iter().any(|(_, s)| s.hash == *h));
+    for (_, s) in &states {
         let e = index
             .entries
             .entry(s.hash.clone())
@@ -59,7 +92,18 @@ async fn read(d: &DockerBackend, policy: &Policy) -> anyhow::Result<(Index, Vec<
     if let Some(path) = &policy.index {
         index.save(path)?;
     }
-    let listed = index.entries.iter().map(|(h, e)| listed(h, e)).collect();
+    let listed = index
+        .entries
+        .iter()
+        .map(|(h, e)| {
+            let engine = states
+                .iter()
+                .find(|(_, s)| s.hash == *h)
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            listed(h, e, engine)
+        })
+        .collect();
     Ok((index, listed))
 }
 
@@ -74,7 +118,7 @@ fn entry(s: &CachedState) -> Entry {
     }
 }
 
-fn listed(hash: &str, e: &Entry) -> Listed {
+fn listed(hash: &str, e: &Entry, engine: String) -> Listed {
     Listed {
         hash: hash.to_string(),
         machine: e.machine.clone(),
@@ -83,14 +127,14 @@ fn listed(hash: &str, e: &Entry) -> Listed {
         created: e.created,
         last_used: e.last_used,
         image: e.location.clone(),
+        engine,
     }
 }
 
 /// `cache list`: every entry, least recently used first.
 pub(crate) async fn list() -> anyhow::Result<CacheList> {
     let policy = Policy::current();
-    let d = DockerBackend::connect().await?;
-    let (index, mut entries) = read(&d, &policy).await?;
+    let (index, mut entries) = read(&engines().await?, &policy).await?;
     entries.sort_by_key(|e| (e.last_used, e.hash.clone()));
     Ok(CacheList {
         entries,
@@ -104,8 +148,8 @@ pub(crate) async fn list() -> anyhow::Result<CacheList> {
 /// at most `keep_bytes` (default: its bound).
 pub(crate) async fn prune(all: bool, keep_bytes: Option<u64>) -> anyhow::Result<Pruned> {
     let policy = Policy::current();
-    let d = DockerBackend::connect().await?;
-    let (mut index, _) = read(&d, &policy).await?;
+    let engines = engines().await?;
+    let (mut index, listed_now) = read(&engines, &policy).await?;
     let go: Vec<String> = match all {
         true => index.entries.keys().cloned().collect(),
         false => over_bound(&index, keep_bytes.unwrap_or(policy.max_bytes), &[]),
@@ -115,10 +159,18 @@ pub(crate) async fn prune(all: bool, keep_bytes: Option<u64>) -> anyhow::Result<
         let Some(e) = index.entries.get(&h).cloned() else {
             continue;
         };
-        match d.cache_remove(&e.location).await {
+        let kind = listed_now
+            .iter()
+            .find(|l| l.hash == h)
+            .map(|l| l.engine.clone())
+            .unwrap_or_default();
+        let Some(engine) = engines.iter().find(|b| b.kind().to_string() == kind) else {
+            continue;
+        };
+        match engine.cache_remove(&e.location).await {
             Ok(()) => {
                 index.entries.remove(&h);
-                out.removed.push(listed(&h, &e));
+                out.removed.push(listed(&h, &e, kind));
             }
             Err(err) => out.failed.push(format!("{h}: {err}")),
         }

@@ -6,13 +6,25 @@ use std::collections::BTreeMap;
 use super::machines::Vms;
 use super::{console, discover, snapshot, volumes};
 use crate::backend::{
-    BackendError, BaseRequest, BaseSource, Captured, Counts, Discovery, Engine, EnvCtx,
-    ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Probe, Resolved,
-    StatePart,
+    BackendError, BaseRequest, BaseSource, CachedState, Captured, Counts, Discovery, Engine,
+    EnvCtx, ExecOutcome, Found, LineSink, LogSink, MachineSpec, NetSpec, Observation, Probe,
+    Resolved, StatePart,
 };
 use crate::boxes::Store;
 use crate::envfile::Backend;
 use crate::snapshot::Drift;
+
+impl Vms {
+    /// The connection whose pool holds the cache: that of VMs that name none.
+    fn cache_conn(&self) -> Option<&super::LibvirtBackend> {
+        self.conns.get(self.uri_of(None))
+    }
+}
+
+/// The box store, where the cache's completion markers live beside the upload markers.
+fn cache_store() -> Result<Store, BackendError> {
+    Store::open_default().map_err(|e| engine("open the box store", e))
+}
 
 fn engine(action: &str, e: impl std::fmt::Display) -> BackendError {
     BackendError::Engine {
@@ -195,6 +207,60 @@ impl Engine for Vms {
             .drop_layer(id, name)
             .await
             .map_err(|e| engine("delete layer", e))
+    }
+
+    /// The entry is looked for on the connection of VMs that name none: the cache serves
+    /// this host's VMs.
+    async fn cache_find(&self, hash: &str) -> Result<Option<String>, BackendError> {
+        let Some(lv) = self.cache_conn() else {
+            return Ok(None);
+        };
+        lv.cache_find(&cache_store()?, hash)
+            .await
+            .map_err(|e| engine("provisioned-state cache", e))
+    }
+
+    /// The guest flushes its writes; its disk is frozen and copied into the cache. The
+    /// domain runs on, on a fresh top over the frozen layer (its id unchanged).
+    async fn cache_keep(
+        &self,
+        _ctx: &EnvCtx,
+        spec: &MachineSpec,
+        id: &str,
+        env: &str,
+    ) -> Result<Option<(String, CachedState)>, BackendError> {
+        let store = cache_store()?;
+        let out = self.exec(id, &["sync".to_string()], &|_: &str| {}).await?;
+        if out.exit_code != 0 {
+            return Err(engine(
+                "flush the guest's writes",
+                format!("`sync` exited {}", out.exit_code),
+            ));
+        }
+        let state = self
+            .lv_for(id)
+            .cache_keep(&store, id, &spec.hash, &spec.name, env)
+            .await
+            .map_err(|e| engine("keep the provisioned state", e))?;
+        Ok(Some((id.to_string(), state)))
+    }
+
+    async fn cache_list(&self) -> Result<Vec<CachedState>, BackendError> {
+        let Some(lv) = self.cache_conn() else {
+            return Ok(Vec::new());
+        };
+        lv.cache_list(&cache_store()?)
+            .await
+            .map_err(|e| engine("provisioned-state cache", e))
+    }
+
+    async fn cache_remove(&self, location: &str) -> Result<(), BackendError> {
+        let Some(lv) = self.cache_conn() else {
+            return Ok(());
+        };
+        lv.cache_remove(&cache_store()?, location)
+            .await
+            .map_err(|e| engine("provisioned-state cache", e))
     }
 
     async fn discover(&self, instance: Option<&str>) -> Result<Discovery, BackendError> {

@@ -256,6 +256,51 @@ fn prune(
     Ok(())
 }
 
+/// Puts a fresh top above the domain's current one (a libvirt external snapshot, its
+/// metadata not kept); with `memory` and the domain running, its memory is saved beside
+/// it and the guest carries on. The old top's path and the memory volume's name.
+fn new_top(
+    c: &Connect,
+    d: &Domain,
+    domain: &str,
+    memory: bool,
+) -> Result<(String, Option<String>), LibvirtError> {
+    let (xml, _) = layers_of(d)?;
+    let top = disk_source(&xml).ok_or_else(|| LibvirtError::NotFound {
+        what: "disk of domain",
+        name: domain.to_string(),
+    })?;
+    let dir = Path::new(&top).parent().unwrap_or(Path::new("/"));
+    let id = unique();
+    let new_top = dir.join(format!("{domain}.{id}.qcow2"));
+    let running = d.is_active().unwrap_or(false);
+    let memory = (running && memory).then(|| format!("{domain}.{id}.mem"));
+    let memory_el = match &memory {
+        Some(m) => format!(
+            "<memory snapshot='external' file='{}'/>",
+            esc(&dir.join(m).to_string_lossy())
+        ),
+        None => "<memory snapshot='no'/>".to_string(),
+    };
+    let snap = format!(
+        "<domainsnapshot><name>hdev-{id}</name>{memory_el}<disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='{}'/></disk></disks></domainsnapshot>",
+        esc(&new_top.to_string_lossy())
+    );
+    let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
+    if running {
+        flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+    }
+    if memory.is_none() {
+        flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY;
+    }
+    d.create_snapshot_xml(&snap, flags)
+        .map_err(call(format!("capture the state of `{domain}`")))?;
+    if let Ok(pool) = c.lookup_storage_pool_by_name(POOL) {
+        let _ = pool.refresh(0);
+    }
+    Ok((top, memory))
+}
+
 impl LibvirtBackend {
     /// Turns the domain's current top into the layer of state `name` and puts a fresh top
     /// on it. When the domain runs, its memory is saved with the layer and it carries on
@@ -264,47 +309,30 @@ impl LibvirtBackend {
         let (domain, name) = (domain.to_string(), name.to_string());
         self.blocking(move |c| {
             let d = lookup(c, &domain)?;
-            let (xml, mut layers) = layers_of(&d)?;
-            let top = disk_source(&xml).ok_or_else(|| LibvirtError::NotFound {
-                what: "disk of domain",
-                name: domain.clone(),
-            })?;
-            let dir = Path::new(&top).parent().unwrap_or(Path::new("/"));
-            let id = unique();
-            let new_top = dir.join(format!("{domain}.{id}.qcow2"));
-            let running = d.is_active().unwrap_or(false);
-            let memory = running.then(|| format!("{domain}.{id}.mem"));
-            let memory_el = match &memory {
-                Some(m) => format!(
-                    "<memory snapshot='external' file='{}'/>",
-                    esc(&dir.join(m).to_string_lossy())
-                ),
-                None => "<memory snapshot='no'/>".to_string(),
-            };
-            let snap = format!(
-                "<domainsnapshot><name>hdev-{id}</name>{memory_el}<disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='{}'/></disk></disks></domainsnapshot>",
-                esc(&new_top.to_string_lossy())
-            );
-            let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
-            if running {
-                flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
-            } else {
-                flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY;
-            }
-            d.create_snapshot_xml(&snap, flags)
-                .map_err(call(format!("capture the state of `{domain}`")))?;
+            let (top, memory) = new_top(c, &d, &domain, true)?;
             let layer = Layer {
                 volume: file_name(&top),
                 created: now(),
                 memory,
             };
+            let (xml, mut layers) = layers_of(&d)?;
             layers.insert(name, layer.clone());
-            let (xml, _) = layers_of(&d)?;
             set_layers(&d, &xml, &layers)?;
-            if let Ok(pool) = c.lookup_storage_pool_by_name(POOL) {
-                let _ = pool.refresh(0);
-            }
             Ok(layer)
+        })
+        .await
+    }
+
+    /// Makes the domain's current top read-only, with a fresh top above it, without its
+    /// memory and without recording a state: the volume name of the layer it left, which
+    /// nothing writes any more (for a copy of the disk as it is). The guest should have
+    /// flushed its writes.
+    pub async fn freeze_top(&self, domain: &str) -> Result<String, LibvirtError> {
+        let domain = domain.to_string();
+        self.blocking(move |c| {
+            let d = lookup(c, &domain)?;
+            let (top, _) = new_top(c, &d, &domain, false)?;
+            Ok(file_name(&top))
         })
         .await
     }

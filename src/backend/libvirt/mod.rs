@@ -5,6 +5,7 @@
 //! defines carries metadata in hdev's XML namespace naming its environment, machine and
 //! hash, so `status` and `gc` read the truth from libvirtd itself.
 
+mod cache;
 mod console;
 mod discover;
 mod engine;

@@ -178,7 +178,7 @@ pub fn ensure_pool(conn: &Connect, uri: &str) -> Result<StoragePool, virt::error
 /// The libvirt host behind a connection: its host UUID and name, so one host reached through
 /// two URIs (`qemu:///system`, `qemu+ssh://host/system`) shares its uploads; the URI
 /// where the capabilities say none.
-fn host_key(conn: &Connect, uri: &str) -> String {
+pub(super) fn host_key(conn: &Connect, uri: &str) -> String {
     conn.capabilities()
         .ok()
         .and_then(|caps| {
@@ -193,7 +193,7 @@ fn host_key(conn: &Connect, uri: &str) -> String {
 
 /// The marker saying volume `vol` on the host `host` (see [`host_key`]) was uploaded
 /// completely.
-fn marker(store: &Store, host: &str, vol: &str) -> PathBuf {
+pub(super) fn marker(store: &Store, host: &str, vol: &str) -> PathBuf {
     let key = BoxDigest::of(host.as_bytes());
     store
         .root()

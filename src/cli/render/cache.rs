@@ -39,7 +39,7 @@ pub(crate) fn list(p: &Printer, l: &CacheList) {
     }
     if l.entries.is_empty() {
         p.note(
-            "the provisioned-state cache is empty; `hdev up` fills it as it provisions containers",
+            "the provisioned-state cache is empty; `hdev up` fills it as it provisions containers and VMs",
         );
     } else {
         p.line(format!(

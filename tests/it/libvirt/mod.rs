@@ -4,6 +4,7 @@
 
 #[cfg(feature = "libvirt")]
 mod box_volumes;
+mod cache;
 mod cloud_image;
 mod doctor;
 mod export;

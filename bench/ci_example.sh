@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Benchmark: `hdev ci` of Envfile.example (the HARNESS template: eight containers and the
+# accelerator VM, provisioned by scripts and an ansible playbook, five acceptance checks),
+# first run (every machine provisioned, each kept in the provisioned-state cache) against
+# the next (every machine created from the cache). Writes medians and the ratio to the
+# "ci of Envfile.example with the provisioned-state cache" section of docs/BENCHMARKS.md.
+#
+#   bench/ci_example.sh     # REPS=2; HDEV=path/to/hdev to skip the build
+#
+# Boxes are built (or found in the store) before the first timed run, so neither run
+# pays for them. Each repetition starts from an empty cache (`hdev cache prune --all`).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+reps=${REPS:-2}
+cd "$root"
+if [ -z "${HDEV:-}" ]; then
+  cargo build --release --quiet --bin hdev
+  HDEV=$root/target/release/hdev
+  build=release
+else
+  build="$(basename "$(dirname "$HDEV")")"
+fi
+hdev=$HDEV
+work=$(mktemp -d)
+export HDEV_HOME=${HDEV_HOME:-$root/target/tmp/hdev-home}
+unset HDEV_NO_CACHE
+cleanup() { (cd "$work" && "$hdev" ci --clean >/dev/null 2>&1) || true; rm -rf "$work"; }
+trap cleanup EXIT
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+(cd "$work" && "$hdev" init --template harness >/dev/null 2>&1)
+# The boxes, once, outside the timing: a first `ci` that neither uses nor fills the cache.
+(cd "$work" && "$hdev" ci --no-cache >/dev/null 2>&1)
+run() { # args... -> prints ms; keeps the output in last.err
+  local t0 t1
+  t0=$(now_ms)
+  (cd "$work" && "$hdev" "$@" >/dev/null 2>"$work/last.err") || { cat "$work/last.err" >&2; exit 1; }
+  t1=$(now_ms)
+  echo $((t1 - t0))
+}
+cold="" warm=""
+for _ in $(seq "$reps"); do
+  "$hdev" cache prune --all >/dev/null
+  cold+="$(run ci) "
+  cp "$work/last.err" "$work/cold.err"
+  warm+="$(run ci) "
+  served=$(grep -c "from the provisioned-state cache" "$work/last.err" || true)
+  [ "$served" -ge 1 ] || { echo "second ci did not use the cache" >&2; cat "$work/last.err" >&2; exit 1; }
+done
+"$hdev" cache prune --all >/dev/null
+echo "ci cold: ${cold}ms cached: ${warm}ms" >&2
+# Where a cached run spends its time: the timed lines of the VM.
+vm_trace=$(grep -E '(^|\] )accel ' "$work/last.err" | head -12 || true)
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
+c=$(med "$cold"); w=$(med "$warm")
+section=$(mktemp)
+{
+  echo "## ci of Envfile.example with the provisioned-state cache"
+  echo
+  echo "\`bench/ci_example.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker $(docker version --format '{{.Server.Version}}'), $build build, VMs under"
+  echo "software emulation. \`hdev ci\` of the HARNESS template (\`hdev init --template harness\`:"
+  echo "the Envfile.example topology, eight containers and one debian VM provisioned by a shell"
+  echo "step and an ansible playbook, five checks). **first**: the cache empty: every machine"
+  echo "provisioned and kept. **second**: the next \`hdev ci\`, $served machine(s) created from the"
+  echo "cache. Both include the copy's setup, baselines, checks and teardown. Medians of $reps runs."
+  echo "Goal (#17): second ≥ 10x faster."
+  echo
+  echo "| run | median ms | |"
+  echo "|---|---:|---:|"
+  echo "| first (provisions, fills the cache) | $c | 1.0x |"
+  echo "| second (from the cache) | $w | $(awk -v c="$c" -v w="$w" 'BEGIN { printf "%.1fx faster", c / w }') |"
+  echo
+  echo "Raw runs (ms): first [${cold% }] second [${warm% }]."
+  echo
+  echo "The VM in the second run (timed lines):"
+  echo
+  echo '```'
+  echo "$vm_trace"
+  echo '```'
+  echo
+} > "$section"
+out=docs/BENCHMARKS.md
+awk -v sec="$section" '
+  BEGIN { while ((getline l < sec) > 0) s = s l "\n" }
+  /^## ci of Envfile.example with the provisioned-state cache$/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
+  /^## / && skip { skip = 0 }
+  !skip { print }
+  END { if (!done) printf "%s", s }
+' "$out" > "$out.new" && mv "$out.new" "$out"
+cat "$section"

@@ -1,0 +1,353 @@
+//! The provisioned-state cache on libvirt: a VM's disk as its first boot and its
+//! provisioning left it, kept as a qcow2 layer over the box's base volume, in the `hdev`
+//! pool as `hdev-cache-<hash>.qcow2`. A VM of any environment whose machine has that
+//! per-machine hash is created on an overlay of it and booted, not provisioned again: the
+//! box's `hdev-guest-init` applies the new machine's name, key, addresses and host key
+//! at every boot, so nothing of the first instance's identity stays in force.
+//!
+//! Keeping it: the guest flushes its writes, the domain's top is frozen (a live disk-only
+//! external snapshot puts a fresh top above it, so nothing writes it any more), and the
+//! frozen layer is copied byte for byte through libvirt streams into the cache volume.
+//! Its header names the box's base volume by path, which every VM of the box shares. A
+//! marker beside the box upload markers (written after the copy) tells a complete entry
+//! from one an interruption left; it also records whose machine it was.
+//!
+//! The volume's name starts with no domain's name, so `destroy` and `gc` pass it by; only
+//! `hdev cache prune` (or the cache's bound) removes it, and only once no volume of the
+//! pool stands on it: until then the entry is marked removed and no longer served. The
+//! markers are the box store's, so another user's entries (another store) are neither
+//! served nor removed. The memory is not kept: a restored guest would run with
+//! the first instance's key and addresses, and its MAC addresses (which libvirt requires
+//! unchanged on restore) are per instance.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use virt::connect::Connect;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+
+use super::volumes::{ensure_pool, host_key, marker, send_all};
+use super::{call, is_not_found, LibvirtBackend, LibvirtError};
+use crate::backend::CachedState;
+use crate::boxes::Store;
+
+/// Name prefix of cache volumes.
+const PREFIX: &str = "hdev-cache-";
+
+/// The volume of the entry of `hash`.
+pub(super) fn volume_name(hash: &str) -> String {
+    let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
+    format!("{PREFIX}{hex}.qcow2")
+}
+
+/// What the marker of a complete entry records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    hash: String,
+    machine: String,
+    env: String,
+    created: i64,
+    /// Pruned while VMs still stood on it: the volume goes once none does.
+    #[serde(default)]
+    removed: bool,
+}
+
+fn read_marker(store: &Store, host: &str, vol: &str) -> Option<Marker> {
+    let text = std::fs::read_to_string(marker(store, host, vol)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The backing file a volume's header names, if any.
+fn backing_of(v: &StorageVol) -> Option<String> {
+    let x = v.xml_desc(0).ok()?;
+    let rest = &x[x.find("<backingStore>")?..];
+    let s = rest.find("<path>")? + "<path>".len();
+    let e = rest[s..].find("</path>")?;
+    Some(rest[s..s + e].to_string())
+}
+
+/// A complete entry of `vol` whose base is still in the pool: its path.
+fn usable(c: &Connect, pool: &StoragePool, store: &Store, host: &str, vol: &str) -> Option<String> {
+    let v = pool.lookup_storage_vol_by_name(vol).ok()?;
+    if read_marker(store, host, vol)?.removed {
+        return None;
+    }
+    let base = backing_of(&v)?;
+    c.lookup_storage_vol_by_path(&base).ok()?;
+    v.path().ok()
+}
+
+/// Whether a volume of the pool stands on the one at `path` (names it as its backing).
+fn has_dependents(pool: &StoragePool, path: &str) -> bool {
+    pool.list_volumes().unwrap_or_default().iter().any(|n| {
+        pool.lookup_storage_vol_by_name(n)
+            .ok()
+            .and_then(|v| backing_of(&v))
+            .is_some_and(|b| b == path)
+    })
+}
+
+/// Deletes volume `vol` and its marker when no volume stands on it any more; otherwise
+/// marks the entry removed (no longer served) for a later pass to finish.
+fn remove_entry(
+    pool: &StoragePool,
+    store: &Store,
+    host: &str,
+    vol: &str,
+) -> Result<(), LibvirtError> {
+    let mark = marker(store, host, vol);
+    let v = match pool.lookup_storage_vol_by_name(vol) {
+        Ok(v) => v,
+        Err(e) if is_not_found(&e) => {
+            let _ = std::fs::remove_file(&mark);
+            return Ok(());
+        }
+        Err(e) => return Err(call(format!("look up `{vol}`"))(e)),
+    };
+    let path = v.path().map_err(call(format!("path of `{vol}`")))?;
+    if has_dependents(pool, &path) {
+        if let Some(mut m) = read_marker(store, host, vol) {
+            m.removed = true;
+            write_marker(&mark, &m)?;
+        }
+        return Ok(());
+    }
+    v.delete(0).map_err(call(format!("delete `{vol}`")))?;
+    let _ = std::fs::remove_file(&mark);
+    Ok(())
+}
+
+/// Finishes removals that waited for VMs standing on their volume.
+fn sweep(pool: &StoragePool, store: &Store, host: &str) {
+    for vol in pool.list_volumes().unwrap_or_default() {
+        if vol.starts_with(PREFIX) && read_marker(store, host, &vol).is_some_and(|m| m.removed) {
+            let _ = remove_entry(pool, store, host, &vol);
+        }
+    }
+}
+
+fn write_marker(mark: &Path, m: &Marker) -> Result<(), LibvirtError> {
+    if let Some(d) = mark.parent() {
+        std::fs::create_dir_all(d).map_err(|source| LibvirtError::Io {
+            path: d.to_path_buf(),
+            source,
+        })?;
+    }
+    let text = serde_json::to_string(m).unwrap_or_default();
+    std::fs::write(mark, text).map_err(|source| LibvirtError::Io {
+        path: mark.to_path_buf(),
+        source,
+    })
+}
+
+/// Copies volume `src` into a new volume `dst` byte for byte; the bytes copied.
+fn copy_volume(
+    c: &Connect,
+    pool: &StoragePool,
+    src: &StorageVol,
+    dst: &str,
+) -> Result<u64, LibvirtError> {
+    let size = src.info().map_err(call("volume size"))?.allocation;
+    let xml = format!(
+        "<volume><name>{dst}</name><capacity unit='bytes'>{size}</capacity>\
+         <allocation unit='bytes'>0</allocation><target><format type='raw'/>\
+         <permissions><mode>0600</mode></permissions></target></volume>"
+    );
+    let out = StorageVol::create_xml(pool, &xml, 0).map_err(call(format!("create `{dst}`")))?;
+    let copied = (|| {
+        let down = Stream::new(c, 0).map_err(call("open a stream"))?;
+        let up = Stream::new(c, 0).map_err(call("open a stream"))?;
+        src.download(&down, 0, 0, 0)
+            .map_err(call("read the frozen layer"))?;
+        out.upload(&up, 0, 0, 0)
+            .map_err(call(format!("write `{dst}`")))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match down.recv(&mut buf) {
+                Ok(n) if n > 0 => n as usize,
+                Ok(_) => break,
+                Err(e) => {
+                    let _ = up.abort();
+                    return Err(call("read the frozen layer")(e));
+                }
+            };
+            if let Err(e) = send_all(&up, &buf[..n]) {
+                let _ = down.abort();
+                return Err(call(format!("write `{dst}`"))(e));
+            }
+            total += n as u64;
+        }
+        down.finish()
+            .map_err(call("finish reading the frozen layer"))?;
+        up.finish()
+            .map_err(call(format!("finish writing `{dst}`")))?;
+        Ok(total)
+    })();
+    if copied.is_err() {
+        let _ = out.delete(0);
+    }
+    copied
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl LibvirtBackend {
+    /// The path of the cache entry of `hash`, when the pool holds a complete one whose
+    /// box base is still there.
+    pub async fn cache_find(
+        &self,
+        store: &Store,
+        hash: &str,
+    ) -> Result<Option<String>, LibvirtError> {
+        let (store, vol, uri) = (store.clone(), volume_name(hash), self.uri.clone());
+        self.blocking(move |c| {
+            let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let _ = pool.refresh(0);
+            Ok(usable(c, &pool, &store, &host_key(c, &uri), &vol))
+        })
+        .await
+    }
+
+    /// Freezes running domain `domain`'s disk (the guest has flushed its writes) and
+    /// copies it into the entry of `hash`. An entry another run kept meanwhile stands.
+    pub async fn cache_keep(
+        &self,
+        store: &Store,
+        domain: &str,
+        hash: &str,
+        machine: &str,
+        env: &str,
+    ) -> Result<CachedState, LibvirtError> {
+        let frozen = self.freeze_top(domain).await?;
+        let (store, uri) = (store.clone(), self.uri.clone());
+        let m = Marker {
+            hash: hash.to_string(),
+            machine: machine.to_string(),
+            env: env.to_string(),
+            created: now(),
+            removed: false,
+        };
+        self.blocking(move |c| {
+            let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let host = host_key(c, &uri);
+            let vol = volume_name(&m.hash);
+            let mark = marker(&store, &host, &vol);
+            if let Some(path) = usable(c, &pool, &store, &host, &vol) {
+                let size = pool
+                    .lookup_storage_vol_by_name(&vol)
+                    .and_then(|v| v.info())
+                    .map_or(0, |i| i.allocation);
+                return Ok(state(&m, path, size));
+            }
+            sweep(&pool, &store, &host);
+            if let Ok(v) = pool.lookup_storage_vol_by_name(&vol) {
+                // Not a complete entry of this store: left by an interrupted copy (then
+                // nothing stands on it), or another user's (then VMs may).
+                let path = v.path().map_err(call(format!("path of `{vol}`")))?;
+                if has_dependents(&pool, &path) {
+                    return Err(LibvirtError::Call {
+                        action: format!("keep `{vol}`"),
+                        message: "a volume of that name, not an entry of this box store, has VMs standing on it".into(),
+                    });
+                }
+                v.delete(0).map_err(call(format!("replace `{vol}`")))?;
+            }
+            let _ = std::fs::remove_file(&mark);
+            let src = pool
+                .lookup_storage_vol_by_name(&frozen)
+                .map_err(call(format!("frozen layer `{frozen}`")))?;
+            let size = copy_volume(c, &pool, &src, &vol)?;
+            let _ = pool.refresh(0);
+            let path = pool
+                .lookup_storage_vol_by_name(&vol)
+                .and_then(|v| v.path())
+                .map_err(call(format!("path of `{vol}`")))?;
+            write_marker(&mark, &m)?;
+            Ok(state(&m, path, size))
+        })
+        .await
+    }
+
+    /// Every complete entry of the pool.
+    pub async fn cache_list(&self, store: &Store) -> Result<Vec<CachedState>, LibvirtError> {
+        let (store, uri) = (store.clone(), self.uri.clone());
+        self.blocking(move |c| {
+            let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let _ = pool.refresh(0);
+            let host = host_key(c, &uri);
+            sweep(&pool, &store, &host);
+            let mut out = Vec::new();
+            for vol in pool.list_volumes().map_err(call("list volumes"))? {
+                if !vol.starts_with(PREFIX) {
+                    continue;
+                }
+                let (Some(m), Ok(v)) = (
+                    read_marker(&store, &host, &vol).filter(|m| !m.removed),
+                    pool.lookup_storage_vol_by_name(&vol),
+                ) else {
+                    continue;
+                };
+                let size = v.info().map_or(0, |i| i.allocation);
+                if let Ok(path) = v.path() {
+                    out.push(state(&m, path, size));
+                }
+            }
+            out.sort_by(|a, b| a.hash.cmp(&b.hash));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Removes the entry at `location` (a volume path): at once when no VM stands on it;
+    /// otherwise it is no longer served, and its volume goes with the last VM on it (at
+    /// the next `cache list`, `cache prune` or keep).
+    pub async fn cache_remove(&self, store: &Store, location: &str) -> Result<(), LibvirtError> {
+        let (store, uri) = (store.clone(), self.uri.clone());
+        let vol = Path::new(location)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !vol.starts_with(PREFIX) {
+            return Err(LibvirtError::NotFound {
+                what: "cache volume",
+                name: location.to_string(),
+            });
+        }
+        self.blocking(move |c| {
+            let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let _ = pool.refresh(0);
+            remove_entry(&pool, &store, &host_key(c, &uri), &vol)
+        })
+        .await
+    }
+}
+
+fn state(m: &Marker, path: String, size: u64) -> CachedState {
+    CachedState {
+        hash: m.hash.clone(),
+        location: path,
+        machine: m.machine.clone(),
+        env: m.env.clone(),
+        size,
+        created: m.created,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_volume_names_the_whole_hash_and_no_domain() {
+        let v = super::volume_name("sha256:0123abcd");
+        assert_eq!(v, "hdev-cache-0123abcd.qcow2");
+        // Domains are `hdev-ENV-INSTANCE-MACHINE` and own volumes `DOMAIN.…`.
+        assert!(!v.contains(".qcow2.") && v.matches('.').count() == 1);
+    }
+}
