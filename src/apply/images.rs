@@ -114,6 +114,41 @@ async fn prepare_one(
     engine: &impl Engine,
     place: Option<String>,
 ) -> Result<Resolved, String> {
+    let r = prepare_base(store, env, m, engine, place).await;
+    // A box whose building, import or upload showed a line of its own ends it.
+    if let Base::Box(name) = &m.base {
+        let mut subjects = vec![name.clone()];
+        if let Some(def) = env.boxes.get(name) {
+            if let crate::envfile::BoxSource::Recipe(p) = &def.source {
+                if let Ok(recipe) = crate::boxes::Recipe::load(&env.resolve(p), p) {
+                    subjects.push(recipe.name);
+                }
+            }
+        }
+        let message = match &r {
+            Ok(_) => "ready".to_string(),
+            Err(e) => e.clone(),
+        };
+        for s in subjects {
+            crate::progress::report(
+                &format!("box {s}"),
+                crate::progress::Update::Done {
+                    ok: r.is_ok(),
+                    message: &message,
+                },
+            );
+        }
+    }
+    r
+}
+
+async fn prepare_base(
+    store: &Store,
+    env: &Env,
+    m: &Machine,
+    engine: &impl Engine,
+    place: Option<String>,
+) -> Result<Resolved, String> {
     let source = match (&m.base, m.backend) {
         (Base::Box(b), _) => ensure::ensure_box_in(store, env, b)
             .await

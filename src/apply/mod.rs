@@ -513,10 +513,18 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
         id = match step {
             // Waits for a VM to boot: a Ctrl-C stops waiting at once (the machine is
             // left as the engine has it, and the next `up` finishes it).
-            Step::Create | Step::Start => tokio::select! {
-                r = run_step(sh, &m, *step, id) => r?,
-                _ = cancelled(sh.cancel.clone()) => return Err(interrupted(name)),
-            },
+            Step::Create | Step::Start => {
+                let boot_log = id.as_deref().and_then(|i| backend.boot_log(i));
+                tokio::select! {
+                    r = steps::showing_boot(sh, name, boot_log, run_step(sh, &m, *step, id)) => r?,
+                    _ = cancelled(sh.cancel.clone()) => return Err(interrupted(name)),
+                }
+            }
+            // A VM returned to a state boots again (or resumes) before it answers.
+            Step::Reset | Step::Restore => {
+                let boot_log = id.as_deref().and_then(|i| backend.boot_log(i));
+                steps::showing_boot(sh, name, boot_log, run_step(sh, &m, *step, id)).await?
+            }
             _ => run_step(sh, &m, *step, id).await?,
         };
     }

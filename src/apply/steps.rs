@@ -1,8 +1,10 @@
 //! The longer steps of a machine: provisioning (recorded when it finishes) and waiting for
 //! the health check; both are abandoned on Ctrl-C.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{cancelled, MachineError, Shared};
 use crate::backend::{AnyBackend, Engine};
@@ -62,11 +64,22 @@ pub(super) async fn wait_healthy(
     let tries = hc.retries.max(1);
     let mut last = (0i64, Vec::new());
     let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let t0 = Instant::now();
     for attempt in 1..=tries {
-        sh.progress.status(
-            &m.name,
-            &format!("health check {attempt}/{tries}: {}", hc.command),
-        );
+        // The first attempt is said at once; the wait for the others is a tick (live on a
+        // terminal, otherwise a line now and then).
+        match attempt {
+            1 => sh
+                .progress
+                .status(&m.name, &format!("health check 1/{tries}: {}", hc.command)),
+            _ => sh.progress.tick(
+                &m.name,
+                &format!(
+                    "waiting for health (attempt {attempt}/{tries}, {}s)",
+                    t0.elapsed().as_secs()
+                ),
+            ),
+        }
         let o = out.clone();
         let sink = move |l: &str| {
             if let Ok(mut v) = o.lock() {
@@ -113,4 +126,32 @@ pub(super) async fn wait_healthy(
         code: last.0,
         output: last.1,
     })
+}
+
+/// Runs `work` (a step that waits for a VM to answer) and meanwhile shows, every second,
+/// how long it has waited and the last line of the machine's console: live on a
+/// terminal, otherwise throttled by [`crate::progress::Progress::tick`].
+pub(super) async fn showing_boot<T>(
+    sh: &Shared<'_>,
+    name: &str,
+    boot_log: Option<PathBuf>,
+    work: impl Future<Output = T>,
+) -> T {
+    let Some(log) = boot_log else {
+        return work.await;
+    };
+    let t0 = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = every.tick() => {
+                let last = crate::progress::last_line(&log);
+                sh.progress.tick(name, &crate::progress::waiting("booting", t0.elapsed(), last));
+            }
+        }
+    }
 }

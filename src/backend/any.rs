@@ -90,6 +90,9 @@ impl Engine for AnyBackend {
     async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
         dispatch!(self, b => Engine::ansible_vars(b, id).await)
     }
+    fn boot_log(&self, id: &str) -> Option<std::path::PathBuf> {
+        dispatch!(self, b => Engine::boot_log(b, id))
+    }
     async fn logs(
         &self,
         id: &str,

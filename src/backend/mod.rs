@@ -428,6 +428,12 @@ pub trait Engine {
     /// Inventory variables with which ansible reaches the machine.
     async fn ansible_vars(&self, id: &str) -> Result<BTreeMap<String, String>, BackendError>;
 
+    /// The file where a machine's boot shows (a VM's serial console), if it has one: what
+    /// `up` shows of a machine while it waits for it to answer.
+    fn boot_log(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
+
     /// A machine's log (main process, or serial console), the last `tail` lines, then
     /// new ones while `follow`.
     async fn logs(

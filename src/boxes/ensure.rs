@@ -195,7 +195,7 @@ fn add_file_once(
     }
     let _lock = store.lock(name)?;
     if is_box_archive(path)? {
-        store.add_file(path, pinned)
+        store.add_file_as(path, pinned, name)
     } else {
         super::import::import_file(store, path, name, pinned)
     }

@@ -5,7 +5,7 @@
 //! (digests, `box list`, the libvirt base volume) treats them like built ones.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::archive::{safe_extract, size_limit};
@@ -78,8 +78,10 @@ pub fn import_file(
         .map_err(BoxError::io(&tmp))?;
     let disk = partial.path().join("disk.qcow2");
     let origin = match kind {
-        Foreign::Qcow2 => import_qcow2(path, &disk, &shown)?,
-        Foreign::TarGz | Foreign::Tar => import_vagrant(kind, path, partial.path(), &disk, &shown)?,
+        Foreign::Qcow2 => import_qcow2(path, &disk, &shown, name)?,
+        Foreign::TarGz | Foreign::Tar => {
+            import_vagrant(kind, path, partial.path(), &disk, &shown, name)?
+        }
     };
     let m = disk_manifest(path, name, origin, &disk)?;
     let digest = write_manifest(&m, partial.path(), pinned, name, &shown)?;
@@ -96,8 +98,10 @@ struct Origin {
 }
 
 /// Copies a cloud qcow2 image to `disk`, within the size limit.
-fn import_qcow2(path: &Path, disk: &Path, shown: &str) -> Result<Origin, BoxError> {
-    let mut f = std::fs::File::open(path).map_err(BoxError::io(path))?;
+fn import_qcow2(path: &Path, disk: &Path, shown: &str, name: &str) -> Result<Origin, BoxError> {
+    let f = std::fs::File::open(path).map_err(BoxError::io(path))?;
+    let total = f.metadata().ok().map(|m| m.len());
+    let mut f = reading(f, path, name, total);
     copy_limited(&mut f, disk, shown)?;
     Ok(Origin {
         version: "cloud".to_string(),
@@ -114,11 +118,13 @@ fn import_vagrant(
     partial: &Path,
     disk: &Path,
     shown: &str,
+    name: &str,
 ) -> Result<Origin, BoxError> {
     let x = partial.join("x");
     std::fs::create_dir(&x).map_err(BoxError::io(&x))?;
     let f = std::fs::File::open(path).map_err(BoxError::io(path))?;
-    let r = std::io::BufReader::with_capacity(1 << 20, f);
+    let total = f.metadata().ok().map(|m| m.len());
+    let r = std::io::BufReader::with_capacity(1 << 20, reading(f, path, name, total));
     if kind == Foreign::TarGz {
         let compressed = std::fs::metadata(path).map_err(BoxError::io(path))?.len();
         let (limit, ratio) = super::archive::compressed_limit(compressed);
@@ -147,6 +153,21 @@ fn import_vagrant(
         description: format!("vagrant-libvirt box `{shown}`"),
         boot: Boot::Disk,
     })
+}
+
+/// `f` (the file at `path`), its bytes read reported as box `name`'s progress.
+fn reading(
+    f: std::fs::File,
+    path: &Path,
+    name: &str,
+    total: Option<u64>,
+) -> crate::progress::Counting<std::fs::File> {
+    crate::progress::Counting::new(
+        f,
+        &format!("box {name}"),
+        &format!("importing `{}`", path.display()),
+        total,
+    )
 }
 
 /// The manifest of an imported box: its one `libvirt-disk` artifact, hashed from `disk`.
@@ -212,7 +233,7 @@ fn write_manifest(
 }
 
 /// Copies `src` to a new file `dest`, refusing more than the size limit.
-fn copy_limited<R: Read + Seek>(src: &mut R, dest: &Path, shown: &str) -> Result<u64, BoxError> {
+fn copy_limited<R: Read>(src: &mut R, dest: &Path, shown: &str) -> Result<u64, BoxError> {
     let limit = size_limit();
     let out = std::fs::File::create_new(dest).map_err(BoxError::io(dest))?;
     let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));

@@ -289,8 +289,29 @@ impl Store {
         path: &Path,
         expected: Option<&BoxDigest>,
     ) -> Result<StoredBox, BoxError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.add_file_as(path, expected, &name)
+    }
+
+    /// [`Store::add_file`], its progress (bytes read) reported as box `name`'s.
+    pub fn add_file_as(
+        &self,
+        path: &Path,
+        expected: Option<&BoxDigest>,
+        name: &str,
+    ) -> Result<StoredBox, BoxError> {
         let before = FileIdentity::of(path).map_err(BoxError::io(path))?;
         let f = File::open(path).map_err(BoxError::io(path))?;
+        let total = f.metadata().ok().map(|m| m.len());
+        let f = crate::progress::Counting::new(
+            f,
+            &format!("box {name}"),
+            &format!("reading `{}`", path.display()),
+            total,
+        );
         let b = self.add_reader(
             std::io::BufReader::with_capacity(1 << 20, f),
             &path.display().to_string(),
@@ -344,11 +365,18 @@ impl Store {
             .map_err(BoxError::io(&tmp))?;
         let log = self.build_log(&recipe.name)?;
         let manifest = {
-            // Every 10 s (HDEV_PROGRESS_MS changes it), how long and the log's last line.
-            let (what, log2) = (format!("box `{}`: building", recipe.name), log.clone());
-            let _watch = crate::output::Watch::start(crate::output::Watch::period(), move |t| {
-                crate::output::waiting(&what, t, crate::output::last_line(&log2))
-            });
+            // How it goes: the stage, debootstrap's package counts, the bytes written and
+            // the log's last line (live, or every 10 s where nothing shows it live).
+            let subject = format!("box {}", recipe.name);
+            crate::progress::report(
+                &subject,
+                crate::progress::Update::Status(&format!("building (log: {})", log.display())),
+            );
+            let mut watcher = BuildWatcher::new(log.clone(), partial.path().to_path_buf());
+            let _watch =
+                crate::progress::Watch::start(subject, crate::progress::Watch::tick(), move |t| {
+                    watcher.message(t)
+                });
             recipe.build(partial.path(), &log)?
         };
         // Keep only the artifacts: scripts may leave other files behind.
@@ -496,4 +524,65 @@ pub fn check_manifest(b: &StoredBox) -> Result<(), BoxError> {
         });
     }
     Ok(())
+}
+
+/// Follows a box build: reads its log as it grows and looks at what it wrote so far.
+struct BuildWatcher {
+    log: PathBuf,
+    out: PathBuf,
+    read: u64,
+    parsed: crate::progress::BuildLog,
+}
+
+impl BuildWatcher {
+    fn new(log: PathBuf, out: PathBuf) -> BuildWatcher {
+        BuildWatcher {
+            log,
+            out,
+            read: 0,
+            parsed: Default::default(),
+        }
+    }
+
+    /// `building for N s: STAGE (COUNTS), N MiB written: LAST LINE`, what of it is known.
+    fn message(&mut self, elapsed: std::time::Duration) -> String {
+        use std::io::{Seek, SeekFrom};
+        if let Ok(mut f) = File::open(&self.log) {
+            let mut buf = Vec::new();
+            if f.seek(SeekFrom::Start(self.read)).is_ok() && f.read_to_end(&mut buf).is_ok() {
+                self.read += buf.len() as u64;
+                self.parsed.feed(&String::from_utf8_lossy(&buf));
+            }
+        }
+        let mut s = format!("building for {} s", elapsed.as_secs());
+        let written = disk_usage(&self.out);
+        if written > 0 {
+            s.push_str(&format!(
+                ", {} written",
+                crate::progress::human_bytes(written)
+            ));
+        }
+        let summary = self.parsed.summary();
+        if !summary.is_empty() {
+            s.push_str(": ");
+            s.push_str(&summary);
+        }
+        s
+    }
+}
+
+/// The bytes the files under `dir` take on disk (a sparse disk image counts what it holds).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }

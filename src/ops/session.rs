@@ -57,7 +57,13 @@ pub(crate) async fn with_images(
     if !p.json && !project.env.boxes.is_empty() {
         p.note("preparing images");
     }
-    let images = apply::resolve_images(&project.env, &backends).await;
+    // Box builds, imports and uploads show how they go, each box on a line of its own.
+    let progress = std::sync::Arc::new(crate::progress::Progress::new(p, &[]));
+    let images = {
+        let _shown = progress.install();
+        apply::resolve_images(&project.env, &backends).await
+    };
+    progress.close();
     Ok((opened(project)?, backends, images))
 }
 

@@ -134,7 +134,9 @@ pub(crate) async fn run_plan(
         .filter(|m| m.change != Change::Keep || !m.steps.is_empty())
         .map(|m| m.name.clone())
         .collect();
-    let progress = Progress::new(p, &names);
+    let progress = std::sync::Arc::new(Progress::new(p, &names));
+    // What the engines report from below (a box imported late, for a container in a VM).
+    let _shown = progress.install();
     let cache = crate::cache::Policy::current();
     let a = apply::ApplyCtx {
         env,

@@ -140,14 +140,23 @@ async fn import(
     let file = tokio::fs::File::open(&rootfs)
         .await
         .map_err(BoxError::io(&rootfs))?;
-    let body = futures_util::stream::unfold(Some(file), |state| async move {
-        let mut f = state?;
+    let total = file.metadata().await.ok().map(|m| m.len());
+    // Its bytes as they go, on the box's line.
+    let counter = crate::progress::Counting::new(
+        (),
+        &format!("box {}", b.manifest.name),
+        "importing into Docker",
+        total,
+    );
+    let body = futures_util::stream::unfold(Some((file, counter)), |state| async move {
+        let (mut f, mut counter) = state?;
         let mut buf = vec![0u8; 1 << 20];
         match f.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
+                counter.add(n as u64);
+                Some((Ok(bytes::Bytes::from(buf)), Some((f, counter))))
             }
             Err(e) => Some((Err(e), None)),
         }

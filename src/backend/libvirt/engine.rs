@@ -116,6 +116,10 @@ impl Engine for Vms {
         Vms::ansible_vars(self, id).await
     }
 
+    fn boot_log(&self, id: &str) -> Option<std::path::PathBuf> {
+        Some(self.console_log(id))
+    }
+
     async fn logs(
         &self,
         id: &str,

@@ -311,12 +311,17 @@ impl Vms {
     }
 
     /// Waits until a running VM is ready (see [`SshTarget::wait_ready`]), saying every
-    /// 10 s how long and the console's last line.
+    /// 10 s how long and the console's last line (where no live progress shows the
+    /// machine's console on its own line: see `apply`).
     pub async fn wait_ready(&self, id: &str) -> Result<(), BackendError> {
         let target = self.target(id).await?;
-        let (what, console) = (format!("VM `{id}`: booting"), self.console_log(id));
-        let _watch = crate::output::Watch::start(crate::output::Watch::period(), move |t| {
-            crate::output::waiting(&what, t, crate::output::last_line(&console))
+        let (what, console) = ("booting".to_string(), self.console_log(id));
+        let _watch = (!crate::progress::installed()).then(|| {
+            crate::progress::Watch::start(
+                format!("VM `{id}`"),
+                crate::progress::Watch::tick(),
+                move |t| crate::progress::waiting(&what, t, crate::progress::last_line(&console)),
+            )
         });
         target
             .wait_ready(vm::BOOT_TIMEOUT)

@@ -284,7 +284,11 @@ fn upload(
     let stream = Stream::new(&conn, 0).map_err(|e| err("opening a stream to", e))?;
     vol.upload(&stream, 0, size, 0)
         .map_err(|e| err("starting the upload of", e))?;
-    let mut f = std::fs::File::open(src).map_err(BoxError::io(src))?;
+    let f = std::fs::File::open(src).map_err(BoxError::io(src))?;
+    // Its bytes as they go, on the box's line (the label is `NAME@DIGEST`).
+    let subject = format!("box {}", label.split('@').next().unwrap_or(label));
+    let what = format!("uploading `{vol_name}` to libvirt");
+    let mut f = crate::progress::Counting::new(f, &subject, &what, Some(size));
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match f.read(&mut buf) {

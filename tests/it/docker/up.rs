@@ -258,3 +258,50 @@ networks = ["lan"]
     let r = env.run(&["exec", "a", "--", "sh", "-c", "echo $V"]);
     assert_eq!(r.stdout, "2\n", "{r}");
 }
+
+/// #17: the waits of an `up` say how they go, in plain lines, without flooding: the build
+/// of its box on a line of its own (naming its log), then a health check that takes a few
+/// seconds, said at most every few seconds.
+#[test]
+fn an_up_says_how_its_box_build_and_health_wait_go_in_plain_lines() {
+    require_docker();
+    // A store of its own: the busybox box is built by this `up`.
+    let env = TestEnv::build()
+        .own_home()
+        .machines(
+            "waits",
+            r#"
+[machine.slow]
+backend = "docker"
+box = "busybox"
+command = "sh -c 'sleep 4; touch /tmp/ready; exec sleep 3600'"
+
+[machine.slow.healthcheck]
+command = "test -f /tmp/ready"
+interval = "100ms"
+retries = 200
+"#,
+        )
+        .create();
+    let up = env.run(&["up"]);
+    // A store of its own is not destroyed on drop.
+    let down = env.run(&["destroy", "-y"]);
+    assert_eq!(up.code, 0, "{up}");
+    assert_eq!(down.code, 0, "{down}");
+    let lines: Vec<&str> = up.stderr.lines().collect();
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has("box busybox : building (log: "), "{up}");
+    assert!(has("build-busybox.log)"), "{up}");
+    assert!(has("box busybox ✓ ready"), "{up}");
+    assert!(has("slow : health check 1/200: test -f /tmp/ready"), "{up}");
+    // About 4 s of waiting, 40 attempts: a line after 2 s, then at most one every 3 s.
+    let waits = lines
+        .iter()
+        .filter(|l| l.contains("slow : waiting for health (attempt "))
+        .count();
+    assert!((1..=2).contains(&waits), "{waits} lines: {up}");
+    assert!(
+        lines.iter().all(|l| l.starts_with('[')),
+        "timed lines: {up}"
+    );
+}

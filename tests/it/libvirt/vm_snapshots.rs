@@ -87,7 +87,7 @@ provision = [{{ shell = "echo 1 >> /root/provisioned; echo vm > /etc/role; echo 
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     // While the VM boots, hdev says so with the console's last line.
-    assert!(up.stderr.contains("`: booting for "), "{up}");
+    assert!(up.stderr.contains(": booting for "), "{up}");
     let st = env.run(&["status", "--json"]);
     let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     let instance = st["instance"].as_str().unwrap().to_string();
