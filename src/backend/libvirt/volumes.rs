@@ -171,7 +171,10 @@ pub fn ensure_pool(conn: &Connect, uri: &str) -> Result<StoragePool, virt::error
             }
         }
     }
-    pool.refresh(0)?;
+    // Best effort: every volume hdev uses is made through libvirtd, which knows it without
+    // a refresh; and libvirt refuses one while another client streams into the pool ("has
+    // asynchronous jobs running"), which must not fail this command.
+    let _ = pool.refresh(0);
     Ok(pool)
 }
 
