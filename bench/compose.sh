@@ -35,6 +35,7 @@ now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 timed() { local t0; t0=$(now_ms); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; echo $(( $(now_ms) - t0 )); }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 # The busybox box, imported once; Compose uses the same image.
 mkdir -p "$work/warm"
 cat > "$work/warm/Envfile" <<EOT
@@ -204,7 +205,7 @@ row() { local what=$1 h=$2 c=$3; local mh mc; mh=$(med "$h"); mc=$(med "$c"); ec
 section=$(cat <<EOT
 ## hdev and Docker Compose
 
-\`bench/compose.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker engine $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo docker-compose), release build, $reps runs each, alternating which goes first; medians in ms. Both use the same busybox box image. HARNESS containers: the 9 containers of the HARNESS example with their provisioning scripts and health checks (Compose runs the same scripts in each service's command and gates \`depends_on\` on the same health checks). The ratio is hdev's time over Compose's (below 1 means hdev is faster). hdev's \`up\` also commits each container's baseline (what makes \`reset\` and \`drift\` possible), which Compose does not do: that commit is most of the gap on identical containers.
+\`bench/compose.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker engine $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo docker-compose), release build, $reps runs each, alternating which goes first; medians in ms. Both use the same busybox box image. HARNESS containers: the 9 containers of the HARNESS example with their provisioning scripts and health checks (Compose runs the same scripts in each service's command and gates \`depends_on\` on the same health checks). The ratio is hdev's time over Compose's (below 1 means hdev is faster). hdev's \`up\` also takes each container's baseline (what makes \`reset\` and \`drift\` possible), which Compose does not do: a provisioned container (HARNESS) is committed; one without provisioning (the identical containers) has the image it was created from as its baseline, which commits nothing (docs/SNAPSHOTS.md). Load average when the run started: $load0 (the machine is shared with other work; under load both take longer).
 
 | what | hdev (ms) | Compose (ms) | ratio |
 |---|---:|---:|---:|

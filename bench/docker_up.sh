@@ -92,7 +92,7 @@ section=$(mktemp)
   echo
   echo "\`bench/docker_up.sh\`, $(date -u +%Y-%m-%d), $cpus CPUs, Docker engine $engine, $reps runs per size"
   echo "(alternating), release build, \`parallel = $parallel\` (and the default 8). **hdev up**: wall time of \`hdev up\` of"
-  echo "N busybox-box containers (no provisioning) from an empty engine state, box already imported, each container's baseline committed,"
+  echo "N busybox-box containers (no provisioning) from an empty engine state, box already imported, each container's baseline taken (its image: no provisioning, so nothing is committed),"
   echo "including the per-environment network, the state file and process start."
   echo "**floor**: wall time of \`examples/docker_floor.rs\` creating one bridge network and"
   echo "creating and starting the same N containers all at once through bollard."

@@ -806,7 +806,7 @@ async fn run_step(
                 m.machine.ok_or_else(|| m.missing())?,
                 &cid,
                 &m.plan.hash,
-                step,
+                (step, m.plan.steps.contains(&Step::Create)),
             )
             .await?;
             replug(sh, m).await?;

@@ -2,7 +2,7 @@
 //! restoring a named snapshot. They are not abandoned on Ctrl-C: a container half
 //! recreated would be worse than a step that takes a second longer.
 
-use super::{MachineError, Shared};
+use super::{BaseKey, MachineError, Shared};
 use crate::backend::{spec_for, AnyBackend, Engine, Resolved};
 use crate::envfile::Machine;
 use crate::plan::Step;
@@ -10,18 +10,29 @@ use crate::snapshot::BASELINE;
 use crate::state::Phase;
 
 /// Runs one snapshot step; returns the machine's id afterwards (a container is recreated).
+/// `created` when the machine was created in this run: a container without provisioning
+/// then has the image it was just created from as its baseline, and commits nothing.
 pub(super) async fn snapshot_step(
     sh: &Shared<'_>,
     backend: &AnyBackend,
     m: &Machine,
     id: &str,
     hash: &str,
-    step: Step,
+    (step, created): (Step, bool),
 ) -> Result<String, MachineError> {
     let name = &m.name;
     // The state holds the machine's base: an engine that recreates the machine puts it
     // on the state's image, not on this placeholder.
-    let spec = spec_for(sh.env, m, hash, Resolved::Image(String::new()));
+    let mut spec = spec_for(sh.env, m, hash, Resolved::Image(String::new()));
+    // Later (`hdev baseline`), the baseline is what the container holds then: committed.
+    spec.image_baseline &= created && step == Step::Baseline;
+    if spec.image_baseline {
+        let image = match sh.images.get(&BaseKey::of(sh.env, m)) {
+            Some(Ok(i)) => i.clone(),
+            _ => Resolved::Image("the image it was created from".into()),
+        };
+        spec = spec.on(image);
+    }
     let ctx = sh.ctx;
     let be = |e| MachineError::of(name, e);
     let snap = sh.snapshot.unwrap_or(BASELINE);

@@ -28,6 +28,7 @@ pub(crate) fn plain_spec(kind: Backend, image: &str) -> MachineSpec {
         command: None,
         extra_hosts: Vec::new(),
         anchor: None,
+        image_baseline: false,
     }
 }
 

@@ -56,6 +56,11 @@ pub const LABEL_NETWORK: &str = "hdev.network";
 /// Label on images that hold a machine's state: `baseline` or a snapshot name.
 pub const LABEL_SNAPSHOT: &str = "hdev.snapshot";
 /// Label on a provisioned-state cache entry: the full per-machine hash it holds.
+/// Label on a container whose baseline is the image it was created from (it has no
+/// provisioning): that image's reference. Blank on images, so that containers created
+/// from a snapshot image do not inherit it.
+pub const LABEL_BASELINE_IMAGE: &str = "hdev.baseline.image";
+/// Label on a provisioned-state cache entry: the full per-machine hash it holds.
 pub const LABEL_CACHE: &str = "hdev.cache.hash";
 /// Label on a cache entry: the machine it was provisioned as.
 pub const LABEL_CACHE_MACHINE: &str = "hdev.cache.machine";

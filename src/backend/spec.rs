@@ -94,6 +94,10 @@ pub struct MachineSpec {
     /// For a VM whose host has a Docker engine: what its anchor gives it (filled in once
     /// the anchor exists; see `backend::anchor`).
     pub anchor: Option<super::anchor::AnchorNics>,
+    /// A container without provisioning: the image it is created from is its baseline.
+    /// It is created carrying that image in a label, and its baseline, taken in the run
+    /// that creates it, commits nothing (see `docker::snapshot`).
+    pub image_baseline: bool,
 }
 
 impl MachineSpec {
@@ -164,5 +168,6 @@ pub fn spec_for(env: &Env, m: &Machine, hash: &str, base: Resolved) -> MachineSp
         command: m.command.clone(),
         extra_hosts: crate::envfile::addresses::vm_host_entries(env),
         anchor: None,
+        image_baseline: m.backend == Backend::Docker && m.provision.is_empty(),
     }
 }

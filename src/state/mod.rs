@@ -47,17 +47,31 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:
 /// a temporary file in the same folder, fsync, rename, fsync of the folder.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_replacing(path, bytes, true)
+}
+
+/// [`write_atomic`] without waiting for the disk: for records that only inform (a crash
+/// may lose the last one, never leave half of it).
+pub(crate) fn write_informative(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io(path))?;
+    }
     tmp.persist(path).map_err(|e| StateError::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

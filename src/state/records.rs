@@ -6,7 +6,7 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{read_json, write_atomic, StateDir, STATE_VERSION};
+use super::{read_json, write_informative, StateDir, STATE_VERSION};
 
 /// The lines kept of one provisioning run (the last ones: the end says what failed).
 pub(crate) const PROVISION_LINES: usize = 400;
@@ -53,7 +53,7 @@ impl StateDir {
         }
         if let Ok(mut bytes) = serde_json::to_vec_pretty(value) {
             bytes.push(b'\n');
-            let _ = write_atomic(path, &bytes);
+            let _ = write_informative(path, &bytes);
         }
     }
 

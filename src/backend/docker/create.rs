@@ -16,8 +16,8 @@ use super::{
     BRIDGE_NAME_OPTION, DEFAULT_NETWORK,
 };
 use crate::backend::{
-    BackendError, EnvCtx, MachineSpec, NetSpec, LABEL_DIR, LABEL_ENV, LABEL_HASH, LABEL_MACHINE,
-    LABEL_NETWORK,
+    BackendError, EnvCtx, MachineSpec, NetSpec, LABEL_BASELINE_IMAGE, LABEL_DIR, LABEL_ENV,
+    LABEL_HASH, LABEL_MACHINE, LABEL_NETWORK,
 };
 
 /// Main process of a container without `command`: sleeps, and ends at once on SIGTERM so
@@ -133,14 +133,31 @@ impl DockerBackend {
     }
 
     /// Creates (does not start) a machine's container and attaches it to its networks.
+    /// A container whose image is its baseline carries that image in a label.
     pub async fn create_machine(
         &self,
         ctx: &EnvCtx,
         spec: &MachineSpec,
     ) -> Result<String, BackendError> {
+        let baseline = spec.image_baseline.then(|| spec.image().to_string());
+        self.create_container_of(ctx, spec, baseline.as_deref())
+            .await
+    }
+
+    /// [`Self::create_machine`] with the image its baseline is, if that is an image it was
+    /// created from (a container recreated on a snapshot keeps its first image's label).
+    pub(super) async fn create_container_of(
+        &self,
+        ctx: &EnvCtx,
+        spec: &MachineSpec,
+        baseline_image: Option<&str>,
+    ) -> Result<String, BackendError> {
         let name = container_name(&ctx.instance, &spec.name);
         let endpoints = endpoints(ctx, spec);
-        let body = create_body(ctx, spec, endpoints.first().cloned());
+        let mut body = create_body(ctx, spec, endpoints.first().cloned());
+        if let (Some(image), Some(labels)) = (baseline_image, body.labels.as_mut()) {
+            labels.insert(LABEL_BASELINE_IMAGE.to_string(), image.to_string());
+        }
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self
             .docker

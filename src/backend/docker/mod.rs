@@ -223,7 +223,16 @@ impl DockerBackend {
             .collect();
         let prefix = format!("{instance}-");
         for c in containers {
+            // A container whose image is its baseline has it from the start.
+            let image_based = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::backend::LABEL_BASELINE_IMAGE))
+                .is_some_and(|i| !i.is_empty());
             if let Some(m) = observed_machine(c, &engine_to_env, &prefix, self.endpoint()) {
+                if image_based {
+                    out.baselines.insert(m.name.clone());
+                }
                 out.machines.insert(m.name.clone(), m);
             }
         }

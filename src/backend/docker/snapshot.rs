@@ -4,6 +4,10 @@
 //! drift since the baseline. A reset recreates the container from that image: no
 //! provisioning, and no copy of anything but the container's thin writable layer.
 //!
+//! A container without provisioning has the image it was created from as its baseline
+//! (named in the label [`LABEL_BASELINE_IMAGE`]): the baseline `up` takes commits nothing,
+//! drift is the change list as it is, and a reset recreates it from that image.
+//!
 //! Named snapshots are images too. Saving one only commits (the container keeps running
 //! on its baseline, so drift stays relative to it); the image carries the drift it held
 //! in a label, so that after a restore the drift since the baseline is still known.
@@ -17,8 +21,8 @@ use bollard::query_parameters::{
 
 use super::{baseline_image, map_err, DockerBackend};
 use crate::backend::{
-    BackendError, Captured, EnvCtx, MachineSpec, Resolved, LABEL_DIR, LABEL_ENV, LABEL_HASH,
-    LABEL_MACHINE, LABEL_SNAPSHOT,
+    BackendError, Captured, EnvCtx, MachineSpec, Resolved, LABEL_BASELINE_IMAGE, LABEL_DIR,
+    LABEL_ENV, LABEL_HASH, LABEL_MACHINE, LABEL_SNAPSHOT,
 };
 use crate::snapshot::changes::Kind;
 use crate::snapshot::{missing, Drift, BASELINE};
@@ -61,6 +65,20 @@ pub async fn capture(
 ) -> Result<Captured, BackendError> {
     let hash = m.hash.as_str();
     let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
+    if name == BASELINE && m.image_baseline {
+        // Its image is its baseline (it carries it in a label): nothing to commit, and the
+        // engine's change list is already relative to it. A baseline image left from an
+        // earlier container of the machine would only take room.
+        let opts = RemoveImageOptionsBuilder::default().force(true).build();
+        let _ = d
+            .client()
+            .remove_image(&format!("{repo}:{tag}"), Some(opts), None)
+            .await;
+        return Ok(Captured {
+            id: id.to_string(),
+            location: m.image().to_string(),
+        });
+    }
     let mut labels = HashMap::from([
         (LABEL_ENV.to_string(), ctx.instance.clone()),
         (
@@ -77,6 +95,9 @@ pub async fn capture(
         ("hdev.box.digest".to_string(), String::new()),
         // Inherited from a container made from a cache entry: a snapshot is not one.
         (crate::backend::LABEL_CACHE.to_string(), String::new()),
+        // Inherited from a container whose baseline is its image: a container made from
+        // this image has what the snapshot holds, not that image, as its baseline.
+        (LABEL_BASELINE_IMAGE.to_string(), String::new()),
     ]);
     if name != BASELINE {
         let drift = drift(d, &m.name, id).await?;
@@ -117,11 +138,47 @@ pub async fn restore(
     id: &str,
     name: &str,
 ) -> Result<String, BackendError> {
+    let old = d.client().inspect_container(id, None).await.ok();
+    if name == BASELINE {
+        if let Some(image) = old.as_ref().and_then(image_baseline) {
+            // Its image is its baseline; the new container names it by id.
+            let label = Some(image.clone());
+            return recreate_from(d, ctx, m, (id, old.as_ref()), &image, label).await;
+        }
+    }
     let (repo, tag) = image_ref(&ctx.instance, &m.name, name);
     let Some(image) = image_id(d, &format!("{repo}:{tag}")).await else {
         return Err(missing(&m.name, name).into());
     };
-    recreate(d, ctx, m, id, &image).await
+    // Back on its baseline image, a container has no image baseline any more; on a named
+    // snapshot it keeps the one it had.
+    let label = match name == BASELINE {
+        true => None,
+        false => old.as_ref().and_then(baseline_label),
+    };
+    recreate_from(d, ctx, m, (id, old.as_ref()), &image, label).await
+}
+
+/// The label that names the image a container's baseline is, if it has one.
+fn baseline_label(c: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    c.config
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(LABEL_BASELINE_IMAGE)
+        .filter(|s| !s.is_empty())
+        .cloned()
+}
+
+/// The image a container's baseline is, when that is the image it was created from: by
+/// id when the container still runs on it, else as its label names it.
+fn image_baseline(c: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    let named = baseline_label(c)?;
+    let created_from = c.config.as_ref().and_then(|c| c.image.as_deref());
+    Some(match (created_from == Some(named.as_str()), &c.image) {
+        (true, Some(id)) => id.clone(),
+        _ => named,
+    })
 }
 
 /// Commits container `id` (of machine `machine`) into `repo:tag` with `labels`, paused
@@ -181,6 +238,8 @@ pub(super) async fn images_and_sizes(
     Ok((images, sizes))
 }
 
+/// Recreates container `id` of machine `m` on `image` (a commit of it) and starts it; its
+/// new id. The new container has no image baseline: its baseline is a commit.
 pub(super) async fn recreate(
     d: &DockerBackend,
     ctx: &EnvCtx,
@@ -188,10 +247,24 @@ pub(super) async fn recreate(
     id: &str,
     image: &str,
 ) -> Result<String, BackendError> {
+    let old = d.client().inspect_container(id, None).await.ok();
+    recreate_from(d, ctx, m, (id, old.as_ref()), image, None).await
+}
+
+/// [`recreate`] of a container read already (`old`), the new one carrying
+/// `baseline_image` as the image its baseline is.
+async fn recreate_from(
+    d: &DockerBackend,
+    ctx: &EnvCtx,
+    m: &MachineSpec,
+    (id, old): (&str, Option<&bollard::models::ContainerInspectResponse>),
+    image: &str,
+    baseline_image: Option<String>,
+) -> Result<String, BackendError> {
     // The new container keeps the old one's addresses on bridges: a machine returned to
     // its baseline is the same machine to the others (VMs hold names in /etc/hosts, peers
     // in caches).
-    let held = addresses_of(d, ctx, id).await;
+    let held = old.map(|c| addresses_of(ctx, c)).unwrap_or_default();
     d.remove(id).await?;
     let mut spec = m.on(Resolved::Image(image.to_string()));
     // Not on an overlay: there a name and an address taken again at once race with the
@@ -204,24 +277,22 @@ pub(super) async fn recreate(
     {
         n.address = held.get(&n.name).copied();
     }
-    let new_id = d.create_machine(ctx, &spec).await?;
+    let new_id = d
+        .create_container_of(ctx, &spec, baseline_image.as_deref())
+        .await?;
     d.start(&new_id).await?;
     Ok(new_id)
 }
 
-/// A container's address on each environment network (Envfile name -> address); empty
-/// when it cannot be read.
-async fn addresses_of(
-    d: &DockerBackend,
+/// A container's address on each environment network (Envfile name -> address).
+fn addresses_of(
     ctx: &EnvCtx,
-    id: &str,
+    c: &bollard::models::ContainerInspectResponse,
 ) -> std::collections::BTreeMap<String, std::net::Ipv4Addr> {
-    let Ok(c) = d.client().inspect_container(id, None).await else {
-        return Default::default();
-    };
     let prefix = format!("{}-", ctx.instance);
     c.network_settings
-        .and_then(|s| s.networks)
+        .as_ref()
+        .and_then(|s| s.networks.clone())
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(net, ep)| {
@@ -248,6 +319,10 @@ pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, 
         .inspect_container(id, None)
         .await
         .map_err(map_err("inspect container", "container", id))?;
+    // A container whose baseline is the image it was created from has one from the start:
+    // the change list is relative to that image (or, restored from a named snapshot, the
+    // snapshot's drift composes with it, as for any container).
+    let image_based = image_baseline(&c).is_some();
     let image = c.image.unwrap_or_default();
     let labels = d
         .client()
@@ -257,7 +332,7 @@ pub async fn drift(d: &DockerBackend, machine: &str, id: &str) -> Result<Drift, 
         .and_then(|i| i.config)
         .and_then(|c| c.labels)
         .unwrap_or_default();
-    if !labels.contains_key(LABEL_SNAPSHOT) {
+    if !image_based && !labels.contains_key(LABEL_SNAPSHOT) {
         // Still on the image it was created from: that is its baseline when the baseline
         // was committed without a change (see `capture`).
         let instance = c
@@ -366,6 +441,47 @@ pub async fn list(d: &DockerBackend, instance: &str) -> Result<Vec<ImageSnap>, B
             id: i.id.clone(),
             created: i.created,
             own_size: u64::try_from(i.size - parent).unwrap_or(0),
+        });
+    }
+    // The baselines that are the images containers were created from: taken with them,
+    // adding nothing.
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_ENV}={instance}"),
+            LABEL_BASELINE_IMAGE.to_string(),
+        ],
+    )]);
+    let containers = d
+        .client()
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(map_err("list containers", "containers", ""))?;
+    for c in containers {
+        let labels = c.labels.unwrap_or_default();
+        let based = labels
+            .get(LABEL_BASELINE_IMAGE)
+            .is_some_and(|i| !i.is_empty());
+        let Some(machine) = labels.get(LABEL_MACHINE).filter(|_| based) else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|s| s.name == BASELINE && s.machine == *machine)
+        {
+            continue;
+        }
+        out.push(ImageSnap {
+            machine: machine.clone(),
+            name: BASELINE.to_string(),
+            id: c.image_id.unwrap_or_default(),
+            created: c.created.unwrap_or_default(),
+            own_size: 0,
         });
     }
     out.sort_by(|a, b| (&a.name, &a.machine).cmp(&(&b.name, &b.machine)));

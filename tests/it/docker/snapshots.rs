@@ -243,3 +243,86 @@ command = "httpd -f -p 80 -h /var/www"
     let group = env.run(&["exec", "plain", "--", "cat", "/etc/group"]);
     assert_eq!(group.code, 0, "{group}");
 }
+
+#[test]
+fn a_machine_without_provisioning_has_its_image_as_baseline_and_commits_nothing() {
+    require_docker();
+    // Its baseline is the image it was created from: `up` commits no baseline image, yet
+    // status, the snapshot list, drift, reset, named snapshots and a baseline taken later
+    // all hold.
+    let env = TestEnv::new(
+        "imgbase",
+        r#"
+[machine.plain]
+backend = "docker"
+box = "busybox"
+command = "httpd -f -p 80 -h /var/www"
+"#,
+    );
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let instance = env.instance();
+    assert_eq!(snapshot_images(&instance), 0, "up commits no baseline");
+    let st = env.status();
+    assert_eq!(machine(&st, "plain")["baseline"], true, "{st}");
+    let list = env.run(&["snapshot", "list", "--json"]);
+    let l: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(
+        l["snapshots"]["baseline"].as_array().unwrap().len(),
+        1,
+        "{l}"
+    );
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+
+    let change = |script: &str| {
+        let e = env.run(&["exec", "plain", "--", "sh", "-c", script]);
+        assert_eq!(e.code, 0, "{e}");
+    };
+    change("echo x > /etc/stray");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(paths(&v, "plain", "added"), ["/etc/stray"]);
+
+    // A named snapshot, more changes, a reset: back on the image, still no commit of it.
+    let s = env.run(&["snapshot", "save", "s1"]);
+    assert_eq!(s.code, 0, "{s}");
+    change("rm /etc/group");
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(snapshot_images(&instance), 1, "only `s1`");
+
+    // Restored from the snapshot: its drift since the baseline is what it held; a reset
+    // from there goes back to the image.
+    let r = env.run(&["snapshot", "restore", "s1"]);
+    assert_eq!(r.code, 0, "{r}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(paths(&v, "plain", "added"), ["/etc/stray"]);
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+    let stray = env.run(&["exec", "plain", "--", "test", "-e", "/etc/stray"]);
+    assert_ne!(stray.code, 0, "{stray}");
+
+    // A baseline taken later holds what the container holds then (committed).
+    change("echo y > /etc/kept");
+    let b = env.run(&["baseline", "plain"]);
+    assert_eq!(b.code, 0, "{b}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+    change("rm /etc/kept");
+    let r = env.run(&["reset"]);
+    assert_eq!(r.code, 0, "{r}");
+    let kept = env.run(&["exec", "plain", "--", "cat", "/etc/kept"]);
+    assert_eq!(kept.stdout, "y\n", "{kept}");
+    let (code, v) = drift(&env, &[]);
+    assert_eq!(code, 0, "{v}");
+
+    let gone = env.run(&["destroy", "-y"]);
+    assert_eq!(gone.code, 0, "{gone}");
+    assert_eq!(snapshot_images(&instance), 0);
+}
