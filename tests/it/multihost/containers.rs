@@ -2,7 +2,7 @@
 //! every host to every other, reset and drift of the whole topology, and destroy leaving
 //! nothing on any host.
 
-use super::{hosts_file, leftovers, require_rig};
+use super::{hosts_file, leftovers_after_destroy, require_rig};
 use crate::support::{machine, require_docker, subnet, TestEnv};
 
 fn three_hosts(prefix: &str) -> TestEnv {
@@ -128,7 +128,7 @@ fn one_envfile_on_one_host_or_three() {
 
     let gone = env.run(&["destroy", "-y"]);
     assert_eq!(gone.code, 0, "{gone}");
-    let left: Vec<String> = (1..=3).flat_map(|n| leftovers(n, &instance)).collect();
+    let left: Vec<String> = leftovers_after_destroy(&instance);
     assert!(left.is_empty(), "left on the hosts: {left:?}");
 }
 

@@ -65,6 +65,25 @@ pub(crate) fn leftovers(n: u8, instance: &str) -> Vec<String> {
     out
 }
 
+/// What the three rig engines hold for an instance after its destroy. A swarm worker
+/// takes an overlay network off its engine on its own, shortly after the last container
+/// on it went (Docker's doing, not hdev's): while only such networks remain on workers,
+/// they are looked at again, at most 20 times 500 ms apart.
+pub(crate) fn leftovers_after_destroy(instance: &str) -> Vec<String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let left: Vec<String> = (1..=3).flat_map(|n| leftovers(n, instance)).collect();
+        let worker_networks_only = left
+            .iter()
+            .all(|l| !l.starts_with("node1 ") && l.contains(" network ls: "));
+        if left.is_empty() || !worker_networks_only || attempt >= 20 {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Fails the test, saying what to do, when the rig is not up. As root, starts it once
 /// (`bash .ci/rig up`) when it is not.
 pub(crate) fn require_rig() {

@@ -2,7 +2,7 @@
 //! container: containers on the two other hosts reach it by name and it reaches them;
 //! reset of the whole topology keeps that; destroy leaves nothing on any host.
 
-use super::{hosts_file, leftovers, require_rig};
+use super::{hosts_file, leftovers_after_destroy, require_rig};
 use crate::support::engines::{libvirt_leftovers, one_vm_test_at_a_time, LIBVIRT_URI};
 use crate::support::{machine, repo, require_docker, require_libvirt, subnet, TestEnv};
 
@@ -102,7 +102,7 @@ run = "echo | nc -w3 accel 22 | grep -q SSH"
 
     let gone = env.run(&["destroy", "-y"]);
     assert_eq!(gone.code, 0, "{gone}");
-    let mut left: Vec<String> = (1..=3).flat_map(|n| leftovers(n, &instance)).collect();
+    let mut left: Vec<String> = leftovers_after_destroy(&instance);
     left.extend(libvirt_leftovers(&instance));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
