@@ -282,9 +282,8 @@ done
 goal=$(awk -v r="${ratios[up]}" 'BEGIN { print (r <= 0.7) ? "met" : "not met" }')
 trial=""
 if [ "$up_reps" -lt 3 ] || [ "$reps" -lt 5 ]; then
-  trial="**Trial run** (UP_REPS=$up_reps, REPS=$reps, fewer runs than the defaults): it shows the
-script works end to end, with other work running on the machine; its figures are not
-medians worth quoting.
+  trial="Fewer runs than the defaults (UP_REPS=$up_reps, REPS=$reps): read the raw runs beside
+the medians, and the load average below for what else the machine was doing.
 
 "
 fi
