@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: `hdev ci` of Envfile.example (the HARNESS template: eight containers and the
+# Benchmark: `hdev ci` of Envfile.example (the HARNESS template: nine containers and the
 # accelerator VM, provisioned by scripts and an ansible playbook, five acceptance checks),
 # first run (every machine provisioned, each kept in the provisioned-state cache) against
 # the next (every machine created from the cache). Writes medians and the ratio to the
@@ -67,8 +67,8 @@ section=$(mktemp)
   echo
   echo "\`bench/ci_example.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs, Docker $(docker version --format '{{.Server.Version}}'), $build build, VMs under"
   echo "software emulation. \`hdev ci\` of the HARNESS template (\`hdev init --template harness\`:"
-  echo "the Envfile.example topology, eight containers and one debian VM provisioned by a shell"
-  echo "step and an ansible playbook, five checks). **first**: the cache empty: every machine"
+  echo "the Envfile.example topology, nine containers and one debian VM provisioned by shell"
+  echo "steps and an ansible playbook, five checks). **first**: the cache empty: every machine"
   echo "provisioned and kept. **second**: the next \`hdev ci\`, $served machine(s) created from the"
   echo "cache. Both include the copy's setup, baselines, checks and teardown. Medians of $reps runs."
   echo "Goal (#17): second ≥ 10x faster."

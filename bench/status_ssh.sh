@@ -53,6 +53,18 @@ raw_master=$work/raw-master
 close_hdev_master() { for s in "$work"/.hdev/ssh/c/*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit x >/dev/null 2>&1; done; true; }
 cold_exec() { close_hdev_master; "$hdev" exec vm -- true; }
 "$hdev" drift >/dev/null || true   # a recorded check for status to show
+# No SSH in `status`: an `ssh` first on PATH counts the calls and hands them on.
+shim=$work/shim
+mkdir -p "$shim"
+printf '#!/bin/sh\necho "$*" >> "%s"\nexec /usr/bin/ssh "$@"\n' "$work/ssh-calls" > "$shim/ssh"
+chmod 755 "$shim/ssh"
+ssh_calls() { # command... -> how many times it ran ssh
+  : > "$work/ssh-calls"
+  PATH="$shim:$PATH" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  wc -l < "$work/ssh-calls" | tr -d ' '
+}
+n_status_ssh=$(ssh_calls "$hdev" status)
+n_drift_ssh=$(ssh_calls "$hdev" status --drift)
 m_engines=$(series engines engines)
 m_status=$(series status "$hdev" status)
 m_drift=$(series status_drift "$hdev" status --drift)
@@ -66,7 +78,7 @@ ssh -o ControlPath="$raw_master" -O exit x >/dev/null 2>&1 || true
 check() { for v in "$@"; do [[ $v =~ ^[0-9.]+$ ]] || { echo "a series failed" >&2; exit 1; }; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-check "$m_engines" "$m_status" "$m_drift" "$m_raw_cold" "$m_raw_warm" "$m_exec_cold" "$m_exec_warm"
+check "$n_status_ssh" "$n_drift_ssh" "$m_engines" "$m_status" "$m_drift" "$m_raw_cold" "$m_raw_warm" "$m_exec_cold" "$m_exec_warm"
 section=$(cat <<EOF
 ## Status and SSH
 
@@ -85,6 +97,13 @@ container, one SSH round trip to the VM).
 | raw \`ssh vm true\` over a ControlMaster | $m_raw_warm | $(ratio "$m_raw_warm" "$m_raw_cold")x |
 | \`hdev exec vm -- true\`, shared connection closed first | $m_exec_cold | $(ratio "$m_exec_cold" "$m_raw_cold")x |
 | \`hdev exec vm -- true\`, shared connection open | $m_exec_warm | $(ratio "$m_exec_warm" "$m_raw_cold")x |
+
+SSH processes started, counted by an \`ssh\` first on PATH that hands each call on:
+\`hdev status\` $n_status_ssh, \`hdev status --drift\` $n_drift_ssh. The shared connection
+(OpenSSH's ControlMaster under \`.hdev/ssh/c\`, kept 60 s) cuts a command in the VM from
+one SSH handshake (the new-connection row) to a round trip over the
+open connection plus hdev's own start (opening the project, hashing it, connecting to
+the engines).
 
 Raw runs (ms): $(paste -sd ' ' "$work/raw.txt").
 EOF
