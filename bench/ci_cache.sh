@@ -30,8 +30,7 @@ export HDEV_HOME=${HDEV_HOME:-$root/target/tmp/hdev-home}
 unset HDEV_NO_CACHE
 cleanup() { (cd "$work" && "$hdev" ci --clean >/dev/null 2>&1) || true; rm -rf "$work"; }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 {
   printf '[env]\nname = "bench-ci-cache"\n\n[box.busybox]\nrecipe = "%s/boxes/busybox"\n\n[network.lan]\nsubnet = "10.234.9.0/24"\n' "$root"
   for m in db queue app worker web; do
@@ -81,13 +80,5 @@ section=$(mktemp)
   echo "Raw runs (ms): first [${cold% }] second [${warm% }]."
   echo
 } > "$section"
-out=docs/BENCHMARKS.md
-awk -v sec="$section" '
-  BEGIN { while ((getline l < sec) > 0) s = s l "\n" }
-  /^## ci with the provisioned-state cache$/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-  /^## / && skip { skip = 0 }
-  !skip { print }
-  END { if (!done) printf "%s", s }
-' "$out" > "$out.new" && mv "$out.new" "$out"
-cat "$section"
+write_section "$(cat "$section")"
 cat "$work/trace" >&2

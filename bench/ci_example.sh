@@ -26,8 +26,7 @@ export HDEV_HOME=${HDEV_HOME:-$root/target/tmp/hdev-home}
 unset HDEV_NO_CACHE
 cleanup() { (cd "$work" && "$hdev" ci --clean >/dev/null 2>&1) || true; rm -rf "$work"; }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 (cd "$work" && "$hdev" init --template harness >/dev/null 2>&1)
 # The boxes, once, outside the timing: a first `ci` that neither uses nor fills the cache.
 (cd "$work" && "$hdev" ci --no-cache >/dev/null 2>&1)
@@ -94,12 +93,4 @@ section=$(mktemp)
   echo '```'
   echo
 } > "$section"
-out=docs/BENCHMARKS.md
-awk -v sec="$section" '
-  BEGIN { while ((getline l < sec) > 0) s = s l "\n" }
-  /^## ci of Envfile.example with the provisioned-state cache$/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-  /^## / && skip { skip = 0 }
-  !skip { print }
-  END { if (!done) printf "%s", s }
-' "$out" > "$out.new" && mv "$out.new" "$out"
-cat "$section"
+write_section "$(cat "$section")"

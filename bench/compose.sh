@@ -31,8 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 timed() { local t0; t0=$(now_ms); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; echo $(( $(now_ms) - t0 )); }
 
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -218,13 +217,4 @@ $( [ -n "$HR" ] && row "reset / down + up (HARNESS containers)" "$HR" "$CR" || e
 Raw runs (ms): harness hdev [${H[harness]}] compose [${C[harness]}]; n10 hdev [${H[n10]}] compose [${C[n10]}]; n30 hdev [${H[n30]}] compose [${C[n30]}]; status [$HS] ps [$CS]; reset [$HR] down+up [$CR]
 EOT
 )
-bm=$root/docs/BENCHMARKS.md
-python3 - "$bm" "$section" <<'PY'
-import sys, re
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read() if __import__('os').path.exists(path) else "# Benchmarks\n"
-pat = re.compile(r"^## hdev and Docker Compose\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(section.strip() + "\n\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section.strip() + "\n"
-open(path, "w").write(text)
-PY
-echo "$section"
+write_section "$section"

@@ -26,8 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 
 for n in $sizes; do
   for kind in "env:$parallel" "env8:8"; do
@@ -112,15 +111,4 @@ section=$(mktemp)
   echo
 } > "$section"
 
-mkdir -p docs
-out=docs/BENCHMARKS.md
-[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts in bench/.\n\n' > "$out"
-# Replace the old "## Docker up" section (up to the next "## " heading), or append.
-awk -v sec="$section" '
-  BEGIN { while ((getline l < sec) > 0) s = s l "\n" }
-  /^## Docker up$/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-  /^## / && skip { skip = 0 }
-  !skip { print }
-  END { if (!done) printf "%s", s }
-' "$out" > "$out.new" && mv "$out.new" "$out"
-cat "$section"
+write_section "$(cat "$section")"

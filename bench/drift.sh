@@ -20,8 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 {
   printf '[env]\nname = "bench-drift"\n\n[box.busybox]\nrecipe = "%s/boxes/busybox"\n\n' "$root"
   printf '[box.debian]\nrecipe = "%s/boxes/debian-bookworm"\n\n[network.lan]\nsubnet = "10.234.19.0/24"\n\n' "$root"
@@ -73,14 +72,5 @@ The metadata check stays the default for VMs; \`--deep\` reads both trees (about
 each for the debian box) in the guest. Raw runs (ms): $(paste -sd ' ' "$work/raw.txt").
 EOF
 )
-cd "$root"
-python3 - "$section" <<'PY'
-import re, sys
-path = "docs/BENCHMARKS.md"
-text = open(path).read()
-section = sys.argv[1].rstrip() + "\n"
-pat = re.compile(r"^## Drift\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(section + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
+write_section "$section" >/dev/null
 echo "drift: metadata $m_meta ms, contents $m_deep ms, container $m_c ms"

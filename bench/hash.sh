@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+. "$repo/bench/lib.sh"
 hdev=${HDEV:-$repo/target/release/hdev}
 size_mib=${SIZE_MIB:-1024}
 runs=${RUNS:-3}
@@ -87,14 +88,4 @@ cached one is the whole \`hdev hash\` command when the digest cache knows the fi
 S
 )
 
-doc=docs/BENCHMARKS.md
-[ -f "$doc" ] || printf '# Benchmarks\n\nFigures written by the scripts in bench/.\n' > "$doc"
-python3 - "$doc" "$section" <<'P'
-import re, sys
-path, section = sys.argv[1], sys.argv[2].strip() + "\n"
-text = open(path).read()
-pat = re.compile(r"^## Box hashing\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(lambda m: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-P
-echo "$section"
+write_section "$section"

@@ -25,8 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 
 envfile() { # name subnet
   printf '[env]\nname = "%s"\nswarm = "create"\n\n[host.n1]\n[host.n2]\n[host.n3]\n\n' "$1"
@@ -101,12 +100,4 @@ containers on the overlay. Not yet broken down further.
 Raw runs (ms): up one [${up[one]% }] three [${up[three]% }]; reset one [${reset[one]% }] three [${reset[three]% }].
 MD
 )
-python3 - "$root/docs/BENCHMARKS.md" "$section" <<'PY'
-import re, sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-pattern = re.compile(r"## Several hosts\n.*?(?=\n## |\Z)", re.S)
-text = pattern.sub(section.rstrip() + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section.rstrip() + "\n"
-open(path, "w").write(text)
-PY
-echo "$section"
+write_section "$section"

@@ -30,8 +30,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 prov() {
   echo "provision = [{ shell = \"mkdir -p /opt && dd if=/dev/zero of=/opt/data bs=1M count=$data 2>/dev/null; mkdir -p /opt/files; i=0; while [ \$i -lt 1000 ]; do echo \$i > /opt/files/f\$i; i=\$((i+1)); done; sleep $1\" }]"
 }
@@ -128,13 +127,4 @@ EON
   echo "Raw runs (ms): containers rebuild [${rebuild[docker]% }] reset [${reset[docker]% }]; VM rebuild [${rebuild[vm]% }] reset [${reset[vm]% }]; VM 32 GiB reset [${reset[vmbig]% }]."
   echo
 } > "$section"
-out=docs/BENCHMARKS.md
-[ -f "$out" ] || printf '# Benchmarks\n\nFigures written by the scripts in bench/.\n\n' > "$out"
-awk -v sec="$section" '
-  BEGIN { while ((getline l < sec) > 0) s = s l "\n" }
-  /^## Reset$/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-  /^## / && skip { skip = 0 }
-  !skip { print }
-  END { if (!done) printf "%s", s }
-' "$out" > "$out.new" && mv "$out.new" "$out"
-cat "$section"
+write_section "$(cat "$section")"

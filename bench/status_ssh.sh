@@ -20,8 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 {
   printf '[env]\nname = "bench-status"\n\n[box.busybox]\nrecipe = "%s/boxes/busybox"\n\n' "$root"
   printf '[box.debian]\nrecipe = "%s/boxes/debian-bookworm"\n\n[network.lan]\nsubnet = "10.234.9.0/24"\n\n' "$root"
@@ -108,14 +107,4 @@ the engines).
 Raw runs (ms): $(paste -sd ' ' "$work/raw.txt").
 EOF
 )
-cd "$root"
-python3 - "$section" <<'PY'
-import re, sys
-path = "docs/BENCHMARKS.md"
-text = open(path).read()
-section = sys.argv[1].rstrip() + "\n"
-pat = re.compile(r"^## Status and SSH\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(section + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
-echo "$section"
+write_section "$section"

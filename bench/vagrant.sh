@@ -82,8 +82,7 @@ if "${virsh[@]}" dominfo "$vdom" >/dev/null 2>&1; then
   echo "removing $vdom, left by an interrupted run" >&2
   remove_vdom
 fi
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+. "$root/bench/lib.sh"
 prov="echo provisioned > /root/provisioned; sleep $sleep_s"
 
 # hdev's side: one VM from the debian recipe.
@@ -326,14 +325,4 @@ the command line (\`hdev.net0\`), applied by \`hdev-guest-init\`.
 Raw runs (ms): ${rawline%; }.
 EOF
 )
-cd "$root"
-python3 - "$section" <<'PY'
-import re, sys
-path = "docs/BENCHMARKS.md"
-text = open(path).read()
-section = sys.argv[1].rstrip() + "\n"
-pat = re.compile(r"^## hdev and Vagrant \(one VM\)\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(lambda m: section + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
-echo "$section"
+write_section "$section"
