@@ -43,6 +43,51 @@ fn the_harness_demonstrator_from_init_to_destroy() {
     assert_eq!(test.code, 0, "{test}");
     assert!(test.stdout.contains("5 passed, 0 failed"), "{test}");
 
+    // `status` answers from the engines alone, with no SSH into the VM (issue #17): an
+    // `ssh` first on PATH that records its calls and hands them on shows it, and shows
+    // that `status --drift` does go into the VM.
+    let shim = h.path().join("shim");
+    std::fs::create_dir_all(&shim).expect("shim dir");
+    let calls = h.path().join("ssh-calls");
+    let ssh = shim.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/ssh \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .expect("write shim");
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod shim");
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ssh_calls = || std::fs::read_to_string(&calls).unwrap_or_default();
+    let status = h
+        .cmd()
+        .env("PATH", &path)
+        .arg("status")
+        .output()
+        .expect("status");
+    assert!(status.status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("accel") && text.contains("running"), "{text}");
+    assert_eq!(ssh_calls(), "", "status ran ssh");
+    let checked = h
+        .cmd()
+        .env("PATH", &path)
+        .args(["status", "--drift"])
+        .output()
+        .expect("status --drift");
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(
+        !ssh_calls().is_empty(),
+        "status --drift checks the VM over ssh"
+    );
+
     // A deliberate change: the scheduler loses its view of the resources, a file appears.
     let change = h.run(&[
         "exec",
