@@ -6,26 +6,62 @@
 
 use super::{MachineError, Shared};
 use crate::backend::libvirt::BaseVolumes;
-use crate::backend::{spec_for, AnyBackend, CachedState, Engine, Resolved};
-use crate::cache::{over_bound, Entry, Index};
-use crate::envfile::{Backend, Machine};
-use crate::plan::{MachinePlan, Step};
+use std::collections::BTreeSet;
+
+use crate::backend::{spec_for, AnyBackend, Backends, CachedState, Engine, Resolved};
+use crate::cache::{over_bound, Entry, Index, Policy};
+use crate::envfile::{Backend, Env, Machine};
+use crate::plan::{MachinePlan, Plan, Step};
 use crate::state::{MachineRecord, Phase};
 
 /// Whether the cache can serve or keep this machine in this run: the cache is on, the
 /// machine is created anew and then provisioned, it has provisioning to skip, and its
 /// engine is this host's own.
 pub(super) fn applies(sh: &Shared<'_>, mp: &MachinePlan, def: Option<&Machine>) -> bool {
-    sh.cache.enabled
-        && mp.steps.contains(&Step::Create)
+    sh.cache.enabled && eligible(mp, def, sh.guests.contains_key(&mp.name))
+}
+
+/// The machine is created anew and then provisioned, has provisioning to skip, holds no
+/// containers (`hosts_guests`) and is on this host's own engine.
+fn eligible(mp: &MachinePlan, def: Option<&Machine>, hosts_guests: bool) -> bool {
+    mp.steps.contains(&Step::Create)
         && mp.steps.contains(&Step::Provision)
-        && !sh.guests.contains_key(&mp.name)
+        && !hosts_guests
         && def.is_some_and(|d| {
             !d.provision.is_empty()
                 && d.place.host.is_none()
                 && d.place.docker.is_none()
                 && d.place.vm_host().is_none()
         })
+}
+
+/// What a plan says of a machine that its engine's cache holds the hash of.
+pub(crate) const FROM_CACHE: &str = "from the provisioned-state cache, not provisioned";
+
+/// Marks in `plan` the machines that a run with `policy` would create from the cache:
+/// their reason says so (`hdev plan`, and the plan `up` shows before it runs). Each
+/// engine is asked for the exact hash; one that cannot answer marks nothing.
+pub(crate) async fn mark_in_plan(env: &Env, backends: &Backends, policy: &Policy, plan: &mut Plan) {
+    if !policy.enabled {
+        return;
+    }
+    let hosts: BTreeSet<&str> = env
+        .machines
+        .values()
+        .filter_map(|m| m.place.vm_host())
+        .collect();
+    for mp in &mut plan.machines {
+        let def = env.machines.get(&mp.name);
+        if !eligible(mp, def, hosts.contains(mp.name.as_str())) {
+            continue;
+        }
+        let Some(backend) = def.and_then(|d| backends.get(d).ok()) else {
+            continue;
+        };
+        if let Ok(Some(_)) = backend.cache_find(&mp.hash).await {
+            mp.reason = format!("{}; {FROM_CACHE}", mp.reason);
+        }
+    }
 }
 
 /// The cache entry this machine is created from, if the engine holds one of its hash

@@ -21,6 +21,9 @@ mod record;
 mod snap;
 mod steps;
 
+pub(crate) use cached::mark_in_plan;
+#[cfg(test)]
+pub(crate) use cached::FROM_CACHE;
 pub(crate) use images::{resolve_images, unusable, BaseKey, Images};
 pub(crate) use record::Recorder;
 use snap::snapshot_step;

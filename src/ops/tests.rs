@@ -99,6 +99,14 @@ impl World {
         )
     }
 
+    /// Whether the plan of `web` says the cache will serve it (with this world's policy).
+    async fn cache_marked(&self) -> bool {
+        let mut plan = self.plan().await;
+        apply::mark_in_plan(&self.o.project.env, &self.backends, &self.cache, &mut plan).await;
+        let web = plan.machines.iter().find(|m| m.name == "web").expect("web");
+        web.reason.ends_with(apply::FROM_CACHE)
+    }
+
     async fn apply(&self, plan: &Plan, snapshot: Option<&str>) -> ApplyReport {
         let lock = self.o.project.state.lock().expect("lock");
         let state = load_state(&self.o.project).expect("state");
@@ -485,6 +493,12 @@ async fn a_cached_hash_is_created_from_the_cache_and_not_provisioned() {
     let obs = w.backends.observe(&w.o.ctx).await.expect("observe");
     let cid = obs.machines.get(&id).expect("web exists").id.clone();
     w.fake().remove(&cid).await.expect("remove");
+    // The plan says so before anything runs; with the cache off it does not.
+    assert!(w.cache_marked().await, "{:?}", w.plan().await);
+    let on = w.cache.clone();
+    w.cache.enabled = false;
+    assert!(!w.cache_marked().await);
+    w.cache = on;
     w.fake().clear_calls();
     let r = w.up().await;
     assert!(r.ok(), "{r:?}");
@@ -518,6 +532,7 @@ async fn a_different_hash_or_the_cache_off_provisions() {
     let mut other = other;
     other.cache = w.cache.clone();
     other.backends = std::mem::take(&mut w.backends);
+    assert!(!other.cache_marked().await, "another hash is not served");
     let r = other.up().await;
     assert!(r.ok(), "{r:?}");
     assert!(r.machines[0].from_cache.is_none());

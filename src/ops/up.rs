@@ -14,6 +14,21 @@ use crate::progress::Progress;
 /// What running a plan ended with: the process exit code.
 pub(crate) type Code = anyhow::Result<i32>;
 
+/// The plan of an opened environment against the engines, as `hdev plan` shows it and
+/// `up` runs it: machines that the provisioned-state cache will serve say so.
+pub(crate) async fn make_plan(
+    o: &Session,
+    backends: &Backends,
+    state: &crate::state::State,
+) -> anyhow::Result<Plan> {
+    let env = &o.project.env;
+    let observed = backends.observe(&o.ctx).await?;
+    let mut plan = plan::plan(env, &o.hashes, &observed, state, &backends.available());
+    let cache = crate::cache::Policy::current();
+    apply::mark_in_plan(env, backends, &cache, &mut plan).await;
+    Ok(plan)
+}
+
 /// Plans an opened environment against the engines and runs the plan: the body of `up`,
 /// shared by `up --at`, `update`, `ci` and `release`. The caller holds the state lock.
 pub(crate) async fn converge(
@@ -29,8 +44,7 @@ pub(crate) async fn converge(
     let env = &o.project.env;
     // So that `gc` also looks on the libvirt hosts this environment uses.
     super::teardown::remember_uris(env);
-    let observed = backends.observe(&o.ctx).await?;
-    let plan = plan::plan(env, &o.hashes, &observed, &state, &backends.available());
+    let plan = make_plan(o, backends, &state).await?;
     let rec = Recorder::new(o.project.state.clone(), lock, state);
     if plan.is_noop() {
         if rec.snapshot().env_hash.as_deref() != Some(o.env_hash.0.as_str()) {

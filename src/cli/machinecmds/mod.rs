@@ -24,14 +24,7 @@ pub(super) fn plan_cmd(p: &Printer, file: Option<&Path>) -> CmdResult {
     let state = load_state(&o.project)?;
     runtime()?.block_on(async {
         let backends = o.connect().await?;
-        let observed = backends.observe(&o.ctx).await?;
-        let plan = plan::plan(
-            &o.project.env,
-            &o.hashes,
-            &observed,
-            &state,
-            &backends.available(),
-        );
+        let plan = up::make_plan(&o, &backends, &state).await?;
         if p.json {
             p.json(&plan);
         } else {

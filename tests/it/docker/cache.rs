@@ -68,6 +68,12 @@ shell = "echo run >> /mnt/count/runs; echo one > /etc/provisioned"
     let d = env.run(&["destroy", "-y"]);
     assert_eq!(d.code, 0, "{d}");
     assert!(cache_image_exists(&hash), "destroy removed the cache entry");
+    // The plan says what `up` will do.
+    let plan = env.ok(&["plan"]);
+    assert!(
+        plan.contains("from the provisioned-state cache, not provisioned"),
+        "{plan}"
+    );
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     assert_eq!(runs(&env), 1, "provisioned again: {up}");
@@ -93,6 +99,8 @@ shell = "echo run >> /mnt/count/runs; echo one > /etc/provisioned"
     // A changed step is another hash: provisioned, never served the old state.
     let text = std::fs::read_to_string(env.path().join("Envfile")).expect("read Envfile");
     env.set_envfile(&text.replace("echo one", "echo two"));
+    let plan = env.ok(&["plan"]);
+    assert!(!plan.contains("provisioned-state cache"), "{plan}");
     let up = env.run(&["up"]);
     assert_eq!(up.code, 0, "{up}");
     assert_eq!(runs(&env), 3, "{up}");
