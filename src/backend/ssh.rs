@@ -69,27 +69,59 @@ impl SshKey {
 
 /// The ed25519 key pair at `private` and `private.pub`, made (with `comment`) when either
 /// half is missing; returns the public half as the file holds it.
+///
+/// Two hdev processes of one project (an `up` and a `status`, say) may both find the pair
+/// missing: one makes it under a lock (`.keygen.lock` in the key's folder) in a folder of
+/// its own and moves it into place, the private half first, so that a pair is only ever
+/// seen whole; the other then finds it made.
 fn keygen(private: &Path, comment: &str) -> Result<String, SshError> {
     let public = PathBuf::from(format!("{}.pub", private.display()));
     if !private.exists() || !public.exists() {
-        if let Some(dir) = private.parent() {
-            std::fs::create_dir_all(dir).map_err(io_error("ssh-keygen"))?;
-        }
-        let _ = std::fs::remove_file(private);
-        let _ = std::fs::remove_file(&public);
-        let out = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-            .arg(private)
-            .output()
+        let dir = private.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io_error("ssh-keygen"))?;
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".keygen.lock"))
             .map_err(io_error("ssh-keygen"))?;
-        if !out.status.success() {
-            return Err(SshError::Keygen {
-                path: private.to_path_buf(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        fs4::fs_std::FileExt::lock_exclusive(&lock).map_err(io_error("ssh-keygen"))?;
+        if !private.exists() || !public.exists() {
+            let tmp = dir.join(format!(".keygen-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir(&tmp).map_err(io_error("ssh-keygen"))?;
+            let made = make_pair(&tmp.join("key"), comment).and_then(|()| {
+                std::fs::rename(tmp.join("key"), private).map_err(io_error("ssh-keygen"))?;
+                std::fs::rename(tmp.join("key.pub"), &public).map_err(io_error("ssh-keygen"))
             });
+            let _ = std::fs::remove_dir_all(&tmp);
+            made.map_err(|e| match e {
+                SshError::Keygen { message, .. } => SshError::Keygen {
+                    path: private.to_path_buf(),
+                    message,
+                },
+                e => e,
+            })?;
         }
     }
     std::fs::read_to_string(&public).map_err(io_error("ssh-keygen"))
+}
+
+/// Runs `ssh-keygen` for a new ed25519 pair at `path` and `path.pub` (neither exists).
+fn make_pair(path: &Path, comment: &str) -> Result<(), SshError> {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io_error("ssh-keygen"))?;
+    if !out.status.success() {
+        return Err(SshError::Keygen {
+            path: path.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A VM's own SSH host key (ed25519), made by hdev before the VM's first boot: the private
@@ -571,5 +603,40 @@ mod tests {
         assert_eq!(a.public, b.public);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(SshKey::ensure(other.path()).unwrap().public, a.public);
+    }
+
+    #[test]
+    fn commands_that_make_the_key_at_once_share_one_whole_pair() {
+        // Separate processes in life (`up` and `status`); threads with their own lock
+        // handles here, which exclude each other the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| SshKey::ensure(&root).map(|k| k.public)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().expect("ensure"))
+                .collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        // The private half on disk is the one the public half names.
+        let derived = std::process::Command::new("ssh-keygen")
+            .args(["-y", "-f"])
+            .arg(root.join("ssh").join("id_ed25519"))
+            .output()
+            .unwrap();
+        let derived = String::from_utf8_lossy(&derived.stdout);
+        let b64 = |k: &str| k.split_whitespace().nth(1).unwrap_or_default().to_string();
+        assert_eq!(b64(&derived), b64(&keys[0]));
+        // Nothing of the making is left beside the pair but the lock.
+        let mut left: Vec<String> = std::fs::read_dir(root.join("ssh"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".keygen.lock", "id_ed25519", "id_ed25519.pub"]);
     }
 }
