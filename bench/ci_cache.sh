@@ -17,20 +17,13 @@ reps=${REPS:-3}
 sleep_s=${SLEEP:-10}
 data=${DATA_MB:-50}
 cd "$root"
-if [ -z "${HDEV:-}" ]; then
-  cargo build --release --quiet --bin hdev
-  HDEV=$root/target/release/hdev
-  build=release
-else
-  build="$(basename "$(dirname "$HDEV")")"
-fi
-hdev=$HDEV
+. "$root/bench/lib.sh"
+use_hdev
 work=$(mktemp -d)
 export HDEV_HOME=${HDEV_HOME:-$root/target/tmp/hdev-home}
 unset HDEV_NO_CACHE
 cleanup() { (cd "$work" && "$hdev" ci --clean >/dev/null 2>&1) || true; rm -rf "$work"; }
 trap cleanup EXIT
-. "$root/bench/lib.sh"
 {
   printf '[env]\nname = "bench-ci-cache"\n\n[box.busybox]\nrecipe = "%s/boxes/busybox"\n\n[network.lan]\nsubnet = "10.234.9.0/24"\n' "$root"
   for m in db queue app worker web; do

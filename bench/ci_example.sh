@@ -13,20 +13,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 reps=${REPS:-2}
 cd "$root"
-if [ -z "${HDEV:-}" ]; then
-  cargo build --release --quiet --bin hdev
-  HDEV=$root/target/release/hdev
-  build=release
-else
-  build="$(basename "$(dirname "$HDEV")")"
-fi
-hdev=$HDEV
+. "$root/bench/lib.sh"
+use_hdev
 work=$(mktemp -d)
 export HDEV_HOME=${HDEV_HOME:-$root/target/tmp/hdev-home}
 unset HDEV_NO_CACHE
 cleanup() { (cd "$work" && "$hdev" ci --clean >/dev/null 2>&1) || true; rm -rf "$work"; }
 trap cleanup EXIT
-. "$root/bench/lib.sh"
 (cd "$work" && "$hdev" init --template harness >/dev/null 2>&1)
 # The boxes, once, outside the timing: a first `ci` that neither uses nor fills the cache.
 (cd "$work" && "$hdev" ci --no-cache >/dev/null 2>&1)

@@ -1,6 +1,17 @@
 # Shared by the scripts in bench/ (sourced, not run): timing, medians, and writing a
 # section of docs/BENCHMARKS.md.
 
+# use_hdev: the hdev to measure, in `hdev`: $HDEV, or a release build of this checkout
+# (made now); `build` names which (the folder it is in: release, debug).
+use_hdev() {
+  if [ -z "${HDEV:-}" ]; then
+    (cd "$(dirname "${BASH_SOURCE[0]}")/.." && cargo build --release --quiet --bin hdev)
+    HDEV="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/hdev"
+  fi
+  hdev=$HDEV
+  build="$(basename "$(dirname "$HDEV")")"
+}
+
 now_ms() { date +%s%3N; }
 
 # Median of the numbers on standard input, one per line.
