@@ -1,6 +1,7 @@
 //! The provisioned-state cache in a run: a machine created anew whose per-machine hash the
 //! engine holds a provisioned state of is created from it and not provisioned; one that
-//! was provisioned on a fresh create is kept in the cache before its baseline, and the
+//! was provisioned on a fresh create is kept in the cache (a container before its
+//! baseline, a VM with it: see [`keeps_baseline`]), and the
 //! cache is brought back under its bound (least recently used first). A hash that
 //! differs is never served: entries are found by the exact hash.
 
@@ -33,6 +34,14 @@ fn eligible(mp: &MachinePlan, def: Option<&Machine>, hosts_guests: bool) -> bool
                 && d.place.docker.is_none()
                 && d.place.vm_host().is_none()
         })
+}
+
+/// Whether `backend` keeps a machine's baseline in the cache (taken first), not its
+/// state before the baseline: a VM's baseline holds its memory with its disk, captured at
+/// one instant, which a VM of the same identity resumes from. A container's provisioned
+/// state is committed before its baseline, which then stands on the kept image.
+pub(super) fn keeps_baseline(backend: &AnyBackend) -> bool {
+    backend.kind() == Backend::Libvirt
 }
 
 /// What a plan says of a machine that its engine's cache holds the hash of.

@@ -499,7 +499,7 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
                     })?;
                     continue;
                 }
-                Step::Baseline if from.is_none() => {
+                Step::Baseline if from.is_none() && !cached::keeps_baseline(backend) => {
                     id = Some(cached::keep(sh, backend, def, cid, &mp.hash).await?);
                 }
                 _ => {}
@@ -530,6 +530,13 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
             }
             _ => run_step(sh, &m, *step, id).await?,
         };
+        if let (Step::Baseline, true, None, Some(def), Some(cid)) =
+            (step, caching, &from, machine, id.as_deref())
+        {
+            if cached::keeps_baseline(backend) {
+                id = Some(cached::keep(sh, backend, def, cid, &mp.hash).await?);
+            }
+        }
     }
     ready_for_guests(sh, mp).await;
     drop(permit);

@@ -128,7 +128,7 @@ fn make_pair(path: &Path, comment: &str) -> Result<(), SshError> {
 /// half goes to the guest through its seed disk, the public half is pinned in the
 /// environment's `known_hosts` under the VM's domain name (`HostKeyAlias`), so the pin
 /// does not depend on the VM's address.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostKey {
     pub private: String,
     pub public: String,
@@ -166,6 +166,51 @@ impl HostKey {
         };
         write_known_hosts(state_root)?;
         Ok(key)
+    }
+
+    /// The host key pinned for VM `domain`, if there is one.
+    pub fn read(state_root: &Path, domain: &str) -> Option<HostKey> {
+        let dir = host_key_dir(state_root);
+        Some(HostKey {
+            private: std::fs::read_to_string(dir.join(domain)).ok()?,
+            public: std::fs::read_to_string(dir.join(format!("{domain}.pub")))
+                .ok()?
+                .trim()
+                .to_string(),
+        })
+    }
+
+    /// Pins `key` as VM `domain`'s host key in place of any other: for a VM that resumes
+    /// a guest which already runs with it. Each half is written beside its place and
+    /// moved there, the private one first (readable by the user only).
+    pub fn install(state_root: &Path, domain: &str, key: &HostKey) -> Result<(), SshError> {
+        let dir = host_key_dir(state_root);
+        std::fs::create_dir_all(&dir).map_err(io_error("install a host key"))?;
+        let private = dir.join(domain);
+        let public = dir.join(format!("{domain}.pub"));
+        for (path, text, mode) in [
+            (&private, key.private.clone(), 0o600),
+            (&public, format!("{}\n", key.public.trim()), 0o644),
+        ] {
+            let tmp = dir.join(format!(".install-{}", std::process::id()));
+            let written = (|| {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let _ = std::fs::remove_file(&tmp);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                std::fs::rename(&tmp, path)
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written.map_err(io_error("install a host key"))?;
+        }
+        write_known_hosts(state_root)
     }
 
     /// How to check VM `domain`'s host key: pinned when hdev made one, otherwise `None`

@@ -1,24 +1,32 @@
 //! The provisioned-state cache on libvirt: a VM's disk as its first boot and its
 //! provisioning left it, kept as a qcow2 layer over the box's base volume, in the `hdev`
-//! pool as `hdev-cache-<hash>.qcow2`. A VM of any environment whose machine has that
-//! per-machine hash is created on an overlay of it and booted, not provisioned again: the
-//! box's `hdev-guest-init` applies the new machine's name, key, addresses and host key
-//! at every boot, so nothing of the first instance's identity stays in force.
+//! pool as `hdev-cache-<hash>.qcow2`, with the memory of the guest at that instant as
+//! `hdev-cache-<hash>.mem` when there is one.
 //!
-//! Keeping it: the guest flushes its writes, the domain's top is frozen (a live disk-only
-//! external snapshot puts a fresh top above it, so nothing writes it any more), and the
-//! frozen layer is copied byte for byte through libvirt streams into the cache volume.
-//! Its header names the box's base volume by path, which every VM of the box shares. A
-//! marker beside the box upload markers (written after the copy) tells a complete entry
-//! from one an interruption left; it also records whose machine it was.
+//! What is kept is the VM's baseline: its layer (read-only since it was taken) and its
+//! memory image, copied byte for byte through libvirt streams. The layer's header names
+//! the box's base volume by path, which every VM of the box shares. A VM without a
+//! baseline has its top frozen instead (a live disk-only external snapshot puts a fresh
+//! top above it, so nothing writes it any more) and only its disk is kept. A marker
+//! beside the box upload markers (written after the copy, readable by its user only)
+//! tells a complete entry from one an interruption left; it also records whose machine
+//! it was, and for the memory: the identity of the domain it was saved from, its UUID
+//! and the host key its guest runs with.
 //!
-//! The volume's name starts with no domain's name, so `destroy` and `gc` pass it by; only
-//! `hdev cache prune` (or the cache's bound) removes it, and only once no volume of the
-//! pool stands on it: until then the entry is marked removed and no longer served. The
-//! markers are the box store's, so another user's entries (another store) are neither
-//! served nor removed. The memory is not kept: a restored guest would run with
-//! the first instance's key and addresses, and its MAC addresses (which libvirt requires
-//! unchanged on restore) are per instance.
+//! A VM of any environment whose machine has that per-machine hash is created on an
+//! overlay of the layer and not provisioned again. When its domain's identity (see
+//! `xml::identity`: name, addresses, MACs, key, memory size, everything but the disk's
+//! top) is the saved one's, as for `up` after `destroy` in the same folder, it resumes
+//! from the memory: no boot, and the host key pinned for it is the one in the image.
+//! Otherwise (another folder, a `ci` copy: other MACs, addresses and key) it boots, and
+//! the box's `hdev-guest-init` applies the new machine's name, key, addresses and host
+//! key, so nothing of the first instance's identity stays in force.
+//!
+//! The volumes' names start with no domain's name, so `destroy` and `gc` pass them by;
+//! only `hdev cache prune` (or the cache's bound) removes them, and only once no volume
+//! of the pool stands on the layer: until then the entry is marked removed and no longer
+//! served. The markers are the box store's, so another user's entries (another store)
+//! are neither served nor removed.
 
 use std::path::Path;
 
@@ -28,10 +36,14 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
+use super::layers::{file_name, layers_of, new_top};
+use super::vm::KeptMemory;
 use super::volumes::{ensure_pool, host_key, marker, send_all};
-use super::{call, is_not_found, LibvirtBackend, LibvirtError};
+use super::{call, is_not_found, lookup, LibvirtBackend, LibvirtError};
+use crate::backend::ssh::HostKey;
 use crate::backend::CachedState;
 use crate::boxes::Store;
+use crate::snapshot::BASELINE;
 
 /// Name prefix of cache volumes.
 const PREFIX: &str = "hdev-cache-";
@@ -40,6 +52,11 @@ const PREFIX: &str = "hdev-cache-";
 pub(super) fn volume_name(hash: &str) -> String {
     let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
     format!("{PREFIX}{hex}.qcow2")
+}
+
+/// The memory volume of the entry whose disk is volume `vol`.
+fn memory_name(vol: &str) -> String {
+    format!("{}.mem", vol.strip_suffix(".qcow2").unwrap_or(vol))
 }
 
 /// What the marker of a complete entry records.
@@ -52,6 +69,21 @@ struct Marker {
     /// Pruned while VMs still stood on it: the volume goes once none does.
     #[serde(default)]
     removed: bool,
+    /// The guest's memory at the instant of the disk, when it was kept.
+    #[serde(default)]
+    memory: Option<SavedMemory>,
+}
+
+/// What resuming the kept memory needs beside the image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedMemory {
+    /// The image's volume.
+    volume: String,
+    /// Identity and UUID of the domain it was saved from.
+    identity: String,
+    uuid: String,
+    /// The host key its guest runs with.
+    host_key: HostKey,
 }
 
 fn read_marker(store: &Store, host: &str, vol: &str) -> Option<Marker> {
@@ -114,6 +146,10 @@ fn remove_entry(
         }
         return Ok(());
     }
+    if let Ok(m) = pool.lookup_storage_vol_by_name(&memory_name(vol)) {
+        m.delete(0)
+            .map_err(call(format!("delete `{}`", memory_name(vol))))?;
+    }
     v.delete(0).map_err(call(format!("delete `{vol}`")))?;
     let _ = std::fs::remove_file(&mark);
     Ok(())
@@ -135,10 +171,58 @@ fn write_marker(mark: &Path, m: &Marker) -> Result<(), LibvirtError> {
             source,
         })?;
     }
+    // It may hold a guest's private host key: its user's only, written whole or not at all.
     let text = serde_json::to_string(m).unwrap_or_default();
-    std::fs::write(mark, text).map_err(|source| LibvirtError::Io {
-        path: mark.to_path_buf(),
-        source,
+    let tmp = mark.with_extension("new");
+    let written = (|| {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, mark)
+    })();
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        LibvirtError::Io {
+            path: mark.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// What a kept entry is copied from: a disk layer nothing writes any more, and the memory
+/// image taken at the same instant (with what resuming it needs), if there is one.
+struct Source {
+    layer: String,
+    memory: Option<(String, String, String)>,
+}
+
+/// The VM's baseline (its layer, and its memory when the domain records its identity);
+/// without a baseline, its top frozen now (disk only).
+fn source_of(c: &Connect, domain: &str) -> Result<Source, LibvirtError> {
+    let d = lookup(c, domain)?;
+    let (xml, layers) = layers_of(&d)?;
+    if let Some(b) = layers.get(BASELINE) {
+        let identity = super::xml::parse_metadata(&xml).remove("identity");
+        let uuid = d.uuid_string().ok();
+        let memory = match (&b.memory, identity, uuid) {
+            (Some(m), Some(i), Some(u)) => Some((m.clone(), i, u)),
+            _ => None,
+        };
+        return Ok(Source {
+            layer: b.volume.clone(),
+            memory,
+        });
+    }
+    let (top, _) = new_top(c, &d, domain, false)?;
+    Ok(Source {
+        layer: file_name(&top),
+        memory: None,
     })
 }
 
@@ -216,8 +300,10 @@ impl LibvirtBackend {
         .await
     }
 
-    /// Freezes running domain `domain`'s disk (the guest has flushed its writes) and
-    /// copies it into the entry of `hash`. An entry another run kept meanwhile stands.
+    /// Copies domain `domain`'s baseline (its disk layer, and its memory image when
+    /// `guest_key` says what its guest runs with) into the entry of `hash`; without a
+    /// baseline, freezes its top (the guest has flushed its writes) and copies that. An
+    /// entry another run kept meanwhile stands.
     pub async fn cache_keep(
         &self,
         store: &Store,
@@ -225,27 +311,25 @@ impl LibvirtBackend {
         hash: &str,
         machine: &str,
         env: &str,
+        guest_key: Option<HostKey>,
     ) -> Result<CachedState, LibvirtError> {
-        let frozen = self.freeze_top(domain).await?;
-        let (store, uri) = (store.clone(), self.uri.clone());
-        let m = Marker {
+        let (store, uri, domain) = (store.clone(), self.uri.clone(), domain.to_string());
+        let mut m = Marker {
             hash: hash.to_string(),
             machine: machine.to_string(),
             env: env.to_string(),
             created: now(),
             removed: false,
+            memory: None,
         };
         self.blocking(move |c| {
             let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
             let host = host_key(c, &uri);
             let vol = volume_name(&m.hash);
+            let mem = memory_name(&vol);
             let mark = marker(&store, &host, &vol);
             if let Some(path) = usable(c, &pool, &store, &host, &vol) {
-                let size = pool
-                    .lookup_storage_vol_by_name(&vol)
-                    .and_then(|v| v.info())
-                    .map_or(0, |i| i.allocation);
-                return Ok(state(&m, path, size));
+                return Ok(state(&m, path, entry_size(&pool, &vol)));
             }
             sweep(&pool, &store, &host);
             if let Ok(v) = pool.lookup_storage_vol_by_name(&vol) {
@@ -260,20 +344,74 @@ impl LibvirtBackend {
                 }
                 v.delete(0).map_err(call(format!("replace `{vol}`")))?;
             }
+            if let Ok(v) = pool.lookup_storage_vol_by_name(&mem) {
+                v.delete(0).map_err(call(format!("replace `{mem}`")))?;
+            }
             let _ = std::fs::remove_file(&mark);
+            let source = source_of(c, &domain)?;
+            let _ = pool.refresh(0);
             let src = pool
-                .lookup_storage_vol_by_name(&frozen)
-                .map_err(call(format!("frozen layer `{frozen}`")))?;
-            let size = copy_volume(c, &pool, &src, &vol)?;
+                .lookup_storage_vol_by_name(&source.layer)
+                .map_err(call(format!("layer `{}`", source.layer)))?;
+            copy_volume(c, &pool, &src, &vol)?;
+            if let (Some((image, identity, uuid)), Some(host_key)) = (source.memory, guest_key) {
+                let src = pool
+                    .lookup_storage_vol_by_name(&image)
+                    .map_err(call(format!("memory image `{image}`")))?;
+                if let Err(e) = copy_volume(c, &pool, &src, &mem) {
+                    if let Ok(v) = pool.lookup_storage_vol_by_name(&vol) {
+                        let _ = v.delete(0);
+                    }
+                    return Err(e);
+                }
+                m.memory = Some(SavedMemory {
+                    volume: mem.clone(),
+                    identity,
+                    uuid,
+                    host_key,
+                });
+            }
             let _ = pool.refresh(0);
             let path = pool
                 .lookup_storage_vol_by_name(&vol)
                 .and_then(|v| v.path())
                 .map_err(call(format!("path of `{vol}`")))?;
             write_marker(&mark, &m)?;
-            Ok(state(&m, path, size))
+            Ok(state(&m, path, entry_size(&pool, &vol)))
         })
         .await
+    }
+
+    /// The memory kept with the entry whose disk layer is at `disk`, when it has one and
+    /// is still served.
+    pub async fn cache_memory(&self, store: &Store, disk: &Path) -> Option<KeptMemory> {
+        let (store, uri) = (store.clone(), self.uri.clone());
+        let vol = file_name(&disk.to_string_lossy());
+        if !vol.starts_with(PREFIX) {
+            return None;
+        }
+        self.blocking(move |c| {
+            let pool = ensure_pool(c, &uri).map_err(call("pool `hdev`"))?;
+            let m = read_marker(&store, &host_key(c, &uri), &vol)
+                .filter(|m| !m.removed)
+                .and_then(|m| m.memory);
+            Ok(m.and_then(|m| {
+                let path = pool
+                    .lookup_storage_vol_by_name(&m.volume)
+                    .ok()?
+                    .path()
+                    .ok()?;
+                Some(KeptMemory {
+                    path,
+                    identity: m.identity,
+                    uuid: m.uuid,
+                    host_key: m.host_key,
+                })
+            }))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Every complete entry of the pool.
@@ -295,9 +433,8 @@ impl LibvirtBackend {
                 ) else {
                     continue;
                 };
-                let size = v.info().map_or(0, |i| i.allocation);
                 if let Ok(path) = v.path() {
-                    out.push(state(&m, path, size));
+                    out.push(state(&m, path, entry_size(&pool, &vol)));
                 }
             }
             out.sort_by(|a, b| a.hash.cmp(&b.hash));
@@ -330,6 +467,15 @@ impl LibvirtBackend {
     }
 }
 
+/// Bytes the entry whose disk is volume `vol` holds: its disk layer and its memory.
+fn entry_size(pool: &StoragePool, vol: &str) -> u64 {
+    [vol.to_string(), memory_name(vol)]
+        .iter()
+        .filter_map(|n| pool.lookup_storage_vol_by_name(n).ok()?.info().ok())
+        .map(|i| i.allocation)
+        .sum()
+}
+
 fn state(m: &Marker, path: String, size: u64) -> CachedState {
     CachedState {
         hash: m.hash.clone(),
@@ -349,5 +495,6 @@ mod tests {
         assert_eq!(v, "hdev-cache-0123abcd.qcow2");
         // Domains are `hdev-ENV-INSTANCE-MACHINE` and own volumes `DOMAIN.…`.
         assert!(!v.contains(".qcow2.") && v.matches('.').count() == 1);
+        assert_eq!(super::memory_name(&v), "hdev-cache-0123abcd.mem");
     }
 }

@@ -224,8 +224,9 @@ impl Engine for Vms {
             .map_err(|e| engine("provisioned-state cache", e))
     }
 
-    /// The guest flushes its writes; its disk is frozen and copied into the cache. The
-    /// domain runs on, on a fresh top over the frozen layer (its id unchanged).
+    /// The guest flushes its writes; its baseline (disk and memory) is copied into the
+    /// cache, or without one its disk is frozen and copied. The domain runs on (its id
+    /// unchanged).
     async fn cache_keep(
         &self,
         _ctx: &EnvCtx,
@@ -243,7 +244,14 @@ impl Engine for Vms {
         }
         let state = self
             .lv_for(id)
-            .cache_keep(&store, id, &spec.hash, &spec.name, env)
+            .cache_keep(
+                &store,
+                id,
+                &spec.hash,
+                &spec.name,
+                env,
+                crate::backend::ssh::HostKey::read(&self.state_root, id),
+            )
             .await
             .map_err(|e| engine("keep the provisioned state", e))?;
         Ok(Some((id.to_string(), state)))

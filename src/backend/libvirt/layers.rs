@@ -126,11 +126,7 @@ pub fn with_top(xml: &str, old_top: &str, new_top: &str) -> String {
 pub fn metadata_element(xml: &str, layers: &BTreeMap<String, Layer>) -> String {
     let mut attrs = parse_metadata(xml);
     attrs.insert("layers".into(), format_layers(layers));
-    let body: String = attrs
-        .iter()
-        .map(|(k, v)| format!(" {k}='{}'", esc(v)))
-        .collect();
-    format!("<machine{body}/>")
+    super::xml::metadata_element(&attrs)
 }
 
 fn now() -> i64 {
@@ -147,14 +143,14 @@ fn unique() -> u128 {
         .unwrap_or(0)
 }
 
-fn file_name(path: &str) -> String {
+pub(super) fn file_name(path: &str) -> String {
     Path::new(path)
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-fn layers_of(d: &Domain) -> Result<(String, BTreeMap<String, Layer>), LibvirtError> {
+pub(super) fn layers_of(d: &Domain) -> Result<(String, BTreeMap<String, Layer>), LibvirtError> {
     let xml = d
         .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
         .map_err(call("domain XML"))?;
@@ -210,9 +206,25 @@ fn restore_memory(c: &Connect, file: &str, layer: &str, new_top: &str) -> Result
             name: layer.to_string(),
         });
     }
-    let dxml = with_top(&saved, &old_top, new_top);
+    restore_on(c, file, &saved, new_top)
+}
+
+/// Restores a domain from memory image `file` (saved with the definition `saved`),
+/// running on disk `top` in place of the one it was saved on.
+fn restore_on(c: &Connect, file: &str, saved: &str, top: &str) -> Result<(), LibvirtError> {
+    let old_top = disk_source(saved).unwrap_or_default();
+    let dxml = with_top(saved, &old_top, top);
     c.restore_domain_flags(file, Some(&dxml), virt::sys::VIR_DOMAIN_SAVE_RUNNING)
         .map_err(call(format!("restore memory from `{file}`")))
+}
+
+/// Restores a domain from memory image `file` of an earlier domain of the same identity
+/// and UUID, running on disk `top` (an overlay of the layer saved with the image).
+pub(super) fn resume_from(c: &Connect, file: &str, top: &str) -> Result<(), LibvirtError> {
+    let saved = c
+        .save_image_xml_desc(file, virt::sys::VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+        .map_err(call(format!("read memory image `{file}`")))?;
+    restore_on(c, file, &saved, top)
 }
 
 /// Deletes the domain's volumes that neither the top nor any recorded layer needs.
@@ -259,7 +271,7 @@ fn prune(
 /// Puts a fresh top above the domain's current one (a libvirt external snapshot, its
 /// metadata not kept); with `memory` and the domain running, its memory is saved beside
 /// it and the guest carries on. The old top's path and the memory volume's name.
-fn new_top(
+pub(super) fn new_top(
     c: &Connect,
     d: &Domain,
     domain: &str,

@@ -10,15 +10,26 @@ use std::time::Duration;
 
 use super::remote;
 use super::vm::{self, VmInputs};
-use super::{LibvirtBackend, LibvirtError, ObservedVm};
+use super::{LibvirtBackend, LibvirtError, ObservedVm, Started};
 use crate::backend::ssh::{HostKey, SshKey, SshTarget};
 use crate::backend::{
     BackendError, EnvCtx, ExecOutcome, LineSink, MachineSpec, ObservedMachine, Resolved, RunState,
     TAIL_LINES,
 };
+use crate::boxes::Store;
 use crate::envfile::topology::{remote_host, remote_networks};
 use crate::envfile::{Backend, Env};
 use crate::host::{self, DomainType, KvmProbe};
+
+/// Sets the guest's clock to now: for a guest resumed from memory, whose clock stood
+/// still while it was saved.
+pub(super) fn set_clock_command() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("date -u -s @{now} >/dev/null")
+}
 
 /// How long `halt` waits for an ACPI shutdown before forcing the VM off.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,7 +49,7 @@ pub struct Vms {
     /// The environment's folder, recorded in each domain's metadata (for `gc`).
     env_dir: PathBuf,
     key: Option<SshKey>,
-    state_root: PathBuf,
+    pub(super) state_root: PathBuf,
     probe: KvmProbe,
     /// Connections that could not be made (`gc` says so and goes on).
     pub(super) unreachable: Vec<String>,
@@ -230,7 +241,12 @@ impl Vms {
             .await
             .map_err(err)?;
         }
-        vm::define(
+        // Created on a kept layer: its memory too, if the cache has it.
+        let memory = match Store::open_default() {
+            Ok(store) => lv.cache_memory(&store, &base.disk).await,
+            Err(_) => None,
+        };
+        let resumes = vm::define(
             lv,
             VmInputs {
                 spec,
@@ -243,10 +259,15 @@ impl Vms {
                     .map_err(|e| engine("SSH host key", e))?,
                 domain_type: self.domain_type(spec)?,
                 console_log: vm::console_log(&self.state_root, &layout.domain),
+                memory: memory.as_ref(),
             },
         )
         .await
         .map_err(|e| engine(&format!("define VM `{}`", spec.name), e))?;
+        if let Some(key) = resumes {
+            HostKey::install(&self.state_root, &layout.domain, &key)
+                .map_err(|e| engine("SSH host key", e))?;
+        }
         Ok(layout.domain)
     }
 
@@ -303,11 +324,16 @@ impl Vms {
         }
     }
 
-    /// Starts the VM and waits until it accepts SSH.
+    /// Starts the VM (resumed from a memory image, when it was defined so) and waits
+    /// until it accepts SSH.
     pub async fn start(&self, id: &str) -> Result<(), BackendError> {
         self.close_shared(id);
-        self.lv_for(id).start(id).await.map_err(err)?;
-        self.wait_ready(id).await
+        match self.lv_for(id).start(id).await.map_err(err)? {
+            Started::Booted => self.wait_ready(id).await,
+            // The first command that gets through sets the clock, which stood still since
+            // the memory was saved.
+            Started::Resumed => self.run_when_ready(id, &set_clock_command).await,
+        }
     }
 
     /// Waits until a running VM is ready (see [`SshTarget::wait_ready`]), saying every

@@ -31,6 +31,17 @@ use virt::storage_vol::StorageVol;
 
 pub use xml::{domain_name, DomainSpec};
 
+use layers::resume_from;
+
+/// How a domain came to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Booted (or it ran already).
+    Booted,
+    /// Resumed from a memory image: its clock stood still since the image was saved.
+    Resumed,
+}
+
 pub use engine::probe;
 pub use machines::Vms;
 pub use volumes::{BaseVolumes, POOL};
@@ -202,15 +213,51 @@ impl LibvirtBackend {
         .await
     }
 
-    /// Starts a defined domain that is shut off.
-    pub async fn start(&self, domain: &str) -> Result<(), LibvirtError> {
+    /// Starts a defined domain that is shut off: from the memory image its metadata names
+    /// for its first start (see `xml::Resume`), if that image can be restored on its disk,
+    /// otherwise by booting. The image is named once: a later start boots.
+    pub async fn start(&self, domain: &str) -> Result<Started, LibvirtError> {
         let name = domain.to_string();
         self.blocking(move |c| {
             let d = lookup(c, &name)?;
-            if !d.is_active().map_err(call("domain state"))? {
-                d.create().map_err(call(format!("start `{name}`")))?;
+            if d.is_active().map_err(call("domain state"))? {
+                return Ok(Started::Booted);
             }
-            Ok(())
+            let xml = d
+                .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(call("domain XML"))?;
+            let mut meta = xml::parse_metadata(&xml);
+            let Some(image) = meta.remove("resume") else {
+                d.create().map_err(call(format!("start `{name}`")))?;
+                return Ok(Started::Booted);
+            };
+            // Named no more, whatever comes of it.
+            let element = xml::metadata_element(&meta);
+            d.set_metadata(
+                virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(&element),
+                Some(xml::METADATA_PREFIX),
+                Some(xml::METADATA_NS),
+                virt::sys::VIR_DOMAIN_AFFECT_CONFIG,
+            )
+            .map_err(call("record the domain's metadata"))?;
+            let top = layers::disk_source(&xml).unwrap_or_default();
+            if resume_from(c, &image, &top).is_ok() {
+                // The running definition is the image's: its metadata becomes the
+                // domain's own again.
+                if let Ok(d) = lookup(c, &name) {
+                    let _ = d.set_metadata(
+                        virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                        Some(&element),
+                        Some(xml::METADATA_PREFIX),
+                        Some(xml::METADATA_NS),
+                        virt::sys::VIR_DOMAIN_AFFECT_LIVE,
+                    );
+                }
+                return Ok(Started::Resumed);
+            }
+            d.create().map_err(call(format!("start `{name}`")))?;
+            Ok(Started::Booted)
         })
         .await
     }

@@ -108,14 +108,8 @@ pub(super) async fn restore(
     }
     // The first command that gets through also sets the clock, which stood still while
     // the state was saved.
-    let set_clock = || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("date -u -s @{now} >/dev/null")
-    };
-    vms.run_when_ready(id, &set_clock).await
+    vms.run_when_ready(id, &super::machines::set_clock_command)
+        .await
 }
 
 /// Files added, changed and deleted in the guest since its baseline.

@@ -124,10 +124,29 @@ pub struct VmInputs<'a> {
     pub host_key: &'a HostKey,
     pub domain_type: DomainType,
     pub console_log: PathBuf,
+    /// The memory image the VM's base disk was kept with, if any: the VM resumes from it
+    /// when its identity is that image's (see [`xml::identity`]).
+    pub memory: Option<&'a KeptMemory>,
+}
+
+/// The memory image of a kept disk layer, and what the guest in it holds of its
+/// identity beyond the domain definition.
+#[derive(Debug, Clone)]
+pub struct KeptMemory {
+    /// The memory image's path.
+    pub path: String,
+    /// The identity of the domain it was saved from.
+    pub identity: String,
+    /// That domain's UUID, which the image carries.
+    pub uuid: String,
+    /// The host key the guest in it runs with.
+    pub host_key: HostKey,
 }
 
 /// Defines the VM on a fresh or existing overlay of its base volume, without starting it.
-pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError> {
+/// When it is to resume from `v.memory` (its identity is the image's), its seed carries
+/// the image's host key and the host key it returns is that one; otherwise `None`.
+pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<Option<HostKey>, VmError> {
     if v.layout.nics.is_empty() {
         return Err(VmError::NoNetwork {
             machine: v.spec.name.clone(),
@@ -135,36 +154,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
     }
     let a = v.base;
     let dns = crate::host::upstream_resolvers();
-    let boot = match (a.boot, &a.kernel, &a.initrd) {
-        // The kernel command line says the rest, but it is readable by every user in the
-        // guest: the host key's private half comes on a seed disk only root reads.
-        (BoxBoot::Kernel, Some(k), Some(i)) => Boot::Kernel {
-            kernel: k.clone(),
-            initrd: i.clone(),
-            seed: lv
-                .put_seed(
-                    &format!("{}.seed.tar", v.layout.domain),
-                    seed::host_key_tar(v.host_key),
-                )
-                .await?,
-        },
-        (BoxBoot::Kernel, _, _) => {
-            return Err(VmError::NoKernel {
-                machine: v.spec.name.clone(),
-                box_name: a.name.clone(),
-            })
-        }
-        // A disk with its own boot loader: configured by cloud-init from a NoCloud
-        // seed (an image without cloud-init ignores it).
-        (BoxBoot::CloudInit | BoxBoot::Disk, _, _) => {
-            let iso = seed_iso_for(&v, &dns);
-            Boot::Disk {
-                seed: lv
-                    .put_seed(&format!("{}.seed.iso", v.layout.domain), iso)
-                    .await?,
-            }
-        }
-    };
+    let boot = seed_and_boot(lv, &v, v.host_key, &dns).await?;
     let disk = lv
         .ensure_overlay(&v.layout.domain, &a.disk, v.spec.disk)
         .await?;
@@ -174,7 +164,7 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
             source,
         })?;
     }
-    let spec = DomainSpec {
+    let mut spec = DomainSpec {
         instance: v.instance.to_string(),
         machine: v.spec.name.clone(),
         hash: v.spec.hash.clone(),
@@ -187,20 +177,71 @@ pub async fn define(lv: &LibvirtBackend, v: VmInputs<'_>) -> Result<(), VmError>
         nics: v.layout.nics.clone(),
         ssh_public_key: v.key.public.clone(),
         console_log: v.console_log.clone(),
-        dns,
+        dns: dns.clone(),
+        resume: None,
     };
+    let kept = v.memory.filter(|m| m.identity == xml::identity(&spec));
+    if let Some(m) = kept {
+        // The guest in the image runs with the host key it was given: its seed (read
+        // again at every later boot) gives the same one.
+        spec.boot = seed_and_boot(lv, &v, &m.host_key, &dns).await?;
+        spec.resume = Some(xml::Resume {
+            uuid: m.uuid.clone(),
+            memory: m.path.clone(),
+        });
+    }
     lv.define(xml::domain_xml(&spec)).await?;
-    Ok(())
+    Ok(kept.map(|m| m.host_key.clone()))
+}
+
+/// Writes the VM's seed (with `host_key`) into the pool; how the VM boots.
+async fn seed_and_boot(
+    lv: &LibvirtBackend,
+    v: &VmInputs<'_>,
+    host_key: &HostKey,
+    dns: &[std::net::Ipv4Addr],
+) -> Result<Boot, VmError> {
+    let a = v.base;
+    Ok(match (a.boot, &a.kernel, &a.initrd) {
+        // The kernel command line says the rest, but it is readable by every user in the
+        // guest: the host key's private half comes on a seed disk only root reads.
+        (BoxBoot::Kernel, Some(k), Some(i)) => Boot::Kernel {
+            kernel: k.clone(),
+            initrd: i.clone(),
+            seed: lv
+                .put_seed(
+                    &format!("{}.seed.tar", v.layout.domain),
+                    seed::host_key_tar(host_key),
+                )
+                .await?,
+        },
+        (BoxBoot::Kernel, _, _) => {
+            return Err(VmError::NoKernel {
+                machine: v.spec.name.clone(),
+                box_name: a.name.clone(),
+            })
+        }
+        // A disk with its own boot loader: configured by cloud-init from a NoCloud
+        // seed (an image without cloud-init ignores it).
+        (BoxBoot::CloudInit | BoxBoot::Disk, _, _) => {
+            let iso = seed_iso_for(v, host_key, dns);
+            Boot::Disk {
+                seed: lv
+                    .put_seed(&format!("{}.seed.iso", v.layout.domain), iso)
+                    .await?,
+            }
+        }
+    })
 }
 
 /// The NoCloud seed of a machine; its instance id follows the seed's content, so a
 /// changed seed is applied again.
-fn seed_iso_for(v: &VmInputs<'_>, dns: &[std::net::Ipv4Addr]) -> Vec<u8> {
+fn seed_iso_for(v: &VmInputs<'_>, host_key: &HostKey, dns: &[std::net::Ipv4Addr]) -> Vec<u8> {
     let spec = seed::SeedSpec {
         hostname: &v.spec.name,
         instance_id: "",
         ssh_public_key: &v.key.public,
-        host_key: v.host_key,
+        host_key,
         nics: &v.layout.nics,
         dns,
     };

@@ -80,6 +80,34 @@ pub struct DomainSpec {
     pub console_log: PathBuf,
     /// Name servers the guest uses (the host's upstream ones).
     pub dns: Vec<Ipv4Addr>,
+    /// Resumed from a memory image rather than booted: see [`Resume`].
+    pub resume: Option<Resume>,
+}
+
+/// A domain defined to resume from the memory image of another, earlier domain of the
+/// same identity (see [`identity`]): it takes that domain's UUID, which the image
+/// carries, and records the image in its metadata for its first start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub uuid: String,
+    /// The memory image (a libvirt save image).
+    pub memory: String,
+}
+
+/// What a domain's definition says apart from its disk's top, its UUID and its memory
+/// image: two domains of equal identity differ in nothing a running guest could notice
+/// (name, memory, CPUs, boot files and kernel command line, NICs with their MACs, bridges
+/// and addresses, seed path, console), so one can resume from the other's memory.
+pub fn identity(spec: &DomainSpec) -> String {
+    let plain = DomainSpec {
+        disk: PathBuf::new(),
+        resume: None,
+        ..spec.clone()
+    };
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(definition(&plain, None)))
+    )
 }
 
 pub(crate) fn esc(s: &str) -> String {
@@ -147,17 +175,29 @@ mod base64_lite {
     }
 }
 
-/// The domain definition.
+/// The domain definition; its metadata records its [`identity`].
 pub fn domain_xml(spec: &DomainSpec) -> String {
+    definition(spec, Some(&identity(spec)))
+}
+
+fn definition(spec: &DomainSpec, identity: Option<&str>) -> String {
     let name = domain_name(&spec.instance, &spec.machine);
     let mem_kib = (spec.memory_bytes / 1024).max(64 * 1024);
     let mut x = String::new();
     let _ = writeln!(x, "<domain type='{}'>", spec.domain_type.as_str());
     let _ = writeln!(x, "  <name>{}</name>", esc(&name));
+    let resume = match &spec.resume {
+        Some(r) => {
+            let _ = writeln!(x, "  <uuid>{}</uuid>", esc(&r.uuid));
+            format!(" resume='{}'", esc(&r.memory))
+        }
+        None => String::new(),
+    };
+    let identity = identity.map_or(String::new(), |i| format!(" identity='{}'", esc(i)));
     let _ = writeln!(x, "  <metadata>");
     let _ = writeln!(
         x,
-        "    <{p}:machine xmlns:{p}='{ns}' env='{}' machine='{}' hash='{}' dir='{}' addresses='{}'/>",
+        "    <{p}:machine xmlns:{p}='{ns}' env='{}' machine='{}' hash='{}' dir='{}' addresses='{}'{identity}{resume}/>",
         esc(&spec.instance),
         esc(&spec.machine),
         esc(&spec.hash),
@@ -264,6 +304,15 @@ pub fn parse_addresses(s: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// hdev's metadata element with attributes `attrs`, as `virDomainSetMetadata` takes it.
+pub fn metadata_element(attrs: &BTreeMap<String, String>) -> String {
+    let body: String = attrs
+        .iter()
+        .map(|(k, v)| format!(" {k}='{}'", esc(v)))
+        .collect();
+    format!("<machine{body}/>")
+}
+
 /// hdev's metadata read back from a domain: `(attribute, value)` pairs.
 pub fn parse_metadata(xml: &str) -> BTreeMap<String, String> {
     parse_element_metadata(xml, "machine")
@@ -336,7 +385,49 @@ mod tests {
             ssh_public_key: "ssh-ed25519 AAAAC3Nz hdev".into(),
             console_log: "/x/console.log".into(),
             dns: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(9, 9, 9, 9)],
+            resume: None,
         }
+    }
+
+    #[test]
+    fn identity_ignores_the_disk_and_the_memory_image_only() {
+        let a = spec();
+        let resumed = DomainSpec {
+            disk: "/pool/other-top.qcow2".into(),
+            resume: Some(Resume {
+                uuid: "c7a5fdbd-cdaf-9455-926a-d65c16db1809".into(),
+                memory: "/pool/hdev-cache-00ff.mem".into(),
+            }),
+            ..spec()
+        };
+        assert_eq!(identity(&a), identity(&resumed));
+        let x = domain_xml(&resumed);
+        assert!(
+            x.contains("<uuid>c7a5fdbd-cdaf-9455-926a-d65c16db1809</uuid>"),
+            "{x}"
+        );
+        assert_eq!(
+            parse_metadata(&x).get("resume").map(String::as_str),
+            Some("/pool/hdev-cache-00ff.mem")
+        );
+        assert!(!domain_xml(&a).contains("<uuid>"));
+        assert_eq!(parse_metadata(&x).get("identity"), Some(&identity(&a)));
+        let mut other = spec();
+        other.nics[0].address = Ipv4Addr::new(10, 42, 0, 51);
+        assert_ne!(identity(&a), identity(&other), "another address");
+        let mut other = spec();
+        other.ssh_public_key = "ssh-ed25519 AAAAother hdev".into();
+        assert_ne!(identity(&a), identity(&other), "another key");
+        let other = DomainSpec {
+            memory_bytes: 1 << 30,
+            ..spec()
+        };
+        assert_ne!(identity(&a), identity(&other), "more memory");
+        let other = DomainSpec {
+            instance: "demo-def456".into(),
+            ..spec()
+        };
+        assert_ne!(identity(&a), identity(&other), "another instance");
     }
 
     #[test]

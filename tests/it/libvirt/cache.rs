@@ -1,5 +1,7 @@
 //! The provisioned-state cache with a VM: provisioned once in one folder, the VM is kept
-//! as a disk layer in the pool; the same Envfile in another folder (another instance:
+//! as a disk layer with its memory in the pool; `up` after `destroy` in that folder
+//! resumes the memory (no boot, the same boot id), and a later boot keeps its host key;
+//! the same Envfile in another folder (another instance:
 //! other MAC addresses, another SSH key, another host key) boots from that layer without
 //! provisioning, answers with its own identity, and resets to a baseline taken on it.
 //! `cache prune` while the VM stands on the layer stops serving it but keeps the volume
@@ -12,6 +14,11 @@ fn pool_has(volume: &str) -> bool {
     std::path::Path::new("/var/lib/libvirt/images/hdev")
         .join(volume)
         .exists()
+}
+
+/// The memory image kept beside cache volume `volume`.
+fn memory_of(volume: &str) -> String {
+    volume.replace(".qcow2", ".mem")
 }
 
 fn entry_of<'a>(listed: &'a serde_json::Value, env: &str) -> Option<&'a serde_json::Value> {
@@ -65,8 +72,45 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
     let hash = entry["hash"].as_str().expect("hash").to_string();
     let volume = format!("hdev-cache-{}.qcow2", &hash["sha256:".len()..]);
     assert!(pool_has(&volume), "{listed}");
+    assert!(pool_has(&memory_of(&volume)), "no memory kept: {listed}");
+    let boot_id = || "cat /proc/sys/kernel/random/boot_id".to_string();
+    let first_boot = a.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]);
     assert_eq!(a.run(&["destroy", "-y"]).code, 0);
     assert!(pool_has(&volume), "destroy removed the cache entry");
+
+    // Same folder again (same identity): resumed from the kept memory, not booted.
+    let up = a.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    assert!(
+        up.stderr.contains("from the provisioned-state cache"),
+        "{up}"
+    );
+    assert!(!up.stderr.contains("provisioning 1/1"), "{up}");
+    assert_eq!(
+        a.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]),
+        first_boot,
+        "booted, not resumed: {up}"
+    );
+    assert_eq!(a.ok(&["exec", "vm", "--", "cat", "/root/mark"]), mark);
+    let skew = a.ok(&["exec", "vm", "--", "date", "+%s"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let guest: i64 = skew.trim().parse().expect("guest time");
+    assert!(
+        (guest - now).abs() < 30,
+        "the guest's clock: {guest}, now {now}"
+    );
+    // Its seed gives the host key the resumed guest runs with: a boot keeps it.
+    assert_eq!(a.run(&["halt"]).code, 0);
+    let up = a.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    assert_ne!(
+        a.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]),
+        first_boot
+    );
+    assert_eq!(a.run(&["destroy", "-y"]).code, 0);
 
     // Second folder, same Envfile: from the cache, not provisioned, its own identity.
     let b = make();
@@ -81,6 +125,11 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
         "provisioned again: {up}"
     );
     assert_eq!(b.ok(&["exec", "vm", "--", "cat", "/root/mark"]), mark);
+    assert_ne!(
+        b.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]),
+        first_boot,
+        "another identity resumed the first one's memory"
+    );
     assert_eq!(b.ok(&["exec", "vm", "--", "hostname"]).trim(), "vm");
     let key = std::fs::read_to_string(b.path().join(".hdev/ssh/id_ed25519.pub"))
         .expect("the second folder's key");
@@ -114,4 +163,8 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
     assert_eq!(b.run(&["destroy", "-y"]).code, 0);
     b.ok(&["cache", "list"]);
     assert!(!pool_has(&volume), "the pruned volume outlived its last VM");
+    assert!(
+        !pool_has(&memory_of(&volume)),
+        "the pruned memory outlived its last VM"
+    );
 }

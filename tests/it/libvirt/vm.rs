@@ -132,6 +132,7 @@ async fn a_vm_boots_from_its_box_answers_ssh_and_is_destroyed_cleanly() {
                 host_key: &host_key,
                 domain_type,
                 console_log: console.clone(),
+                memory: None,
             },
         )
         .await?;
