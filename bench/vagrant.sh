@@ -9,7 +9,8 @@
 #
 #   bench/vagrant.sh        # UP_REPS=3 REPS=5 SLEEP=5 MEMORY_MB=512 CPUS=1 TIMEOUT=900
 #
-# UP_REPS: up from nothing and destroy, each tool on its own (the other one has no VM).
+# UP_REPS: up from nothing and destroy, each tool on its own (the other one has no VM);
+# then hdev's up after destroy in the same folder, resumed from its provisioned-state cache.
 # REPS: the quick verbs with both VMs defined: exec round trip, snapshot save, reset
 # (hdev reset vs vagrant snapshot restore of a snapshot taken after provisioning, until
 # SSH answers), halt, up from halted. TIMEOUT bounds every command and every wait.
@@ -83,7 +84,8 @@ if "${virsh[@]}" dominfo "$vdom" >/dev/null 2>&1; then
   remove_vdom
 fi
 . "$root/bench/lib.sh"
-prov="echo provisioned > /root/provisioned; sleep $sleep_s"
+# Unique to this run, so no provisioned-state cache entry of an earlier run serves it.
+prov="echo provisioned > /root/provisioned; sleep $sleep_s; : bench-$$"
 
 # hdev's side: one VM from the debian recipe.
 cat > "$work/hdev/Envfile" <<EOF
@@ -235,6 +237,19 @@ for r in $(seq "$up_reps"); do
   done
 done
 
+# Up after destroy in the same folder: hdev resumes the VM from its provisioned-state cache
+# (disk and memory kept by a first up with the cache on, not timed); Vagrant has no such
+# cache, so its up after destroy is its up from nothing (the series above).
+h_reup() { run "$hd" "$hdev" destroy -y >/dev/null; run "$hd" "$hdev" up; }
+h_up_cached() { run "$hd" "$hdev" up; }
+h_up_cached >/dev/null
+h_check
+for r in $(seq "$up_reps"); do
+  timed h_reup h_reup
+  h_check
+done
+h_destroy >/dev/null
+
 # The quick verbs, both VMs defined.
 h_up >/dev/null
 v_up >/dev/null
@@ -277,6 +292,11 @@ for v in up halt upagain reset snap exec destroy; do
   esac
   rows+="| $label | $(secs "$h") | $(secs "$g") | $(ratio "$h" "$g")x |"$'\n'
   ratios[$v]=$(ratio "$h" "$g")
+  if [ "$v" = up ]; then
+    r=$(med "${raw[h_reup]}")
+    check "$r"
+    rows+="| up after destroy, same folder (hdev: resumed from the provisioned-state cache; Vagrant: up from nothing) | $(secs "$r") | $(secs "$g") | $(ratio "$r" "$g")x |"$'\n'
+  fi
 done
 goal=$(awk -v r="${ratios[up]}" 'BEGIN { print (r <= 0.7) ? "met" : "not met" }')
 trial=""
@@ -290,6 +310,7 @@ rawline=""
 for v in up halt upagain reset snap exec destroy; do
   rawline+="$v hdev [${raw[h_$v]% }] Vagrant [${raw[v_$v]% }]; "
 done
+rawline+="up after destroy hdev [${raw[h_reup]% }]; "
 section=$(cat <<EOF
 ## hdev and Vagrant (one VM)
 
@@ -303,7 +324,9 @@ made into a vagrant-libvirt box and its kernel and initramfs booted directly by 
 with \`cache=unsafe\`, virtio NIC, virtio RNG, no display). The box is imported on both
 sides before timing. Provisioning is one inline shell step (write a file, \`sleep $sleep_s\`).
 Up from nothing and destroy: medians of $up_reps runs, one VM on the host at a time; the
-other verbs: medians of $reps runs with both VMs defined. hdev's \`up\` also takes its
+other verbs: medians of $reps runs with both VMs defined. hdev's \`up\` from nothing runs
+with \`--no-cache\`; up after destroy runs with the cache on, after one untimed \`up\` that
+kept the VM (its baseline's disk layer and memory). hdev's \`up\` also takes its
 baseline (disk layer and memory); Vagrant's reset restores \`vagrant snapshot save base\`,
 taken once after provisioning and not timed. Reset is timed until
 \`hdev exec vm -- true\` / \`vagrant ssh -c true\` succeeds after a file was removed.

@@ -195,6 +195,25 @@ fn write_marker(mark: &Path, m: &Marker) -> Result<(), LibvirtError> {
     })
 }
 
+/// Holds the lock of the entry whose marker is `mark` until dropped.
+fn lock_entry(mark: &Path) -> Result<std::fs::File, LibvirtError> {
+    let io = |source| LibvirtError::Io {
+        path: mark.to_path_buf(),
+        source,
+    };
+    if let Some(d) = mark.parent() {
+        std::fs::create_dir_all(d).map_err(io)?;
+    }
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(mark.with_extension("lock"))
+        .map_err(io)?;
+    fs4::fs_std::FileExt::lock_exclusive(&f).map_err(io)?;
+    Ok(f)
+}
+
 /// What a kept entry is copied from: a disk layer nothing writes any more, and the memory
 /// image taken at the same instant (with what resuming it needs), if there is one.
 struct Source {
@@ -328,6 +347,9 @@ impl LibvirtBackend {
             let vol = volume_name(&m.hash);
             let mem = memory_name(&vol);
             let mark = marker(&store, &host, &vol);
+            // One keep of an entry at a time (two `up`s of one hash in two folders): the
+            // second finds the first's entry complete.
+            let _lock = lock_entry(&mark)?;
             if let Some(path) = usable(c, &pool, &store, &host, &vol) {
                 return Ok(state(&m, path, entry_size(&pool, &vol)));
             }
