@@ -320,6 +320,17 @@ pub fn close_shared(control: &Path) {
     let _ = std::fs::remove_file(control);
 }
 
+/// Ends every connection shared with a VM of the environment whose state folder is
+/// `state_root`: its VMs are about to go (`destroy`).
+pub fn close_all_shared(state_root: &Path) {
+    let Ok(dir) = std::fs::read_dir(state_root.join("ssh").join("c")) else {
+        return;
+    };
+    for e in dir.flatten() {
+        close_shared(&e.path());
+    }
+}
+
 /// What a remote command reads.
 enum Stdin {
     Empty,

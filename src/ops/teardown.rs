@@ -124,8 +124,18 @@ pub(crate) async fn remove(backends: &Backends, found: &[Found]) -> anyhow::Resu
     Ok(total)
 }
 
+/// Ends the SSH connections `env`'s commands share with its VMs (kept open a while
+/// between commands), before the VMs go: a VM made again with the same address is not
+/// reached through a connection to the one that went.
+pub(crate) fn close_connections(env: &Env) {
+    crate::backend::ssh::close_all_shared(&env.dir.join(".hdev"));
+}
+
 /// Removes everything an instance created; how much went.
 pub(crate) async fn remove_instance(env: Option<&Env>, instance: &str) -> anyhow::Result<Counts> {
+    if let Some(env) = env {
+        close_connections(env);
+    }
     let backends = connect_for_removal(env).await?;
     let found = find_instance(&backends, instance).await?;
     remove(&backends, &found).await

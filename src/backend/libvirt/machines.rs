@@ -332,7 +332,15 @@ impl Vms {
             Started::Booted => self.wait_ready(id).await,
             // The first command that gets through sets the clock, which stood still since
             // the memory was saved.
-            Started::Resumed => self.run_when_ready(id, &set_clock_command).await,
+            Started::Resumed(machine) => {
+                crate::progress::report(
+                    &machine,
+                    crate::progress::Update::Status(
+                        "resumed from the memory kept with its provisioned state: not booted",
+                    ),
+                );
+                self.run_when_ready(id, &set_clock_command).await
+            }
         }
     }
 

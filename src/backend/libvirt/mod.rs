@@ -34,12 +34,13 @@ pub use xml::{domain_name, DomainSpec};
 use layers::resume_from;
 
 /// How a domain came to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
     /// Booted (or it ran already).
     Booted,
     /// Resumed from a memory image: its clock stood still since the image was saved.
-    Resumed,
+    /// The domain's machine.
+    Resumed(String),
 }
 
 pub use engine::probe;
@@ -227,6 +228,7 @@ impl LibvirtBackend {
                 .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
                 .map_err(call("domain XML"))?;
             let mut meta = xml::parse_metadata(&xml);
+            let machine = meta.get("machine").cloned().unwrap_or_default();
             let Some(image) = meta.remove("resume") else {
                 d.create().map_err(call(format!("start `{name}`")))?;
                 return Ok(Started::Booted);
@@ -254,7 +256,7 @@ impl LibvirtBackend {
                         virt::sys::VIR_DOMAIN_AFFECT_LIVE,
                     );
                 }
-                return Ok(Started::Resumed);
+                return Ok(Started::Resumed(machine));
             }
             d.create().map_err(call(format!("start `{name}`")))?;
             Ok(Started::Booted)

@@ -63,6 +63,7 @@ async fn remove(o: &Session, ask: bool) -> anyhow::Result<Option<Counts>> {
             return Ok(None);
         }
     }
+    teardown::close_connections(&o.project.env);
     Ok(Some(teardown::remove(&backends, &found).await?))
 }
 

@@ -16,6 +16,19 @@ fn pool_has(volume: &str) -> bool {
         .exists()
 }
 
+/// SSH connection masters running for the environment in `dir` (OpenSSH names its mux
+/// process after the control socket, under `.hdev/ssh/c/`).
+fn shared_connections(dir: &std::path::Path) -> usize {
+    let needle = dir.join(".hdev/ssh/c/").display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&needle))
+        .count()
+}
+
 /// The memory image kept beside cache volume `volume`.
 fn memory_of(volume: &str) -> String {
     volume.replace(".qcow2", ".mem")
@@ -75,8 +88,19 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
     assert!(pool_has(&memory_of(&volume)), "no memory kept: {listed}");
     let boot_id = || "cat /proc/sys/kernel/random/boot_id".to_string();
     let first_boot = a.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]);
+    assert!(
+        shared_connections(a.path()) > 0,
+        "exec left no shared connection"
+    );
     assert_eq!(a.run(&["destroy", "-y"]).code, 0);
     assert!(pool_has(&volume), "destroy removed the cache entry");
+    // Destroy ends the SSH connection kept open between commands: a VM made again at
+    // the same address would otherwise be asked through a connection to the one gone.
+    assert_eq!(
+        shared_connections(a.path()),
+        0,
+        "destroy left a shared connection"
+    );
 
     // Same folder again (same identity): resumed from the kept memory, not booted.
     let up = a.run(&["up"]);
@@ -86,6 +110,7 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
         "{up}"
     );
     assert!(!up.stderr.contains("provisioning 1/1"), "{up}");
+    assert!(up.stderr.contains("resumed from the memory kept"), "{up}");
     assert_eq!(
         a.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]),
         first_boot,
@@ -124,6 +149,7 @@ provision = [{{ shell = "echo provisioned-$RANDOM > /root/mark" }}]
         !up.stderr.contains("provisioning 1/1"),
         "provisioned again: {up}"
     );
+    assert!(!up.stderr.contains("resumed from the memory kept"), "{up}");
     assert_eq!(b.ok(&["exec", "vm", "--", "cat", "/root/mark"]), mark);
     assert_ne!(
         b.ok(&["exec", "vm", "--", "sh", "-c", &boot_id()]),
