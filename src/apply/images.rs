@@ -75,6 +75,119 @@ pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
     out
 }
 
+/// Whether box `name` of `env` is built from a recipe that the store has no box of yet:
+/// preparing it takes a build (minutes for a VM box), not an import.
+pub(crate) fn must_be_built(env: &Env, store: &Store, name: &str) -> bool {
+    let Some(def) = env.boxes.get(name) else {
+        return false;
+    };
+    let crate::envfile::BoxSource::Recipe(p) = &def.source else {
+        return false;
+    };
+    let Ok(recipe) = crate::boxes::Recipe::load(&env.resolve(p), p) else {
+        return false;
+    };
+    recipe
+        .digest()
+        .ok()
+        .is_some_and(|d| store.by_recipe(&d).ok().flatten().is_none())
+}
+
+/// The key of each base to prepare for `env`'s machines (on connected engines), with
+/// the box it needs, if any.
+pub(crate) fn bases(env: &Env, backends: &Backends) -> BTreeMap<BaseKey, Option<String>> {
+    env.machines
+        .values()
+        .filter(|m| backends.get(m).is_ok())
+        .map(|m| {
+            let boxed = match &m.base {
+                Base::Box(b) => Some(b.clone()),
+                Base::Image(_) => None,
+            };
+            (BaseKey::of(env, m), boxed)
+        })
+        .collect()
+}
+
+/// Prepares the base of every machine whose engine is connected, like [`resolve_images`],
+/// each result sent into `tx` as soon as it is known.
+pub(crate) async fn resolve_images_into(
+    env: &Env,
+    backends: &Backends,
+    tx: &tokio::sync::watch::Sender<Images>,
+) {
+    let store = match Store::open_default() {
+        Ok(s) => s,
+        Err(e) => {
+            tx.send_modify(|out| {
+                for m in env.machines.values() {
+                    out.insert(BaseKey::of(env, m), Err(e.to_string()));
+                }
+            });
+            return;
+        }
+    };
+    let mut todo = BTreeMap::new();
+    for m in env.machines.values() {
+        if let Ok(engine) = backends.get(m) {
+            todo.entry(BaseKey::of(env, m)).or_insert((m, engine));
+        }
+    }
+    let store = &store;
+    let jobs = todo.into_iter().map(|(key, (m, engine))| async move {
+        let r = prepare_one(store, env, m, engine, key.place.clone()).await;
+        tx.send_modify(|out| {
+            out.insert(key, r);
+        });
+    });
+    futures_util::future::join_all(jobs).await;
+}
+
+/// Bases still being prepared (boxes being built) when `up` made its plan: a machine on
+/// one of them waits for it, then is planned (see `apply::run_machine`).
+pub(crate) struct LateImages<'a> {
+    /// Every base prepared so far, those of the plan included.
+    pub(crate) rx: tokio::sync::watch::Receiver<Images>,
+    /// The bases that were not ready when the plan was made, with their box.
+    pub(crate) late: BTreeMap<BaseKey, String>,
+    /// The per-machine hashes as the boxes built by now make them.
+    pub(crate) rehash: &'a Rehash<'a>,
+}
+
+/// The per-machine hashes as the boxes built by now make them.
+pub(crate) type Rehash<'a> =
+    dyn Fn() -> Result<BTreeMap<String, crate::envfile::hash::EnvHash>, String> + Sync + 'a;
+
+impl LateImages<'_> {
+    /// The box machine `m` waits for, if its base was not ready when the plan was made.
+    pub(crate) fn waits_for(&self, env: &Env, m: &Machine) -> Option<&str> {
+        self.late.get(&BaseKey::of(env, m)).map(String::as_str)
+    }
+
+    /// The base of machine `m`, once prepared (at once, if it is).
+    pub(crate) async fn wait(&self, env: &Env, m: &Machine) -> Result<Resolved, String> {
+        let key = BaseKey::of(env, m);
+        let mut rx = self.rx.clone();
+        loop {
+            if let Some(r) = rx.borrow_and_update().get(&key) {
+                return r.clone();
+            }
+            if rx.changed().await.is_err() {
+                return rx
+                    .borrow()
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| Err("its base was not prepared".into()));
+            }
+        }
+    }
+
+    /// The base of machine `m`, if prepared by now.
+    pub(crate) fn now(&self, env: &Env, m: &Machine) -> Option<Result<Resolved, String>> {
+        self.rx.borrow().get(&BaseKey::of(env, m)).cloned()
+    }
+}
+
 /// The machines `plan` would create whose base could not be prepared, with why: `up`
 /// stops on them before it creates anything (a VM on a box without a disk, a box that
 /// does not build), rather than failing after networks and other machines exist.

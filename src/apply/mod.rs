@@ -24,7 +24,10 @@ mod steps;
 pub(crate) use cached::mark_in_plan;
 #[cfg(test)]
 pub(crate) use cached::FROM_CACHE;
-pub(crate) use images::{resolve_images, unusable, BaseKey, Images};
+pub(crate) use images::{
+    bases, must_be_built, resolve_images, resolve_images_into, unusable, BaseKey, Images,
+    LateImages,
+};
 pub(crate) use record::Recorder;
 use snap::snapshot_step;
 use steps::{provision_one, wait_healthy};
@@ -158,6 +161,7 @@ pub(super) struct Shared<'a> {
     sem: Semaphore,
     cancel: watch::Receiver<bool>,
     images: &'a Images,
+    late: Option<&'a LateImages<'a>>,
     snapshot: Option<&'a str>,
     cache: &'a crate::cache::Policy,
     done: BTreeMap<String, watch::Sender<Option<bool>>>,
@@ -193,6 +197,8 @@ pub(crate) struct ApplyCtx<'a> {
     pub parallel: usize,
     /// Images for the machines to create (see [`resolve_images`]).
     pub images: &'a Images,
+    /// Bases still being prepared when the plan was made (`up` while boxes build).
+    pub late: Option<&'a LateImages<'a>>,
     /// Snapshot the `Save` and `Restore` steps act on.
     pub snapshot: Option<&'a str>,
     /// Whether machines are created from the provisioned-state cache, and its bound.
@@ -242,6 +248,7 @@ pub(crate) async fn apply(
         sem: Semaphore::new(a.parallel.max(1)),
         cancel: cancel.clone(),
         images: a.images,
+        late: a.late,
         snapshot: a.snapshot,
         cache: a.cache,
         done,
@@ -460,7 +467,13 @@ async fn run_machine(sh: &Shared<'_>, mp: &MachinePlan) -> Result<Option<String>
     let vm_acted = machine
         .and_then(|m| m.place.vm_host())
         .is_some_and(|vm| sh.restarted.contains(vm));
+    let waits_for_box =
+        machine.is_some_and(|m| sh.late.is_some_and(|l| l.waits_for(sh.env, m).is_some()));
     let mp = match mp.change {
+        Change::Later if waits_for_box => {
+            replanned = replan_on_box(sh, mp, backend).await?;
+            &replanned
+        }
         Change::Later => {
             replanned = replan_guest(sh, mp, backend).await?;
             &replanned
@@ -594,6 +607,62 @@ async fn replan_guest(
         change,
         reason,
         steps,
+        ..with_found(mp, found.as_ref())
+    })
+}
+
+/// A machine whose box was still being built when the plan was made: once its base is
+/// prepared, what it needs, with its hash as the built box makes it.
+async fn replan_on_box(
+    sh: &Shared<'_>,
+    mp: &MachinePlan,
+    backend: &AnyBackend,
+) -> Result<MachinePlan, MachineError> {
+    let name = mp.name.as_str();
+    let (Some(def), Some(late)) = (sh.env.machines.get(name), sh.late) else {
+        return Err(MachineError::Unavailable(not_in_envfile(name)));
+    };
+    let box_name = late.waits_for(sh.env, def).unwrap_or_default().to_string();
+    sh.progress
+        .status(name, &format!("waiting for box `{box_name}`"));
+    // The box's line, in this run's progress, until its build and import end.
+    if late.now(sh.env, def).is_none() {
+        crate::progress::report(
+            &format!("box {box_name}"),
+            crate::progress::Update::Status("being built"),
+        );
+    }
+    let fail = |message: String| {
+        MachineError::of(
+            name,
+            BackendError::Engine {
+                action: format!("prepare box `{box_name}`"),
+                message,
+            },
+        )
+    };
+    tokio::select! {
+        r = late.wait(sh.env, def) => r.map_err(fail)?,
+        _ = cancelled(sh.cancel.clone()) => return Err(interrupted(name)),
+    };
+    let hash = (late.rehash)()
+        .map_err(fail)?
+        .remove(name)
+        .map(|h| h.0)
+        .ok_or_else(|| fail("no hash".into()))?;
+    let found = find_again(sh, mp, backend).await?;
+    let state = sh.rec.snapshot();
+    let (change, reason, steps) =
+        crate::plan::decide(def, &hash, found.as_ref(), state.machines.get(name));
+    sh.progress.status(
+        name,
+        &format!("{}: {reason}", crate::plan::mark_of(change).1),
+    );
+    Ok(MachinePlan {
+        change,
+        reason,
+        steps,
+        hash,
         ..with_found(mp, found.as_ref())
     })
 }
@@ -844,6 +913,8 @@ async fn create(sh: &Shared<'_>, m: &Machine<'_>) -> Result<String, MachineError
         None if def.place.vm_host().is_some() => {
             Some(images::prepare_now(sh.env, def, m.backend).await)
         }
+        // A box built while the plan ran.
+        None => sh.late.and_then(|l| l.now(sh.env, def)),
         _ => None,
     };
     let prepared = late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, def)));

@@ -27,7 +27,8 @@ pub(super) async fn snapshot_step(
     // Later (`hdev baseline`), the baseline is what the container holds then: committed.
     spec.image_baseline &= created && step == Step::Baseline;
     if spec.image_baseline {
-        let image = match sh.images.get(&BaseKey::of(sh.env, m)) {
+        let late = sh.late.and_then(|l| l.now(sh.env, m));
+        let image = match late.as_ref().or(sh.images.get(&BaseKey::of(sh.env, m))) {
             Some(Ok(i)) => i.clone(),
             _ => Resolved::Image("the image it was created from".into()),
         };

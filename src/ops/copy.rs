@@ -231,7 +231,7 @@ async fn bring_up_and_test(
     let (o, backends, images) = with_images(project, p).await?;
     out.hash = Some(o.env_hash.0.clone());
     let lock = o.project.state.lock()?;
-    let code = converge(p, &o, &backends, &images, lock, None, as_cancel(sig)).await?;
+    let code = converge(p, &o, &backends, &images, None, lock, None, as_cancel(sig)).await?;
     out.up_ok = code == 0;
     if !out.up_ok || *sig.borrow() != 0 {
         anyhow::ensure!(*sig.borrow() != 0, "the environment did not come up");

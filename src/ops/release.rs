@@ -194,7 +194,7 @@ pub(crate) async fn move_to(p: &Printer, m: Move, parallel: Option<usize>) -> Co
         },
     )?;
     let cancel = ctrl_c(p);
-    converge(p, o, &m.backends, &m.images, m.lock, parallel, cancel).await
+    converge(p, o, &m.backends, &m.images, None, m.lock, parallel, cancel).await
 }
 
 /// A commit about to be released: checked (clean tree, new and valid tag name) before

@@ -39,32 +39,40 @@ pub(crate) fn opened(project: Project) -> anyhow::Result<Session> {
     })
 }
 
-/// Like [`open`], but builds and imports the boxes first, so that the per-machine hashes
-/// count the boxes' real digests; returns the images too.
-pub(crate) async fn open_with_images(
-    file: Option<&Path>,
-    p: &Printer,
-) -> anyhow::Result<(Session, Backends, apply::Images)> {
-    with_images(crate::throwaway::open_project(file)?, p).await
-}
-
-/// [`open_with_images`] for a project already opened (a release, a throwaway copy).
+/// An opened project with its boxes built and imported first, so that the per-machine
+/// hashes count the boxes' real digests; the images too (a release, a throwaway copy;
+/// `up` builds boxes while machines on ready ones come up: see `ops::up::up`).
 pub(crate) async fn with_images(
     project: Project,
     p: &Printer,
 ) -> anyhow::Result<(Session, Backends, apply::Images)> {
     let backends = Backends::connect(&project.env, &project.ctx()).await?;
-    if !p.json && !project.env.boxes.is_empty() {
+    let images = showing_boxes(
+        &project.env,
+        p,
+        apply::resolve_images(&project.env, &backends),
+    )
+    .await;
+    Ok((opened(project)?, backends, images))
+}
+
+/// Runs `work` (preparing images) with box builds, imports and uploads showing how they
+/// go, each box on a line of its own.
+pub(crate) async fn showing_boxes<T>(
+    env: &crate::envfile::Env,
+    p: &Printer,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    if !p.json && !env.boxes.is_empty() {
         p.note("preparing images");
     }
-    // Box builds, imports and uploads show how they go, each box on a line of its own.
     let progress = std::sync::Arc::new(crate::progress::Progress::new(p, &[]));
-    let images = {
+    let out = {
         let _shown = progress.install();
-        apply::resolve_images(&project.env, &backends).await
+        work.await
     };
     progress.close();
-    Ok((opened(project)?, backends, images))
+    out
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -123,6 +123,7 @@ impl World {
             progress: &progress,
             parallel: 4,
             images: &images,
+            late: None,
             snapshot,
             cache: &self.cache,
         };

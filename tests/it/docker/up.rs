@@ -305,3 +305,72 @@ retries = 200
         "timed lines: {up}"
     );
 }
+
+#[test]
+fn machines_on_ready_boxes_come_up_while_another_box_builds() {
+    require_docker();
+    let env = TestEnv::build()
+        .machines(
+            "pipeline",
+            r#"
+[box.slow]
+recipe = "boxes/slow"
+
+[machine.fast]
+backend = "docker"
+box = "busybox"
+command = "sleep 3600"
+
+[machine.late]
+backend = "docker"
+box = "slow"
+command = "sleep 3600"
+depends_on = ["fast"]
+"#,
+        )
+        .create();
+    // The busybox box in the store; `slow`, a busybox recipe of its own (a digest no
+    // store has: a nonce) whose build takes 8 s more.
+    let busybox = crate::support::repo().join("boxes/busybox");
+    env.ok(&["box", "build", &busybox.display().to_string()]);
+    let toml = std::fs::read_to_string(busybox.join("box.toml")).expect("box.toml");
+    env.write(
+        "boxes/slow/box.toml",
+        &toml.replace("name = \"busybox\"", "name = \"slow\""),
+    );
+    let script = std::fs::read_to_string(busybox.join("build.sh")).expect("build.sh");
+    env.write(
+        "boxes/slow/build.sh",
+        &script.replacen("set -eu\n", "set -eu\nsleep 8\n", 1),
+    );
+    let _ = std::fs::set_permissions(
+        env.path().join("boxes/slow/build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    );
+    let nonce = format!("{} {:?}", std::process::id(), std::time::SystemTime::now());
+    env.write("boxes/slow/nonce", &nonce);
+
+    let up = env.run(&["up"]);
+    assert_eq!(up.code, 0, "{up}");
+    let all = format!("{}{}", up.stdout, up.stderr);
+    assert!(all.contains("box `slow` is being built"), "{up}");
+    let at = |s: &str| {
+        up.stderr
+            .lines()
+            .position(|l| l.contains(s))
+            .unwrap_or_else(|| panic!("no line with {s:?}: {up}"))
+    };
+    // The machine on the ready box is up before the other box is built.
+    assert!(at("fast ✓") < at("box slow ✓ ready"), "{up}");
+    assert!(at("box slow ✓ ready") < at("late ✓"), "{up}");
+    let st = env.status();
+    assert_eq!(machine(&st, "fast")["state"], "running", "{st}");
+    assert_eq!(machine(&st, "late")["state"], "running", "{st}");
+    // Its hash and the environment's count the built box: nothing left to do.
+    let again = env.run(&["up"]);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(
+        format!("{}{}", again.stdout, again.stderr).contains("nothing to do"),
+        "{again}"
+    );
+}
