@@ -595,18 +595,31 @@ async fn replan_guest(
             name: name.to_string(),
         })
     })?;
+    decide_now(sh, mp, backend, def, mp.hash.clone()).await
+}
+
+/// What machine `def` (planned `Later` as `mp`) needs now, with hash `hash`, against what
+/// its engine holds and the state records; said on its line.
+async fn decide_now(
+    sh: &Shared<'_>,
+    mp: &MachinePlan,
+    backend: &AnyBackend,
+    def: &crate::envfile::Machine,
+    hash: String,
+) -> Result<MachinePlan, MachineError> {
     let found = find_again(sh, mp, backend).await?;
     let state = sh.rec.snapshot();
     let (change, reason, steps) =
-        crate::plan::decide(def, &mp.hash, found.as_ref(), state.machines.get(name));
+        crate::plan::decide(def, &hash, found.as_ref(), state.machines.get(&mp.name));
     sh.progress.status(
-        name,
+        &mp.name,
         &format!("{}: {reason}", crate::plan::mark_of(change).1),
     );
     Ok(MachinePlan {
         change,
         reason,
         steps,
+        hash,
         ..with_found(mp, found.as_ref())
     })
 }
@@ -650,21 +663,7 @@ async fn replan_on_box(
         .remove(name)
         .map(|h| h.0)
         .ok_or_else(|| fail("no hash".into()))?;
-    let found = find_again(sh, mp, backend).await?;
-    let state = sh.rec.snapshot();
-    let (change, reason, steps) =
-        crate::plan::decide(def, &hash, found.as_ref(), state.machines.get(name));
-    sh.progress.status(
-        name,
-        &format!("{}: {reason}", crate::plan::mark_of(change).1),
-    );
-    Ok(MachinePlan {
-        change,
-        reason,
-        steps,
-        hash,
-        ..with_found(mp, found.as_ref())
-    })
+    decide_now(sh, mp, backend, def, hash).await
 }
 
 /// Whether a VM's plan restarts it or returns it to a snapshot.
