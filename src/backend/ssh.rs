@@ -181,34 +181,21 @@ impl HostKey {
     }
 
     /// Pins `key` as VM `domain`'s host key in place of any other: for a VM that resumes
-    /// a guest which already runs with it. Each half is written beside its place and
-    /// moved there, the private one first (readable by the user only).
+    /// a guest which already runs with it. Each half is replaced whole (readable by the
+    /// user only), the private one first.
     pub fn install(state_root: &Path, domain: &str, key: &HostKey) -> Result<(), SshError> {
         let dir = host_key_dir(state_root);
-        std::fs::create_dir_all(&dir).map_err(io_error("install a host key"))?;
-        let private = dir.join(domain);
-        let public = dir.join(format!("{domain}.pub"));
-        for (path, text, mode) in [
-            (&private, key.private.clone(), 0o600),
-            (&public, format!("{}\n", key.public.trim()), 0o644),
+        for (path, text) in [
+            (dir.join(domain), key.private.clone()),
+            (
+                dir.join(format!("{domain}.pub")),
+                format!("{}\n", key.public.trim()),
+            ),
         ] {
-            let tmp = dir.join(format!(".install-{}", std::process::id()));
-            let written = (|| {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let _ = std::fs::remove_file(&tmp);
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(&tmp)?;
-                f.write_all(text.as_bytes())?;
-                std::fs::rename(&tmp, path)
-            })();
-            if written.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            written.map_err(io_error("install a host key"))?;
+            crate::state::write_atomic(&path, text.as_bytes()).map_err(|e| SshError::Spawn {
+                program: "install a host key",
+                source: std::io::Error::other(e.to_string()),
+            })?;
         }
         write_known_hosts(state_root)
     }
@@ -659,6 +646,30 @@ mod tests {
         assert_eq!(a.public, b.public);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(SshKey::ensure(other.path()).unwrap().public, a.public);
+    }
+
+    #[test]
+    fn an_installed_host_key_replaces_the_made_one_and_is_pinned() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let made = HostKey::ensure(dir.path(), "hdev-e-1-vm").unwrap();
+        let other = HostKey::ensure(dir.path(), "hdev-e-2-vm").unwrap();
+        HostKey::install(dir.path(), "hdev-e-1-vm", &other).unwrap();
+        let now = HostKey::read(dir.path(), "hdev-e-1-vm").unwrap();
+        assert_eq!(now.private, other.private);
+        assert_eq!(now.public, other.public.trim());
+        assert_ne!(now.public, made.public.trim());
+        let private = dir.path().join("ssh/hosts/hdev-e-1-vm");
+        let mode = std::fs::metadata(private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "private half readable by others: {mode:o}");
+        let pinned = std::fs::read_to_string(known_hosts(dir.path())).unwrap();
+        let b64 = other.public.split_whitespace().nth(1).unwrap();
+        assert!(
+            pinned
+                .lines()
+                .any(|l| l.starts_with("hdev-e-1-vm ") && l.contains(b64)),
+            "{pinned}"
+        );
     }
 
     #[test]

@@ -165,33 +165,15 @@ fn sweep(pool: &StoragePool, store: &Store, host: &str) {
 }
 
 fn write_marker(mark: &Path, m: &Marker) -> Result<(), LibvirtError> {
-    if let Some(d) = mark.parent() {
-        std::fs::create_dir_all(d).map_err(|source| LibvirtError::Io {
-            path: d.to_path_buf(),
-            source,
-        })?;
-    }
-    // It may hold a guest's private host key: its user's only, written whole or not at all.
+    // It may hold a guest's private host key: the state's writer makes it its user's only
+    // (a temporary file of mode 0600, renamed), whole or not at all.
     let text = serde_json::to_string(m).unwrap_or_default();
-    let tmp = mark.with_extension("new");
-    let written = (|| {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        std::fs::rename(&tmp, mark)
-    })();
-    written.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        LibvirtError::Io {
+    crate::state::write_informative(mark, text.as_bytes()).map_err(|e| match e {
+        crate::state::StateError::Io { path, source } => LibvirtError::Io { path, source },
+        other => LibvirtError::Io {
             path: mark.to_path_buf(),
-            source,
-        }
+            source: std::io::Error::other(other.to_string()),
+        },
     })
 }
 
