@@ -47,32 +47,10 @@ pub(crate) type Images = BTreeMap<BaseKey, Result<Resolved, String>>;
 
 /// Prepares the base of every machine whose engine is connected, once per [`BaseKey`].
 pub(crate) async fn resolve_images(env: &Env, backends: &Backends) -> Images {
-    let mut out = Images::new();
-    let store = match Store::open_default() {
-        Ok(s) => s,
-        Err(e) => {
-            for m in env.machines.values() {
-                out.insert(BaseKey::of(env, m), Err(e.to_string()));
-            }
-            return out;
-        }
-    };
-    // Each base once, all at once: boxes build in parallel with each other (a box shared
-    // by several engines is built once; `ensure_box_in` serializes on it).
-    let mut todo = BTreeMap::new();
-    for m in env.machines.values() {
-        let key = BaseKey::of(env, m);
-        if let Ok(engine) = backends.get(m) {
-            todo.entry(key).or_insert((m, engine));
-        }
-    }
-    let store = &store;
-    let jobs = todo.into_iter().map(|(key, (m, engine))| async move {
-        let r = prepare_one(store, env, m, engine, key.place.clone()).await;
-        (key, r)
-    });
-    out.extend(futures_util::future::join_all(jobs).await);
-    out
+    let (tx, _) = tokio::sync::watch::channel(Images::new());
+    resolve_images_into(env, backends, &tx).await;
+    let images = tx.borrow().clone();
+    images
 }
 
 /// Whether box `name` of `env` is built from a recipe that the store has no box of yet:
@@ -109,7 +87,7 @@ pub(crate) fn bases(env: &Env, backends: &Backends) -> BTreeMap<BaseKey, Option<
         .collect()
 }
 
-/// Prepares the base of every machine whose engine is connected, like [`resolve_images`],
+/// Prepares the base of every machine whose engine is connected, once per [`BaseKey`],
 /// each result sent into `tx` as soon as it is known.
 pub(crate) async fn resolve_images_into(
     env: &Env,
@@ -127,6 +105,8 @@ pub(crate) async fn resolve_images_into(
             return;
         }
     };
+    // Each base once, all at once: boxes build in parallel with each other (a box shared
+    // by several engines is built once; `ensure_box_in` serializes on it).
     let mut todo = BTreeMap::new();
     for m in env.machines.values() {
         if let Ok(engine) = backends.get(m) {

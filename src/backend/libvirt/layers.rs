@@ -163,14 +163,25 @@ fn set_layers(d: &Domain, xml: &str, layers: &BTreeMap<String, Layer>) -> Result
     if d.is_active().unwrap_or(false) {
         flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
     }
+    set_machine_metadata(d, &metadata_element(xml, layers), flags)
+        .map_err(call("record layers in the domain's metadata"))
+}
+
+/// Sets hdev's metadata element of domain `d` to `element` (see
+/// [`super::xml::metadata_element`]), in its definition and/or running domain (`flags`).
+pub(super) fn set_machine_metadata(
+    d: &Domain,
+    element: &str,
+    flags: u32,
+) -> Result<(), virt::error::Error> {
     d.set_metadata(
         virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-        Some(&metadata_element(xml, layers)),
+        Some(element),
         Some(METADATA_PREFIX),
         Some(METADATA_NS),
         flags,
     )
-    .map_err(call("record layers in the domain's metadata"))
+    .map(|_| ())
 }
 
 /// A read-only virtio disk for `file`, told apart by `serial`.

@@ -31,7 +31,7 @@ use virt::storage_vol::StorageVol;
 
 pub use xml::{domain_name, DomainSpec};
 
-use layers::resume_from;
+use layers::{resume_from, set_machine_metadata};
 
 /// How a domain came to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,26 +235,14 @@ impl LibvirtBackend {
             };
             // Named no more, whatever comes of it.
             let element = xml::metadata_element(&meta);
-            d.set_metadata(
-                virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-                Some(&element),
-                Some(xml::METADATA_PREFIX),
-                Some(xml::METADATA_NS),
-                virt::sys::VIR_DOMAIN_AFFECT_CONFIG,
-            )
-            .map_err(call("record the domain's metadata"))?;
+            set_machine_metadata(&d, &element, virt::sys::VIR_DOMAIN_AFFECT_CONFIG)
+                .map_err(call("record the domain's metadata"))?;
             let top = layers::disk_source(&xml).unwrap_or_default();
             if resume_from(c, &image, &top).is_ok() {
                 // The running definition is the image's: its metadata becomes the
                 // domain's own again.
                 if let Ok(d) = lookup(c, &name) {
-                    let _ = d.set_metadata(
-                        virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-                        Some(&element),
-                        Some(xml::METADATA_PREFIX),
-                        Some(xml::METADATA_NS),
-                        virt::sys::VIR_DOMAIN_AFFECT_LIVE,
-                    );
+                    let _ = set_machine_metadata(&d, &element, virt::sys::VIR_DOMAIN_AFFECT_LIVE);
                 }
                 return Ok(Started::Resumed(machine));
             }
